@@ -1,0 +1,89 @@
+"""All settings in one pydantic-settings object; every field is an env var ``QCC_<NAME>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_SPARSE_MODEL = "Qdrant/bm25"
+
+
+class Settings(BaseSettings):
+    """Connector settings. Secrets are ``SecretStr`` so that dumps and logs never show them."""
+
+    model_config = SettingsConfigDict(env_prefix="QCC_", env_file=None, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    consumer_group: str = Field("qdrant-change-connector", description="Kafka consumer group (the Faust app id)")
+    patch_topic: str = "qdrant.patches"
+    reembed_topic: str = "qdrant.reembeds"
+    verification_topic: str = "qdrant.verifications"
+    dead_letter_topic: str = "qdrant.dead-letters"
+    commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
+
+    # Windows
+    window_max_events: int = Field(500, ge=1, le=100_000, description="A window closes at this many events ...")
+    window_max_wait_seconds: float = Field(0.5, gt=0, description="... or after this long, whichever comes first")
+
+    # Qdrant
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset means embedded local mode")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
+    qdrant_prefer_grpc: bool = False
+    qdrant_timeout_seconds: float = Field(30.0, gt=0)
+    collections: list[str] | None = Field(
+        None, description="Collections events may change (JSON list); unset means any existing one"
+    )
+    verify_after_apply: bool = Field(True, description="Read touched points back and compare")
+
+    # Embedding
+    dense_model: str = Field(DEFAULT_DENSE_MODEL, description="Model for dense vectors when an event names none")
+    sparse_model: str = Field(DEFAULT_SPARSE_MODEL, description="Model for sparse vectors when an event names none")
+    allowed_models: list[str] | None = Field(None, description="Models events may ask for; unset: the two defaults")
+    model_paths: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Model name -> local folder (JSON object), for machines without the model hub",
+    )
+    model_cache_dir: Path | None = None
+    embed_threads: int = Field(1, ge=1, le=64)
+
+    # Limits and retries
+    max_event_bytes: int = Field(1_048_576, ge=256)
+    max_ids_per_event: int = Field(10_000, ge=1)
+    max_points_per_filter_reembed: int = Field(100_000, ge=1)
+    retry_initial_seconds: float = Field(0.2, gt=0)
+    retry_max_seconds: float = Field(30.0, gt=0)
+
+    # Process
+    data_dir: Path = Field(Path("./.connector-state"), description="Faust's local state folder")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
+
+    @field_validator("collections", "allowed_models", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def models_allowed(self) -> set[str]:
+        """The embedding models an event may name."""
+        if self.allowed_models is not None:
+            return set(self.allowed_models)
+        return {self.dense_model, self.sparse_model}
+
+    def kafka_broker_url(self) -> str:
+        """The bootstrap servers in Faust's URL form."""
+        return ";".join(f"kafka://{host.strip()}" for host in self.kafka_bootstrap_servers.split(","))
