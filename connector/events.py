@@ -341,6 +341,7 @@ class VerificationEvent(_Strict):
     applied_event_count: int
     operations: dict[str, int] = Field(description="Applied events per operation type")
     request_operations: int = Field(description="Operations in the Qdrant batch after coalescing")
+    qdrant_requests: int = Field(description="batch_update_points calls: 1, more when a failing op was isolated")
     points: PointsTouched
     applied_at: datetime
     latency: Latency

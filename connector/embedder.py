@@ -1,0 +1,120 @@
+"""fastembed behind a small interface: texts in, dense or sparse vectors out, off the event loop.
+
+Models are named as fastembed names them (``sentence-transformers/all-MiniLM-L6-v2``,
+``Qdrant/bm25``) and downloaded from the model hub when it is reachable. Where it is not,
+``Settings.model_paths`` maps a name to a local folder (see :mod:`connector.offline_model`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from connector.errors import ConfigurationError
+from connector.operations import Sparse, Vector
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VectorKind = Literal["dense", "sparse"]
+
+
+class Embedder:
+    """Loads each model once, on first use, and embeds batches in a worker thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._models: dict[tuple[str, VectorKind], Any] = {}
+        self._lock = threading.Lock()
+        # one thread: onnxruntime already uses the cores, and one call per window is the design
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+
+    def default_model(self, kind: VectorKind) -> str:
+        return self._settings.dense_model if kind == "dense" else self._settings.sparse_model
+
+    def is_allowed(self, model: str) -> bool:
+        return model in self._settings.models_allowed()
+
+    async def embed(self, model: str, kind: VectorKind, texts: Sequence[str]) -> list[Vector]:
+        """Embed ``texts`` with one model call, in the embedding thread."""
+        if not texts:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_sync, model, kind, list(texts))
+
+    def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
+        encoder = self._load(model, kind)
+        if kind == "dense":
+            return [tuple(float(x) for x in vec) for vec in encoder.embed(texts)]
+        return [
+            Sparse(tuple(int(i) for i in emb.indices), tuple(float(v) for v in emb.values))
+            for emb in encoder.embed(texts)
+        ]
+
+    def warm_up(self, kind: VectorKind = "dense") -> None:
+        """Load the default model now rather than in the first window."""
+        self._load(self.default_model(kind), kind)
+
+    def _load(self, model: str, kind: VectorKind) -> Any:
+        with self._lock:
+            cached = self._models.get((model, kind))
+            if cached is None:
+                cached = load_model(model, kind, self._settings)
+                self._models[(model, kind)] = cached
+            return cached
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_model(model: str, kind: VectorKind, settings: Settings) -> Any:
+    """A fastembed model object, from its local folder when one is configured."""
+    from fastembed import SparseTextEmbedding, TextEmbedding
+
+    path = settings.model_paths.get(model)
+    options: dict[str, Any] = {"threads": settings.embed_threads}
+    if settings.model_cache_dir is not None:
+        options["cache_dir"] = str(settings.model_cache_dir)
+    if path is not None:
+        if not Path(path).is_dir():
+            raise ConfigurationError(f"model folder for {model!r} does not exist: {path}")
+        options["specific_model_path"] = str(path)
+    try:
+        if kind == "sparse":
+            return SparseTextEmbedding(model_name=model, **options)
+        if path is not None and not _is_known_dense_model(model):
+            _register_local_dense_model(model, Path(path))
+        return TextEmbedding(model_name=model, **options)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # fastembed raises ValueError, OSError, hub errors...
+        hint = "" if path else " (no local folder configured: set QCC_MODEL_PATHS where the model hub is unreachable)"
+        raise ConfigurationError(f"cannot load {kind} model {model!r}: {exc}{hint}") from exc
+
+
+def _is_known_dense_model(model: str) -> bool:
+    from fastembed import TextEmbedding
+
+    return any(d["model"].lower() == model.lower() for d in TextEmbedding.list_supported_models())
+
+
+def _register_local_dense_model(model: str, path: Path) -> None:
+    """Describe a local sentence-transformers style ONNX folder to fastembed (mean pooling)."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    config = json.loads((path / "config.json").read_text())
+    TextEmbedding.add_custom_model(
+        model=model,
+        pooling=PoolingType.MEAN,
+        normalization=True,
+        sources=ModelSource(hf=model),
+        dim=int(config["hidden_size"]),
+        model_file="model.onnx",
+    )

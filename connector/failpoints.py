@@ -1,0 +1,33 @@
+"""Named fault-injection points for the fault tests, off unless a folder is configured.
+
+A failpoint is active while a file of its name exists in ``QCC_FAILPOINTS_DIR``, so a test
+can switch a fault on and off in a running worker process from the outside. Production
+deployments leave the setting unset, and then every check is one ``is None`` test.
+
+Failpoints: ``qdrant-unavailable`` (every Qdrant call fails as if the connection were
+refused), ``crash-after-apply`` (the process exits hard after a batch is applied and before
+its verification event is published), ``crash-after-confirm`` (after the verification event,
+before offsets are acknowledged).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class Failpoints:
+    def __init__(self, folder: Path | None) -> None:
+        self._folder = folder
+
+    def active(self, name: str) -> bool:
+        return self._folder is not None and (self._folder / name).exists()
+
+    def raise_if_active(self, name: str, error: BaseException) -> None:
+        if self.active(name):
+            raise error
+
+    def crash_if_active(self, name: str) -> None:
+        """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
+        if self.active(name):
+            os._exit(137)

@@ -1,0 +1,458 @@
+"""One window of Kafka records -> applied Qdrant batches, verification events, dead letters.
+
+Independent of Faust so that it can be driven by the stream app, the tests and the
+benchmarks alike. Stages per collection: validate, resolve texts (one ``retrieve`` or a
+``scroll`` per window), embed (one call per model and vector name), read the touched points
+(existence and payload, one ``retrieve``), screen and plan, apply, read back and compare.
+The caller publishes what :meth:`WindowProcessor.process` returns and only then lets the
+source offsets be committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
+
+from connector.catalog import CollectionCatalog, CollectionSchema
+from connector.embedder import Embedder
+from connector.events import (
+    NAME_PATTERN,
+    ChangeEvent,
+    DeadLetterRecord,
+    DeadLetterRef,
+    ErrorInfo,
+    Latency,
+    OffsetRange,
+    PointsTouched,
+    ReembedEvent,
+    Rejection,
+    SourceRecord,
+    UpsertEvent,
+    VerificationEvent,
+    VerificationOutcome,
+    normalize_id,
+    parse_change,
+)
+from connector.failpoints import Failpoints
+from connector.operations import DEFAULT_VECTOR, Op, PointKey, Vector, op_from_patch, update_vectors_op
+from connector.planner import plan, screen_existence
+from connector.settings import Settings
+from connector.sink import QdrantSink
+from connector.validation import check_event, vector_kind
+from connector.semantics import State
+from connector.verifier import compare, expected_state, state_from_records, touched_vectors
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1000
+SCROLL_PAGE = 512
+LISTED_IDS = 100
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, as the pipeline needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class _Item:
+    position: int
+    record: Record
+    event: ChangeEvent | None = None
+    error: ErrorInfo | None = None
+    claimed_collection: str | None = None  # from a rejected event, when it names one validly
+
+
+@dataclass
+class WindowResult:
+    verifications: list[VerificationEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+
+
+def batch_id_for(topic: str, ranges: Sequence[OffsetRange], collection: str | None) -> str:
+    """Deterministic from the source: a replay of the same window gets the same id."""
+    spans = ",".join(f"{r.partition}:{r.first_offset}-{r.last_offset}" for r in ranges)
+    return hashlib.sha256(f"{topic}|{spans}|{collection or ''}".encode()).hexdigest()[:32]
+
+
+def offset_ranges(records: Sequence[Record]) -> list[OffsetRange]:
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append(record.offset)
+    return [OffsetRange(partition=p, first_offset=min(o), last_offset=max(o)) for p, o in sorted(by_partition.items())]
+
+
+def points_touched(ids: Sequence[PointKey]) -> PointsTouched:
+    ordered = sorted(ids, key=lambda i: (isinstance(i, str), str(i) if isinstance(i, str) else i))
+    digest = hashlib.sha256(",".join(str(i) for i in ordered).encode()).hexdigest()
+    return PointsTouched(count=len(ordered), ids=ordered if len(ordered) <= LISTED_IDS else None, digest=digest)
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(key).decode()
+
+
+def dead_letter_for(item: _Item, batch_id: str | None) -> DeadLetterRecord:
+    assert item.error is not None
+    event = item.event
+    rec = item.record
+    return DeadLetterRecord(
+        error=item.error,
+        source=SourceRecord(topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                            timestamp_ms=rec.timestamp_ms, key=_key_text(rec.key)),
+        event_id=getattr(event, "event_id", None),
+        collection=getattr(event, "collection", None),
+        batch_id=batch_id,
+        original_value_base64=base64.b64encode(rec.value or b"").decode(),
+        failed_at=datetime.now(timezone.utc),
+    )
+
+
+def dead_letter_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
+    """Context headers in the shape Kafka Connect uses for its dead-letter queues."""
+    return [
+        ("__connect.errors.topic", record.source.topic.encode()),
+        ("__connect.errors.partition", str(record.source.partition).encode()),
+        ("__connect.errors.offset", str(record.source.offset).encode()),
+        ("__connect.errors.exception.class.name", record.error.code.encode()),
+        ("__connect.errors.exception.message", record.error.message.encode()[:4000]),
+        ("qcc.schema_version", b"1"),
+    ]
+
+
+class WindowProcessor:
+    """Turns a window of records into applied batches; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: AsyncQdrantClient,
+        sink: QdrantSink,
+        embedder: Embedder,
+        expect: Literal["patch", "reembed"],
+        catalog: CollectionCatalog | None = None,
+        failpoints: Failpoints | None = None,
+    ) -> None:
+        self.settings, self.client, self.sink, self.embedder, self.expect = settings, client, sink, embedder, expect
+        self.catalog = catalog or CollectionCatalog(client, sink.call)
+        self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
+
+    async def process(self, records: Sequence[Record]) -> WindowResult:
+        started = time.monotonic()
+        groups: dict[str | None, list[_Item]] = {}
+        for position, record in enumerate(records):
+            item = self._parse(position, record)
+            collection = item.event.collection if item.event is not None else item.claimed_collection
+            groups.setdefault(collection, []).append(item)
+        result = WindowResult()
+        for collection, items in groups.items():
+            verification, dead = await self._process_collection(collection, items, started)
+            result.verifications.append(verification)
+            result.dead_letters.extend(dead)
+        return result
+
+    def _parse(self, position: int, record: Record) -> _Item:
+        parsed = parse_change(
+            record.value,
+            expect=self.expect,
+            max_event_bytes=self.settings.max_event_bytes,
+            max_ids_per_event=self.settings.max_ids_per_event,
+        )
+        if isinstance(parsed, Rejection):
+            claimed = parsed.collection if parsed.collection and re.match(NAME_PATTERN, parsed.collection) else None
+            error = ErrorInfo(code=parsed.code, message=parsed.message)
+            return _Item(position, record, error=error, claimed_collection=claimed)
+        return _Item(position, record, event=parsed)
+
+    async def _process_collection(
+        self, collection: str | None, items: list[_Item], started: float
+    ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
+        timings = {"embed": 0.0, "apply": 0.0, "verify": 0.0}
+        schema = await self._schema_or_reject(collection, items)
+        ops: list[Op] = []
+        applied: list[Op] = []
+        outcome = VerificationOutcome(status="skipped", reason="no operation to apply")
+        requests = 0
+        if schema is not None:
+            t0 = time.monotonic()
+            ops = await self._to_ops(schema, items)
+            timings["embed"] = time.monotonic() - t0
+        if ops and schema is not None:
+            before = await self._read(schema.name, _ids_of(ops), payload=self.settings.verify_after_apply)
+            screened = screen_existence(ops, set(before))
+            by_position = {item.position: item for item in items}
+            for op, absent in screened.missing:
+                _fail(by_position[op.sources[0]], "point_not_found", f"points not found: {_list(absent)}")
+            planned = plan(screened.accepted)
+            t0 = time.monotonic()
+            if planned:
+                result = await self.sink.apply(schema.name, planned)
+                applied, requests = result.applied, result.requests
+                for failure in result.failed:
+                    _fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
+            timings["apply"] = time.monotonic() - t0
+            self.failpoints.crash_if_active("crash-after-apply")
+            t0 = time.monotonic()
+            outcome = await self._verify(schema, before, applied)
+            timings["verify"] = time.monotonic() - t0
+        return self._report(collection, items, applied, requests, outcome, timings, started)
+
+    async def _schema_or_reject(self, collection: str | None, items: list[_Item]) -> CollectionSchema | None:
+        pending = [item for item in items if item.error is None]
+        if collection is None or not pending:
+            return None
+        allowed = self.settings.collections
+        if allowed is not None and collection not in allowed:
+            for item in pending:
+                _fail(item, "collection_not_allowed", f"collection {collection!r} is not in the connector's allowed list")
+            return None
+        schema = await self.catalog.get(collection)
+        if schema is None:
+            for item in pending:
+                _fail(item, "unknown_collection", f"collection {collection!r} does not exist")
+            return None
+        for item in pending:
+            assert item.event is not None
+            rejection = check_event(item.event, schema, self.settings.models_allowed())
+            if rejection is not None:
+                _fail(item, rejection.code, rejection.message)
+        return schema
+
+    async def _to_ops(self, schema: CollectionSchema, items: list[_Item]) -> list[Op]:
+        """Embed what needs embedding, then one Op per remaining event, in window order."""
+        live = [item for item in items if item.error is None]
+        texts = await self._texts_to_embed(schema, live)
+        vectors = await self._embed(schema, live, texts)
+        ops: list[Op] = []
+        for item in live:
+            if item.error is not None:
+                continue
+            event = item.event
+            if isinstance(event, ReembedEvent):
+                name = event.vector_name or DEFAULT_VECTOR
+                own = vectors.get(item.position, {})
+                if own:
+                    ops.append(update_vectors_op(own, name, item.position))
+                continue
+            ops.append(op_from_patch(event, item.position, vectors.get(item.position)))  # type: ignore[arg-type]
+        return ops
+
+    async def _texts_to_embed(self, schema: CollectionSchema, live: list[_Item]) -> dict[int, dict[PointKey, str]]:
+        """Per event position, the texts to embed by point id (reading payload where asked)."""
+        texts: dict[int, dict[PointKey, str]] = {}
+        by_field: list[_Item] = []
+        for item in live:
+            event = item.event
+            if isinstance(event, UpsertEvent):
+                own = {normalize_id(p.id): p.text for p in event.points if p.text is not None}
+                if own:
+                    texts[item.position] = own
+            elif isinstance(event, ReembedEvent):
+                if event.points is not None:
+                    texts[item.position] = {normalize_id(p.id): p.text for p in event.points}
+                elif event.ids is not None:
+                    by_field.append(item)
+                else:
+                    await self._texts_by_filter(schema, item, texts)
+        if by_field:
+            ids = list(dict.fromkeys(normalize_id(i) for item in by_field for i in item.event.ids))  # type: ignore[union-attr]
+            fields = sorted({item.event.text_field.split(".")[0] for item in by_field})  # type: ignore[union-attr]
+            found = await self._read(schema.name, ids, payload=fields)
+            for item in by_field:
+                event = item.event
+                assert isinstance(event, ReembedEvent) and event.ids is not None and event.text_field
+                wanted = [normalize_id(i) for i in event.ids]
+                absent = [i for i in wanted if i not in found]
+                if absent:
+                    _fail(item, "point_not_found", f"points not found: {_list(absent)}")
+                    continue
+                own = {i: _text_at(found[i].payload, event.text_field) for i in wanted}
+                no_text = [i for i, t in own.items() if t is None]
+                if no_text:
+                    _fail(item, "text_missing", f"payload field {event.text_field!r} is not a non-empty string on points {_list(no_text)}")
+                    continue
+                texts[item.position] = {i: t for i, t in own.items() if t is not None}
+        return texts
+
+    async def _texts_by_filter(self, schema: CollectionSchema, item: _Item, texts: dict[int, dict[PointKey, str]]) -> None:
+        """Scroll the filter's points with only the text field; points without text are skipped."""
+        event = item.event
+        assert isinstance(event, ReembedEvent) and event.filter is not None and event.text_field
+        flt = qm.Filter.model_validate(event.filter)
+        top = event.text_field.split(".")[0]
+        limit = self.settings.max_points_per_filter_reembed
+        own: dict[PointKey, str] = {}
+        offset: Any = None
+        seen = 0
+        while True:
+            page, offset = await self.sink.call(
+                f"scroll({schema.name})",
+                lambda: self.client.scroll(schema.name, scroll_filter=flt, limit=SCROLL_PAGE, offset=offset,
+                                           with_payload=[top], with_vectors=False),
+            )
+            seen += len(page)
+            if seen > limit:
+                _fail(item, "too_many_points", f"filter matches more than {limit} points (QCC_MAX_POINTS_PER_FILTER_REEMBED)")
+                return
+            for record in page:
+                text = _text_at(record.payload or {}, event.text_field)
+                if text is not None:
+                    own[record.id] = text
+            if offset is None:
+                break
+        texts[item.position] = own
+
+    async def _embed(
+        self, schema: CollectionSchema, live: list[_Item], texts: dict[int, dict[PointKey, str]]
+    ) -> dict[int, dict[PointKey, Vector]]:
+        """One embedding call per (model, vector name); results by event position and id."""
+        groups: dict[tuple[str, str, str], list[tuple[int, PointKey, str]]] = defaultdict(list)
+        for item in live:
+            if item.error is not None or item.position not in texts:
+                continue
+            event = item.event
+            name = getattr(event, "vector_name", None) or DEFAULT_VECTOR
+            kind = vector_kind(schema, name) or "dense"
+            model = getattr(event, "model", None) or self.embedder.default_model(kind)  # type: ignore[arg-type]
+            for pid, text in texts[item.position].items():
+                groups[(model, kind, name)].append((item.position, pid, text))
+        out: dict[int, dict[PointKey, Vector]] = defaultdict(dict)
+        by_position = {item.position: item for item in live}
+        for (model, kind, name), entries in groups.items():
+            vectors = await self.embedder.embed(model, kind, [text for _, _, text in entries])  # type: ignore[arg-type]
+            if kind == "dense" and vectors and len(vectors[0]) != schema.dense[name].size:  # type: ignore[arg-type]
+                message = (f"model {model!r} makes {len(vectors[0])}-dimensional vectors; "  # type: ignore[arg-type]
+                           f"{name or 'the unnamed vector'} has {schema.dense[name].size}")
+                for position in {pos for pos, _, _ in entries}:
+                    _fail(by_position[position], "vector_size_mismatch", message)
+                continue
+            for (position, pid, _), vector in zip(entries, vectors):
+                out[position][pid] = vector
+        return out
+
+    async def _read(self, collection: str, ids: list[PointKey], payload: bool | list[str]) -> State:
+        state: State = {}
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            records = await self.sink.call(
+                f"retrieve({collection}, {len(chunk)} ids)",
+                lambda: self.client.retrieve(collection, chunk, with_payload=payload, with_vectors=False),
+            )
+            state.update(state_from_records(records))
+        return state
+
+    async def _verify(self, schema: CollectionSchema, before: State, applied: list[Op]) -> VerificationOutcome:
+        if not self.settings.verify_after_apply:
+            return VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
+        if not applied:
+            return VerificationOutcome(status="skipped", reason="no operation was applied")
+        if any(op.by_filter for op in applied):
+            return VerificationOutcome(status="skipped", reason="the batch has filter-addressed operations")
+        ids = _ids_of(applied)
+        after: State = {}
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            records = await self.sink.call(
+                f"retrieve({schema.name}, {len(chunk)} ids)",
+                lambda: self.client.retrieve(schema.name, chunk, with_payload=True, with_vectors=True),
+            )
+            after.update(state_from_records(records))
+        expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
+        return compare(expected, after, ids, touched_vectors(applied), schema.cosine_names())
+
+    def _report(
+        self,
+        collection: str | None,
+        items: list[_Item],
+        applied: list[Op],
+        requests: int,
+        outcome: VerificationOutcome,
+        timings: dict[str, float],
+        started: float,
+    ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
+        records = [item.record for item in items]
+        ranges = offset_ranges(records)
+        batch_id = batch_id_for(records[0].topic, ranges, collection)
+        applied_positions = {s for op in applied for s in op.sources}
+        operations: dict[str, int] = defaultdict(int)
+        for item in items:
+            if item.position in applied_positions and item.event is not None:
+                operations[item.event.op] += 1
+        failed = [item for item in items if item.error is not None]
+        stamps = [r.timestamp_ms for r in records if r.timestamp_ms]
+        now = datetime.now(timezone.utc)
+        verification = VerificationEvent(
+            batch_id=batch_id,
+            collection=collection,
+            topic=records[0].topic,
+            ranges=ranges,
+            event_count=len(items),
+            applied_event_count=len(applied_positions),
+            operations=dict(operations),
+            request_operations=len(applied),
+            qdrant_requests=requests,
+            points=points_touched(_ids_of(applied)),
+            applied_at=now,
+            latency=Latency(
+                window_seconds=time.monotonic() - started,
+                embed_seconds=timings["embed"],
+                apply_seconds=timings["apply"],
+                verify_seconds=timings["verify"],
+                max_event_age_seconds=(now.timestamp() * 1000 - min(stamps)) / 1000 if stamps else None,
+            ),
+            verification=outcome,
+            dead_letters=[
+                DeadLetterRef(partition=i.record.partition, offset=i.record.offset, code=i.error.code, message=i.error.message)
+                for i in failed
+                if i.error is not None
+            ],
+            worker=WORKER,
+        )
+        return verification, [dead_letter_for(item, batch_id) for item in failed]
+
+
+def _fail(item: _Item, code: str, message: str) -> None:
+    if item.error is None:
+        item.error = ErrorInfo(code=code, message=message)
+
+
+def _ids_of(ops: Sequence[Op]) -> list[PointKey]:
+    return list(dict.fromkeys(pid for op in ops for pid in op.point_ids()))
+
+
+def _list(ids: Sequence[PointKey], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _text_at(payload: dict[str, Any], path: str) -> str | None:
+    value: Any = payload
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value.strip() else None

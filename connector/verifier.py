@@ -1,0 +1,124 @@
+"""Read-back verification: what the touched points must be now, and whether they are.
+
+The expectation is the state read before the batch with the applied ops replayed on it by
+:mod:`connector.semantics`; the comparison is pure. Only what the batch touched is checked:
+existence, the whole payload, and the vectors it wrote or deleted. A concurrent writer to the
+same points shows up as a mismatch, which is what an audit wants to know.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.events import Mismatch, VerificationOutcome
+from connector.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
+from connector.semantics import PointState, State, apply_all
+
+MAX_LISTED_MISMATCHES = 20
+TOLERANCE = 1e-3
+
+
+def touched_vectors(ops: Iterable[Op]) -> dict[PointKey, set[str]]:
+    """Per point, the vector names the ops wrote or deleted."""
+    touched: dict[PointKey, set[str]] = {}
+    for op in ops:
+        if op.points is not None:
+            for pid, data in op.points.items():
+                touched.setdefault(pid, set()).update(data.vectors)
+        elif op.kind == "delete_vectors":
+            for pid in op.ids or []:
+                touched.setdefault(pid, set()).update(op.vector_names or ())
+    return touched
+
+
+def expected_state(before: State, ops: list[Op]) -> State:
+    state = copy.deepcopy(before)
+    apply_all(state, ops)
+    return state
+
+
+def state_from_records(records: Iterable[qm.Record]) -> State:
+    """Qdrant records as connector state (ids normalised, vectors as tuples/Sparse)."""
+    state: State = {}
+    for record in records:
+        vectors: dict[str, Vector] = {}
+        raw: Any = record.vector
+        if isinstance(raw, list):
+            vectors[DEFAULT_VECTOR] = tuple(raw)
+        elif isinstance(raw, dict):
+            for name, value in raw.items():
+                if isinstance(value, qm.SparseVector):
+                    vectors[name] = Sparse(tuple(value.indices), tuple(value.values))
+                elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
+                    vectors[name] = tuple(value)
+        state[record.id] = PointState(payload=dict(record.payload or {}), vectors=vectors)
+    return state
+
+
+def _normalized(vec: tuple[float, ...]) -> tuple[float, ...]:
+    norm = math.sqrt(sum(x * x for x in vec))
+    return tuple(x / norm for x in vec) if norm > 0 else vec
+
+
+def vectors_equal(expected: Vector, actual: Vector, cosine: bool) -> bool:
+    if isinstance(expected, Sparse) or isinstance(actual, Sparse):
+        if not (isinstance(expected, Sparse) and isinstance(actual, Sparse)):
+            return False
+        e = dict(zip(expected.indices, expected.values))
+        a = dict(zip(actual.indices, actual.values))
+        return e.keys() == a.keys() and all(math.isclose(e[k], a[k], abs_tol=TOLERANCE) for k in e)
+    if len(expected) != len(actual):
+        return False
+    if cosine:
+        expected = _normalized(expected)
+    return all(math.isclose(x, y, abs_tol=TOLERANCE) for x, y in zip(expected, actual))
+
+
+def compare(
+    expected: State,
+    actual: State,
+    ids: Iterable[PointKey],
+    vectors_touched: dict[PointKey, set[str]],
+    cosine_names: set[str],
+) -> VerificationOutcome:
+    """Compare the touched points; status is 'verified' only if every check holds."""
+    mismatches: list[Mismatch] = []
+    checked = 0
+    for pid in ids:
+        checked += 1
+        want, got = expected.get(pid), actual.get(pid)
+        if (want is None) != (got is None):
+            mismatches.append(Mismatch(id=pid, field="exists", expected=want is not None, actual=got is not None))
+            continue
+        if want is None or got is None:
+            continue
+        if want.payload != got.payload:
+            mismatches.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
+        for name in sorted(vectors_touched.get(pid, ())):
+            w, g = want.vectors.get(name), got.vectors.get(name)
+            same = (w is None and g is None) or (
+                w is not None and g is not None and vectors_equal(w, g, name in cosine_names)
+            )
+            if not same:
+                mismatches.append(
+                    Mismatch(id=pid, field=f"vector:{name}", expected=_show(w), actual=_show(g))
+                )
+    return VerificationOutcome(
+        status="mismatch" if mismatches else "verified",
+        checked_points=checked,
+        mismatches=mismatches[:MAX_LISTED_MISMATCHES],
+        mismatch_count=len(mismatches),
+    )
+
+
+def _show(vector: Vector | None) -> Any:
+    if vector is None:
+        return None
+    if isinstance(vector, Sparse):
+        return {"indices": list(vector.indices)[:8], "values": list(vector.values)[:8]}
+    return list(vector)[:8]
