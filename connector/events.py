@@ -48,7 +48,9 @@ class _Strict(BaseModel):
 class SparseVector(_Strict):
     """A sparse vector: parallel lists of unique indices and their values."""
 
-    indices: Annotated[list[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]], Field(max_length=65_536)]
+    indices: Annotated[
+        list[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]], Field(max_length=65_536, json_schema_extra={"uniqueItems": True})
+    ]
     values: Annotated[list[FiniteFloat], Field(max_length=65_536)]
 
     @model_validator(mode="after")
@@ -78,8 +80,20 @@ class _Event(_Strict):
     produced_at: datetime | None = Field(None, description="When the producer made the event (latency)")
 
 
+def _one_of_required(*alternatives: list[str], exclusive: tuple[str, ...]) -> dict[str, Any]:
+    """JSON Schema for 'exactly one of these address forms', mirroring the model validators."""
+    return {
+        "oneOf": [
+            {"required": names, "not": {"anyOf": [{"required": [other]} for other in exclusive if other not in names]}}
+            for names in alternatives
+        ]
+    }
+
+
 class _Selected(_Event):
     """An operation addressed either by point ids or by a Qdrant filter, never both."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_required(["ids"], ["filter"], exclusive=("ids", "filter")))
 
     ids: IdList | None = None
     filter: dict[str, Any] | None = Field(None, description="A Qdrant filter object")
@@ -95,6 +109,8 @@ class _Selected(_Event):
 
 
 class UpsertPoint(_Strict):
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["vector", "text"]}})
+
     id: PointId
     vector: VectorInput | None = None
     text: Text | None = Field(None, description="Text to embed into the event's vector_name")
@@ -219,6 +235,12 @@ class ReembedEvent(_Event):
     Address points by ``points`` (ids with inline text), or by ``ids`` or ``filter`` together
     with ``text_field``, the payload key that holds the text.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_required(
+            ["points"], ["ids", "text_field"], ["filter", "text_field"], exclusive=("points", "ids", "filter", "text_field")
+        )
+    )
 
     kind: Literal["reembed"]
     op: Literal["reembed"] = "reembed"

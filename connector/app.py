@@ -1,0 +1,183 @@
+"""The Faust app: two agents (patches, re-embeds), wiring only.
+
+Commit discipline: each agent reads windows with ``stream.take_events(max, within)`` and
+runs with ``concurrency=1``. Faust acknowledges a window's events only when the agent body
+returns, and commits only acknowledged offsets. The body returns after the batch is applied
+and its verification event and dead letters are published (``send_and_wait``). If the body
+is cancelled or fails midway, the window is *abandoned*: its messages are marked so that
+Faust never acknowledges them, nothing of it is committed, and the next owner replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import faust
+from faust.types import EventT
+from qdrant_client import AsyncQdrantClient
+
+from connector.embedder import Embedder
+from connector.failpoints import Failpoints
+from connector.pipeline import Record, WindowProcessor, WindowResult, dead_letter_headers
+from connector.qdrant import make_client
+from connector.settings import Settings
+from connector.sink import QdrantSink
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The worker's long-lived parts, created inside the worker's event loop on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.failpoints = Failpoints(settings.failpoints_dir)
+        self.embedder = Embedder(settings)
+        self._client: AsyncQdrantClient | None = None
+        self._processors: dict[str, WindowProcessor] = {}
+        self._lock = asyncio.Lock()
+
+    async def processor(self, expect: Literal["patch", "reembed"]) -> WindowProcessor:
+        async with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            if expect not in self._processors:
+                sink = QdrantSink(
+                    self._client,
+                    retry_initial=self.settings.retry_initial_seconds,
+                    retry_max=self.settings.retry_max_seconds,
+                    failpoints=self.failpoints,
+                )
+                self._processors[expect] = WindowProcessor(
+                    self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints
+                )
+            return self._processors[expect]
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self.embedder.close()
+
+
+def _record(event: EventT) -> Record:
+    message = event.message
+    stamp = message.timestamp
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        value=message.value,
+        key=message.key,
+        timestamp_ms=int(stamp * 1000) if stamp else None,
+    )
+
+
+def abandon(events: Sequence[EventT]) -> None:
+    """Make Faust skip acknowledging these events, so their offsets are never committed."""
+    for event in events:
+        event.message.acked = True
+
+
+async def publish(app: faust.App, settings: Settings, result: WindowResult) -> None:
+    """Dead letters first, then verification events; each waits for the broker's ack."""
+    for dead in result.dead_letters:
+        await app.producer.send_and_wait(
+            settings.dead_letter_topic,
+            dead.source.key.encode() if dead.source.key else None,
+            dead.model_dump_json().encode(),
+            None,
+            None,
+            dead_letter_headers(dead),
+        )
+    for verification in result.verifications:
+        await app.producer.send_and_wait(
+            settings.verification_topic,
+            (verification.collection or "").encode(),
+            verification.model_dump_json().encode(),
+            None,
+            None,
+            None,
+        )
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
+    return context
+
+
+def _credentials(settings: Settings) -> Any:
+    context = _ssl_context(settings)
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The connector's Faust app for these settings."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.consumer_group,
+        broker=settings.kafka_broker_url(),
+        broker_credentials=_credentials(settings),
+        broker_commit_interval=settings.commit_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_allow_declare=False,  # topics are created by `qdrant-change-connector topics`
+        topic_disable_leader=True,
+        producer_acks=-1,
+    )
+    runtime = Runtime(settings)
+    app.connector_runtime = runtime  # type: ignore[attr-defined]
+
+    async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:
+        processor = await runtime.processor(expect)
+        async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):
+            try:
+                result = await processor.process([_record(e) for e in events])
+                await publish(app, settings, result)
+                runtime.failpoints.crash_if_active("crash-after-confirm")
+            except BaseException:
+                abandon(events)
+                log.exception("window of %d events abandoned; it will be replayed", len(events))
+                raise
+            log.info(
+                "window applied: %s",
+                ", ".join(f"{v.batch_id[:12]} {v.collection} {v.event_count} events "
+                          f"{v.verification.status}" for v in result.verifications),
+            )
+
+    patch_topic = app.topic(settings.patch_topic, key_type=bytes, value_type=bytes)
+    reembed_topic = app.topic(settings.reembed_topic, key_type=bytes, value_type=bytes)
+
+    @app.agent(patch_topic, concurrency=1, name="patches")
+    async def patches(stream: faust.StreamT) -> None:
+        await run_windows(stream, "patch")
+
+    @app.agent(reembed_topic, concurrency=1, name="reembeds")
+    async def reembeds(stream: faust.StreamT) -> None:
+        await run_windows(stream, "reembed")
+
+    @app.task
+    async def warm_up() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, runtime.embedder.warm_up)
+
+    return app

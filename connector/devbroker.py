@@ -1,0 +1,139 @@
+"""A real single-node Apache Kafka broker (KRaft) for development, the demo and the tests.
+
+The broker's jars come from Maven Central through ``kafka/pom.xml`` (``mvn
+dependency:copy-dependencies``), once, into ``.cache/kafka/<version>/libs``. Each broker
+gets free loopback ports and its own data folder, and is stopped with the context manager.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POM = PROJECT_ROOT / "kafka" / "pom.xml"
+CACHE = Path(os.environ.get("QCC_KAFKA_CACHE", PROJECT_ROOT / ".cache" / "kafka"))
+LOG4J = """log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_jars() -> Path:
+    """The folder of broker jars, resolved with Maven on first use."""
+    libs = CACHE / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka broker jars from Maven Central")
+    libs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+        check=True,
+    )
+    marker.touch()
+    return libs
+
+
+class KafkaBroker:
+    """``with KafkaBroker() as broker: broker.bootstrap`` -> a running broker on loopback."""
+
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, heap: str = "512m") -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="qcc-kafka-"))
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.heap = heap
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(logs),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "4",
+            "auto.create.topics.enable": "true",
+        }
+        config = self.data_dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.data_dir / "log4j.properties").write_text(LOG4J.format(log=self.data_dir / "broker.log"))
+        return config
+
+    def _java(self, *args: str) -> list[str]:
+        return ["java", f"-Xmx{self.heap}", f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
+                "-cp", f"{broker_jars()}/*", *args]
+
+    def start(self, timeout: float = 90.0) -> KafkaBroker:
+        config = self._write_config()
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(config)),
+                check=True, stdout=subprocess.DEVNULL,
+            )
+        out = open(self.data_dir / "stdout.log", "ab")
+        self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Kafka broker exited with {self.process.returncode}; see {self.data_dir}/stdout.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"Kafka broker did not listen on {self.bootstrap} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        self.cleanup()

@@ -1,0 +1,107 @@
+"""Producer SDK for upstream services: build, validate, key and publish change events.
+
+    async with ChangeProducer(Settings()) as producer:
+        await producer.set_payload("docs", ids=[42], payload={"price": 10})
+        await producer.reembed("docs", ids=[42], text_field="body", vector_name="dense")
+
+Every event is validated by the same models the connector parses with, before it is sent.
+Records are keyed ``collection/point-id`` when an event names one point, so that all events
+of a point land in one partition and are applied in order. Events on several points, or on
+a filter, are keyed ``collection/*``: their order relative to single-point events of the
+same points holds only when the topic has one partition (see docs/ordering.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from connector.events import PATCH_ADAPTER, REEMBED_ADAPTER, ChangeEvent, ReembedEvent, point_ids_of
+from connector.settings import Settings
+
+
+def event_key(event: ChangeEvent) -> bytes:
+    ids = point_ids_of(event)
+    if len(ids) == 1:
+        return f"{event.collection}/{ids[0]}".encode()
+    return f"{event.collection}/*".encode()
+
+
+def build_event(document: dict[str, Any]) -> ChangeEvent:
+    """Validate a plain dict as a patch or re-embed event (raises pydantic's ValidationError)."""
+    document = {"schema_version": 1, **document}
+    if document.get("kind") == "reembed":
+        return REEMBED_ADAPTER.validate_python(document)
+    return PATCH_ADAPTER.validate_python(document)  # type: ignore[no-any-return]
+
+
+def encode_event(event: ChangeEvent) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+class ChangeProducer:
+    """An idempotent aiokafka producer with typed helpers for every operation."""
+
+    def __init__(self, settings: Settings, **producer_options: Any) -> None:
+        self.settings = settings
+        options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **producer_options}
+        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **options)
+
+    async def __aenter__(self) -> ChangeProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        await self._producer.stop()
+
+    def topic_for(self, event: ChangeEvent) -> str:
+        return self.settings.reembed_topic if isinstance(event, ReembedEvent) else self.settings.patch_topic
+
+    async def send(self, event: ChangeEvent | dict[str, Any], *, wait: bool = True) -> Any:
+        """Publish one event; with ``wait`` returns the broker's RecordMetadata, else a future."""
+        if isinstance(event, dict):
+            event = build_event(event)
+        if event.produced_at is None:
+            event = event.model_copy(update={"produced_at": datetime.now(timezone.utc)})
+        future = await self._producer.send(self.topic_for(event), encode_event(event), key=event_key(event))
+        return await future if wait else future
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> RecordMetadata:
+        """Publish bytes as they are (tests and replays of dead letters)."""
+        return await self._producer.send_and_wait(topic, value, key=key)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    # typed helpers, one per operation
+
+    async def upsert(self, collection: str, points: list[dict[str, Any]], **extra: Any) -> Any:
+        return await self.send({"op": "upsert", "collection": collection, "points": points, **extra})
+
+    async def delete(self, collection: str, **selector: Any) -> Any:
+        return await self.send({"op": "delete", "collection": collection, **selector})
+
+    async def set_payload(self, collection: str, payload: dict[str, Any], **selector: Any) -> Any:
+        return await self.send({"op": "set_payload", "collection": collection, "payload": payload, **selector})
+
+    async def overwrite_payload(self, collection: str, payload: dict[str, Any], **selector: Any) -> Any:
+        return await self.send({"op": "overwrite_payload", "collection": collection, "payload": payload, **selector})
+
+    async def delete_payload(self, collection: str, keys: list[str], **selector: Any) -> Any:
+        return await self.send({"op": "delete_payload", "collection": collection, "keys": keys, **selector})
+
+    async def clear_payload(self, collection: str, **selector: Any) -> Any:
+        return await self.send({"op": "clear_payload", "collection": collection, **selector})
+
+    async def update_vectors(self, collection: str, points: list[dict[str, Any]]) -> Any:
+        return await self.send({"op": "update_vectors", "collection": collection, "points": points})
+
+    async def delete_vectors(self, collection: str, vector_names: list[str], **selector: Any) -> Any:
+        return await self.send({"op": "delete_vectors", "collection": collection, "vector_names": vector_names, **selector})
+
+    async def reembed(self, collection: str, **fields: Any) -> Any:
+        return await self.send({"kind": "reembed", "collection": collection, **fields})

@@ -1,0 +1,62 @@
+"""A readable live view of the verification and dead-letter topics."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+
+from connector.settings import Settings
+
+STATUS_STYLE = {"verified": "green", "mismatch": "bold red", "skipped": "yellow"}
+
+
+def describe(topic_kind: str, record: dict[str, Any]) -> str:
+    """One line (rich markup) for a verification event or a dead-letter record."""
+    if topic_kind == "verification":
+        status = record["verification"]["status"]
+        ops = " ".join(f"{k}={v}" for k, v in sorted(record["operations"].items())) or "no ops"
+        ranges = " ".join(f"p{r['partition']}:{r['first_offset']}-{r['last_offset']}" for r in record["ranges"])
+        dead = len(record["dead_letters"])
+        style = STATUS_STYLE.get(status, "white")
+        return (
+            f"[{style}]{status:<8}[/{style}] batch {record['batch_id'][:12]} "
+            f"{record['collection']} {record['applied_event_count']}/{record['event_count']} events "
+            f"({ops}) points={record['points']['count']} {ranges} "
+            f"{record['latency']['window_seconds'] * 1000:.0f}ms" + (f" [red]dead={dead}[/red]" if dead else "")
+        )
+    source = record["source"]
+    original = base64.b64decode(record["original_value_base64"])[:80]
+    return (
+        f"[red]DEAD    [/red] {record['error']['code']}: {record['error']['message']} "
+        f"({source['topic']}[{source['partition']}]@{source['offset']}) {original!r}"
+    )
+
+
+async def follow(settings: Settings, *, from_beginning: bool, count: int | None, raw: bool) -> None:
+    console = Console()
+    consumer = AIOKafkaConsumer(
+        settings.verification_topic,
+        settings.dead_letter_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        async for message in consumer:
+            record = json.loads(message.value)
+            if raw:
+                print(json.dumps(record), flush=True)
+            else:
+                kind = "verification" if message.topic == settings.verification_topic else "dead_letter"
+                console.print(describe(kind, record), highlight=False)
+            seen += 1
+            if count is not None and seen >= count:
+                break
+    finally:
+        await consumer.stop()

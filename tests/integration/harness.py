@@ -1,0 +1,150 @@
+"""Drive a real worker process against the real broker, and read what it published."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from connector.kafka_admin import ensure_topics
+from connector.settings import Settings
+
+
+@dataclass
+class Stack:
+    """One isolated set of topics, consumer group and Qdrant storage for a test."""
+
+    bootstrap: str
+    workdir: Path
+    model_env: dict[str, str]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "QCC_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "QCC_CONSUMER_GROUP": f"qcc-test-{self.name}",
+            "QCC_PATCH_TOPIC": f"patches-{self.name}",
+            "QCC_REEMBED_TOPIC": f"reembeds-{self.name}",
+            "QCC_VERIFICATION_TOPIC": f"verifications-{self.name}",
+            "QCC_DEAD_LETTER_TOPIC": f"dead-{self.name}",
+            "QCC_QDRANT_PATH": str(self.workdir / "qdrant"),
+            "QCC_DATA_DIR": str(self.workdir / "state"),
+            "QCC_WINDOW_MAX_EVENTS": "100",
+            "QCC_WINDOW_MAX_WAIT_SECONDS": "0.3",
+            "QCC_RETRY_MAX_SECONDS": "1",
+            "QCC_COMMIT_INTERVAL_SECONDS": "0.5",
+            **self.model_env,
+            **self.extra_env,
+        }
+
+    def settings(self) -> Settings:
+        old = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+    async def create_topics(self, partitions: int = 2) -> None:
+        await ensure_topics(self.settings(), partitions=partitions)
+
+
+class Worker:
+    """A worker subprocess: ``python -m connector.cli worker``."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.log = stack.workdir / f"worker-{time.monotonic_ns()}.log"
+        env = {**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "connector.cli", "worker"],
+            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+    """Send records in order; returns (partition, offset) of each."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        metas = [await f for f in futures]
+        return [(m.partition, m.offset) for m in metas]
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, *, until: Any = None, timeout: float = 120) -> list[dict[str, Any]]:
+    """Read a topic from the start until ``until(records)`` is true (or timeout: AssertionError)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if until is not None and until(records):
+                return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if until is None:
+                    return records
+                raise AssertionError(f"timed out reading {topic}: {len(records)} records")
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
+            for messages in batch.values():
+                records.extend(json.loads(m.value) for m in messages)
+            if until is None and not batch:
+                return records
+    finally:
+        await consumer.stop()
+
+
+def covered_offsets(verifications: list[dict[str, Any]]) -> dict[int, set[int]]:
+    """Per partition, the source offsets inside some verification event's ranges."""
+    covered: dict[int, set[int]] = {}
+    for v in verifications:
+        for r in v["ranges"]:
+            covered.setdefault(r["partition"], set()).update(range(r["first_offset"], r["last_offset"] + 1))
+    return covered
+
+
+def all_covered(sent: list[tuple[int, int]]):  # noqa: ANN201 - a predicate for read_topic
+    def check(verifications: list[dict[str, Any]]) -> bool:
+        covered = covered_offsets(verifications)
+        return all(offset in covered.get(partition, ()) for partition, offset in sent)
+
+    return check
+
+
+def run(coro: Any) -> Any:
+    return asyncio.get_event_loop().run_until_complete(coro)
