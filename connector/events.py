@@ -358,7 +358,7 @@ class VerificationEvent(_Strict):
     batch_id: str = Field(description="Deterministic from topic, offset ranges and collection")
     collection: str | None
     topic: str
-    ranges: list[OffsetRange]
+    ranges: list[OffsetRange] = Field(description="Exact runs of the source offsets of this batch's events")
     event_count: int
     applied_event_count: int
     operations: dict[str, int] = Field(description="Applied events per operation type")

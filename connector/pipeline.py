@@ -97,10 +97,21 @@ def batch_id_for(topic: str, ranges: Sequence[OffsetRange], collection: str | No
 
 
 def offset_ranges(records: Sequence[Record]) -> list[OffsetRange]:
+    """Exact runs of consecutive offsets per partition: a range holds only these records."""
     by_partition: dict[int, list[int]] = defaultdict(list)
     for record in records:
         by_partition[record.partition].append(record.offset)
-    return [OffsetRange(partition=p, first_offset=min(o), last_offset=max(o)) for p, o in sorted(by_partition.items())]
+    ranges: list[OffsetRange] = []
+    for partition, offsets in sorted(by_partition.items()):
+        offsets.sort()
+        first = previous = offsets[0]
+        for offset in offsets[1:]:
+            if offset != previous + 1:
+                ranges.append(OffsetRange(partition=partition, first_offset=first, last_offset=previous))
+                first = offset
+            previous = offset
+        ranges.append(OffsetRange(partition=partition, first_offset=first, last_offset=previous))
+    return ranges
 
 
 def points_touched(ids: Sequence[PointKey]) -> PointsTouched:
