@@ -1,0 +1,83 @@
+"""The parser never raises on bad input, and says why it rejects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.events import ReembedEvent, Rejection, SetPayloadEvent, parse_change
+
+
+def _patch(**fields) -> bytes:  # noqa: ANN003
+    return json.dumps({"schema_version": 1, "collection": "docs", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (None, "empty_record"),
+        (b"", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"\xff", "invalid_utf8"),
+        (b"[1,2]", "schema_violation"),
+        (b'{"schema_version": 1, "schema_version": 1}', "invalid_json"),
+        (b'{"schema_version": 1, "collection": "d", "op": "upsert", "points": [{"id": 1, "vector": [Infinity]}]}', "invalid_json"),
+        (_patch(op="delete", ids=[1]).replace(b'"schema_version": 1', b'"schema_version": 9'), "unsupported_schema_version"),
+        (_patch(op="frobnicate", ids=[1]), "unknown_operation"),
+        (_patch(op="delete"), "schema_violation"),
+        (_patch(op="delete", ids=[1], extra=1), "schema_violation"),
+        (_patch(op="update_vectors", points=[{"id": 1, "vector": {"s": {"indices": [1, 2], "values": [1.0]}}}]), "schema_violation"),
+        (_patch(op="delete", ids=list(range(20))), "too_many_ids"),
+        (_patch(op="set_payload", ids=[1], payload={"x": "y" * 5000}), "event_too_large"),
+        (_patch(kind="reembed", points=[{"id": 1, "text": "x"}]), "wrong_topic"),
+        (b"[" * 50_000 + b"]" * 50_000, "invalid_json"),
+    ],
+)
+def test_rejections_have_codes(value: bytes | None, code: str) -> None:
+    limit = 4096 if value is None or len(value) < 10_000 else 1_000_000  # the deep-nesting case is large
+    result = parse_change(value, expect="patch", max_event_bytes=limit, max_ids_per_event=10)
+    assert isinstance(result, Rejection)
+    assert result.code == code, result
+    assert result.message
+
+
+def test_a_valid_patch_keeps_collection_and_normalizes_nothing_it_should_not() -> None:
+    event = parse_change(_patch(op="set_payload", ids=[1], key="a.b", payload={"x": None}), expect="patch")
+    assert isinstance(event, SetPayloadEvent) and event.key == "a.b" and event.payload == {"x": None}
+
+
+def test_reembed_by_filter() -> None:
+    event = parse_change(
+        json.dumps({"schema_version": 1, "kind": "reembed", "collection": "docs", "text_field": "body",
+                    "filter": {"must": [{"key": "user_id", "match": {"value": "u-123"}}]}}).encode(),
+        expect="reembed",
+    )
+    assert isinstance(event, ReembedEvent) and event.filter is not None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(value: bytes) -> None:
+    for expect in ("patch", "reembed"):
+        result = parse_change(value, expect=expect)  # type: ignore[arg-type]
+        assert isinstance(result, Rejection) or value.lstrip().startswith(b"{")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.fixed_dictionaries({"schema_version": st.just(1), "collection": st.just("docs")},
+                             optional={"op": st.sampled_from(["upsert", "delete", "set_payload", "update_vectors", "x"]),
+                                       "ids": JSON, "filter": JSON, "payload": JSON, "points": JSON, "key": JSON,
+                                       "keys": JSON, "vector_names": JSON, "kind": st.sampled_from(["patch", "reembed"])}))
+def test_arbitrary_json_events_never_raise(document: dict) -> None:
+    for expect in ("patch", "reembed"):
+        parse_change(json.dumps(document).encode(), expect=expect)  # type: ignore[arg-type]

@@ -1,0 +1,50 @@
+"""The read-back comparison finds every kind of difference and accepts Qdrant's normalisation."""
+
+from __future__ import annotations
+
+from connector.operations import Op, PointData, Sparse
+from connector.pipeline import Record, batch_id_for, offset_ranges
+from connector.semantics import PointState
+from connector.verifier import compare, expected_state, touched_vectors
+
+
+def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None:
+    before = {1: PointState(payload={"a": 1})}
+    ops = [Op("set_payload", ids=[1], payload={"b": 2}), Op("update_vectors", points={1: PointData({"d": (3.0, 4.0)})})]
+    expected = expected_state(before, ops)
+    actual = {1: PointState(payload={"a": 1, "b": 2}, vectors={"d": (0.6, 0.8)})}
+    outcome = compare(expected, actual, [1], touched_vectors(ops), cosine_names={"d"})
+    assert outcome.status == "verified" and outcome.checked_points == 1
+
+
+def test_compare_reports_payload_vector_and_existence_mismatches() -> None:
+    ops = [
+        Op("upsert", points={1: PointData({"s": Sparse((1, 2), (0.5, 0.5))}, {"k": 1})}),
+        Op("set_payload", ids=[2], payload={"x": 1}),
+        Op("delete", ids=[3]),
+    ]
+    before = {2: PointState(), 3: PointState()}
+    expected = expected_state(before, ops)
+    actual = {
+        1: PointState(payload={"k": 1}, vectors={"s": Sparse((2, 1), (0.5, 0.4))}),
+        2: PointState(payload={"x": 2}),
+        3: PointState(),
+    }
+    outcome = compare(expected, actual, [1, 2, 3], touched_vectors(ops), cosine_names=set())
+    assert outcome.status == "mismatch"
+    assert {(m.id, m.field) for m in outcome.mismatches} == {(1, "vector:s"), (2, "payload"), (3, "exists")}
+
+
+def test_sparse_order_does_not_matter() -> None:
+    ops = [Op("update_vectors", points={1: PointData({"s": Sparse((5, 1), (0.5, 0.2))})})]
+    expected = expected_state({1: PointState()}, ops)
+    actual = {1: PointState(vectors={"s": Sparse((1, 5), (0.2, 0.5))})}
+    assert compare(expected, actual, [1], touched_vectors(ops), set()).status == "verified"
+
+
+def test_offset_ranges_are_exact_runs_and_batch_ids_deterministic() -> None:
+    records = [Record("t", 0, o, b"") for o in (5, 6, 7, 9)] + [Record("t", 1, 3, b"")]
+    ranges = offset_ranges(records)
+    assert [(r.partition, r.first_offset, r.last_offset) for r in ranges] == [(0, 5, 7), (0, 9, 9), (1, 3, 3)]
+    assert batch_id_for("t", ranges, "docs") == batch_id_for("t", offset_ranges(list(reversed(records))), "docs")
+    assert batch_id_for("t", ranges, "docs") != batch_id_for("t", ranges, "other")
