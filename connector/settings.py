@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SPARSE_MODEL = "Qdrant/bm25"
@@ -19,18 +20,22 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with the two settings below"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret: never logged)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client key (mTLS)")
     consumer_group: str = Field("qdrant-change-connector", description="Kafka consumer group (the Faust app id)")
-    patch_topic: str = "qdrant.patches"
-    reembed_topic: str = "qdrant.reembeds"
-    verification_topic: str = "qdrant.verifications"
-    dead_letter_topic: str = "qdrant.dead-letters"
+    patch_topic: str = Field("qdrant.patches", description="Topic of payload-patch events")
+    reembed_topic: str = Field("qdrant.reembeds", description="Topic of re-embed events")
+    verification_topic: str = Field("qdrant.verifications", description="Where verification events go")
+    dead_letter_topic: str = Field("qdrant.dead-letters", description="Where rejected events go")
     commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
 
     # Windows
@@ -39,42 +44,48 @@ class Settings(BaseSettings):
 
     # Qdrant
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset means embedded local mode")
-    qdrant_api_key: SecretStr | None = None
+    qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (secret: never logged)")
     qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
-    qdrant_prefer_grpc: bool = False
-    qdrant_timeout_seconds: float = Field(30.0, gt=0)
-    collections: list[str] | None = Field(
-        None, description="Collections events may change (JSON list); unset means any existing one"
+    qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC (6334) instead of REST (6333)")
+    qdrant_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Qdrant request")
+    collections: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="Collections events may change (comma list or JSON list); unset: any existing one"
     )
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
 
     # Embedding
     dense_model: str = Field(DEFAULT_DENSE_MODEL, description="Model for dense vectors when an event names none")
     sparse_model: str = Field(DEFAULT_SPARSE_MODEL, description="Model for sparse vectors when an event names none")
-    allowed_models: list[str] | None = Field(None, description="Models events may ask for; unset: the two defaults")
+    allowed_models: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="Models events may name (comma list or JSON list); unset: the two defaults"
+    )
     model_paths: dict[str, Path] = Field(
         default_factory=dict,
         description="Model name -> local folder (JSON object), for machines without the model hub",
     )
-    model_cache_dir: Path | None = None
-    embed_threads: int = Field(1, ge=1, le=64)
+    model_cache_dir: Path | None = Field(None, description="fastembed's download cache")
+    embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per model")
 
     # Limits and retries
-    max_event_bytes: int = Field(1_048_576, ge=256)
-    max_ids_per_event: int = Field(10_000, ge=1)
-    max_points_per_filter_reembed: int = Field(100_000, ge=1)
-    retry_initial_seconds: float = Field(0.2, gt=0)
-    retry_max_seconds: float = Field(30.0, gt=0)
+    max_event_bytes: int = Field(1_048_576, ge=256, description="Larger records are dead-lettered")
+    max_ids_per_event: int = Field(10_000, ge=1, description="Events naming more points are dead-lettered")
+    max_points_per_filter_reembed: int = Field(
+        100_000, ge=1, description="A filter re-embed matching more points is dead-lettered"
+    )
+    retry_initial_seconds: float = Field(0.2, gt=0, description="First backoff after a transient Qdrant error")
+    retry_max_seconds: float = Field(30.0, gt=0, description="Longest backoff (retries never stop)")
 
     # Process
     data_dir: Path = Field(Path("./.connector-state"), description="Faust's local state folder")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
 
     @field_validator("collections", "allowed_models", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

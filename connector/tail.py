@@ -29,10 +29,10 @@ def describe(topic_kind: str, record: dict[str, Any]) -> str:
             f"{record['latency']['window_seconds'] * 1000:.0f}ms" + (f" [red]dead={dead}[/red]" if dead else "")
         )
     source = record["source"]
-    original = base64.b64decode(record["original_value_base64"])[:80]
+    original = base64.b64decode(record["original_value_base64"])[:40]
     return (
         f"[red]DEAD    [/red] {record['error']['code']}: {record['error']['message']} "
-        f"({source['topic']}[{source['partition']}]@{source['offset']}) {original!r}"
+        f"({source['topic']}[{source['partition']}]@{source['offset']}) {original!r}..."
     )
 
 

