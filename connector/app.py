@@ -136,6 +136,8 @@ def create_app(settings: Settings) -> faust.App:
         broker=settings.kafka_broker_url(),
         broker_credentials=_credentials(settings),
         broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir),
         key_serializer="raw",

@@ -109,6 +109,125 @@ def demo(
     raise typer.Exit(run_demo(events=events, workdir=workdir))
 
 
+def _sink():  # noqa: ANN202 - a QdrantSink on the configured Qdrant
+    from connector.qdrant import make_client
+    from connector.sink import QdrantSink
+
+    settings = Settings()
+    return QdrantSink(make_client(settings), retry_initial=settings.retry_initial_seconds,
+                      retry_max=settings.retry_max_seconds)
+
+
+def _run_bulk(coro_factory) -> object:  # noqa: ANN001
+    """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume)."""
+    async def main() -> object:
+        sink = _sink()
+        try:
+            return await coro_factory(sink)
+        finally:
+            await sink.client.close()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: run the same command with --resume to continue[/yellow]")
+        raise typer.Exit(130) from None
+
+
+def _vectors_option(value: str) -> bool | list[str]:
+    if value in ("all", "true"):
+        return True
+    if value in ("none", "false"):
+        return False
+    return [v.strip() for v in value.split(",")]
+
+
+@cli.command("export")
+def export_cmd(
+    collection: str,
+    dump: Path = typer.Argument(..., help="Dump file (.jsonl, or .jsonl.gz for gzip)"),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
+    payload: str = typer.Option("all", help="all, none, or comma-separated payload keys"),
+    vectors: str = typer.Option("all", help="all, none, or comma-separated vector names"),
+    page_size: int = typer.Option(256, help="Points per scroll request (see docs/bulk.md)"),
+    resume: bool = typer.Option(False, help="Continue an interrupted export"),
+) -> None:
+    """Scroll a collection into a JSONL dump with a manifest of per-point digests."""
+    from connector.bulk.export import export_collection
+    from connector.bulk.scroll import parse_filter
+
+    summary = _run_bulk(lambda sink: export_collection(
+        sink, collection, dump, scroll_filter=parse_filter(filter), with_payload=_vectors_option(payload),
+        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume))
+    console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})")
+
+
+@cli.command("import")
+def import_cmd(
+    dump: Path,
+    collection: str,
+    batch_size: int = typer.Option(256, help="Points per upsert"),
+    resume: bool = typer.Option(False, help="Continue an interrupted import"),
+) -> None:
+    """Load a dump into a collection (created from the manifest if missing) and verify it."""
+    from connector.bulk.importer import import_dump
+
+    summary = _run_bulk(lambda sink: import_dump(sink, dump, collection, batch_size=batch_size, resume=resume))
+    report = summary.verification
+    console.print(f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}")
+    if not report.ok:
+        print(report.to_json())
+        raise typer.Exit(1)
+
+
+@cli.command("verify")
+def verify_cmd(
+    collection: str,
+    against: str = typer.Argument(..., help="A dump file, or the name of another collection"),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON diff report here"),
+) -> None:
+    """Compare a collection with a dump or another collection; exit 0 only when they match."""
+    from connector.bulk.verify import verify_against_dump, verify_collections
+
+    path = Path(against)
+    if path.exists():
+        result = _run_bulk(lambda sink: verify_against_dump(sink, collection, path))
+    else:
+        result = _run_bulk(lambda sink: verify_collections(sink, against, collection))
+    text = result.to_json()
+    if report:
+        report.write_text(text)
+    console.print(f"reference {result.reference_count} points, target {result.target_count}: "
+                  f"{result.missing_count} missing, {result.extra_count} extra, {result.mismatched_count} differ")
+    if not result.ok:
+        print(text)
+        raise typer.Exit(1)
+
+
+@cli.command("reembed")
+def reembed_cmd(
+    collection: str,
+    text_field: str = typer.Option(..., help="Payload key (dotted path) holding the text"),
+    vector_name: str = typer.Option("", help="Vector to write; empty for the unnamed vector"),
+    model: Optional[str] = typer.Option(None, help="fastembed model; default from settings"),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
+    page_size: int = typer.Option(256, help="Points per scroll page and per update_vectors"),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default .reembed-<collection>-<vector>.json)"),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint"),
+) -> None:
+    """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
+    from connector.bulk.reembed import reembed_collection
+    from connector.bulk.scroll import parse_filter
+    from connector.embedder import Embedder
+
+    embedder = Embedder(Settings())
+    summary = _run_bulk(lambda sink: reembed_collection(
+        sink, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
+        scroll_filter=parse_filter(filter), page_size=page_size, checkpoint_file=checkpoint, resume=resume))
+    console.print(f"re-embedded {summary.points} points of {collection} into {vector_name or 'the unnamed vector'} "
+                  f"with {summary.model}; {summary.skipped_without_text} without text skipped")
+
+
 def main() -> None:
     cli()
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     reembed_topic: str = Field("qdrant.reembeds", description="Topic of re-embed events")
     verification_topic: str = Field("qdrant.verifications", description="Where verification events go")
     dead_letter_topic: str = Field("qdrant.dead-letters", description="Where rejected events go")
+    session_timeout_seconds: float = Field(
+        10.0, ge=6, description="Consumer session timeout: how soon a dead worker's partitions move on"
+    )
     commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
 
     # Windows

@@ -46,6 +46,7 @@ class Stack:
             "QCC_WINDOW_MAX_WAIT_SECONDS": "0.3",
             "QCC_RETRY_MAX_SECONDS": "1",
             "QCC_COMMIT_INTERVAL_SECONDS": "0.5",
+            "QCC_SESSION_TIMEOUT_SECONDS": "6",
             **self.model_env,
             **self.extra_env,
         }

@@ -1,0 +1,1 @@
+"""Whole-collection tools built on Scroll: export, import, verify, re-embed backfill."""

@@ -1,0 +1,83 @@
+"""Export: scroll a collection into a JSON Lines dump (optionally gzip) plus a manifest.
+
+Resumable: after every page the dump is flushed and a checkpoint records the next scroll
+offset and the dump's size; ``resume=True`` cuts the dump back to that size and continues.
+A gzip dump is written one gzip member per page, so a cut at a page boundary stays valid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector import __version__
+from connector.bulk.dump import digest, id_key, manifest_path, open_dump, point_line, read_dump, vectors_config
+from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
+from connector.sink import QdrantSink
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    collection: str
+    dump: Path
+    manifest: Path
+    points: int
+    resumed_from: int
+
+
+async def export_collection(
+    sink: QdrantSink,
+    collection: str,
+    dump: Path,
+    *,
+    scroll_filter: qm.Filter | None = None,
+    with_payload: bool | list[str] = True,
+    with_vectors: bool | list[str] = True,
+    page_size: int = 256,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> ExportSummary:
+    info = await sink.call(f"get_collection({collection})", lambda: sink.client.get_collection(collection))
+    total = await count_points(sink, collection, scroll_filter)
+    checkpoint = Checkpoint(dump.with_name(dump.name + ".progress.json"))
+    state = checkpoint.load() if resume else None
+    digests: dict[str, str] = {}
+    start: Any = None
+    if state is not None and dump.exists():
+        with dump.open("r+b") as handle:
+            handle.truncate(state["bytes"])
+        for line in read_dump(dump):
+            digests[id_key(line["id"])] = digest(line)
+        start = state["next_offset"]
+    else:
+        dump.write_bytes(b"")
+    resumed_from = len(digests)
+    with PointsProgress(f"export {collection}", total, show_progress) as progress:
+        progress.skip_to(resumed_from)
+        async for page, next_offset in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=with_payload,
+                                                    with_vectors=with_vectors, page_size=page_size, start=start):
+            lines = [point_line(record) for record in page]
+            with open_dump(dump, "a") as handle:
+                for line in lines:
+                    handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+                    digests[id_key(line["id"])] = digest(line)
+            checkpoint.save({"next_offset": next_offset, "bytes": dump.stat().st_size})
+            progress.advance(len(lines))
+    manifest = {
+        "tool": "qdrant-change-connector",
+        "version": __version__,
+        "collection": collection,
+        "config": vectors_config(info),
+        "filter": scroll_filter.model_dump(mode="json", exclude_none=True) if scroll_filter else None,
+        "with_payload": with_payload,
+        "with_vectors": with_vectors,
+        "count": len(digests),
+        "digests": digests,
+    }
+    manifest_path(dump).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    checkpoint.clear()
+    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from)

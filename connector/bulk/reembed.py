@@ -1,0 +1,107 @@
+"""Re-embed backfill: scroll (payload field only) -> embed -> update_vectors (ids + vectors only).
+
+The payload and every other vector stay untouched, and nothing but ids and the new vectors
+goes over the wire. Three stages run as a pipeline joined by small queues, so that scrolling
+page n+1, embedding page n and writing page n-1 overlap. Pages are written in scroll order,
+and after each write a checkpoint records the next scroll offset: an interrupted run resumes
+after the last page written, and its result equals an uninterrupted run (every write is an
+assignment of the same vector).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
+from connector.embedder import Embedder, VectorKind
+from connector.operations import DEFAULT_VECTOR, PointData, Op
+from connector.sink import QdrantSink, to_qdrant
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class ReembedSummary:
+    collection: str
+    vector_name: str
+    model: str
+    points: int
+    skipped_without_text: int
+    resumed: bool
+
+
+def _text(payload: dict[str, Any] | None, path: str) -> str | None:
+    value: Any = payload or {}
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+async def reembed_collection(
+    sink: QdrantSink,
+    embedder: Embedder,
+    collection: str,
+    *,
+    text_field: str,
+    vector_name: str = DEFAULT_VECTOR,
+    model: str | None = None,
+    scroll_filter: qm.Filter | None = None,
+    page_size: int = 256,
+    checkpoint_file: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> ReembedSummary:
+    info = await sink.call(f"get_collection({collection})", lambda: sink.client.get_collection(collection))
+    sparse_names = set((info.config.params.sparse_vectors or {}).keys())
+    kind: VectorKind = "sparse" if vector_name in sparse_names else "dense"
+    model = model or embedder.default_model(kind)
+    checkpoint = Checkpoint(checkpoint_file or Path(f".reembed-{collection}-{vector_name or 'default'}.json"))
+    state = checkpoint.load() if resume else None
+    start = state["next_offset"] if state else None
+    done, skipped = (state["points"], state["skipped"]) if state else (0, 0)
+    if state is None:
+        checkpoint.clear()
+    total = await count_points(sink, collection, scroll_filter)
+    top_field = text_field.split(".")[0]
+
+    pages: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+    embedded: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+
+    async def scroll_stage() -> None:
+        async for page, next_offset in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=[top_field],
+                                                    with_vectors=False, page_size=page_size, start=start):
+            await pages.put((page, next_offset))
+        await pages.put(_DONE)
+
+    async def embed_stage() -> None:
+        while (item := await pages.get()) is not _DONE:
+            page, next_offset = item
+            texts = {record.id: _text(record.payload, text_field) for record in page}
+            ids = [pid for pid, text in texts.items() if text is not None]
+            vectors = await embedder.embed(model, kind, [texts[pid] for pid in ids])  # type: ignore[misc]
+            await embedded.put((ids, vectors, len(page) - len(ids), next_offset))
+        await embedded.put(_DONE)
+
+    async def write_stage(progress: PointsProgress) -> None:
+        nonlocal done, skipped
+        while (item := await embedded.get()) is not _DONE:
+            ids, vectors, without_text, next_offset = item
+            if ids:
+                op = Op("update_vectors", points={pid: PointData({vector_name: vec}) for pid, vec in zip(ids, vectors)})
+                operation = to_qdrant(op)
+                await sink.call("update_vectors", lambda: sink.client.batch_update_points(collection, [operation], wait=True))
+            done += len(ids)
+            skipped += without_text
+            checkpoint.save({"next_offset": next_offset, "points": done, "skipped": skipped})
+            progress.advance(len(ids) + without_text)
+
+    with PointsProgress(f"re-embed {collection}:{vector_name or 'default'}", total, show_progress) as progress:
+        progress.skip_to(done + skipped)
+        await asyncio.gather(scroll_stage(), embed_stage(), write_stage(progress))
+    checkpoint.clear()
+    return ReembedSummary(collection, vector_name, model, done, skipped, resumed=state is not None)

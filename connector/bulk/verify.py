@@ -1,0 +1,94 @@
+"""Verify: compare a collection with a dump, or two collections, point by point.
+
+Compares counts, missing and extra ids, and per-point digests of payload and vectors. The
+comparison (:func:`diff_digests`) is pure; reading is one scroll of each collection.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.bulk.dump import digest, id_key, manifest_path, point_line, read_dump
+from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
+from connector.sink import QdrantSink
+
+LISTED = 100
+
+
+@dataclass
+class VerifyReport:
+    reference: str
+    target: str
+    reference_count: int
+    target_count: int
+    missing: list[Any] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)
+    mismatched: list[Any] = field(default_factory=list)
+    missing_count: int = 0
+    extra_count: int = 0
+    mismatched_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_count or self.extra_count or self.mismatched_count)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ok": self.ok}, indent=2)
+
+
+def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tuple[str, str]) -> VerifyReport:
+    """Pure: ids only in reference are missing, only in target are extra; differing digests mismatched."""
+    missing = sorted(k for k in reference if k not in target)
+    extra = sorted(k for k in target if k not in reference)
+    mismatched = sorted(k for k in reference if k in target and reference[k] != target[k])
+    as_ids = lambda keys: [json.loads(k) for k in keys[:LISTED]]  # noqa: E731
+    return VerifyReport(
+        reference=names[0], target=names[1], reference_count=len(reference), target_count=len(target),
+        missing=as_ids(missing), extra=as_ids(extra), mismatched=as_ids(mismatched),
+        missing_count=len(missing), extra_count=len(extra), mismatched_count=len(mismatched),
+    )
+
+
+async def collection_digests(
+    sink: QdrantSink, collection: str, *, scroll_filter: qm.Filter | None = None,
+    with_payload: bool | list[str] = True, with_vectors: bool | list[str] = True,
+    page_size: int = 256, show_progress: bool = True,
+) -> dict[str, str]:
+    total = await count_points(sink, collection, scroll_filter)
+    digests: dict[str, str] = {}
+    with PointsProgress(f"read {collection}", total, show_progress) as progress:
+        async for page, _ in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=with_payload,
+                                          with_vectors=with_vectors, page_size=page_size):
+            for record in page:
+                digests[id_key(record.id)] = digest(point_line(record))
+            progress.advance(len(page))
+    return digests
+
+
+def dump_digests(dump: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Digests of a dump (recomputed from its lines) and its manifest."""
+    manifest = json.loads(manifest_path(dump).read_text())
+    return {id_key(line["id"]): digest(line) for line in read_dump(dump)}, manifest
+
+
+async def verify_against_dump(sink: QdrantSink, collection: str, dump: Path, *, page_size: int = 256,
+                              show_progress: bool = True) -> VerifyReport:
+    reference, manifest = dump_digests(dump)
+    if reference != manifest["digests"]:
+        raise ValueError(f"{dump} does not match its manifest: the dump is damaged or incomplete")
+    scroll_filter = qm.Filter.model_validate(manifest["filter"]) if manifest.get("filter") else None
+    target = await collection_digests(sink, collection, scroll_filter=scroll_filter, with_payload=manifest["with_payload"],
+                                      with_vectors=manifest["with_vectors"], page_size=page_size, show_progress=show_progress)
+    return diff_digests(reference, target, names=(str(dump), collection))
+
+
+async def verify_collections(sink: QdrantSink, reference: str, target: str, *, with_vectors: bool = True,
+                             page_size: int = 256, show_progress: bool = True) -> VerifyReport:
+    a = await collection_digests(sink, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
+    b = await collection_digests(sink, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
+    return diff_digests(a, b, names=(reference, target))
