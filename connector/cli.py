@@ -190,7 +190,7 @@ def verify_cmd(
     from connector.bulk.verify import verify_against_dump, verify_collections
 
     path = Path(against)
-    if path.exists():
+    if path.is_file():
         result = _run_bulk(lambda sink: verify_against_dump(sink, collection, path))
     else:
         result = _run_bulk(lambda sink: verify_collections(sink, against, collection))

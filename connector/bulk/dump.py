@@ -30,8 +30,12 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def canonical_vectors(vectors: Any) -> dict[str, Any]:
-    """Vectors of a record (list, dict of lists/sparse) in the dump's canonical form."""
+def canonical_vectors(vectors: Any, precise: bool = False) -> dict[str, Any]:
+    """Vectors of a record (list, dict of lists/sparse) in the dump's canonical form.
+
+    ``precise`` keeps every digit (what the dump stores); otherwise values are rounded to
+    float32 precision (what the digest hashes)."""
+    rnd = float if precise else _round
     if vectors is None:
         return {}
     if isinstance(vectors, list):
@@ -42,14 +46,14 @@ def canonical_vectors(vectors: Any) -> dict[str, Any]:
             value = {"indices": value.indices, "values": value.values}
         if isinstance(value, dict):
             pairs = sorted(zip(value["indices"], value["values"]))
-            out[name] = {"indices": [int(i) for i, _ in pairs], "values": [_round(v) for _, v in pairs]}
+            out[name] = {"indices": [int(i) for i, _ in pairs], "values": [rnd(v) for _, v in pairs]}
         else:
-            out[name] = [_round(v) for v in value]
+            out[name] = [rnd(v) for v in value]
     return out
 
 
 def point_line(record: qm.Record) -> dict[str, Any]:
-    return {"id": record.id, "payload": record.payload or {}, "vector": canonical_vectors(record.vector)}
+    return {"id": record.id, "payload": record.payload or {}, "vector": canonical_vectors(record.vector, precise=True)}
 
 
 def digest(line: dict[str, Any]) -> str:

@@ -1,0 +1,189 @@
+"""Export -> import -> verify round trips exactly; verify finds what we plant; re-embed resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
+
+from connector.bulk.dump import manifest_path
+from connector.bulk.export import export_collection
+from connector.bulk.importer import import_dump
+from connector.bulk.reembed import reembed_collection
+from connector.bulk.verify import verify_against_dump, verify_collections
+from connector.embedder import Embedder
+from connector.settings import Settings
+from connector.sink import QdrantSink
+
+UUID = "0b3f5a3e-3e1b-4a59-9d1c-6a9b1c2d3e4f"
+
+
+async def _seed(client: AsyncQdrantClient, name: str = "src", n: int = 300) -> None:
+    await client.create_collection(
+        name,
+        vectors_config={"dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE),
+                        "raw": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
+        sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+    )
+    points = [
+        qm.PointStruct(
+            id=i if i else UUID,
+            vector={"dense": [1.0, i / 7, 0.5, -0.25], "raw": [i * 0.1, 3.0],
+                    "bm25": qm.SparseVector(indices=[i % 11, 20 + i % 3], values=[0.5, 1.5])},
+            payload={"n": i, "user": "u-123" if i % 3 == 0 else "u-7", "body": f"text of point {i}", "nested": {"a": [1, {"b": i}]}},
+        )
+        for i in range(n)
+    ]
+    await client.upsert(name, points)
+
+
+@pytest.fixture()
+async def sink():
+    client = AsyncQdrantClient(":memory:")
+    await _seed(client)
+    yield QdrantSink(client)
+    await client.close()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+async def test_export_import_verify_round_trip_is_exact(sink: QdrantSink, tmp_path: Path, suffix: str) -> None:
+    dump = tmp_path / f"src{suffix}"
+    summary = await export_collection(sink, "src", dump, page_size=64, show_progress=False)
+    assert summary.points == 300
+    manifest = json.loads(manifest_path(dump).read_text())
+    assert manifest["count"] == 300 and set(manifest["config"]["dense"]) == {"dense", "raw"}
+    imported = await import_dump(sink, dump, "copy", batch_size=50, show_progress=False)
+    assert imported.created and imported.verification.ok
+    same = await verify_collections(sink, "src", "copy", show_progress=False)
+    assert same.ok and same.reference_count == same.target_count == 300
+    a = (await sink.client.scroll("src", limit=500, with_vectors=True))[0]
+    b = (await sink.client.scroll("copy", limit=500, with_vectors=True))[0]
+    assert [(p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in a] == [(p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in b]
+    # Qdrant normalises cosine vectors on every write: the copy may differ by one float32 ulp
+    assert all(abs(x - y) < 2e-7 for pa, pb in zip(a, b) for x, y in zip(pa.vector["dense"], pb.vector["dense"]))
+
+
+async def test_verify_finds_every_planted_difference(sink: QdrantSink, tmp_path: Path) -> None:
+    dump = tmp_path / "src.jsonl"
+    await export_collection(sink, "src", dump, show_progress=False)
+    client = sink.client
+    await client.delete("src", [1, 2])                                         # missing
+    await client.upsert("src", [qm.PointStruct(id=999, vector={"dense": [1, 0, 0, 0], "raw": [1, 1]})])  # extra
+    await client.set_payload("src", {"n": -1}, [3])                            # payload changed
+    await client.update_vectors("src", [qm.PointVectors(id=4, vector={"raw": [9.0, 9.0]})])  # dense vector changed
+    await client.update_vectors("src", [qm.PointVectors(id=5, vector={"bm25": qm.SparseVector(indices=[1], values=[1.0])})])
+    await client.delete_vectors("src", ["bm25"], [6])                           # vector removed
+    report = await verify_against_dump(sink, "src", dump, show_progress=False)
+    assert not report.ok
+    assert report.missing == [1, 2] and report.extra == [999]
+    assert sorted(report.mismatched) == [3, 4, 5, 6]
+
+
+async def test_a_damaged_dump_is_refused(sink: QdrantSink, tmp_path: Path) -> None:
+    dump = tmp_path / "src.jsonl"
+    await export_collection(sink, "src", dump, show_progress=False)
+    lines = dump.read_text().splitlines()
+    dump.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match="damaged or incomplete"):
+        await verify_against_dump(sink, "src", dump, show_progress=False)
+
+
+async def test_export_resumes_after_an_interruption(sink: QdrantSink, tmp_path: Path) -> None:
+    full = tmp_path / "full.jsonl.gz"
+    await export_collection(sink, "src", full, page_size=40, show_progress=False)
+    part = tmp_path / "part.jsonl.gz"
+
+    class Stop(Exception):
+        pass
+
+    calls = 0
+    original = sink.call
+
+    async def failing_call(what, fn):  # noqa: ANN001, ANN202 - interrupts the fourth scroll
+        nonlocal calls
+        if what.startswith("scroll"):
+            calls += 1
+            if calls == 4:
+                raise Stop
+        return await original(what, fn)
+
+    sink.call = failing_call  # type: ignore[method-assign]
+    with pytest.raises(Stop):
+        await export_collection(sink, "src", part, page_size=40, show_progress=False)
+    sink.call = original  # type: ignore[method-assign]
+    summary = await export_collection(sink, "src", part, page_size=40, resume=True, show_progress=False)
+    assert summary.resumed_from == 120
+    assert json.loads(manifest_path(part).read_text())["digests"] == json.loads(manifest_path(full).read_text())["digests"]
+
+
+async def test_reembed_changes_only_the_chosen_vector(sink: QdrantSink, model_paths, tmp_path: Path) -> None:
+    client = sink.client
+    await client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE),
+                                                            "other": qm.VectorParams(size=2, distance=qm.Distance.DOT)})
+    await client.upsert("docs", [qm.PointStruct(id=i, vector={"dense": [1.0] + [0.0] * 383, "other": [i, 1]},
+                                                payload={"body": f"document about topic {i}", "user": "u-123" if i % 2 else "u-9"})
+                                 for i in range(40)] + [qm.PointStruct(id=40, vector={"dense": [1.0] + [0.0] * 383, "other": [0, 1]}, payload={"user": "u-123"})])
+    before = {p.id: p for p in (await client.scroll("docs", limit=100, with_vectors=True))[0]}
+    embedder = Embedder(Settings(model_paths=model_paths))
+    summary = await reembed_collection(sink, embedder, "docs", text_field="body", vector_name="dense",
+                                       scroll_filter=qm.Filter(must=[qm.FieldCondition(key="user", match=qm.MatchValue(value="u-123"))]),
+                                       page_size=7, checkpoint_file=tmp_path / "ck.json", show_progress=False)
+    assert summary.points == 20 and summary.skipped_without_text == 1
+    after = {p.id: p for p in (await client.scroll("docs", limit=100, with_vectors=True))[0]}
+    for pid, point in after.items():
+        assert point.payload == before[pid].payload and point.vector["other"] == before[pid].vector["other"]
+        changed = point.vector["dense"] != before[pid].vector["dense"]
+        assert changed == (pid % 2 == 1 and pid < 40)
+    assert not (tmp_path / "ck.json").exists()
+
+
+@pytest.mark.integration
+def test_reembed_resumes_after_a_kill_with_the_same_result(model_paths, tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    def make(path: Path) -> None:
+        client = QdrantClient(path=str(path))
+        client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+        client.upsert("docs", [qm.PointStruct(id=i, vector=[1.0] + [0.0] * 383, payload={"body": f"text number {i} on {i % 13}"})
+                               for i in range(3000)])
+        client.close()
+
+    env = {**os.environ, "QCC_MODEL_PATHS": json.dumps(model_paths)}
+    cmd = [sys.executable, "-m", "connector.cli", "reembed", "docs", "--text-field", "body", "--page-size", "100"]
+    make(tmp_path / "a")
+    make(tmp_path / "b")
+    subprocess.run(cmd + ["--checkpoint", str(tmp_path / "a.ck")], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "a")}, check=True,
+                   capture_output=True)
+    checkpoint = tmp_path / "b.ck"
+    proc = subprocess.Popen(cmd + ["--checkpoint", str(checkpoint)], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "b")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["points"] >= 500):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = json.loads(checkpoint.read_text())["points"]
+    assert 0 < done_before < 3000
+    subprocess.run(cmd + ["--checkpoint", str(checkpoint), "--resume"], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "b")},
+                   check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "verify", "docs", "docs"],
+                            env={**env, "QCC_QDRANT_PATH": str(tmp_path / "a")}, capture_output=True)
+    assert result.returncode == 0
+    a, b = QdrantClient(path=str(tmp_path / "a")), QdrantClient(path=str(tmp_path / "b"))
+    try:
+        pa = {p.id: p.vector for p in a.scroll("docs", limit=5000, with_vectors=True)[0]}
+        pb = {p.id: p.vector for p in b.scroll("docs", limit=5000, with_vectors=True)[0]}
+        assert pa.keys() == pb.keys() and all(abs(x - y) < 1e-6 for k in pa for x, y in zip(pa[k], pb[k]))
+        assert pa[7] != [1.0] + [0.0] * 383
+    finally:
+        a.close()
+        b.close()
