@@ -165,10 +165,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["reembed"] = {"events": len(events), "seconds": round(elapsed, 2), "events_per_second": round(len(events) / elapsed, 1)}
             print("reembed", results["reembed"], flush=True)
 
-            latencies = []
+            # latency: confirmations are read while producing, at a steady rate below capacity
             events = patch_events(int(args.rate * args.latency_seconds), False)
-            sent = await bench.produce(bench.settings.patch_topic, events, rate=args.rate)
-            confirmed = await bench.wait_confirmed(consumer, bench.settings.patch_topic, sent)
+            confirmed: dict[tuple[int, int], float] = {}
+            producing = asyncio.create_task(bench.produce(bench.settings.patch_topic, events, rate=args.rate))
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.time()
+                for messages in batch.values():
+                    for message in messages:
+                        record = json.loads(message.value)
+                        if record["topic"] != bench.settings.patch_topic:
+                            continue
+                        for r in record["ranges"]:
+                            for o in range(r["first_offset"], r["last_offset"] + 1):
+                                confirmed.setdefault((r["partition"], o), now)
+                if producing.done() and len(confirmed) >= len(events):
+                    break
+            sent = producing.result()
             latencies = [confirmed[(p, o)] - stamp for p, o, stamp in sent]
             results["latency_patch"] = {
                 "rate_events_per_second": args.rate, "events": len(latencies),

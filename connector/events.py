@@ -278,6 +278,25 @@ PATCH_ADAPTER: TypeAdapter[Any] = TypeAdapter(PatchEvent)
 REEMBED_ADAPTER: TypeAdapter[ReembedEvent] = TypeAdapter(ReembedEvent)
 
 
+class FenceRecord(_Strict):
+    """A control record of a migration, written to every partition of both input topics.
+
+    A worker that reaches it stops the partition until the alias ``collection`` points at
+    ``target`` (the migration switched it) or ``expires_at`` passes (the migration gave up).
+    Everything before the fence went to the old collection, everything after goes to the new.
+    """
+
+    schema_version: Literal[1]
+    kind: Literal["fence"]
+    collection: CollectionName = Field(description="The alias being switched")
+    target: CollectionName = Field(description="The collection the alias will point at")
+    migration_id: Annotated[StrictStr, Field(max_length=100)]
+    expires_at: datetime
+
+
+FENCE_ADAPTER: TypeAdapter[FenceRecord] = TypeAdapter(FenceRecord)
+
+
 # --- what the connector publishes ------------------------------------------------------------
 
 
@@ -417,7 +436,7 @@ def parse_change(
     expect: Literal["patch", "reembed"],
     max_event_bytes: int = 1_048_576,
     max_ids_per_event: int = 10_000,
-) -> ChangeEvent | Rejection:
+) -> ChangeEvent | FenceRecord | Rejection:
     """Parse one record value. Never raises on bad input: returns a :class:`Rejection`."""
     if value is None:
         return Rejection(code="empty_record", message="record has no value (tombstone)")
@@ -445,6 +464,11 @@ def parse_change(
     if version != SCHEMA_VERSION:
         return reject("unsupported_schema_version", f"schema_version must be {SCHEMA_VERSION}, got {version!r}")
     kind = document.get("kind", "patch")
+    if kind == "fence":
+        try:
+            return FENCE_ADAPTER.validate_python(document)
+        except ValidationError as exc:
+            return reject("schema_violation", _validation_message(exc))
     if kind != expect:
         return reject("wrong_topic", f"a {kind!r} event arrived on the {expect} topic")
     if expect == "patch":

@@ -10,6 +10,7 @@ source offsets be committed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -18,7 +19,7 @@ import re
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from connector.events import (
     DeadLetterRecord,
     DeadLetterRef,
     ErrorInfo,
+    FenceRecord,
     Latency,
     OffsetRange,
     PointsTouched,
@@ -63,6 +65,9 @@ LISTED_IDS = 100
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
+Retarget = Callable[[ChangeEvent], "ChangeEvent | None"]
+
+
 @dataclass(frozen=True)
 class Record:
     """A consumed Kafka record, as the pipeline needs it."""
@@ -82,6 +87,8 @@ class _Item:
     event: ChangeEvent | None = None
     error: ErrorInfo | None = None
     claimed_collection: str | None = None  # from a rejected event, when it names one validly
+    fence: FenceRecord | None = None
+    skipped: bool = False  # nothing to apply (a retargeted event with nothing left)
 
 
 @dataclass
@@ -169,24 +176,64 @@ class WindowProcessor:
         expect: Literal["patch", "reembed"],
         catalog: CollectionCatalog | None = None,
         failpoints: Failpoints | None = None,
+        *,
+        retarget: Retarget | None = None,
+        honor_fences: bool = True,
     ) -> None:
+        """``retarget`` (used by a migration) maps an event to the collection and form to apply;
+        ``honor_fences=False`` passes migration fences without waiting (the migration's own tail)."""
         self.settings, self.client, self.sink, self.embedder, self.expect = settings, client, sink, embedder, expect
         self.catalog = catalog or CollectionCatalog(client, sink.call)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
+        self.retarget = retarget
+        self.honor_fences = honor_fences
 
     async def process(self, records: Sequence[Record]) -> WindowResult:
+        """Apply a window; a migration fence splits it and holds it until the fence is passed."""
         started = time.monotonic()
-        groups: dict[str | None, list[_Item]] = {}
+        result = WindowResult()
+        segment: list[_Item] = []
         for position, record in enumerate(records):
             item = self._parse(position, record)
+            if item.fence is None:
+                segment.append(item)
+                continue
+            await self._process_segment(segment, started, result)
+            segment = []
+            result.verifications.append(await self._pass_fence(item, started))
+        await self._process_segment(segment, started, result)
+        return result
+
+    async def _process_segment(self, items: list[_Item], started: float, result: WindowResult) -> None:
+        groups: dict[str | None, list[_Item]] = {}
+        for item in items:
             collection = item.event.collection if item.event is not None else item.claimed_collection
             groups.setdefault(collection, []).append(item)
-        result = WindowResult()
-        for collection, items in groups.items():
-            verification, dead = await self._process_collection(collection, items, started)
+        for collection, members in groups.items():
+            verification, dead = await self._process_collection(collection, members, started)
             result.verifications.append(verification)
             result.dead_letters.extend(dead)
-        return result
+
+    async def _pass_fence(self, item: _Item, started: float) -> VerificationEvent:
+        """Wait until the fence's alias points at its target, or the fence expires."""
+        fence = item.fence
+        assert fence is not None
+        waited = time.monotonic()
+        reason = "migration fence passed by the migration's own tail"
+        while self.honor_fences:
+            aliases = await self.sink.call("get_aliases", self.client.get_aliases)
+            if any(a.alias_name == fence.collection and a.collection_name == fence.target for a in aliases.aliases):
+                reason = f"migration fence: alias {fence.collection!r} now points at {fence.target!r}"
+                break
+            if datetime.now(timezone.utc) >= fence.expires_at:
+                reason = f"migration fence expired: alias {fence.collection!r} was not switched to {fence.target!r}"
+                log.warning(reason)
+                break
+            await asyncio.sleep(0.2)
+        outcome = VerificationOutcome(status="skipped", reason=f"{reason} (held {time.monotonic() - waited:.1f}s)")
+        verification, _ = self._report(fence.collection, [item], [], 0, outcome,
+                                       {"embed": 0.0, "apply": 0.0, "verify": 0.0}, started)
+        return verification
 
     def _parse(self, position: int, record: Record) -> _Item:
         parsed = parse_change(
@@ -195,10 +242,17 @@ class WindowProcessor:
             max_event_bytes=self.settings.max_event_bytes,
             max_ids_per_event=self.settings.max_ids_per_event,
         )
+        if isinstance(parsed, FenceRecord):
+            return _Item(position, record, fence=parsed)
         if isinstance(parsed, Rejection):
             claimed = parsed.collection if parsed.collection and re.match(NAME_PATTERN, parsed.collection) else None
             error = ErrorInfo(code=parsed.code, message=parsed.message)
             return _Item(position, record, error=error, claimed_collection=claimed)
+        if self.retarget is not None:
+            retargeted = self.retarget(parsed)
+            if retargeted is None:  # nothing of this event applies to the target
+                return _Item(position, record, event=parsed, skipped=True)
+            parsed = retargeted
         return _Item(position, record, event=parsed)
 
     async def _process_collection(
@@ -257,7 +311,7 @@ class WindowProcessor:
 
     async def _to_ops(self, schema: CollectionSchema, items: list[_Item]) -> list[Op]:
         """Embed what needs embedding, then one Op per remaining event, in window order."""
-        live = [item for item in items if item.error is None]
+        live = [item for item in items if item.error is None and not item.skipped]
         texts = await self._texts_to_embed(schema, live)
         vectors = await self._embed(schema, live, texts)
         ops: list[Op] = []

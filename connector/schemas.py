@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from connector.events import PATCH_ADAPTER, REEMBED_ADAPTER, DeadLetterRecord, VerificationEvent
+from connector.events import FENCE_ADAPTER, PATCH_ADAPTER, REEMBED_ADAPTER, DeadLetterRecord, VerificationEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 BASE_ID = "https://qdrant-change-connector.example/schemas/"
@@ -21,10 +21,11 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "reembed": ("Re-embed event: new vectors for points, payload untouched", REEMBED_ADAPTER),
         "verification": ("Verification event: one per applied batch", TypeAdapter(VerificationEvent)),
         "dead_letter": ("Dead-letter record: an event that could not be applied", TypeAdapter(DeadLetterRecord)),
+        "fence": ("Migration fence: a control record on both input topics", FENCE_ADAPTER),
     }
     out = {}
     for name, (title, adapter) in kinds.items():
-        schema = adapter.json_schema(mode="validation" if name in ("patch", "reembed") else "serialization")
+        schema = adapter.json_schema(mode="validation" if name in ("patch", "reembed", "fence") else "serialization")
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{BASE_ID}{name}.schema.json",
                   "title": title, **schema}
         out[f"{name}.schema.json"] = schema
