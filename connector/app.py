@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None) -> None:
         self.settings = settings
         self.failpoints = Failpoints(settings.failpoints_dir)
         self.embedder = Embedder(settings)
-        self._client: AsyncQdrantClient | None = None
+        self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
 
@@ -128,8 +128,12 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The connector's Faust app for these settings."""
+def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> faust.App:
+    """The connector's Faust app for these settings.
+
+    ``client`` shares an existing Qdrant client (embedded local mode allows one process per
+    storage folder, so a migration run in the same process must share it).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.consumer_group,
@@ -147,7 +151,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         producer_acks=-1,
     )
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, client)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
     async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:

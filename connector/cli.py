@@ -228,6 +228,41 @@ def reembed_cmd(
                   f"with {summary.model}; {summary.skipped_without_text} without text skipped")
 
 
+@cli.command("migrate")
+def migrate_cmd(
+    alias: str = typer.Argument(..., help="The alias producers and readers use (it points at the old collection)"),
+    new_collection: str = typer.Argument(..., help="Name of the collection to create for the new model"),
+    text_field: str = typer.Option(..., help="Payload key holding the text to embed"),
+    vector_name: str = typer.Option(..., help="The named dense vector that changes model"),
+    model: str = typer.Option(..., help="The new fastembed model"),
+    distance: str = typer.Option("Cosine", help="Distance of the new vector: Cosine, Dot, Euclid, Manhattan"),
+    fence_seconds: float = typer.Option(120.0, help="How long workers hold their partitions at the fence at most"),
+    verify_seconds: float = typer.Option(60.0, help="How long to wait for old and new to agree before the switch"),
+    drop_old: bool = typer.Option(False, help="Delete the old collection after the switch"),
+) -> None:
+    """Zero-downtime model switch: fill a new collection, replay the stream into it, switch the alias."""
+    from qdrant_client import models as qm
+
+    from connector.bulk.migrate import Migration, MigrationError
+    from connector.embedder import Embedder
+
+    settings = Settings()
+    embedder = Embedder(settings)
+
+    async def run(sink):  # noqa: ANN001, ANN202
+        migration = Migration(settings, sink, embedder, alias=alias, new_collection=new_collection, text_field=text_field,
+                              vector_name=vector_name, model=model, distance=qm.Distance(distance),
+                              fence_seconds=fence_seconds, verify_seconds=verify_seconds, drop_old=drop_old)
+        return await migration.run()
+
+    try:
+        report = _run_bulk(run)
+    except MigrationError as exc:
+        console.print(f"[red]migration stopped: {exc}[/red]")
+        raise typer.Exit(1) from None
+    print(json.dumps(report.__dict__, indent=2, default=str))
+
+
 def main() -> None:
     cli()
 

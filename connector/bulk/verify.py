@@ -37,8 +37,19 @@ class VerifyReport:
     def ok(self) -> bool:
         return not (self.missing_count or self.extra_count or self.mismatched_count)
 
+    def ignoring(self, keys: set[str]) -> VerifyReport:
+        """The same report without the points in ``keys`` (id keys as in the manifest)."""
+        keep = lambda ids: [i for i in ids if json.dumps(i) not in keys]  # noqa: E731
+        missing, extra, mismatched = keep(self.missing), keep(self.extra), keep(self.mismatched)
+        return VerifyReport(self.reference, self.target, self.reference_count, self.target_count, missing, extra,
+                            mismatched, len(missing), len(extra), len(mismatched))
+
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "ok": self.ok}, indent=2)
+        """The report, with at most 100 ids listed per kind (the counts are complete)."""
+        body = asdict(self)
+        for kind in ("missing", "extra", "mismatched"):
+            body[kind] = body[kind][:LISTED]
+        return json.dumps({**body, "ok": self.ok}, indent=2)
 
 
 TOLERANCE = 1e-5
@@ -76,7 +87,7 @@ def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tu
     missing = sorted(k for k in reference if k not in target)
     extra = sorted(k for k in target if k not in reference)
     mismatched = sorted(k for k in reference if k in target and reference[k] != target[k] and k not in equal_after_all)
-    as_ids = lambda keys: [json.loads(k) for k in keys[:LISTED]]  # noqa: E731
+    as_ids = lambda keys: [json.loads(k) for k in keys]  # noqa: E731
     return VerifyReport(
         reference=names[0], target=names[1], reference_count=len(reference), target_count=len(target),
         missing=as_ids(missing), extra=as_ids(extra), mismatched=as_ids(mismatched),

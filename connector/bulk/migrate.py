@@ -1,0 +1,352 @@
+"""Zero-downtime model switch: a new collection behind the same alias, no update lost.
+
+The design (docs/bulk.md has the long form) is snapshot plus log, made exact by two facts:
+every point operation is an assignment, so replaying an applied prefix of the log in order
+leaves the same state; and a fence record in every partition splits the log into "before
+the switch" and "after the switch".
+
+1. Create the new collection (the old config, the migrated vector resized for the new model).
+2. Record W0, the workers' committed offsets on both input topics: every event before W0
+   is in the old collection.
+3. Fill: scroll the old collection (payload, the other vectors), embed the text field with
+   the new model, upsert into the new collection.
+4. Tail: replay both topics from W0 into the new collection, with the new model. The fill
+   read points after W0, so the replay re-applies some changes: harmless, as said above.
+5. Fence: write a fence record to every partition of both topics. A worker that reaches one
+   holds that partition until the alias points at the new collection.
+6. The tail applies everything up to the fences, then re-embeds the points whose migrated
+   vector came as raw vectors of the old model (they cannot go into the new collection).
+7. Verify that old and new hold the same points and payloads (the worker has applied
+   everything before the fences to the old one), then switch the alias atomically. Workers
+   pass their fences and write to the new collection; nothing after a fence ever reached
+   the old one, nothing before it is missing from the new one.
+8. Optionally drop the old collection.
+
+Limits: the migrated vector must be a named vector; during steps 5-7 (seconds) the workers
+hold the fenced partitions, so writes wait while reads go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from qdrant_client import models as qm
+
+from connector.bulk.reembed import _text
+from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
+from connector.bulk.verify import VerifyReport, verify_collections
+from connector.embedder import Embedder
+from connector.events import (
+    ChangeEvent,
+    ReembedEvent,
+    Rejection,
+    UpdateVectorsEvent,
+    UpsertEvent,
+    normalize_id,
+    parse_change,
+    point_ids_of,
+)
+from connector.operations import PointKey
+from connector.pipeline import Record, WindowProcessor
+from connector.settings import Settings
+from connector.sink import QdrantSink
+
+TAIL_WINDOW = 500
+
+
+class MigrationError(Exception):
+    """The migration stopped before the switch; the alias still points at the old collection."""
+
+
+@dataclass
+class MigrationReport:
+    alias: str
+    old_collection: str
+    new_collection: str
+    model: str
+    copied: int = 0
+    without_text: int = 0
+    tail_events: int = 0
+    tail_dead_letters: int = 0
+    touched_up: int = 0
+    fence_offsets: dict[str, int] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)
+    switched: bool = False
+    dropped_old: bool = False
+    seconds: float = 0.0
+
+
+def retarget(alias: str, old: str, new: str, vector_name: str, model: str, touch_up: set[PointKey]) -> Any:
+    """The tail's rewrite of an event for the new collection (pure but for ``touch_up``).
+
+    Events on the alias or the old collection go to the new one; texts for the migrated
+    vector are embedded with the new model; raw vectors of the old model for it are dropped
+    and the point is queued for re-embedding from its payload.
+    """
+
+    def rewrite(event: ChangeEvent) -> ChangeEvent | None:
+        if event.collection not in (alias, old):
+            return event
+        update: dict[str, Any] = {"collection": new}
+        if isinstance(event, (ReembedEvent, UpsertEvent)) and (event.vector_name or "") == vector_name:
+            update["model"] = model
+        if isinstance(event, (UpsertEvent, UpdateVectorsEvent)):
+            points = []
+            for point in event.points:
+                vector = point.vector
+                if isinstance(vector, dict) and vector_name in vector:
+                    touch_up.add(normalize_id(point.id))
+                    rest = {k: v for k, v in vector.items() if k != vector_name}
+                    point = point.model_copy(update={"vector": rest or None})
+                if isinstance(event, UpdateVectorsEvent) and point.vector is None:
+                    continue
+                points.append(point)
+            if not points:
+                return None
+            update["points"] = points
+        return event.model_copy(update=update)
+
+    return rewrite
+
+
+class Migration:
+    def __init__(self, settings: Settings, sink: QdrantSink, embedder: Embedder, *, alias: str, new_collection: str,
+                 text_field: str, vector_name: str, model: str, distance: qm.Distance = qm.Distance.COSINE,
+                 page_size: int = 256, fence_seconds: float = 120.0, verify_seconds: float = 60.0,
+                 drop_old: bool = False, show_progress: bool = True) -> None:
+        if not vector_name:
+            raise MigrationError("migrate needs a named vector (--vector-name)")
+        self.settings, self.sink, self.embedder = settings, sink, embedder
+        self.alias, self.new, self.text_field, self.vector_name, self.model = alias, new_collection, text_field, vector_name, model
+        self.distance, self.page_size, self.fence_seconds = distance, page_size, fence_seconds
+        self.verify_seconds, self.drop_old, self.show_progress = verify_seconds, drop_old, show_progress
+        self.topics = [settings.patch_topic, settings.reembed_topic]
+        self.touch_up: set[PointKey] = set()
+
+    @property
+    def client(self) -> Any:
+        return self.sink.client
+
+    async def run(self) -> MigrationReport:
+        started = time.monotonic()
+        old = await self._old_collection()
+        report = MigrationReport(self.alias, old, self.new, self.model)
+        await self._create_new(old)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(t, p) for t in self.topics for p in sorted(await self._partitions(t))]
+            w0 = await self._applied_offsets(consumer, partitions)
+            report.copied, report.without_text = await self._fill(old)
+            tail = _Tail(self, consumer, partitions, w0, old)
+            await tail.run_until(await consumer.end_offsets(partitions))
+            fences = await self._write_fences()
+            report.fence_offsets = {f"{tp.topic}:{tp.partition}": o for tp, o in fences.items()}
+            await tail.run_until({tp: o + 1 for tp, o in fences.items()})
+            report.tail_events, report.tail_dead_letters = tail.events, tail.dead_letters
+            report.touched_up = await self._touch_up()
+            verification, in_flight = await self._verify_until_equal(old, tail, fences)
+            report.verification = {**json.loads(verification.to_json()), "in_flight_points": len(in_flight)}
+            if not verification.ok:
+                raise MigrationError(f"old and new collections differ after {self.verify_seconds}s; alias not switched: "
+                                     f"{verification.missing_count} missing, {verification.extra_count} extra, "
+                                     f"{verification.mismatched_count} differ")
+            if datetime.now(timezone.utc) > self._fence_expiry - timedelta(seconds=5):
+                raise MigrationError("the fences are about to expire; alias not switched (raise --fence-seconds)")
+            await self._switch(old)
+            report.switched = True
+        finally:
+            await consumer.stop()
+        if self.drop_old:
+            await self.sink.call("delete_collection", lambda: self.client.delete_collection(old))
+            report.dropped_old = True
+        report.seconds = round(time.monotonic() - started, 2)
+        return report
+
+    async def _old_collection(self) -> str:
+        aliases = await self.sink.call("get_aliases", self.client.get_aliases)
+        for alias in aliases.aliases:
+            if alias.alias_name == self.alias:
+                return str(alias.collection_name)
+        raise MigrationError(f"{self.alias!r} is not an alias: create it (or point producers at one) before migrating")
+
+    async def _create_new(self, old: str) -> None:
+        if await self.sink.call("collection_exists", lambda: self.client.collection_exists(self.new)):
+            raise MigrationError(f"collection {self.new!r} already exists")
+        info = await self.sink.call("get_collection", lambda: self.client.get_collection(old))
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, dict) or self.vector_name not in vectors:
+            raise MigrationError(f"collection {old!r} has no named dense vector {self.vector_name!r}")
+        probe = await self.embedder.embed(self.model, "dense", ["dimension probe"])
+        dense = dict(vectors)
+        dense[self.vector_name] = qm.VectorParams(size=len(probe[0]), distance=self.distance)  # type: ignore[arg-type]
+        sparse = info.config.params.sparse_vectors
+        await self.sink.call("create_collection", lambda: self.client.create_collection(
+            self.new, vectors_config=dense, sparse_vectors_config=sparse))
+
+    async def _fill(self, old: str) -> tuple[int, int]:
+        """Copy payload and the other vectors; embed the text with the new model."""
+        copied = without_text = 0
+        total = await count_points(self.sink, old)
+        with PointsProgress(f"fill {self.new}", total, self.show_progress) as progress:
+            async for page, _ in scroll_pages(self.sink, old, with_payload=True, with_vectors=True, page_size=self.page_size):
+                texts = {r.id: _text(r.payload, self.text_field) for r in page}
+                ids = [pid for pid, t in texts.items() if t is not None]
+                vectors = dict(zip(ids, await self.embedder.embed(self.model, "dense", [texts[i] for i in ids])))  # type: ignore[misc]
+                points = []
+                for record in page:
+                    named = {k: v for k, v in (record.vector or {}).items() if k != self.vector_name}  # type: ignore[union-attr]
+                    if record.id in vectors:
+                        named[self.vector_name] = list(vectors[record.id])
+                    points.append(qm.PointStruct(id=record.id, vector=named, payload=record.payload or {}))
+                await self.sink.call("upsert", lambda: self.client.upsert(self.new, points, wait=True))
+                copied += len(points)
+                without_text += len(page) - len(ids)
+                progress.advance(len(page))
+        return copied, without_text
+
+    async def _applied_offsets(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where the replay starts: offsets below which the workers have applied everything.
+
+        The workers' committed offsets qualify (a worker commits only applied windows); where
+        the group has committed nothing, the start of the log. Not the end of the log: events
+        there may not have reached the old collection when the fill reads it.
+        """
+        committed = await self._committed(partitions)
+        beginning = await consumer.beginning_offsets(partitions)
+        return {tp: committed.get(tp, beginning[tp]) for tp in partitions}
+
+    async def _partitions(self, topic: str) -> set[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            return set(await producer.partitions_for(topic))
+        finally:
+            await producer.stop()
+
+    async def _write_fences(self) -> dict[TopicPartition, int]:
+        self._fence_expiry = datetime.now(timezone.utc) + timedelta(seconds=self.fence_seconds)
+        fence = {"schema_version": 1, "kind": "fence", "collection": self.alias, "target": self.new,
+                 "migration_id": uuid.uuid4().hex, "expires_at": self._fence_expiry.isoformat()}
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            offsets = {}
+            for topic in self.topics:
+                for partition in sorted(await producer.partitions_for(topic)):
+                    meta = await producer.send_and_wait(topic, json.dumps(fence).encode(), partition=partition)
+                    offsets[TopicPartition(topic, partition)] = meta.offset
+            return offsets
+        finally:
+            await producer.stop()
+
+    async def _touch_up(self) -> int:
+        """Re-embed, from their payload, the points whose old-model vectors the tail dropped."""
+        ids = list(self.touch_up)
+        done = 0
+        for start in range(0, len(ids), self.page_size):
+            chunk = ids[start : start + self.page_size]
+            records = await self.sink.call("retrieve", lambda: self.client.retrieve(self.new, chunk, with_payload=[self.text_field.split(".")[0]]))
+            texts = {r.id: _text(r.payload, self.text_field) for r in records}
+            found = [pid for pid, t in texts.items() if t is not None]
+            vectors = await self.embedder.embed(self.model, "dense", [texts[i] for i in found])  # type: ignore[misc]
+            if found:
+                pvs = [qm.PointVectors(id=pid, vector={self.vector_name: list(v)}) for pid, v in zip(found, vectors)]
+                await self.sink.call("update_vectors", lambda: self.client.update_vectors(self.new, pvs, wait=True))
+            done += len(found)
+        return done
+
+    async def _verify_until_equal(self, old: str, tail: _Tail, fences: dict[TopicPartition, int]) -> tuple[VerifyReport, set[Any]]:
+        """Old and new must hold the same points and payloads, except points still in flight.
+
+        A worker holds a whole topic at the first fence it meets, so events of other partitions
+        between its committed offset and their fence may not be in the old collection yet; the
+        points they name are left out of the comparison (the new collection has them, and the
+        worker applies them to it after the switch, in order). A filter-addressed event in
+        flight cannot be bounded: the comparison then stays unequal and the switch does not happen.
+        """
+        deadline = time.monotonic() + self.verify_seconds
+        while True:
+            in_flight = tail.points_between(await self._committed(list(fences)), fences)
+            report = await verify_collections(self.sink, old, self.new, with_vectors=False, show_progress=False)
+            if in_flight is not None:
+                report = report.ignoring({json.dumps(i) for i in in_flight})
+            if report.ok or time.monotonic() > deadline:
+                return report, in_flight or set()
+            await asyncio.sleep(0.5)
+
+    async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(self.settings.consumer_group)
+        finally:
+            await admin.close()
+        return {tp: committed[tp].offset for tp in partitions if tp in committed and committed[tp].offset >= 0}
+
+    async def _switch(self, old: str) -> None:
+        operations = [
+            qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias)),
+            qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=self.new, alias_name=self.alias)),
+        ]
+        await self.sink.call("update_collection_aliases", lambda: self.client.update_collection_aliases(operations))
+
+
+class _Tail:
+    """Replays both topics into the new collection, in order, from recorded offsets."""
+
+    def __init__(self, migration: Migration, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                 start: dict[TopicPartition, int], old: str) -> None:
+        settings = migration.settings.model_copy(update={
+            "allowed_models": sorted(migration.settings.models_allowed() | {migration.model}),
+            "collections": None,
+        })
+        rewrite = retarget(migration.alias, old, migration.new, migration.vector_name, migration.model, migration.touch_up)
+        self.processors = {
+            t: WindowProcessor(settings, migration.client, migration.sink, migration.embedder, kind,  # type: ignore[arg-type]
+                               retarget=rewrite, honor_fences=False)
+            for t, kind in ((settings.patch_topic, "patch"), (settings.reembed_topic, "reembed"))
+        }
+        self.consumer = consumer
+        self.reembed_topic = settings.reembed_topic
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, start[tp])
+        self.position = dict(start)
+        self.events = self.dead_letters = 0
+        self.touched: dict[TopicPartition, dict[int, list[PointKey] | None]] = {tp: {} for tp in partitions}
+
+    def points_between(self, committed: dict[TopicPartition, int], fences: dict[TopicPartition, int]) -> set[PointKey] | None:
+        """Points named by events from the committed offsets up to the fences; None if unbounded."""
+        points: set[PointKey] = set()
+        for tp, fence in fences.items():
+            for offset, ids in self.touched[tp].items():
+                if committed.get(tp, 0) <= offset < fence:
+                    if ids is None:
+                        return None
+                    points.update(ids)
+        return points
+
+    async def run_until(self, targets: dict[TopicPartition, int]) -> None:
+        """Apply every record before ``targets`` (exclusive) on each partition."""
+        while any(self.position[tp] < end for tp, end in targets.items()):
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=TAIL_WINDOW)
+            for tp, messages in batches.items():
+                records = [Record(m.topic, m.partition, m.offset, m.value, m.key, m.timestamp) for m in messages]
+                for record in records:
+                    event = parse_change(record.value, expect="reembed" if tp.topic == self.reembed_topic else "patch")
+                    filtered = getattr(event, "filter", None) is not None
+                    self.touched[tp][record.offset] = None if filtered else (point_ids_of(event) if not isinstance(event, Rejection) else [])
+                if records:
+                    result = await self.processors[tp.topic].process(records)
+                    self.events += len(records)
+                    self.dead_letters += len(result.dead_letters)
+                    self.position[tp] = records[-1].offset + 1
