@@ -57,11 +57,6 @@ class Runtime:
                 )
             return self._processors[expect]
 
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-        self.embedder.close()
-
 
 def _record(event: EventT) -> Record:
     message = event.message

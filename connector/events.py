@@ -196,19 +196,17 @@ class DeleteVectorsEvent(_Selected):
     vector_names: Annotated[list[Annotated[StrictStr, Field(pattern=NAME_PATTERN)]], Field(min_length=1, max_length=64)]
 
 
-PatchEvent = Annotated[
-    Union[
-        UpsertEvent,
-        DeleteEvent,
-        SetPayloadEvent,
-        OverwritePayloadEvent,
-        DeletePayloadEvent,
-        ClearPayloadEvent,
-        UpdateVectorsEvent,
-        DeleteVectorsEvent,
-    ],
-    Field(discriminator="op"),
+_PatchEvents = Union[
+    UpsertEvent,
+    DeleteEvent,
+    SetPayloadEvent,
+    OverwritePayloadEvent,
+    DeletePayloadEvent,
+    ClearPayloadEvent,
+    UpdateVectorsEvent,
+    DeleteVectorsEvent,
 ]
+PatchEvent = Annotated[_PatchEvents, Field(discriminator="op")]
 PATCH_OPS = (
     "upsert",
     "delete",
@@ -263,17 +261,7 @@ class ReembedEvent(_Event):
         return self
 
 
-ChangeEvent = Union[
-    UpsertEvent,
-    DeleteEvent,
-    SetPayloadEvent,
-    OverwritePayloadEvent,
-    DeletePayloadEvent,
-    ClearPayloadEvent,
-    UpdateVectorsEvent,
-    DeleteVectorsEvent,
-    ReembedEvent,
-]
+ChangeEvent = Union[_PatchEvents, ReembedEvent]
 PATCH_ADAPTER: TypeAdapter[Any] = TypeAdapter(PatchEvent)
 REEMBED_ADAPTER: TypeAdapter[ReembedEvent] = TypeAdapter(ReembedEvent)
 

@@ -421,13 +421,14 @@ class WindowProcessor:
                 out[position][pid] = vector
         return out
 
-    async def _read(self, collection: str, ids: list[PointKey], payload: bool | list[str]) -> State:
+    async def _read(self, collection: str, ids: list[PointKey], payload: bool | list[str], vectors: bool = False) -> State:
+        """The existing points among ``ids``, in chunks of READ_CHUNK per ``retrieve``."""
         state: State = {}
         for start in range(0, len(ids), READ_CHUNK):
             chunk = ids[start : start + READ_CHUNK]
             records = await self.sink.call(
                 f"retrieve({collection}, {len(chunk)} ids)",
-                lambda: self.client.retrieve(collection, chunk, with_payload=payload, with_vectors=False),
+                lambda: self.client.retrieve(collection, chunk, with_payload=payload, with_vectors=vectors),
             )
             state.update(state_from_records(records))
         return state
@@ -440,14 +441,7 @@ class WindowProcessor:
         if any(op.by_filter for op in applied):
             return VerificationOutcome(status="skipped", reason="the batch has filter-addressed operations")
         ids = _ids_of(applied)
-        after: State = {}
-        for start in range(0, len(ids), READ_CHUNK):
-            chunk = ids[start : start + READ_CHUNK]
-            records = await self.sink.call(
-                f"retrieve({schema.name}, {len(chunk)} ids)",
-                lambda: self.client.retrieve(schema.name, chunk, with_payload=True, with_vectors=True),
-            )
-            after.update(state_from_records(records))
+        after = await self._read(schema.name, ids, payload=True, vectors=True)
         expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
         return compare(expected, after, ids, touched_vectors(applied), schema.cosine_names())
 

@@ -336,11 +336,16 @@ class _Tail:
         return points
 
     async def run_until(self, targets: dict[TopicPartition, int]) -> None:
-        """Apply every record before ``targets`` (exclusive) on each partition."""
+        """Apply every record before ``targets`` (exclusive) on each partition, and none after."""
         while any(self.position[tp] < end for tp, end in targets.items()):
             batches = await self.consumer.getmany(timeout_ms=500, max_records=TAIL_WINDOW)
             for tp, messages in batches.items():
-                records = [Record(m.topic, m.partition, m.offset, m.value, m.key, m.timestamp) for m in messages]
+                end = targets.get(tp, self.position[tp])
+                kept = [m for m in messages if m.offset < end]
+                if len(kept) < len(messages):
+                    # records past the target belong to a later run_until (or to the workers only)
+                    self.consumer.seek(tp, kept[-1].offset + 1 if kept else self.position[tp])
+                records = [Record(m.topic, m.partition, m.offset, m.value, m.key, m.timestamp) for m in kept]
                 for record in records:
                     event = parse_change(record.value, expect="reembed" if tp.topic == self.reembed_topic else "patch")
                     filtered = getattr(event, "filter", None) is not None
