@@ -6,7 +6,7 @@ from pathlib import Path
 import json
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -46,8 +46,14 @@ class Settings(BaseSettings):
     window_max_wait_seconds: float = Field(0.5, gt=0, description="... or after this long, whichever comes first")
 
     # Qdrant
-    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset means embedded local mode")
-    qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (secret: never logged)")
+    qdrant_url: str | None = Field(
+        None, validation_alias=AliasChoices("QCC_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
+        description="Qdrant server URL (QDRANT_URL works too); unset means embedded local mode",
+    )
+    qdrant_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("QCC_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
+        description="Qdrant API key (QDRANT_API_KEY works too; secret: never logged)",
+    )
     qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
     qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC (6334) instead of REST (6333)")
     qdrant_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Qdrant request")

@@ -1,0 +1,53 @@
+"""The command line on the real broker: produce validates and publishes, tail shows the results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from tests.integration.harness import Stack, Worker, all_covered, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def test_produce_worker_tail(kafka, model_env, tmp_path: Path) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env)
+    await stack.create_topics()
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
+    client.close()
+    lines = [
+        {"collection": "docs", "op": "upsert", "points": [{"id": 1, "vector": [1, 2], "payload": {"a": 1}}]},
+        {"collection": "docs", "op": "set_payload", "ids": [1], "payload": {"b": 2}},
+        {"collection": "docs", "op": "no_such_op", "ids": [1]},
+        {"collection": "docs", "op": "set_payload", "ids": [404], "payload": {"c": 3}},
+    ]
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    env = {**os.environ, **stack.env}
+    produced = subprocess.run([sys.executable, "-m", "connector.cli", "produce", str(source)], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert produced.returncode == 1  # two lines were refused before sending
+    assert "line 3: not sent" in produced.stderr and "line 5: not sent" in produced.stderr
+    sent = [tuple(int(x) for x in line.split("[", 1)[1].replace("]@", " ").split()) for line in produced.stderr.splitlines()
+            if "@" in line and "not sent" not in line]
+    assert len(sent) == 3
+    worker = Worker(stack)
+    try:
+        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=90)
+    finally:
+        worker.stop()
+    dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3)
+    assert [d["error"]["code"] for d in dead] == ["point_not_found"]
+    count = str(len(verifications) + len(dead))
+    tail = subprocess.run([sys.executable, "-m", "connector.cli", "tail", "--from-beginning", "--count", count], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert tail.returncode == 0, tail.stderr
+    assert "verified" in tail.stdout and "point_not_found" in tail.stdout and "DEAD" in tail.stdout
