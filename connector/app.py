@@ -22,6 +22,8 @@ from qdrant_client import AsyncQdrantClient
 
 from connector.embedder import Embedder
 from connector.failpoints import Failpoints
+from connector.health import Readiness, probe_qdrant, serve
+from connector.metrics import CONSUMER_LAG, observe_window
 from connector.pipeline import Record, WindowProcessor, WindowResult, dead_letter_headers
 from connector.qdrant import make_client
 from connector.settings import Settings
@@ -69,6 +71,16 @@ def _record(event: EventT) -> Record:
         key=message.key,
         timestamp_ms=int(stamp * 1000) if stamp else None,
     )
+
+
+def _observe_lag(app: faust.App, events: Sequence[EventT]) -> None:
+    last: dict[Any, int] = {}
+    for event in events:
+        last[event.message.tp] = max(last.get(event.message.tp, -1), event.message.offset)
+    for tp, offset in last.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
 
 
 def abandon(events: Sequence[EventT]) -> None:
@@ -160,6 +172,8 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.exception("window of %d events abandoned; it will be replayed", len(events))
                 raise
+            observe_window(events[0].message.topic, len(events), result)
+            _observe_lag(app, events)
             log.info(
                 "window applied: %s",
                 ", ".join(f"{v.batch_id[:12]} {v.collection} {v.event_count} events "
@@ -180,5 +194,21 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
     @app.task
     async def warm_up() -> None:
         await asyncio.get_running_loop().run_in_executor(None, runtime.embedder.warm_up)
+
+    @app.task
+    async def http_endpoints() -> None:
+        if settings.http_port == 0:
+            return
+        readiness = Readiness(assigned=lambda: bool(app.consumer.assignment()))
+        await serve(readiness, settings.http_host, settings.http_port)
+        processor = await runtime.processor("patch")
+
+        async def probe() -> None:
+            runtime.failpoints.raise_if_active("qdrant-unavailable", ConnectionRefusedError("failpoint: qdrant-unavailable"))
+            if processor.sink.failing:
+                raise ConnectionError("the last Qdrant call is being retried")
+            await processor.client.get_collections()
+
+        await probe_qdrant(readiness, probe)
 
     return app

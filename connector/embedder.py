@@ -11,11 +11,13 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from connector import metrics
 from connector.errors import ConfigurationError
 from connector.operations import Sparse, Vector
 from connector.settings import Settings
@@ -46,7 +48,11 @@ class Embedder:
         if not texts:
             return []
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_sync, model, kind, list(texts))
+        started = time.monotonic()
+        vectors = await loop.run_in_executor(self._executor, self.embed_sync, model, kind, list(texts))
+        metrics.EMBED_SECONDS.labels(model).observe(time.monotonic() - started)
+        metrics.TEXTS_EMBEDDED.labels(model).inc(len(texts))
+        return vectors
 
     def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
         encoder = self._load(model, kind)

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(30.0, gt=0, description="Longest backoff (retries never stop)")
 
     # Process
+    http_host: str = Field("0.0.0.0", description="Address of the /metrics, /livez and /readyz endpoints")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of those endpoints; 0 turns them off")
     data_dir: Path = Field(Path("./.connector-state"), description="Faust's local state folder")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from connector import metrics
 from connector.errors import ConnectorError, PermanentError, TransientError
 from connector.failpoints import Failpoints
 from connector.operations import DEFAULT_VECTOR, Op, Sparse, Vector
@@ -239,14 +241,20 @@ class QdrantSink:
         self._retry_initial, self._retry_max = retry_initial, retry_max
         self._failpoints = failpoints or Failpoints(None)
         self._on_retry = on_retry
+        self.failing = False  # True while a call is in transient failure (readiness reads it)
 
     async def call(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Qdrant call; transient errors are retried with backoff, others raised mapped."""
         backoff = Backoff(self._retry_initial, self._retry_max)
+        name = metrics.call_name(what)
         while True:
+            started = time.monotonic()
             try:
                 self._failpoints.raise_if_active("qdrant-unavailable", ConnectionRefusedError("failpoint: qdrant-unavailable"))
-                return await fn()
+                result = await fn()
+                metrics.QDRANT_SECONDS.labels(name).observe(time.monotonic() - started)
+                self.failing = False
+                return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -254,8 +262,10 @@ class QdrantSink:
                 if not error.retriable:
                     raise error from exc
                 assert isinstance(error, TransientError)
+                self.failing = True
                 delay = backoff.next_delay()
                 log.warning("%s failed (%s); retry %d in %.2fs", what, error, backoff.attempt, delay)
+                metrics.RETRIES.labels(name).inc()
                 if self._on_retry is not None:
                     self._on_retry(what, error)
                 await asyncio.sleep(delay)

@@ -47,6 +47,7 @@ class Stack:
             "QCC_RETRY_MAX_SECONDS": "1",
             "QCC_COMMIT_INTERVAL_SECONDS": "0.5",
             "QCC_SESSION_TIMEOUT_SECONDS": "6",
+            "QCC_HTTP_PORT": "0",
             **self.model_env,
             **self.extra_env,
         }

@@ -1,0 +1,75 @@
+"""HTTP endpoints of a worker: /metrics, /livez ("restart me" when it fails), /readyz ("send me work")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connector import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Readiness:
+    """What /readyz reports: partitions assigned, and Qdrant answering."""
+
+    assigned: Callable[[], bool]
+    qdrant_ok: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def check(self) -> bool:
+        reasons = []
+        if not self.assigned():
+            reasons.append("no Kafka partitions assigned")
+        if not self.qdrant_ok:
+            reasons.append("Qdrant unreachable")
+        self.reasons = reasons
+        metrics.READY.set(0 if reasons else 1)
+        return not reasons
+
+
+def build_app(readiness: Readiness) -> web.Application:
+    async def livez(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})  # checks nothing outside the process
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = readiness.check()
+        return web.json_response({"ready": ready, "reasons": readiness.reasons}, status=200 if ready else 503)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def serve(readiness: Readiness, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(build_app(readiness), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("HTTP endpoints on %s:%d (/metrics, /livez, /readyz)", host, port)
+    return runner
+
+
+async def probe_qdrant(readiness: Readiness, probe: Callable[[], object], every: float = 2.0) -> None:
+    """Keep ``readiness.qdrant_ok`` current: one cheap call every ``every`` seconds."""
+    while True:
+        try:
+            await asyncio.wait_for(probe(), timeout=max(every, 1.0))  # type: ignore[arg-type]
+            readiness.qdrant_ok = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+            if readiness.qdrant_ok:
+                log.warning("Qdrant probe failed: %s", exc)
+            readiness.qdrant_ok = False
+        await asyncio.sleep(every)

@@ -1,0 +1,57 @@
+"""Prometheus metrics: one ``qdrant_connector_`` prefix, base units, no unbounded labels.
+
+Labels are topics, partitions, collections, operation types, Qdrant call names, dead-letter
+reasons and verification outcomes: all bounded by configuration or by code. Point ids and
+batch ids never become labels.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from connector.pipeline import WindowResult
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+PREFIX = "qdrant_connector"
+
+EVENTS_CONSUMED = Counter(f"{PREFIX}_events_consumed", "Records consumed from an input topic", ["topic"], registry=REGISTRY)
+BATCHES_APPLIED = Counter(f"{PREFIX}_batches_applied", "Verification events published (one per batch)", ["collection"], registry=REGISTRY)
+OPERATIONS = Counter(f"{PREFIX}_operations", "Events applied, per operation type", ["op"], registry=REGISTRY)
+POINTS_TOUCHED = Counter(f"{PREFIX}_points_touched", "Points named by applied batches", registry=REGISTRY)
+DEAD_LETTERS = Counter(f"{PREFIX}_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=REGISTRY)
+RETRIES = Counter(f"{PREFIX}_qdrant_retries", "Qdrant calls retried after a transient error", ["call"], registry=REGISTRY)
+VERIFICATIONS = Counter(f"{PREFIX}_verifications", "Verification outcomes", ["status"], registry=REGISTRY)
+WINDOW_EVENTS = Histogram(f"{PREFIX}_window_events", "Records per window (window fill)", ["topic"], registry=REGISTRY,
+                          buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+EMBED_SECONDS = Histogram(f"{PREFIX}_embedding_seconds", "Time of one embedding call", ["model"], registry=REGISTRY)
+TEXTS_EMBEDDED = Counter(f"{PREFIX}_texts_embedded", "Texts embedded (rate = texts/s)", ["model"], registry=REGISTRY)
+QDRANT_SECONDS = Histogram(f"{PREFIX}_qdrant_request_seconds", "Latency of Qdrant calls", ["call"], registry=REGISTRY)
+END_TO_END_SECONDS = Histogram(f"{PREFIX}_end_to_end_seconds", "Oldest event of a batch: produce time to confirmation",
+                               registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Records behind the end of the partition, after the last window",
+                     ["topic", "partition"], registry=REGISTRY)
+READY = Gauge(f"{PREFIX}_ready", "1 when the worker is assigned partitions and Qdrant answers", registry=REGISTRY)
+
+
+def call_name(what: str) -> str:
+    """The bounded part of a call description such as ``retrieve(docs, 12 ids)``."""
+    return what.split("(", 1)[0]
+
+
+def observe_window(topic: str, consumed: int, result: WindowResult) -> None:
+    """Count one published window: its records, batches, operations, outcomes, dead letters."""
+    EVENTS_CONSUMED.labels(topic).inc(consumed)
+    WINDOW_EVENTS.labels(topic).observe(consumed)
+    for verification in result.verifications:
+        BATCHES_APPLIED.labels(verification.collection or "none").inc()
+        VERIFICATIONS.labels(verification.verification.status).inc()
+        POINTS_TOUCHED.inc(verification.points.count)
+        for op, count in verification.operations.items():
+            OPERATIONS.labels(op).inc(count)
+        if verification.latency.max_event_age_seconds is not None:
+            END_TO_END_SECONDS.observe(verification.latency.max_event_age_seconds)
+    for dead in result.dead_letters:
+        DEAD_LETTERS.labels(dead.error.code).inc()

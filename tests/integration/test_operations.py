@@ -1,0 +1,147 @@
+"""Running it like production: metrics after a known stream, readiness, SIGTERM, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from connector.devbroker import free_port
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def _until(port: int, path: str, status: int, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if (await asyncio.to_thread(_get, port, path))[0] == status:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{path} never answered {status}")
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _collection(path: Path) -> None:
+    client = QdrantClient(path=str(path))
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
+    client.close()
+
+
+async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path) -> None:
+    port = free_port()
+    failpoints = tmp_path / "failpoints"
+    failpoints.mkdir()
+    stack = Stack(kafka.bootstrap, tmp_path, model_env,
+                  extra_env={"QCC_HTTP_PORT": str(port), "QCC_FAILPOINTS_DIR": str(failpoints)})
+    await stack.create_topics()
+    _collection(tmp_path / "qdrant")
+    topic = stack.env["QCC_PATCH_TOPIC"]
+    worker = Worker(stack)
+    try:
+        await _until(port, "/livez", 200)
+        await _until(port, "/readyz", 200)
+        events = [{"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]} for i in range(20)]
+        events += [{"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [i], "payload": {"k": 1}} for i in range(10)]
+        records = [(f"docs/{i}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)] + [(None, b"{oops"), (None, b"[]")]
+        sent = await produce(kafka.bootstrap, topic, records)
+        await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
+        await asyncio.sleep(0.5)
+        status, body = await asyncio.to_thread(_get, port, "/metrics")
+        assert status == 200
+        samples = _samples(body)
+        assert samples[("qdrant_connector_events_consumed_total", (("topic", topic),))] == 32
+        assert samples[("qdrant_connector_operations_total", (("op", "upsert"),))] == 20
+        assert samples[("qdrant_connector_operations_total", (("op", "set_payload"),))] == 10
+        assert samples[("qdrant_connector_dead_letters_total", (("reason", "invalid_json"),))] == 1
+        assert samples[("qdrant_connector_dead_letters_total", (("reason", "schema_violation"),))] == 1
+        assert samples[("qdrant_connector_points_touched_total", ())] >= 20
+        assert samples[("qdrant_connector_window_events_count", (("topic", topic),))] >= 1
+        assert ("qdrant_connector_qdrant_request_seconds_count", (("call", "batch_update_points"),)) in samples
+        assert all(name.startswith("qdrant_connector_") or not name.startswith("qdrant") for name, _ in samples)
+
+        (failpoints / "qdrant-unavailable").touch()
+        await _until(port, "/readyz", 503, timeout=20)
+        status, _ = await asyncio.to_thread(_get, port, "/livez")
+        assert status == 200  # alive, only not ready
+        (failpoints / "qdrant-unavailable").unlink()
+        await _until(port, "/readyz", 200, timeout=20)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+
+
+async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_WINDOW_MAX_EVENTS": "50"})
+    await stack.create_topics()
+    _collection(tmp_path / "qdrant")
+    events = [{"schema_version": 1, "collection": "docs", "op": "set_payload" if i >= 200 else "upsert",
+               **({"ids": [i % 200], "payload": {"seq": i}} if i >= 200 else {"points": [{"id": i, "vector": [1, 1]}]})}
+              for i in range(4000)]
+    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"],
+                         [(f"docs/{i % 200}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)])
+    worker = Worker(stack)
+    await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=lambda rs: len(rs) >= 5, timeout=90)
+    assert worker.stop() == 0  # SIGTERM, mid-stream
+    worker = Worker(stack)
+    try:
+        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=120)
+    finally:
+        assert worker.stop() == 0
+    seen: dict[tuple[int, int], int] = {}
+    for v in verifications:
+        for partition, offsets in covered_offsets([v]).items():
+            for o in offsets:
+                seen[(partition, o)] = seen.get((partition, o), 0) + 1
+    twice = [k for k, n in seen.items() if n > 1]
+    assert len(twice) <= 50 * 2  # at most the window in flight per partition is replayed
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        payloads = {p.id: p.payload for p in client.scroll("docs", limit=500)[0]}
+    finally:
+        client.close()
+    last = {}
+    for i, e in enumerate(events):
+        if i >= 200:
+            last[i % 200] = i
+    assert payloads == {pid: {"seq": seq} for pid, seq in last.items()}
+
+
+async def test_secrets_never_reach_logs(kafka, model_env, tmp_path: Path) -> None:
+    secret = "s3cr3t-api-key-do-not-print"
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={
+        "QCC_QDRANT_URL": f"http://127.0.0.1:{free_port()}", "QCC_QDRANT_API_KEY": secret,
+        "QCC_KAFKA_SASL_PASSWORD": "kafka-" + secret, "QCC_LOG_LEVEL": "debug"})
+    await stack.create_topics()
+    await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"],
+                  [(b"docs/1", json.dumps({"schema_version": 1, "collection": "docs", "op": "delete", "ids": [1]}).encode())])
+    worker = Worker(stack)
+    await asyncio.sleep(12)  # it joins, takes the window, and retries against the unreachable Qdrant
+    worker.stop()
+    output = worker.output()
+    assert "retry" in output  # the errors were logged...
+    assert secret not in output  # ...without the key
