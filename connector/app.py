@@ -174,11 +174,14 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 raise
             observe_window(events[0].message.topic, len(events), result)
             _observe_lag(app, events)
-            log.info(
-                "window applied: %s",
-                ", ".join(f"{v.batch_id[:12]} {v.collection} {v.event_count} events "
-                          f"{v.verification.status}" for v in result.verifications),
-            )
+            for v in result.verifications:
+                log.info(
+                    "batch %s applied: %s, %d/%d events, %s",
+                    v.batch_id, v.collection, v.applied_event_count, v.event_count, v.verification.status,
+                    extra={"batch_id": v.batch_id, "collection": v.collection, "events": v.event_count,
+                           "applied": v.applied_event_count, "dead_letters": len(v.dead_letters),
+                           "verification": v.verification.status, "topic": v.topic},
+                )
 
     patch_topic = app.topic(settings.patch_topic, key_type=bytes, value_type=bytes)
     reembed_topic = app.topic(settings.reembed_topic, key_type=bytes, value_type=bytes)

@@ -25,10 +25,11 @@ def worker() -> None:
     from faust.worker import Worker
 
     from connector.app import create_app
+    from connector.logs import logging_config
 
     settings = Settings()
     app = create_app(settings)
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    Worker(app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)).execute_from_commandline()
 
 
 @cli.command()

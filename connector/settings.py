@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535, description="Port of those endpoints; 0 turns them off")
     data_dir: Path = Field(Path("./.connector-state"), description="Faust's local state folder")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
+    log_format: Literal["auto", "json", "text"] = Field("auto", description="json, text, or auto: text in a terminal")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
 
     @field_validator("collections", "allowed_models", mode="before")
