@@ -143,6 +143,31 @@ def _vectors_option(value: str) -> bool | list[str]:
     return [v.strip() for v in value.split(",")]
 
 
+@cli.command("create-collection")
+def create_collection_cmd(
+    name: str,
+    dense: list[str] = typer.Option([], help="NAME:SIZE:DISTANCE of a named dense vector (repeatable)"),
+    sparse: list[str] = typer.Option([], help="NAME of a sparse vector with IDF (repeatable)"),
+) -> None:
+    """Create a collection if it is missing (compose demo, quick starts)."""
+    from qdrant_client import models as qm
+
+    vectors = {}
+    for spec in dense:
+        vname, size, distance = spec.split(":")
+        vectors[vname] = qm.VectorParams(size=int(size), distance=qm.Distance(distance))
+    sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse} or None
+
+    async def run(sink):  # noqa: ANN001, ANN202
+        if await sink.client.collection_exists(name):
+            return False
+        await sink.client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse_config)
+        return True
+
+    created = _run_bulk(run)
+    console.print(f"collection {name}: {'created' if created else 'exists'}")
+
+
 @cli.command("export")
 def export_cmd(
     collection: str,
