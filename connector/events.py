@@ -97,6 +97,9 @@ class _Selected(_Event):
 
     ids: IdList | None = None
     filter: dict[str, Any] | None = Field(None, description="A Qdrant filter object")
+    blast_radius_override: bool = Field(
+        False, description="Apply even if the filter matches more points than the connector's limit (if permitted)"
+    )
 
     @model_validator(mode="after")
     def _ids_xor_filter(self) -> _Selected:

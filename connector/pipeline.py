@@ -51,10 +51,11 @@ from connector.events import (
 from connector.failpoints import Failpoints
 from connector.operations import DEFAULT_VECTOR, Op, PointKey, Vector, op_from_patch, update_vectors_op
 from connector.planner import plan, screen_existence
+from connector.policy import check_blast_radius, check_policy
+from connector.semantics import State
 from connector.settings import Settings
 from connector.sink import QdrantSink
 from connector.validation import check_event, vector_kind
-from connector.semantics import State
 from connector.verifier import compare, expected_state, state_from_records, touched_vectors
 
 log = logging.getLogger(__name__)
@@ -304,10 +305,24 @@ class WindowProcessor:
             return None
         for item in pending:
             assert item.event is not None
-            rejection = check_event(item.event, schema, self.settings.models_allowed())
+            rejection = check_policy(item.event, item.record.topic, self.settings) or check_event(
+                item.event, schema, self.settings.models_allowed()
+            )
+            if rejection is None and getattr(item.event, "filter", None) is not None:
+                rejection = check_blast_radius(item.event, await self._count(collection, item.event.filter), self.settings)  # type: ignore[union-attr]
             if rejection is not None:
                 _fail(item, rejection.code, rejection.message)
         return schema
+
+    async def _count(self, collection: str, flt: dict[str, Any]) -> int:
+        """How many points a filter matches now (for the blast-radius guard)."""
+        if self.settings.filter_blast_radius is None:
+            return 0
+        result = await self.sink.call(
+            f"count({collection})",
+            lambda: self.client.count(collection, count_filter=qm.Filter.model_validate(flt), exact=True),
+        )
+        return int(result.count)
 
     async def _to_ops(self, schema: CollectionSchema, items: list[_Item]) -> list[Op]:
         """Embed what needs embedding, then one Op per remaining event, in window order."""

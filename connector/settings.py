@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     collections: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Collections events may change (comma list or JSON list); unset: any existing one"
     )
+    topic_collections: dict[str, list[str]] = Field(
+        default_factory=dict, description="Policy: source topic -> collections it may change (JSON object)"
+    )
+    denied_operations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Policy: operations refused, e.g. clear_payload,delete:filter"
+    )
+    filter_blast_radius: int | None = Field(
+        10_000, ge=0, description="Policy: most points a filter-addressed operation may match; unset: no limit"
+    )
+    allow_blast_radius_override: bool = Field(
+        False, description="Policy: whether an event's blast_radius_override may lift that limit"
+    )
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
 
     # Embedding
@@ -92,7 +104,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field("auto", description="json, text, or auto: text in a terminal")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
 
-    @field_validator("collections", "allowed_models", mode="before")
+    @field_validator("collections", "allowed_models", "denied_operations", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):

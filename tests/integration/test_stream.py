@@ -182,3 +182,29 @@ async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: P
         assert client.count("plain").count == 50
     finally:
         client.close()
+
+
+async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={
+        "QCC_FILTER_BLAST_RADIUS": "10", "QCC_DENIED_OPERATIONS": "clear_payload"})
+    await stack.create_topics()
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client.create_collection("plain", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.EUCLID))
+    client.upsert("plain", [qm.PointStruct(id=i, vector=[i, 1], payload={"tag": "all", "few": i < 5}) for i in range(30)])
+    client.close()
+    patches = [
+        ev("delete", collection="plain", filter={"must": [{"key": "tag", "match": {"value": "all"}}]}),
+        ev("clear_payload", collection="plain", ids=[1]),
+        ev("set_payload", collection="plain", filter={"must": [{"key": "few", "match": {"value": True}}]}, payload={"seen": 1}),
+        ev("delete", collection="plain", filter={"must": [{"key": "tag", "match": {"value": "all"}}]}, blast_radius_override=True),
+    ]
+    _, dead, _ = await _run(kafka, stack, patches)
+    reasons = {d["error"]["code"]: d["error"]["message"] for d in dead}
+    assert set(reasons) == {"blast_radius_exceeded", "operation_denied", "override_denied"}
+    assert "30 points" in reasons["blast_radius_exceeded"]
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        assert client.count("plain").count == 30  # no filter delete went through
+        assert sorted(p.id for p in client.scroll("plain", limit=50)[0] if p.payload.get("seen") == 1) == [0, 1, 2, 3, 4]
+    finally:
+        client.close()
