@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -58,7 +59,10 @@ def test_reembed_by_filter() -> None:
     assert isinstance(event, ReembedEvent) and event.filter is not None
 
 
-@settings(max_examples=3000, deadline=None)
+FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "3000"))  # 100000+ for the on-demand run
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(value: bytes) -> None:
     for expect in ("patch", "reembed"):
@@ -73,7 +77,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.fixed_dictionaries({"schema_version": st.just(1), "collection": st.just("docs")},
                              optional={"op": st.sampled_from(["upsert", "delete", "set_payload", "update_vectors", "x"]),
                                        "ids": JSON, "filter": JSON, "payload": JSON, "points": JSON, "key": JSON,
