@@ -4,14 +4,16 @@ Commit discipline: each agent reads windows with ``stream.take_events(max, withi
 runs with ``concurrency=1``. Faust acknowledges a window's events only when the agent body
 returns, and commits only acknowledged offsets. The body returns after the batch is applied
 and its verification event and dead letters are published (``send_and_wait``). If the body
-is cancelled or fails midway, the window is *abandoned*: its messages are marked so that
-Faust never acknowledges them, nothing of it is committed, and the next owner replays it.
+is cancelled midway (shutdown, rebalance), the window is *abandoned*: its messages are
+marked so that Faust never acknowledges them, nothing of it is committed, and the next owner
+replays it. Any other failure abandons the window and exits the process (code 70).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -168,10 +170,18 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 result = await processor.process([_record(e) for e in events])
                 await publish(app, settings, result)
                 runtime.failpoints.crash_if_active("crash-after-confirm")
-            except BaseException:
+            except asyncio.CancelledError:  # shutdown or rebalance: the next owner replays the window
                 abandon(events)
-                log.exception("window of %d events abandoned; it will be replayed", len(events))
+                log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
+            except Exception:
+                # Bad input never gets here (it is dead-lettered); this is a bug, a configuration
+                # error or a broker failure. Exit at once so the orchestrator restarts the worker:
+                # nothing of this window is committed, and the restart replays it.
+                abandon(events)
+                log.critical("window of %d events failed; exiting so that it is replayed", len(events), exc_info=True)
+                logging.shutdown()
+                os._exit(70)
             observe_window(events[0].message.topic, len(events), result)
             _observe_lag(app, events)
             for v in result.verifications:
