@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from qdrant_client import AsyncQdrantClient
 from connector.embedder import Embedder
 from connector.failpoints import Failpoints
 from connector.health import Readiness, probe_qdrant, serve
+from connector.kafka_options import ssl_context
 from connector.metrics import CONSUMER_LAG, observe_window
 from connector.pipeline import Record, WindowProcessor, WindowResult, dead_letter_headers
 from connector.qdrant import make_client
@@ -113,17 +113,8 @@ async def publish(app: faust.App, settings: Settings, result: WindowResult) -> N
         )
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
-        return None
-    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
-    return context
-
-
 def _credentials(settings: Settings) -> Any:
-    context = _ssl_context(settings)
+    context = ssl_context(settings)
     if settings.kafka_sasl_mechanism:
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
         return faust.SASLCredentials(

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from connector.devbroker import KafkaBroker
 from connector.kafka_admin import ensure_topics
+from connector.kafka_options import client_options
 from connector.offline_model import assemble_all
 from connector.producer import ChangeProducer, build_event
 from connector.settings import Settings
@@ -100,7 +101,7 @@ async def _watch(settings: Settings, expected_events: int, timeout: float) -> di
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(settings.verification_topic, settings.dead_letter_topic,
-                                bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", **client_options(settings))
     await consumer.start()
     totals = {"events": 0, "applied": 0, "dead": 0, "batches": 0}
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from connector.kafka_options import client_options
 from connector.settings import Settings
 
 
 async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:
     """Create the four topics where missing; returns the names that were created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

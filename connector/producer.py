@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from connector.events import PATCH_ADAPTER, REEMBED_ADAPTER, ChangeEvent, ReembedEvent, point_ids_of
+from connector.kafka_options import client_options
 from connector.settings import Settings
 
 
@@ -49,7 +50,7 @@ class ChangeProducer:
     def __init__(self, settings: Settings, **producer_options: Any) -> None:
         self.settings = settings
         options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **producer_options}
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **options)
+        self._producer = AIOKafkaProducer(**client_options(settings), **options)
 
     async def __aenter__(self) -> ChangeProducer:
         await self._producer.start()

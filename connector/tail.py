@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
+from connector.kafka_options import client_options
 from connector.settings import Settings
 
 STATUS_STYLE = {"verified": "green", "mismatch": "bold red", "skipped": "yellow"}
@@ -41,7 +42,7 @@ async def follow(settings: Settings, *, from_beginning: bool, count: int | None,
     consumer = AIOKafkaConsumer(
         settings.verification_topic,
         settings.dead_letter_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )

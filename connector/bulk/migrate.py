@@ -54,6 +54,7 @@ from connector.events import (
     parse_change,
     point_ids_of,
 )
+from connector.kafka_options import client_options
 from connector.operations import PointKey
 from connector.pipeline import Record, WindowProcessor
 from connector.settings import Settings
@@ -140,7 +141,7 @@ class Migration:
         old = await self._old_collection()
         report = MigrationReport(self.alias, old, self.new, self.model)
         await self._create_new(old)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         await consumer.start()
         try:
             partitions = [TopicPartition(t, p) for t in self.topics for p in sorted(await self._partitions(t))]
@@ -225,7 +226,7 @@ class Migration:
         return {tp: committed.get(tp, beginning[tp]) for tp in partitions}
 
     async def _partitions(self, topic: str) -> set[int]:
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        producer = AIOKafkaProducer(**client_options(self.settings))
         await producer.start()
         try:
             return set(await producer.partitions_for(topic))
@@ -236,7 +237,7 @@ class Migration:
         self._fence_expiry = datetime.now(timezone.utc) + timedelta(seconds=self.fence_seconds)
         fence = {"schema_version": 1, "kind": "fence", "collection": self.alias, "target": self.new,
                  "migration_id": uuid.uuid4().hex, "expires_at": self._fence_expiry.isoformat()}
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(acks="all", **client_options(self.settings))
         await producer.start()
         try:
             offsets = {}
@@ -284,7 +285,7 @@ class Migration:
             await asyncio.sleep(0.5)
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(self.settings.consumer_group)
