@@ -55,7 +55,21 @@ def broker_jars() -> Path:
 class KafkaBroker:
     """``with KafkaBroker() as broker: broker.bootstrap`` -> a running broker on loopback."""
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None, heap: str = "512m") -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        heap: str = "512m",
+        *,
+        extra_listeners: dict[str, tuple[str, int]] | None = None,
+        extra_props: dict[str, str] | None = None,
+        format_args: list[str] | None = None,
+    ) -> None:
+        """``extra_listeners`` maps a listener name to (security protocol, port); ``extra_props``
+        are added to server.properties; ``format_args`` to the storage format (e.g. --add-scram)."""
+        self.extra_listeners = extra_listeners or {}
+        self.extra_props = extra_props or {}
+        self.format_args = format_args or []
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="qcc-kafka-"))
         self.port = port or free_port()
@@ -74,10 +88,14 @@ class KafkaBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": ",".join([f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                                   *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items())]),
+            "advertised.listeners": ",".join([f"PLAINTEXT://127.0.0.1:{self.port}",
+                                              *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items())]),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": ",".join(["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT",
+                                                        *(f"{name}:{proto}" for name, (proto, _) in self.extra_listeners.items())]),
             "log.dirs": str(logs),
             "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "4",
@@ -87,6 +105,7 @@ class KafkaBroker:
             "num.partitions": "4",
             "auto.create.topics.enable": "true",
         }
+        props.update(self.extra_props)
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.data_dir / "log4j.properties").write_text(LOG4J.format(log=self.data_dir / "broker.log"))
@@ -100,7 +119,7 @@ class KafkaBroker:
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(config)),
+                self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(config), *self.format_args),
                 check=True, stdout=subprocess.DEVNULL,
             )
         out = open(self.data_dir / "stdout.log", "ab")
