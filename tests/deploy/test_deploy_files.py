@@ -1,7 +1,7 @@
 """docker-compose.yml, the helm chart and the Dockerfile: valid, and wired to real settings.
 
 No Docker engine or cluster runs here: the compose file is validated against the Compose
-specification's JSON Schema (shipped in the docker-compose wheel that scripts/bootstrap
+specification's JSON Schema (shipped in the docker-compose wheel that `scripts/bootstrap --tests`
 downloads), and the chart with helm lint, helm template and the Kubernetes schemas of the
 kubernetes-validate package.
 """
@@ -69,7 +69,7 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
 
 def _helm(*args: str) -> str:
     if not Path(HELM).exists():
-        pytest.fail("helm is missing: scripts/bootstrap builds it into .cache/bin")
+        pytest.fail("helm is missing: scripts/bootstrap --tests builds it into .cache/bin")
     result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     return result.stdout

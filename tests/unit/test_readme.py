@@ -18,5 +18,5 @@ def test_every_setting_is_documented() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "./scripts/bootstrap && .venv/bin/python -m pytest" in readme
-    assert "./scripts/bootstrap\n.venv/bin/python -m pytest" in ci
+    assert "./scripts/bootstrap --tests && .venv/bin/python -m pytest" in readme
+    assert "./scripts/bootstrap --tests\n.venv/bin/python -m pytest" in ci
