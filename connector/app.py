@@ -26,7 +26,12 @@ from connector.failpoints import Failpoints
 from connector.health import Readiness, probe_qdrant, serve
 from connector.kafka_options import ssl_context
 from connector.metrics import CONSUMER_LAG, observe_window
-from connector.pipeline import Record, WindowProcessor, WindowResult, dead_letter_headers
+from connector.pipeline import (
+    Record,
+    WindowProcessor,
+    WindowResult,
+    dead_letter_headers,
+)
 from connector.qdrant import make_client
 from connector.settings import Settings
 from connector.sink import QdrantSink

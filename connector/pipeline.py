@@ -49,14 +49,26 @@ from connector.events import (
     parse_change,
 )
 from connector.failpoints import Failpoints
-from connector.operations import DEFAULT_VECTOR, Op, PointKey, Vector, op_from_patch, update_vectors_op
+from connector.operations import (
+    DEFAULT_VECTOR,
+    Op,
+    PointKey,
+    Vector,
+    op_from_patch,
+    update_vectors_op,
+)
 from connector.planner import plan, screen_existence
 from connector.policy import check_blast_radius, check_policy
-from connector.semantics import State
+from connector.semantics import State, text_at
 from connector.settings import Settings
 from connector.sink import QdrantSink
 from connector.validation import check_event, vector_kind
-from connector.verifier import compare, expected_state, state_from_records, touched_vectors
+from connector.verifier import (
+    compare,
+    expected_state,
+    state_from_records,
+    touched_vectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +384,7 @@ class WindowProcessor:
                 if absent:
                     _fail(item, "point_not_found", f"points not found: {_list(absent)}")
                     continue
-                own = {i: _text_at(found[i].payload, event.text_field) for i in wanted}
+                own = {i: text_at(found[i].payload, event.text_field) for i in wanted}
                 no_text = [i for i, t in own.items() if t is None]
                 if no_text:
                     _fail(item, "text_missing", f"payload field {event.text_field!r} is not a non-empty string on points {_list(no_text)}")
@@ -401,7 +413,7 @@ class WindowProcessor:
                 _fail(item, "too_many_points", f"filter matches more than {limit} points (QCC_MAX_POINTS_PER_FILTER_REEMBED)")
                 return
             for record in page:
-                text = _text_at(record.payload or {}, event.text_field)
+                text = text_at(record.payload or {}, event.text_field)
                 if text is not None:
                     own[record.id] = text
             if offset is None:
@@ -524,9 +536,3 @@ def _list(ids: Sequence[PointKey], limit: int = 20) -> str:
     shown = ", ".join(str(i) for i in ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
-
-def _text_at(payload: dict[str, Any], path: str) -> str | None:
-    value: Any = payload
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value if isinstance(value, str) and value.strip() else None

@@ -20,7 +20,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from connector.events import PATCH_ADAPTER, REEMBED_ADAPTER, ChangeEvent, ReembedEvent, point_ids_of
+from connector.events import (
+    PATCH_ADAPTER,
+    REEMBED_ADAPTER,
+    ChangeEvent,
+    ReembedEvent,
+    point_ids_of,
+)
 from connector.kafka_options import client_options
 from connector.settings import Settings
 

@@ -8,7 +8,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from connector.events import FENCE_ADAPTER, PATCH_ADAPTER, REEMBED_ADAPTER, DeadLetterRecord, VerificationEvent
+from connector.events import (
+    FENCE_ADAPTER,
+    PATCH_ADAPTER,
+    REEMBED_ADAPTER,
+    DeadLetterRecord,
+    VerificationEvent,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 BASE_ID = "https://qdrant-change-connector.example/schemas/"

@@ -68,6 +68,14 @@ def delete_payload_path(payload: dict[str, Any], path: str) -> None:
         target.pop(parts[-1], None)
 
 
+def text_at(payload: dict[str, Any] | None, path: str) -> str | None:
+    """The non-empty string at a dotted payload path, else None (re-embeds read texts with it)."""
+    value: Any = payload or {}
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def selected_ids(state: State, op: Op, matcher: FilterMatcher | None) -> list[PointKey]:
     if op.filter is None:
         return op.point_ids()

@@ -15,7 +15,15 @@ from typing import Any
 from qdrant_client import models as qm
 
 from connector import __version__
-from connector.bulk.dump import digest, id_key, manifest_path, open_dump, point_line, read_dump, vectors_config
+from connector.bulk.dump import (
+    digest,
+    id_key,
+    manifest_path,
+    open_dump,
+    point_line,
+    read_dump,
+    vectors_config,
+)
 from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
 from connector.sink import QdrantSink
 

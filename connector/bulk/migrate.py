@@ -40,7 +40,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import models as qm
 
-from connector.bulk.reembed import _text
 from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
 from connector.bulk.verify import VerifyReport, verify_collections
 from connector.embedder import Embedder
@@ -57,6 +56,7 @@ from connector.events import (
 from connector.kafka_options import client_options
 from connector.operations import PointKey
 from connector.pipeline import Record, WindowProcessor
+from connector.semantics import text_at
 from connector.settings import Settings
 from connector.sink import QdrantSink
 
@@ -199,7 +199,7 @@ class Migration:
         total = await count_points(self.sink, old)
         with PointsProgress(f"fill {self.new}", total, self.show_progress) as progress:
             async for page, _ in scroll_pages(self.sink, old, with_payload=True, with_vectors=True, page_size=self.page_size):
-                texts = {r.id: _text(r.payload, self.text_field) for r in page}
+                texts = {r.id: text_at(r.payload, self.text_field) for r in page}
                 ids = [pid for pid, t in texts.items() if t is not None]
                 vectors = dict(zip(ids, await self.embedder.embed(self.model, "dense", [texts[i] for i in ids])))  # type: ignore[misc]
                 points = []
@@ -256,7 +256,7 @@ class Migration:
         for start in range(0, len(ids), self.page_size):
             chunk = ids[start : start + self.page_size]
             records = await self.sink.call("retrieve", lambda: self.client.retrieve(self.new, chunk, with_payload=[self.text_field.split(".")[0]]))
-            texts = {r.id: _text(r.payload, self.text_field) for r in records}
+            texts = {r.id: text_at(r.payload, self.text_field) for r in records}
             found = [pid for pid, t in texts.items() if t is not None]
             vectors = await self.embedder.embed(self.model, "dense", [texts[i] for i in found])  # type: ignore[misc]
             if found:

@@ -19,7 +19,8 @@ from qdrant_client import models as qm
 
 from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
 from connector.embedder import Embedder, VectorKind
-from connector.operations import DEFAULT_VECTOR, PointData, Op
+from connector.operations import DEFAULT_VECTOR, Op, PointData
+from connector.semantics import text_at
 from connector.sink import QdrantSink, to_qdrant
 
 _DONE = object()
@@ -33,13 +34,6 @@ class ReembedSummary:
     points: int
     skipped_without_text: int
     resumed: bool
-
-
-def _text(payload: dict[str, Any] | None, path: str) -> str | None:
-    value: Any = payload or {}
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value if isinstance(value, str) and value.strip() else None
 
 
 async def reembed_collection(
@@ -81,7 +75,7 @@ async def reembed_collection(
     async def embed_stage() -> None:
         while (item := await pages.get()) is not _DONE:
             page, next_offset = item
-            texts = {record.id: _text(record.payload, text_field) for record in page}
+            texts = {record.id: text_at(record.payload, text_field) for record in page}
             ids = [pid for pid, text in texts.items() if text is not None]
             vectors = await embedder.embed(model, kind, [texts[pid] for pid in ids])  # type: ignore[misc]
             await embedded.put((ids, vectors, len(page) - len(ids), next_offset))

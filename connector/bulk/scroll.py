@@ -11,7 +11,14 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from connector.sink import QdrantSink
 

@@ -13,7 +13,14 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.bulk.dump import canonical_vectors, digest, id_key, manifest_path, point_line, read_dump
+from connector.bulk.dump import (
+    canonical_vectors,
+    digest,
+    id_key,
+    manifest_path,
+    point_line,
+    read_dump,
+)
 from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
 from connector.sink import QdrantSink
 
