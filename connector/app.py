@@ -6,12 +6,14 @@ returns, and commits only acknowledged offsets. The body returns after the batch
 and its verification event and dead letters are published (``send_and_wait``). If the body
 is cancelled midway (shutdown, rebalance), the window is *abandoned*: its messages are
 marked so that Faust never acknowledges them, nothing of it is committed, and the next owner
-replays it. Any other failure abandons the window and exits the process (code 70).
+replays it. Any other failure abandons the window and exits the process: code 74 when local
+mode cannot write its storage (disk full, read-only), code 70 for anything else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from faust.types import EventT
 from qdrant_client import AsyncQdrantClient
 
 from connector.embedder import Embedder
+from connector.errors import StorageError
 from connector.failpoints import Failpoints
 from connector.health import Readiness, probe_qdrant, serve
 from connector.kafka_options import ssl_context
@@ -37,6 +40,9 @@ from connector.settings import Settings
 from connector.sink import QdrantSink
 
 log = logging.getLogger(__name__)
+
+EXIT_BUG = 70  # EX_SOFTWARE: an unexpected failure in a window
+EXIT_STORAGE = 74  # EX_IOERR: local mode could not write its storage
 
 
 class Runtime:
@@ -170,6 +176,15 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
+            except StorageError as exc:
+                abandon(events)
+                log.critical(
+                    "Qdrant local storage failed: %s. Nothing of this window of %d events is committed; "
+                    "free space or make %s writable, then restart: the window is replayed",
+                    exc, len(events), settings.qdrant_path,
+                )
+                logging.shutdown()
+                os._exit(EXIT_STORAGE)
             except Exception:
                 # Bad input never gets here (it is dead-lettered); this is a bug, a configuration
                 # error or a broker failure. Exit at once so the orchestrator restarts the worker:
@@ -177,7 +192,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.critical("window of %d events failed; exiting so that it is replayed", len(events), exc_info=True)
                 logging.shutdown()
-                os._exit(70)
+                os._exit(EXIT_BUG)
             observe_window(events[0].message.topic, len(events), result)
             _observe_lag(app, events)
             for v in result.verifications:
@@ -202,6 +217,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
 
     @app.task
     async def warm_up() -> None:
+        log.info("settings: %s", json.dumps(settings.public_dump(), default=str))
         await asyncio.get_running_loop().run_in_executor(None, runtime.embedder.warm_up)
 
     @app.task
@@ -213,7 +229,9 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         processor = await runtime.processor("patch")
 
         async def probe() -> None:
-            runtime.failpoints.raise_if_active("qdrant-unavailable", ConnectionRefusedError("failpoint: qdrant-unavailable"))
+            fault = runtime.failpoints.qdrant_fault()
+            if fault is not None:
+                raise fault
             if processor.sink.failing:
                 raise ConnectionError("the last Qdrant call is being retried")
             await processor.client.get_collections()

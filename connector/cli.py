@@ -13,10 +13,13 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from connector.errors import ConfigurationError
 from connector.settings import Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka change events -> verified Qdrant batches.")
 console = Console(stderr=True)
+
+EXIT_CONFIG = 78  # EX_CONFIG: the settings name something unusable
 
 
 @cli.command()
@@ -26,10 +29,23 @@ def worker() -> None:
 
     from connector.app import create_app
     from connector.logs import logging_config
+    from connector.qdrant import check_local_storage
 
     settings = Settings()
+    if not settings.qdrant_url:
+        try:
+            check_local_storage(settings.qdrant_path)
+        except ConfigurationError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(EXIT_CONFIG) from exc
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)).execute_from_commandline()
+
+
+@cli.command("settings")
+def show_settings() -> None:
+    """Print the effective settings as JSON (from QCC_* variables), secrets as stars."""
+    print(json.dumps(Settings().public_dump(), indent=2))
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from connector import metrics
 from connector.errors import ConfigurationError
+from connector.failpoints import Failpoints
 from connector.operations import Sparse, Vector
 from connector.settings import Settings
 
@@ -34,6 +35,7 @@ class Embedder:
         self._settings = settings
         self._models: dict[tuple[str, VectorKind], Any] = {}
         self._lock = threading.Lock()
+        self._failpoints = Failpoints(settings.failpoints_dir)
         # one thread: onnxruntime already uses the cores, and one call per window is the design
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
@@ -56,6 +58,7 @@ class Embedder:
 
     def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
         encoder = self._load(model, kind)
+        self._failpoints.crash_if_active("crash-while-embedding")
         if kind == "dense":
             return [tuple(float(x) for x in vec) for vec in encoder.embed(texts)]
         return [

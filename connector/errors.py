@@ -25,3 +25,12 @@ class PermanentError(ConnectorError):
 
 class ConfigurationError(ConnectorError):
     """The settings are wrong or something they name is missing."""
+
+
+class StorageError(ConnectorError):
+    """Local mode could not write its storage (disk full, read-only, I/O error).
+
+    Not retried and not blamed on an event: local mode has already changed its in-memory copy
+    of the collection, which now differs from disk, so the only safe move is to stop without
+    committing and let a restart reload the collection from disk and replay the window.
+    """

@@ -5,7 +5,8 @@ can switch a fault on and off in a running worker process from the outside. Prod
 deployments leave the setting unset, and then every check is one ``is None`` test.
 
 Failpoints: ``qdrant-unavailable`` (every Qdrant call fails as if the connection were
-refused), ``crash-after-apply`` (the process exits hard after a batch is applied and before
+refused), ``qdrant-timeout`` (every Qdrant call times out as httpx reports it),
+``crash-while-embedding`` (the process exits hard inside a model call), ``crash-after-apply`` (the process exits hard after a batch is applied and before
 its verification event is published), ``crash-after-confirm`` (after the verification event,
 before offsets are acknowledged).
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
+
 
 class Failpoints:
     def __init__(self, folder: Path | None) -> None:
@@ -23,11 +26,15 @@ class Failpoints:
     def active(self, name: str) -> bool:
         return self._folder is not None and (self._folder / name).exists()
 
-    def raise_if_active(self, name: str, error: BaseException) -> None:
-        if self.active(name):
-            raise error
-
     def crash_if_active(self, name: str) -> None:
         """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
         if self.active(name):
             os._exit(137)
+
+    def qdrant_fault(self) -> Exception | None:
+        """The client-layer error a Qdrant call should fail with now, if any."""
+        if self.active("qdrant-unavailable"):
+            return ConnectionRefusedError("failpoint: qdrant-unavailable")
+        if self.active("qdrant-timeout"):
+            return httpx.ReadTimeout("failpoint: qdrant-timeout")
+        return None

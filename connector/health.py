@@ -62,14 +62,18 @@ async def serve(readiness: Readiness, host: str, port: int) -> web.AppRunner:
 
 async def probe_qdrant(readiness: Readiness, probe: Callable[[], object], every: float = 2.0) -> None:
     """Keep ``readiness.qdrant_ok`` current: one cheap call every ``every`` seconds."""
+    last_error: str | None = None
     while True:
         try:
             await asyncio.wait_for(probe(), timeout=max(every, 1.0))  # type: ignore[arg-type]
-            readiness.qdrant_ok = True
+            if last_error is not None:
+                log.info("Qdrant probe succeeds again")
+            readiness.qdrant_ok, last_error = True, None
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
-            if readiness.qdrant_ok:
-                log.warning("Qdrant probe failed: %s", exc)
-            readiness.qdrant_ok = False
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log, once per reason
+            error = f"{type(exc).__name__}: {exc}"
+            if error != last_error:
+                log.warning("Qdrant probe failed: %s", error)
+            readiness.qdrant_ok, last_error = False, error
         await asyncio.sleep(every)

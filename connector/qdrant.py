@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+from pathlib import Path
+from typing import Any
+
 from qdrant_client import AsyncQdrantClient
 
+from connector.errors import ConfigurationError
 from connector.settings import Settings
 
 
@@ -18,6 +24,34 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             prefer_grpc=settings.qdrant_prefer_grpc,
             timeout=int(settings.qdrant_timeout_seconds),
+            **_tls_options(settings.qdrant_ca_file),
         )
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=str(settings.qdrant_path))
+
+
+def _tls_options(ca_file: Path | None) -> dict[str, Any]:
+    """Trust ``ca_file`` for the server's certificate: httpx's ``verify`` and gRPC's root certificates."""
+    if ca_file is None:
+        return {}
+    try:
+        return {
+            "verify": ssl.create_default_context(cafile=str(ca_file)),
+            "grpc_options": {"root_certificates": ca_file.read_bytes()},
+        }
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot read the Qdrant CA file {ca_file}: {exc}") from exc
+
+
+def check_local_storage(path: Path) -> None:
+    """Fail fast, with the reason, when local mode could not persist a write to ``path``."""
+    probe = path / ".qcc-write-probe"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(f"Qdrant local storage {path} is not writable: {exc.strerror or exc}") from exc

@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     )
     qdrant_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("QCC_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
-        description="Qdrant API key (QDRANT_API_KEY works too; secret: never logged)",
+        description="Qdrant API key or JWT (QDRANT_API_KEY works too; secret: never logged)",
+    )
+    qdrant_ca_file: Path | None = Field(
+        None, description="CA bundle for the Qdrant server's HTTPS certificate (REST and gRPC)"
     )
     qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
     qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC (6334) instead of REST (6333)")
@@ -112,6 +115,10 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def public_dump(self) -> dict[str, object]:
+        """Every setting as JSON values, secrets as stars: safe to log and print."""
+        return dict(json.loads(self.model_dump_json()))
 
     def models_allowed(self) -> set[str]:
         """The embedding models an event may name."""

@@ -15,8 +15,10 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,17 +30,28 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from connector import metrics
-from connector.errors import ConnectorError, PermanentError, TransientError
+from connector.errors import (
+    ConnectorError,
+    PermanentError,
+    StorageError,
+    TransientError,
+)
 from connector.failpoints import Failpoints
 from connector.operations import DEFAULT_VECTOR, Op, Sparse, Vector
 
 log = logging.getLogger(__name__)
 
 
+# Local mode persists every write to SQLite in its folder; these mean that folder cannot take it.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EIO}
+
+
 def classify(exc: BaseException) -> ConnectorError:
     """Map a qdrant-client, gRPC or network error onto the connector's two kinds."""
     if isinstance(exc, ConnectorError):
         return exc
+    if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
+        return StorageError(f"local storage write failed: {type(exc).__name__}: {exc}")
     if isinstance(exc, UnexpectedResponse):
         status = exc.status_code or 0
         text = _response_text(exc)
@@ -250,7 +263,9 @@ class QdrantSink:
         while True:
             started = time.monotonic()
             try:
-                self._failpoints.raise_if_active("qdrant-unavailable", ConnectionRefusedError("failpoint: qdrant-unavailable"))
+                fault = self._failpoints.qdrant_fault()
+                if fault is not None:
+                    raise fault
                 result = await fn()
                 metrics.QDRANT_SECONDS.labels(name).observe(time.monotonic() - started)
                 self.failing = False

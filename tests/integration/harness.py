@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -68,13 +69,19 @@ class Stack:
 class Worker:
     """A worker subprocess: ``python -m connector.cli worker``."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, max_file_bytes: int | None = None) -> None:
+        """``max_file_bytes`` caps every file the worker writes (RLIMIT_FSIZE): a full disk."""
         self.stack = stack
         self.log = stack.workdir / f"worker-{time.monotonic_ns()}.log"
         env = {**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}
+
+        def limit_files() -> None:
+            if max_file_bytes is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "connector.cli", "worker"],
-            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, preexec_fn=limit_files,
         )
 
     def kill(self) -> None:
