@@ -2,7 +2,9 @@
 against retrieve -> embed -> upsert-with-payload, in request bytes and in time; and a sweep of
 scroll page sizes for re-embedding and for export.
 
-    .venv/bin/python bench/seed_claim.py [--points 2000] [--payload-bytes 2000]
+    .venv/bin/python -m bench.seed_claim [--points 2000] [--payload-bytes 2000]
+
+(``python -m bench.run`` runs it as one section of the report.)
 
 Request bytes are the JSON bodies the REST client would send (the request models serialised
 as qdrant-client does). Qdrant runs in embedded local mode on disk: the timings include its
@@ -15,7 +17,6 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,15 +25,13 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from connector.bulk.export import export_collection  # noqa: E402
-from connector.bulk.reembed import reembed_collection  # noqa: E402
-from connector.embedder import Embedder  # noqa: E402
-from connector.offline_model import assemble_all  # noqa: E402
-from connector.settings import Settings  # noqa: E402
-from connector.sink import QdrantSink  # noqa: E402
+from bench.common import ROOT, Context
+from connector.bulk.export import export_collection
+from connector.bulk.reembed import reembed_collection
+from connector.embedder import Embedder
+from connector.offline_model import assemble_all
+from connector.settings import Settings
+from connector.sink import QdrantSink
 
 
 def body_bytes(model: Any) -> int:
@@ -95,8 +94,16 @@ async def retrieve_upsert(client: AsyncQdrantClient, embedder: Embedder, model: 
     return {"seconds": total, "embed_seconds": embed_seconds, "request_bytes": sent, "response_bytes": received}
 
 
+async def measure(ctx: Context) -> dict[str, Any]:
+    """The section of ``bench.run``: 1,000 points with 2 KB payloads (tiny: 20), no page sweep."""
+    full = ctx.size == "full"
+    args = argparse.Namespace(points=1000 if full else 20, payload_bytes=2000, repeats=ctx.repeats,
+                              pages=[], models=ctx.model_paths)
+    return await run(args)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    settings = Settings(model_paths=assemble_all(ROOT / ".cache" / "models"))
+    settings = Settings(model_paths=args.models)
     embedder = Embedder(settings)
     model = settings.dense_model
     embedder.embed_sync(model, "dense", ["warm up"])
@@ -136,7 +143,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sweep[str(page)] = {"reembed_points_per_second": round(args.points / reembed_s, 1),
                                 "export_points_per_second": round(args.points / export_s, 1)}
             print("page", page, sweep[str(page)], flush=True)
-        results["page_size_sweep"] = sweep
+        if sweep:
+            results["page_size_sweep"] = sweep
         await client.close()
     return results
 
@@ -149,6 +157,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, nargs="+", default=[10, 50, 100, 256, 1000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "seed_claim.json")
     args = parser.parse_args()
+    args.models = assemble_all(ROOT / ".cache" / "models")
     results = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -39,6 +39,7 @@ from tests.faults.workload import (
     KV,
     MISSING_DOC,
     Record,
+    as_stored,
     doc_text,
     final_dead,
     make_workload,
@@ -46,7 +47,6 @@ from tests.faults.workload import (
     reference_docs,
     reference_kv,
     replaced_later,
-    rounded,
 )
 from tests.integration.harness import Stack, Worker, produce
 
@@ -260,10 +260,13 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
         docs = {p.id: p for p in _scroll_all(client, DOCS)}
     finally:
         client.close()
-    want, got = rounded(expected_kv), rounded(read_kv(run.stack.workdir / "qdrant"))
-    report.state_differences = sum(want.get(pid) != got.get(pid) for pid in set(want) | set(got))
+    want, got = as_stored(expected_kv), as_stored(read_kv(run.stack.workdir / "qdrant"))
+    differing = sorted((pid for pid in set(want) | set(got) if want.get(pid) != got.get(pid)), key=str)
+    report.state_differences = len(differing)
     if report.state_differences:
-        report.problems.append(f"{report.state_differences} kv points differ from the reference model")
+        sample = {pid: (want.get(pid), got.get(pid)) for pid in differing[:3]}
+        report.problems.append(f"{report.state_differences} kv points differ from the reference model "
+                               f"(point: (expected, actual)): {sample}")
 
     texts = reference_docs([r.event for r in records if r.topic == "reembed" and r.event])  # type: ignore[misc]
     model = Settings(model_paths=json.loads(run.stack.env["QCC_MODEL_PATHS"])).dense_model
@@ -424,7 +427,7 @@ def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) ->
     expected, _ = reference_kv([e for e, w in patches if w in confirmed])
     pending = {point_of(e) for e, w in patches if w not in confirmed}
     actual = read_kv(run.stack.workdir / "qdrant")
-    want, got = rounded(expected), rounded(actual)
+    want, got = as_stored(expected), as_stored(actual)
     return {pid for pid in set(want) | set(got) if pid not in pending and want.get(pid) != got.get(pid)}
 
 

@@ -14,8 +14,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from connector.events import parse_change
-from connector.operations import NEEDS_EXISTING_POINT, op_from_patch
+from connector.operations import NEEDS_EXISTING_POINT, Sparse, Vector, op_from_patch
 from connector.semantics import PointState, State, apply_op
 
 KV = "kv"  # patched collection: dense "d" (2, dot) and sparse "s"
@@ -154,12 +156,19 @@ def reference_docs(events: list[dict[str, Any]]) -> dict[int, str]:
     return texts
 
 
-def rounded(state: State) -> State:
-    """Vectors to 5 decimals: Qdrant stores float32."""
+def as_stored(state: State) -> State:
+    """Vectors as Qdrant stores them: float32 (rounding to digits instead would split values
+    that sit on a rounding boundary, a few in every ten thousand)."""
     out = copy.deepcopy(state)
     for point in out.values():
-        point.vectors = {k: tuple(round(x, 5) for x in v) if isinstance(v, tuple) else v for k, v in point.vectors.items()}
+        point.vectors = {k: _float32(v) for k, v in point.vectors.items()}
     return out
+
+
+def _float32(vector: Vector) -> Vector:
+    if isinstance(vector, Sparse):
+        return Sparse(vector.indices, tuple(float(x) for x in np.float32(vector.values)))
+    return tuple(float(x) for x in np.float32(vector))
 
 
 def point_of(event: dict[str, Any]) -> Any:

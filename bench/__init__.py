@@ -1,0 +1,1 @@
+"""Benchmarks of the connector; ``python -m bench.run`` runs them and writes BENCHMARKS.md."""

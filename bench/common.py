@@ -1,0 +1,224 @@
+"""What every benchmark section shares: the in-process connector, producing, confirmations, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
+
+from connector.app import create_app
+from connector.kafka_admin import ensure_topics
+from connector.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+QdrantMode = Literal["memory", "disk"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """One benchmark run: the broker, the models, a scratch folder, and how big to make things."""
+
+    bootstrap: str
+    model_paths: dict[str, str]
+    workdir: Path
+    size: str  # "tiny" or "full"
+    repeats: int
+
+    def scratch(self, name: str) -> Path:
+        path = self.workdir / f"{name}-{uuid.uuid4().hex[:6]}"
+        path.mkdir(parents=True)
+        return path
+
+    def settings(self, name: str, **overrides: Any) -> Settings:
+        """Settings of one isolated connector: its own topics, group and state folder."""
+        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.bootstrap, "consumer_group": f"bench-{tag}",
+            "patch_topic": f"p-{tag}", "reembed_topic": f"r-{tag}", "verification_topic": f"v-{tag}",
+            "dead_letter_topic": f"d-{tag}", "data_dir": self.scratch(f"state-{name}"), "http_port": 0,
+            "model_paths": self.model_paths, "session_timeout_seconds": 6, "log_level": "warning",
+            "window_max_events": 500, "window_max_wait_seconds": 0.5, **overrides,
+        }
+        return Settings(**values)
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to weigh the numbers."""
+    from importlib.metadata import version
+
+    memory_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")), 0)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {
+        "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1), "cpu": cpu,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "versions": {p: version(p) for p in ("qdrant-client", "fastembed", "faust-streaming", "aiokafka", "onnxruntime")},
+        "kafka": "Apache Kafka 4.0.1, one KRaft node on loopback",
+        "qdrant": "qdrant-client embedded local mode (no server can be installed here)",
+    }
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median and spread of repeated measurements."""
+    ordered = sorted(values)
+    return {"median": round(statistics.median(ordered), 3), "min": round(ordered[0], 3), "max": round(ordered[-1], 3),
+            "n": len(ordered)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def make_client(mode: QdrantMode, folder: Path) -> AsyncQdrantClient:
+    return AsyncQdrantClient(location=":memory:") if mode == "memory" else AsyncQdrantClient(path=str(folder))
+
+
+async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv") -> None:
+    """The patched collection: dense "d" (2, dot), sparse "s", ``points`` points with a payload."""
+    await client.create_collection(name, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
+                                   sparse_vectors_config={"s": qm.SparseVectorParams()})
+    for start in range(0, points, 1000):
+        await client.upsert(name, [qm.PointStruct(id=i, vector={"d": [1.0, float(i)]}, payload={"v": i % 100, "body": f"doc {i}"})
+                                   for i in range(start, min(points, start + 1000))], wait=True)
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
+                  rate: float | None = None) -> list[tuple[int, int, float]]:
+    """Send records (at ``rate`` per second if given); (partition, offset, send time) of each."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        pending = []
+        start = time.monotonic()
+        for i, (key, value) in enumerate(records):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            pending.append((time.time(), await producer.send(topic, value, key=key)))
+        out = []
+        for stamp, future in pending:
+            meta = await future
+            out.append((meta.partition, meta.offset, stamp))
+        return out
+    finally:
+        await producer.stop()
+
+
+class Confirmations:
+    """Reads a verification topic in the background: (source topic, partition, offset) -> receive time."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.seen: dict[tuple[str, int, int], float] = {}
+        self.counts: dict[str, int] = {}  # distinct records confirmed per source topic
+        self.records: list[dict[str, Any]] = []
+        self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                          enable_auto_commit=False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Confirmations:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for messages in batch.values():
+                for message in messages:
+                    record = json.loads(message.value)
+                    self.records.append(record)
+                    for r in record["ranges"]:
+                        for offset in range(r["first_offset"], r["last_offset"] + 1):
+                            key = (record["topic"], r["partition"], offset)
+                            if key not in self.seen:
+                                self.seen[key] = now
+                                self.counts[record["topic"]] = self.counts.get(record["topic"], 0) + 1
+
+    async def wait(self, topic: str, sent: list[tuple[int, int, float]], timeout: float = 3600) -> float:
+        """Until every sent record is confirmed; returns the time the last one was."""
+        deadline = time.monotonic() + timeout
+        keys = [(topic, p, o) for p, o, _ in sent]
+        while not all(k in self.seen for k in keys):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(k not in self.seen for k in keys)} of {len(keys)} records not confirmed")
+            await asyncio.sleep(0.05)
+        return max(self.seen[k] for k in keys)
+
+
+class InProcessConnector:
+    """The connector's Faust app in this process, on a client the benchmark owns (any local mode)."""
+
+    def __init__(self, settings: Settings, client: AsyncQdrantClient, partitions: int = 2) -> None:
+        self.settings, self.client, self.partitions = settings, client, partitions
+        self.app: Any = None
+
+    async def __aenter__(self) -> InProcessConnector:
+        for name in ("faust", "aiokafka", "mode", "connector"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        await ensure_topics(self.settings, partitions=self.partitions)
+        self.app = create_app(self.settings, client=self.client)
+        self.app.finalize()
+        await self.app.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.app.stop()
+
+
+class WorkerProcess:
+    """``qdrant-change-connector worker`` as its own process (for memory and scale-out)."""
+
+    def __init__(self, settings: Settings, qdrant_path: Path, log: Path) -> None:
+        env = {**os.environ, **settings_env(settings), "QCC_QDRANT_PATH": str(qdrant_path), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
+                                        stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def rss_bytes(self) -> int:
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return 0
+        return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Settings back as QCC_ variables, for a worker process."""
+    out = {}
+    for name, value in json.loads(settings.model_dump_json()).items():
+        if value is None:
+            continue
+        out[f"QCC_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return out

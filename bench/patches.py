@@ -1,0 +1,147 @@
+"""Payload-patch throughput: the connector against a naive consumer and against the ceiling.
+
+- connector: the Faust app, events through the real broker, windows, coalescing, verification.
+- naive: one aiokafka consumer that sends one Qdrant request per event (wait=True), as a
+  first version of such a service would.
+- ceiling: the same operations, parsed and grouped beforehand (not timed), sent straight to
+  Qdrant with ``batch_update_points`` in window-sized batches: no Kafka, no checks.
+
+All three run in this process on fresh, identical collections in the same Qdrant mode, one
+after the other in each repeat, so drift on a noisy machine hits all three.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.common import (
+    Confirmations,
+    Context,
+    InProcessConnector,
+    QdrantMode,
+    create_kv,
+    make_client,
+    produce,
+    summary,
+)
+from connector.events import parse_change
+from connector.operations import op_from_patch
+from connector.sink import to_qdrant
+from tests.faults.workload import make_workload, reference_kv
+
+WINDOW = 500
+
+
+def workload(kind: str, n: int, points: int, seed: int = 5) -> list[dict[str, Any]]:
+    """identical: one patch on many points (coalescible); distinct: a different patch per event;
+    mixed: the eight operations, keys, vectors, deletes and re-creations."""
+    if kind == "identical":
+        return [{"schema_version": 1, "collection": "kv", "op": "set_payload", "ids": [i % points],
+                 "payload": {"archived": True}} for i in range(n)]
+    if kind == "distinct":
+        return [{"schema_version": 1, "collection": "kv", "op": "set_payload", "ids": [i % points],
+                 "payload": {"seq": i}} for i in range(n)]
+    records = make_workload(random.Random(seed), n, reembed_share=0.0, invalid_share=0.0, points=points)
+    return [r.event for r in records if r.event is not None]
+
+
+def _key(event: dict[str, Any]) -> bytes:
+    ids = event.get("ids") or [p["id"] for p in event["points"]]
+    return f"kv/{ids[0]}".encode()
+
+
+async def run_connector(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
+    client = await make_client(mode, ctx.scratch("qdrant"))
+    await create_kv(client, points)
+    settings = ctx.settings("patches", window_max_events=WINDOW)
+    try:
+        async with InProcessConnector(settings, client), Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
+            warm = await produce(ctx.bootstrap, settings.patch_topic, [(b"kv/0", json.dumps(events[0]).encode())])
+            await seen.wait(settings.patch_topic, warm)
+            start = time.time()
+            sent = await produce(ctx.bootstrap, settings.patch_topic, [(_key(e), json.dumps(e).encode()) for e in events])
+            done = await seen.wait(settings.patch_topic, sent)
+            return len(events) / (done - start)
+    finally:
+        await client.close()
+
+
+async def run_naive(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
+    client = await make_client(mode, ctx.scratch("qdrant"))
+    await create_kv(client, points)
+    topic = f"naive-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=ctx.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 2, 1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, group_id=f"naive-{topic}",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    await consumer.start()
+    try:
+        async def consume(count: int) -> None:
+            while count:
+                message = await consumer.getone()
+                event = parse_change(message.value, expect="patch")
+                try:
+                    op = op_from_patch(event, 0)  # type: ignore[arg-type]
+                    await client.batch_update_points("kv", [to_qdrant(op)], wait=True)
+                except Exception:  # noqa: BLE001 - a missing point: skip it, as a naive consumer would
+                    pass
+                count -= 1
+
+        await produce(ctx.bootstrap, topic, [(b"kv/0", json.dumps(events[0]).encode())])
+        await consume(1)
+        start = time.time()
+        await produce(ctx.bootstrap, topic, [(_key(e), json.dumps(e).encode()) for e in events])
+        await consume(len(events))
+        return len(events) / (time.time() - start)
+    finally:
+        await consumer.stop()
+        await client.close()
+
+
+async def run_ceiling(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
+    client = await make_client(mode, ctx.scratch("qdrant"))
+    await create_kv(client, points)
+    initial = {i for i in range(points)}
+    _, rejected = reference_kv([{"schema_version": 1, "collection": "kv", "op": "upsert",
+                                 "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]} for i in sorted(initial)] + events)
+    ops = [to_qdrant(op_from_patch(parse_change(json.dumps(e).encode(), expect="patch"), i))  # type: ignore[arg-type]
+           for i, e in enumerate(events) if i + len(initial) not in rejected]
+    try:
+        start = time.time()
+        for i in range(0, len(ops), WINDOW):
+            await client.batch_update_points("kv", ops[i : i + WINDOW], wait=True)
+        return len(events) / (time.time() - start)
+    finally:
+        await client.close()
+
+
+async def measure(ctx: Context, modes: list[QdrantMode]) -> dict[str, Any]:
+    n = 20_000 if ctx.size == "full" else 300
+    points = 2000 if ctx.size == "full" else 100
+    out: dict[str, Any] = {"events": n, "points": points, "window_max_events": WINDOW, "modes": {}}
+    for mode in modes:
+        per_mode: dict[str, Any] = {}
+        for kind in ("identical", "distinct", "mixed"):
+            events = workload(kind, n, points)
+            runs: dict[str, list[float]] = {"connector": [], "naive": [], "ceiling": []}
+            for _ in range(ctx.repeats):
+                runs["connector"].append(await run_connector(ctx, mode, events, points))
+                runs["naive"].append(await run_naive(ctx, mode, events, points))
+                runs["ceiling"].append(await run_ceiling(ctx, mode, events, points))
+            result = {name: summary(values) for name, values in runs.items()}
+            result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(runs["connector"], runs["naive"])])
+            result["connector_vs_ceiling"] = summary([c / e for c, e in zip(runs["connector"], runs["ceiling"])])
+            per_mode[kind] = result
+            print(f"patches {mode} {kind}: connector {result['connector']['median']:.0f}/s, "
+                  f"naive {result['naive']['median']:.0f}/s, ceiling {result['ceiling']['median']:.0f}/s", flush=True)
+        out["modes"][mode] = per_mode
+    return out

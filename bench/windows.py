@@ -1,0 +1,67 @@
+"""Window settings: throughput and latency for a grid of max-events x max-wait.
+
+For each setting, one in-process connector (Qdrant in memory, so that the window and not the
+storage decides): throughput on a backlog of distinct patches (repeated), then latency from
+the producer's send to the verification event's arrival at a steady rate below capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from bench.common import (
+    Confirmations,
+    Context,
+    InProcessConnector,
+    create_kv,
+    make_client,
+    percentile,
+    produce,
+    summary,
+)
+from bench.patches import workload
+
+
+async def one_setting(ctx: Context, max_events: int, max_wait: float, backlog: int, rate: float, seconds: float,
+                      points: int) -> dict[str, Any]:
+    client = await make_client("memory", ctx.scratch("qdrant"))
+    await create_kv(client, points)
+    settings = ctx.settings("windows", window_max_events=max_events, window_max_wait_seconds=max_wait)
+    events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", backlog, points)]
+    try:
+        async with InProcessConnector(settings, client), Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
+            await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, events[:1]))
+            throughput = []
+            for _ in range(ctx.repeats):
+                start = time.time()
+                done = await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, events))
+                throughput.append(len(events) / (done - start))
+            steady = events[: int(rate * seconds)]
+            sent = await produce(ctx.bootstrap, settings.patch_topic, steady, rate=rate)
+            await seen.wait(settings.patch_topic, sent)
+            latencies = [seen.seen[(settings.patch_topic, p, o)] - stamp for p, o, stamp in sent]
+    finally:
+        await client.close()
+    return {"max_events": max_events, "max_wait_seconds": max_wait, "events_per_second": summary(throughput),
+            "latency_rate": rate, "latency_events": len(latencies),
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 1), "p99_ms": round(percentile(latencies, 0.99) * 1000, 1)}
+
+
+async def measure(ctx: Context) -> dict[str, Any]:
+    full = ctx.size == "full"
+    grid_events = [50, 500, 2000] if full else [50, 500]
+    grid_wait = [0.1, 0.5, 2.0] if full else [0.2]
+    backlog, rate, seconds = (5000, 300.0, 12.0) if full else (200, 100.0, 1.0)
+    points = 2000 if full else 100
+    cells = []
+    for max_events in grid_events:
+        for max_wait in grid_wait:
+            cell = await one_setting(ctx, max_events, max_wait, backlog, rate, seconds, points)
+            cells.append(cell)
+            print(f"window {max_events} x {max_wait}s: {cell['events_per_second']['median']:.0f}/s, "
+                  f"p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms", flush=True)
+            await asyncio.sleep(0)
+    return {"backlog_events": backlog, "qdrant": "memory", "cells": cells}
