@@ -8,7 +8,6 @@ reference that a plan must agree with.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,20 @@ class PointState:
 
 
 State = dict[PointKey, PointState]
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars); several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
+
+def copy_state(state: State) -> State:
+    """Payloads copied deeply; vectors are immutable (tuples, Sparse), so their dicts shallowly."""
+    return {pid: PointState(copy_json(p.payload), dict(p.vectors)) for pid, p in state.items()}
 FilterMatcher = Callable[[dict[str, Any], PointKey, PointState], bool]
 
 
@@ -40,7 +53,7 @@ def merge_payload(target: dict[str, Any], patch: dict[str, Any]) -> None:
         if value is None:
             target.pop(key, None)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = copy_json(value)
 
 
 def set_payload_at(payload: dict[str, Any], patch: dict[str, Any], path: str | None) -> None:
@@ -94,7 +107,7 @@ def apply_op(state: State, op: Op, matcher: FilterMatcher | None = None) -> None
     if op.kind == "upsert":
         assert op.points is not None
         for pid, data in op.points.items():
-            state[pid] = PointState(payload=copy.deepcopy(data.payload or {}), vectors=dict(data.vectors))
+            state[pid] = PointState(payload=copy_json(data.payload or {}), vectors=dict(data.vectors))
         return
     if op.kind == "delete":
         for pid in ids:
@@ -115,7 +128,7 @@ def _apply_to_point(point: PointState, pid: PointKey, op: Op) -> None:
     if op.kind == "set_payload":
         set_payload_at(point.payload, op.payload or {}, op.key)
     elif op.kind == "overwrite_payload":
-        point.payload = copy.deepcopy(op.payload or {})
+        point.payload = copy_json(op.payload or {})
     elif op.kind == "delete_payload":
         for path in op.keys or ():
             delete_payload_path(point.payload, path)

@@ -8,7 +8,6 @@ same points shows up as a mismatch, which is what an audit wants to know.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -17,7 +16,7 @@ from qdrant_client import models as qm
 
 from connector.events import Mismatch, VerificationOutcome
 from connector.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
-from connector.semantics import PointState, State, apply_all
+from connector.semantics import PointState, State, apply_all, copy_state
 
 MAX_LISTED_MISMATCHES = 20
 TOLERANCE = 1e-3
@@ -37,7 +36,7 @@ def touched_vectors(ops: Iterable[Op]) -> dict[PointKey, set[str]]:
 
 
 def expected_state(before: State, ops: list[Op]) -> State:
-    state = copy.deepcopy(before)
+    state = copy_state(before)
     apply_all(state, ops)
     return state
 
