@@ -1,6 +1,8 @@
-"""Apply a plan to Qdrant: one ``batch_update_points(wait=True)`` per collection and window.
+"""Apply a plan to Qdrant: ``batch_update_points(wait=True)`` per collection and window.
 
 Contract:
+- A filter-addressed op is sent alone; the id-addressed ops between two of them go as one
+  batch (see :func:`split_at_filters` for why).
 - A batch is not a transaction. When Qdrant rejects a batch, the sink finds the failing op
   by sending prefixes of the plan (bisection), splits a coalesced op back into its events,
   drops the single event that fails, and sends the rest again. Re-sending is safe because
@@ -295,4 +297,30 @@ class QdrantSink:
                 lambda: self.client.batch_update_points(collection, operations, wait=True),
             )
 
-        return await apply_isolating(ops, send)
+        applied: list[Op] = []
+        failed: list[FailedEvent] = []
+        requests = 0
+        for run in split_at_filters(ops):
+            result = await apply_isolating(run, send)
+            applied += result.applied
+            failed += result.failed
+            requests += result.requests
+        return ApplyResult(applied=applied, failed=failed, requests=requests)
+
+
+def split_at_filters(ops: list[Op]) -> list[list[Op]]:
+    """Runs of id-addressed ops, and each filter-addressed op alone, in order.
+
+    Isolation re-sends prefixes, and a retry re-sends a whole request: safe for id-addressed
+    ops (assignments), and for one filter-addressed op alone (it assigns constants to the
+    points it matches, so twice is once), but not for a filter op followed by ops it could
+    match: [delete where a=1, set a=1 on X] sent twice deletes X. So a filter op never shares
+    a request.
+    """
+    runs: list[list[Op]] = []
+    for op in ops:
+        if op.by_filter or not runs or runs[-1][0].by_filter:
+            runs.append([op])
+        else:
+            runs[-1].append(op)
+    return runs

@@ -8,7 +8,7 @@ from qdrant_client import models as qm
 
 from connector.operations import Op, PointData
 from connector.planner import plan
-from connector.sink import QdrantSink
+from connector.sink import QdrantSink, split_at_filters
 
 
 @pytest.fixture()
@@ -57,3 +57,25 @@ async def test_several_failures_in_one_window(client: AsyncQdrantClient) -> None
     result = await QdrantSink(client).apply("c", plan(window))
     assert sorted(f.position for f in result.failed) == [0, 6, 7, 8, 9, 10, 11]
     assert all(p.payload == {} for p in await client.retrieve("c", [1, 2, 3, 4, 5]))
+
+
+async def test_isolation_never_resends_a_filter_op_before_ops_it_could_match(client: AsyncQdrantClient) -> None:
+    # sent together and bisected, the re-sent prefix would delete point 2 after it got tag=x
+    window = [
+        Op("delete", filter={"must": [{"key": "tag", "match": {"value": "x"}}]}, sources=[0]),
+        Op("set_payload", ids=[2], payload={"tag": "x"}, sources=[1]),
+        Op("set_payload", ids=[99], payload={"tag": "y"}, sources=[2]),  # missing: isolation runs
+        Op("set_payload", ids=[3], payload={"tag": "z"}, sources=[3]),
+    ]
+    result = await QdrantSink(client).apply("c", plan(window))
+    assert [f.position for f in result.failed] == [2]
+    points = {p.id: p.payload for p in await client.retrieve("c", [1, 2, 3, 4, 5])}
+    assert points[2] == {"n": 2, "tag": "x"} and points[3] == {"n": 3, "tag": "z"}
+    assert len(points) == 5
+
+
+def test_filter_ops_go_alone() -> None:
+    f = Op("delete", filter={"must": []}, sources=[9])
+    a, b, c = (Op("clear_payload", ids=[i], sources=[i]) for i in range(3))
+    assert split_at_filters([a, b, f, c, f, f]) == [[a, b], [f], [c], [f], [f]]
+    assert split_at_filters([f, a]) == [[f], [a]] and split_at_filters([]) == []
