@@ -91,7 +91,7 @@ async def profile_windows(ctx: Context, mode: QdrantMode, kind: str, windows: in
 
 async def measure(ctx: Context) -> dict[str, Any]:
     full = ctx.size == "full"
-    windows, window = (10, 500) if full else (2, 50)
+    windows, window = (10, 500) if full else (4, 100)
     out: dict[str, Any] = {}
     for mode in ("memory", "disk"):
         for kind in ("distinct", "mixed"):
