@@ -154,6 +154,7 @@ class Run:
         self.sent = Sent()
         self.started = time.monotonic()
         self.worker: Worker | None = None
+        self.broker: KafkaBroker | None = None  # set when the scenario owns its broker
 
     @property
     def topics(self) -> dict[str, str]:
@@ -421,6 +422,35 @@ async def scenario_disk_full(run: Run, tail: Tail, rng: random.Random, events: i
     return [fault]
 
 
+async def scenario_broker_restart(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+    """The broker (the run's own) stops for seconds under load and comes back on the same port."""
+    assert run.broker is not None
+    await run.setup()
+    workload = make_workload(rng, events, points=max(50, events // 40))
+    chunks = _chunks(workload, faults + 1)
+    done: list[Fault] = []
+    worker = run.start_worker()
+    await run.send(chunks[0])
+    for chunk in chunks[1:]:
+        await tail.wait(lambda: tail.by_worker(worker.process.pid), 180, "the worker's first batch")
+        await asyncio.sleep(rng.uniform(0.0, 1.5))
+        down = rng.uniform(2.0, 6.0)
+        fault = Fault("broker-restart", round(run.elapsed(), 2), note=f"down {down:.1f} s")
+        await asyncio.to_thread(run.broker.stop)
+        await asyncio.sleep(down)
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited {worker.process.returncode} without a broker: {worker.output()[-2000:]}")
+        await asyncio.to_thread(run.broker.start)
+        fault_time = time.monotonic()
+        seen = len(tail.verifications)
+        await run.send(chunk)
+        await tail.wait(lambda s=seen: len(tail.verifications) > s, 180, "a batch after the broker came back")
+        fault.recovered_seconds = round(time.monotonic() - fault_time, 2)
+        done.append(fault)
+    await _finish(run, tail, timeout=600 + events / 50)
+    return done
+
+
 def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) -> set[Any]:
     """Points whose confirmed state is not what local mode has on disk (one partition: a prefix)."""
     patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if r.topic == "patch" and r.event]
@@ -445,30 +475,39 @@ def _chunks(records: list[Record], n: int) -> list[list[Record]]:
     return [records[i * len(records) // n : (i + 1) * len(records) // n] for i in range(n)]
 
 
-SCENARIOS: dict[str, tuple[Callable[..., Awaitable[list[Fault]]], int]] = {
-    "kills": (scenario_kills, 2),
-    "outage": (scenario_outage, 1),
-    "disk-full": (scenario_disk_full, 1),
+# name -> (scenario, partitions, whether it needs a broker of its own to stop and start)
+SCENARIOS: dict[str, tuple[Callable[..., Awaitable[list[Fault]]], int, bool]] = {
+    "kills": (scenario_kills, 2, False),
+    "outage": (scenario_outage, 1, False),
+    "disk-full": (scenario_disk_full, 1, False),
+    "broker-restart": (scenario_broker_restart, 2, True),
 }
 
 
 async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], workdir: Path, seed: int,
                        events: int, faults: int, embedder: Embedder) -> RunReport:
-    scenario, partitions = SCENARIOS[name]
+    scenario, partitions, own_broker = SCENARIOS[name]
     report = RunReport(name, seed)
-    run = Run(bootstrap, model_env, workdir, partitions=partitions)
-    await run.stack.create_topics(partitions=partitions)
-    async with Tail(bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"], run.stack.env["QCC_DEAD_LETTER_TOPIC"]) as tail:
-        try:
-            report.faults = await scenario(run, tail, random.Random(seed), events, faults)
-            await asyncio.sleep(1.0)  # the last dead letters
-            check(run, tail, report, embedder)
-        except Exception as exc:  # noqa: BLE001 - a failed run is reported, not raised
-            report.problems.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            if run.worker is not None and run.worker.process.poll() is None:
-                run.worker.kill()
-    report.seconds = round(run.elapsed(), 1)
+    broker = KafkaBroker(data_dir=workdir / "kafka").start() if own_broker else None
+    try:
+        run = Run(broker.bootstrap if broker else bootstrap, model_env, workdir, partitions=partitions)
+        run.broker = broker
+        await run.stack.create_topics(partitions=partitions)
+        async with Tail(run.stack.bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"],
+                        run.stack.env["QCC_DEAD_LETTER_TOPIC"]) as tail:
+            try:
+                report.faults = await scenario(run, tail, random.Random(seed), events, faults)
+                await asyncio.sleep(1.0)  # the last dead letters
+                check(run, tail, report, embedder)
+            except Exception as exc:  # noqa: BLE001 - a failed run is reported, not raised
+                report.problems.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                if run.worker is not None and run.worker.process.poll() is None:
+                    run.worker.kill()
+        report.seconds = round(run.elapsed(), 1)
+    finally:
+        if broker is not None:
+            broker.cleanup()
     return report
 
 

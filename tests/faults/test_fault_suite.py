@@ -22,7 +22,7 @@ EVENTS = int(os.environ.get("QCC_FAULT_EVENTS", "3000"))
 SEED = int(os.environ.get("QCC_FAULT_SEED", "1"))
 
 
-@pytest.mark.parametrize(("scenario", "faults"), [("kills", 4), ("outage", 2), ("disk-full", 1)])
+@pytest.mark.parametrize(("scenario", "faults"), [("kills", 4), ("outage", 2), ("disk-full", 1), ("broker-restart", 2)])
 async def test_scenario(kafka, model_env, model_paths, tmp_path: Path, scenario: str, faults: int) -> None:
     embedder = Embedder(Settings(model_paths=model_paths))
     for seed in range(SEED, SEED + RUNS):
