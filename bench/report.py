@@ -54,7 +54,8 @@ def headline(sections: dict[str, Any]) -> list[str]:
 
 
 def patches_table(section: dict[str, Any]) -> list[str]:
-    rows = [f"{section['events']:,} events per workload on {section['points']:,} points, windows of "
+    events = ", ".join(f"{n:,} with Qdrant {mode}" for mode, n in section["events"].items())
+    rows = [f"Events per workload: {events}; on {section['points']:,} points, windows of "
             f"{section['window_max_events']}; events/s, median (min–max).", "",
             "| Qdrant | workload | connector | naive | ceiling | vs naive | vs ceiling |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
