@@ -436,11 +436,11 @@ async def scenario_broker_restart(run: Run, tail: Tail, rng: random.Random, even
         await asyncio.sleep(rng.uniform(0.0, 1.5))
         down = rng.uniform(2.0, 6.0)
         fault = Fault("broker-restart", round(run.elapsed(), 2), note=f"down {down:.1f} s")
-        await asyncio.to_thread(run.broker.stop)
+        run.broker.stop()
         await asyncio.sleep(down)
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker exited {worker.process.returncode} without a broker: {worker.output()[-2000:]}")
-        await asyncio.to_thread(run.broker.start)
+        run.broker.start()  # in this thread: the broker stops when the thread that started it ends
         fault_time = time.monotonic()
         seen = len(tail.verifications)
         await run.send(chunk)
