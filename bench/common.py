@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.app import create_app
 from connector.kafka_admin import ensure_topics
 from connector.settings import Settings
+from tests.integration.harness import TopicFollower
 
 ROOT = Path(__file__).resolve().parent.parent
 QdrantMode = Literal["memory", "disk"]
@@ -122,42 +123,24 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
         await producer.stop()
 
 
-class Confirmations:
-    """Reads a verification topic in the background: (source topic, partition, offset) -> receive time."""
+class Confirmations(TopicFollower):
+    """A verification topic read in the background: (source topic, partition, offset) -> receive time."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.seen: dict[tuple[str, int, int], float] = {}
         self.counts: dict[str, int] = {}  # distinct records confirmed per source topic
         self.records: list[dict[str, Any]] = []
-        self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                          enable_auto_commit=False)
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(bootstrap, [topic], self._confirmed)
 
-    async def __aenter__(self) -> Confirmations:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for messages in batch.values():
-                for message in messages:
-                    record = json.loads(message.value)
-                    self.records.append(record)
-                    for r in record["ranges"]:
-                        for offset in range(r["first_offset"], r["last_offset"] + 1):
-                            key = (record["topic"], r["partition"], offset)
-                            if key not in self.seen:
-                                self.seen[key] = now
-                                self.counts[record["topic"]] = self.counts.get(record["topic"], 0) + 1
+    def _confirmed(self, _: str, record: dict[str, Any]) -> None:
+        now = time.time()
+        self.records.append(record)
+        for r in record["ranges"]:
+            for offset in range(r["first_offset"], r["last_offset"] + 1):
+                key = (record["topic"], r["partition"], offset)
+                if key not in self.seen:
+                    self.seen[key] = now
+                    self.counts[record["topic"]] = self.counts.get(record["topic"], 0) + 1
 
     async def wait(self, topic: str, sent: list[tuple[int, int, float]], timeout: float = 3600) -> float:
         """Until every sent record is confirmed; returns the time the last one was."""

@@ -71,7 +71,11 @@ def main() -> None:
     parser.add_argument("--models", default=str(ROOT / ".cache" / "models"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARKS.md", help="the Markdown report to write")
+    parser.add_argument("--report-only", action="store_true", help="measure nothing: render --out again")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads(args.out.read_text()), args.report, args.out.parent / "plots")
+        return
     if args.repeats is None:
         args.repeats = 3 if args.size == "full" else 1
     results = asyncio.run(run(args))

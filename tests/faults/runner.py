@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
@@ -48,7 +47,7 @@ from tests.faults.workload import (
     reference_kv,
     replaced_later,
 )
-from tests.integration.harness import Stack, Worker, produce
+from tests.integration.harness import Stack, TopicFollower, Worker, produce
 
 PROJECT = Path(__file__).resolve().parents[2]
 KILL_KINDS = ("sigkill", "crash-while-embedding", "crash-after-apply", "crash-after-confirm")
@@ -90,33 +89,14 @@ class RunReport:
 # --- the world a run needs --------------------------------------------------------------------
 
 
-class Tail:
-    """Reads the verification and dead-letter topics in the background for the whole run."""
+class Tail(TopicFollower):
+    """The verification and dead-letter topics, read in the background for the whole run."""
 
     def __init__(self, bootstrap: str, verification_topic: str, dead_letter_topic: str) -> None:
         self.verifications: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
-        self._topics = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
-        self._consumer = AIOKafkaConsumer(*self._topics, bootstrap_servers=bootstrap,
-                                          auto_offset_reset="earliest", enable_auto_commit=False)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Tail:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=200)
-            for tp, messages in batch.items():
-                self._topics[tp.topic].extend(json.loads(m.value) for m in messages)
+        lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
+        super().__init__(bootstrap, lists, lambda topic, record: lists[topic].append(record))
 
     async def wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

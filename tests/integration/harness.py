@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,3 +157,31 @@ def all_covered(sent: list[tuple[int, int]]):  # noqa: ANN201 - a predicate for 
 
 def run(coro: Any) -> Any:
     return asyncio.get_event_loop().run_until_complete(coro)
+
+
+class TopicFollower:
+    """Reads topics from the start in the background; each JSON record goes to ``on_record``."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str], on_record: Callable[[str, dict[str, Any]], None]) -> None:
+        self._on_record = on_record
+        self._consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                          enable_auto_commit=False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TopicFollower:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for tp, messages in batch.items():
+                for message in messages:
+                    self._on_record(tp.topic, json.loads(message.value))

@@ -1,0 +1,46 @@
+"""Coverage-guided fuzzing of the parser and planner with atheris (libFuzzer).
+
+    .venv/bin/python -m tests.unit.fuzz_parser -atheris_runs=100000
+
+Each input is raw record bytes; the first byte picks the topic. The parser must answer an
+event or a rejection and never raise; an accepted patch must become an op the planner can
+plan alone and next to itself. ``test_fuzz_atheris.py`` runs it briefly in the suite.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    from connector.events import ChangeEvent, FenceRecord, Rejection, parse_change
+    from connector.operations import normalize_id, op_from_patch
+    from connector.planner import plan
+
+
+def one_input(data: bytes) -> None:
+    if not data:
+        return
+    expect = "patch" if data[0] % 2 == 0 else "reembed"
+    result = parse_change(data[1:], expect=expect, max_event_bytes=4096, max_ids_per_event=50)
+    if not isinstance(result, (ChangeEvent, FenceRecord, Rejection)):
+        raise AssertionError(f"parse_change returned {type(result).__name__}")
+    if isinstance(result, Rejection):
+        if not (result.code and result.message):
+            raise AssertionError(f"a rejection without a reason: {result!r}")
+        return
+    if expect == "patch" and not isinstance(result, FenceRecord) and getattr(result, "op", None):
+        # upsert points given as text get their vectors from the embedder; stand in a vector
+        texts = {normalize_id(p.id): (0.0,) for p in getattr(result, "points", None) or [] if getattr(p, "text", None)}
+        op = op_from_patch(result, 0, texts)  # type: ignore[arg-type]
+        plan([op, op_from_patch(result, 1, texts)])  # type: ignore[arg-type]
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
