@@ -1,24 +1,29 @@
 """Scroll page size for export: points per second and peak memory, page sizes 10 ... 10,000.
 
-Each export runs as its own ``qdrant-change-connector export`` process so that its peak RSS
-(``wait4``) is its own. Local mode loads the whole collection into memory when it opens it,
-so the same process opening the collection without exporting is measured as the baseline;
-the page size's cost is the peak above it.
+Each export runs as its own ``qdrant-change-connector export`` process so that its time and
+peak RSS (``wait4``) are its own. Local mode loads the whole collection into memory when it
+opens it, which hides the export's own memory under the RSS; so the export also runs once per
+page size in this process under ``tracemalloc``, started after the collection is open: its
+peak is what the export itself holds at once (pages, records, encoded lines).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client import models as qm
 
 from bench.common import ROOT, Context, summary
+from connector.bulk.export import export_collection
+from connector.sink import QdrantSink
 
 OPEN_ONLY = "from qdrant_client import QdrantClient; import sys; print(QdrantClient(path=sys.argv[1]).count('pages'))"
 
@@ -44,6 +49,20 @@ def timed_process(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss * 1024
 
 
+async def export_heap_peak(path: Path, page_size: int, dump: Path) -> int:
+    """Peak bytes the export allocates at once, the opened collection not counted."""
+    client = AsyncQdrantClient(path=str(path))
+    try:
+        await client.count("pages")  # opened and loaded before tracing starts
+        tracemalloc.start()
+        await export_collection(QdrantSink(client), "pages", dump, page_size=page_size, show_progress=False)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await client.close()
+        await asyncio.sleep(0)
+
+
 async def measure(ctx: Context) -> dict[str, Any]:
     full = ctx.size == "full"
     points, payload_bytes = (20_000, 1000) if full else (300, 200)
@@ -61,14 +80,17 @@ async def measure(ctx: Context) -> dict[str, Any]:
             dump.unlink()
             for extra in folder.glob(f"dump-{size}-{repeat}.jsonl*"):
                 extra.unlink()
+    heap = {size: await export_heap_peak(folder / "qdrant", size, folder / f"traced-{size}.jsonl") for size in sizes}
     cells = []
     for size in sizes:
         # the process start and the collection load are the baseline's time, not the export's
         rate = summary([points / max(seconds - base_seconds, 1e-3) for seconds, _ in runs[size]])
         peak = summary([rss / 2**20 for _, rss in runs[size]])
         cells.append({"page_size": size, "points_per_second": rate, "peak_rss_mib": peak,
-                      "above_baseline_mib": round(peak["median"] - baseline / 2**20, 1)})
-        print(f"export page {size}: {rate['median']:.0f} points/s, peak {peak['median']:.0f} MiB", flush=True)
+                      "above_baseline_mib": round(peak["median"] - baseline / 2**20, 1),
+                      "export_heap_peak_mib": round(heap[size] / 2**20, 2)})
+        print(f"export page {size}: {rate['median']:.0f} points/s, peak {peak['median']:.0f} MiB, "
+              f"export's own heap peak {heap[size] / 2**20:.1f} MiB", flush=True)
     return {"points": points, "payload_bytes": payload_bytes, "vector": "384 dense", "qdrant": "disk",
             "baseline_open_only_mib": round(baseline / 2**20, 1), "baseline_open_only_seconds": round(base_seconds, 2),
             "cells": cells}

@@ -4,11 +4,12 @@ A failpoint is active while a file of its name exists in ``QCC_FAILPOINTS_DIR``,
 can switch a fault on and off in a running worker process from the outside. Production
 deployments leave the setting unset, and then every check is one ``is None`` test.
 
-Failpoints: ``qdrant-unavailable`` (every Qdrant call fails as if the connection were
-refused), ``qdrant-timeout`` (every Qdrant call times out as httpx reports it),
-``crash-while-embedding`` (the process exits hard inside a model call), ``crash-after-apply`` (the process exits hard after a batch is applied and before
-its verification event is published), ``crash-after-confirm`` (after the verification event,
-before offsets are acknowledged).
+Failpoints:
+- ``qdrant-unavailable``: every Qdrant call fails as if the connection were refused;
+- ``qdrant-timeout``: every Qdrant call times out, as httpx reports it;
+- ``crash-while-embedding``: the process exits hard inside a model call;
+- ``crash-after-apply``: ... after a batch is applied, before its verification event;
+- ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged.
 """
 
 from __future__ import annotations
