@@ -10,6 +10,8 @@ plan alone and next to itself. ``test_fuzz_atheris.py`` runs it briefly in the s
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import atheris
 
@@ -37,8 +39,24 @@ def one_input(data: bytes) -> None:
         plan([op, op_from_patch(result, 1, texts)])  # type: ignore[arg-type]
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+
+
+def seed_corpus(folder: Path) -> Path:
+    """The schema examples, valid and invalid, one file each, prefixed with their topic byte."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in EXAMPLES.glob("*.jsonl"):
+        prefix = b"\x00" if source.name.startswith("patch") else b"\x01"
+        for n, line in enumerate(source.read_bytes().splitlines()):
+            (folder / f"{source.stem}-{n}").write_bytes(prefix + line)
+    return folder
+
+
 def main() -> None:
-    atheris.Setup(sys.argv, one_input)
+    argv = list(sys.argv)
+    if not any(not arg.startswith("-") for arg in argv[1:]):  # no corpus folder given: seed one
+        argv.append(str(seed_corpus(Path(tempfile.mkdtemp(prefix="qcc-fuzz-")))))
+    atheris.Setup(argv, one_input)
     atheris.Fuzz()
 
 

@@ -10,18 +10,14 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-CORPUS = PROJECT / "schemas" / "examples"
 RUNS = int(os.environ.get("QCC_ATHERIS_RUNS", "20000"))
 
 
 def test_atheris_finds_no_crash(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
-    seeds = tmp_path / "corpus"
-    seeds.mkdir()
-    for source in CORPUS.glob("*.jsonl"):  # the schema examples, valid and invalid, one per seed
-        prefix = b"\x00" if source.name.startswith("patch") else b"\x01"
-        for n, line in enumerate(source.read_bytes().splitlines()):
-            (seeds / f"{source.stem}-{n}").write_bytes(prefix + line)
+    from tests.unit.fuzz_parser import seed_corpus
+
+    seeds = seed_corpus(tmp_path / "corpus")
     done = subprocess.run([sys.executable, "-m", "tests.unit.fuzz_parser", f"-atheris_runs={RUNS}", "-max_len=2048",
                            f"-artifact_prefix={tmp_path}/", str(seeds)], cwd=PROJECT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
