@@ -30,9 +30,9 @@ STAGES: dict[tuple[str, str], str] = {
     ("connector/planner.py", "plan"): "planning",
     ("connector/planner.py", "screen_existence"): "planning",
     ("connector/pipeline.py", "_to_ops"): "planning",
-    ("connector/pipeline.py", "_read"): "Qdrant read before (existence)",
+    ("connector/pipeline.py", "_read"): "Qdrant retrieve (existence before, read-back after)",
     ("connector/sink.py", "apply"): "Qdrant batch_update_points",
-    ("connector/pipeline.py", "_verify"): "verification read-back + compare",
+    ("connector/pipeline.py", "_verify"): "verification: expected state + compare",
     ("connector/pipeline.py", "_embed"): "embedding",
     ("connector/pipeline.py", "_texts_to_embed"): "embedding",
     ("connector/pipeline.py", "_report"): "verification event + dead letters",
@@ -91,7 +91,7 @@ async def profile_windows(ctx: Context, mode: QdrantMode, kind: str, windows: in
 
 async def measure(ctx: Context) -> dict[str, Any]:
     full = ctx.size == "full"
-    windows, window = (10, 500) if full else (4, 100)
+    windows, window = (30, 500) if full else (4, 100)
     out: dict[str, Any] = {}
     for mode in ("memory", "disk"):
         for kind in ("distinct", "mixed"):
