@@ -131,6 +131,7 @@ class Migration:
         self.verify_seconds, self.drop_old, self.show_progress = verify_seconds, drop_old, show_progress
         self.topics = [settings.patch_topic, settings.reembed_topic]
         self.touch_up: set[PointKey] = set()
+        self._admin: Any = None  # an AIOKafkaAdminClient while run() runs
 
     @property
     def client(self) -> Any:
@@ -143,6 +144,8 @@ class Migration:
         await self._create_new(old)
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         await consumer.start()
+        self._admin = AIOKafkaAdminClient(**client_options(self.settings))  # polled while verifying
+        await self._admin.start()
         try:
             partitions = [TopicPartition(t, p) for t in self.topics for p in sorted(await self._partitions(t))]
             w0 = await self._applied_offsets(consumer, partitions)
@@ -166,6 +169,7 @@ class Migration:
             report.switched = True
         finally:
             await consumer.stop()
+            await self._admin.close()
         if self.drop_old:
             await self.sink.call("delete_collection", lambda: self.client.delete_collection(old))
             report.dropped_old = True
@@ -285,12 +289,7 @@ class Migration:
             await asyncio.sleep(0.5)
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(**client_options(self.settings))
-        await admin.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(self.settings.consumer_group)
-        finally:
-            await admin.close()
+        committed = await self._admin.list_consumer_group_offsets(self.settings.consumer_group)
         return {tp: committed[tp].offset for tp in partitions if tp in committed and committed[tp].offset >= 0}
 
     async def _switch(self, old: str) -> None:
