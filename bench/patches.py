@@ -110,11 +110,12 @@ async def run_naive(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]]
 async def run_ceiling(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
     client = await make_client(mode, ctx.scratch("qdrant"))
     await create_kv(client, points)
-    initial = {i for i in range(points)}
-    _, rejected = reference_kv([{"schema_version": 1, "collection": "kv", "op": "upsert",
-                                 "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]} for i in sorted(initial)] + events)
+    # the seeded points first, so that the reference rejects exactly the events on missing points
+    seeded = [{"schema_version": 1, "collection": "kv", "op": "upsert", "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]}
+              for i in range(points)]
+    _, rejected = reference_kv(seeded + events)
     ops = [to_qdrant(op_from_patch(parse_change(json.dumps(e).encode(), expect="patch"), i))  # type: ignore[arg-type]
-           for i, e in enumerate(events) if i + len(initial) not in rejected]
+           for i, e in enumerate(events) if i + points not in rejected]
     try:
         start = time.time()
         for i in range(0, len(ops), WINDOW):

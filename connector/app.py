@@ -176,23 +176,20 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
-            except StorageError as exc:
+            except Exception as exc:
+                # Bad input never gets here (it is dead-lettered): this is local storage that cannot
+                # be written, a bug, a configuration error or a broker failure. Exit at once so the
+                # orchestrator restarts the worker: nothing of this window is committed, and the
+                # restart replays it.
                 abandon(events)
-                log.critical(
-                    "Qdrant local storage failed: %s. Nothing of this window of %d events is committed; "
-                    "free space or make %s writable, then restart: the window is replayed",
-                    exc, len(events), settings.qdrant_path,
-                )
+                if isinstance(exc, StorageError):
+                    log.critical("Qdrant local storage failed: %s. Nothing of this window of %d events is committed; "
+                                 "free space or make %s writable, then restart: the window is replayed",
+                                 exc, len(events), settings.qdrant_path)
+                else:
+                    log.critical("window of %d events failed; exiting so that it is replayed", len(events), exc_info=True)
                 logging.shutdown()
-                os._exit(EXIT_STORAGE)
-            except Exception:
-                # Bad input never gets here (it is dead-lettered); this is a bug, a configuration
-                # error or a broker failure. Exit at once so the orchestrator restarts the worker:
-                # nothing of this window is committed, and the restart replays it.
-                abandon(events)
-                log.critical("window of %d events failed; exiting so that it is replayed", len(events), exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_BUG)
+                os._exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_BUG)
             observe_window(events[0].message.topic, len(events), result)
             _observe_lag(app, events)
             for v in result.verifications:

@@ -239,9 +239,10 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     client = QdrantClient(path=str(run.stack.workdir / "qdrant"))
     try:
         docs = {p.id: p for p in _scroll_all(client, DOCS)}
+        actual_kv = read_kv(client)
     finally:
         client.close()
-    want, got = as_stored(expected_kv), as_stored(read_kv(run.stack.workdir / "qdrant"))
+    want, got = as_stored(expected_kv), as_stored(actual_kv)
     differing = sorted((pid for pid in set(want) | set(got) if want.get(pid) != got.get(pid)), key=str)
     report.state_differences = len(differing)
     if report.state_differences:
@@ -436,18 +437,18 @@ def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) ->
     patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if r.topic == "patch" and r.event]
     expected, _ = reference_kv([e for e, w in patches if w in confirmed])
     pending = {point_of(e) for e, w in patches if w not in confirmed}
-    actual = read_kv(run.stack.workdir / "qdrant")
+    client = QdrantClient(path=str(run.stack.workdir / "qdrant"))
+    try:
+        actual = read_kv(client)
+    finally:
+        client.close()
     want, got = as_stored(expected), as_stored(actual)
     return {pid for pid in set(want) | set(got) if pid not in pending and want.get(pid) != got.get(pid)}
 
 
-def read_kv(path: Path) -> dict[Any, Any]:
+def read_kv(client: QdrantClient) -> dict[Any, Any]:
     """kv as a semantics state, without the padding points some scenarios add."""
-    client = QdrantClient(path=str(path))
-    try:
-        state = state_from_records(_scroll_all(client, KV))
-    finally:
-        client.close()
+    state = state_from_records(_scroll_all(client, KV))
     return {pid: p for pid, p in state.items() if not (isinstance(pid, int) and pid >= PADDING_IDS)}
 
 
