@@ -23,7 +23,10 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             url=settings.qdrant_url,
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             prefer_grpc=settings.qdrant_prefer_grpc,
-            timeout=int(settings.qdrant_timeout_seconds),
+            grpc_port=settings.qdrant_grpc_port,
+            # As given: qdrant-client types it int, but both transports take seconds as a float,
+            # and int() would turn 0.5 into 0 (no timeout on httpx, an instant deadline on gRPC).
+            timeout=settings.qdrant_timeout_seconds,  # type: ignore[arg-type]
             **_tls_options(settings.qdrant_ca_file),
         )
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)

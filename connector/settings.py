@@ -58,7 +58,8 @@ class Settings(BaseSettings):
         None, description="CA bundle for the Qdrant server's HTTPS certificate (REST and gRPC)"
     )
     qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
-    qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC (6334) instead of REST (6333)")
+    qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC instead of REST")
+    qdrant_grpc_port: int = Field(6334, ge=1, le=65535, description="The server's gRPC port (with QCC_QDRANT_PREFER_GRPC)")
     qdrant_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Qdrant request")
     collections: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Collections events may change (comma list or JSON list); unset: any existing one"

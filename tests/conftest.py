@@ -1,4 +1,4 @@
-"""Session fixtures: one real Kafka broker (KRaft) and the offline embedding model."""
+"""Session fixtures: one real Kafka broker (KRaft), the Qdrant servers, the offline embedding model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from connector.devbroker import KafkaBroker
+from connector.devqdrant import QdrantServer, server_start_script
 from connector.offline_model import assemble_all
+from tests.qdrant_targets import TARGETS, QdrantTarget
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +36,49 @@ def kafka() -> Iterator[KafkaBroker]:
 @pytest.fixture()
 def model_env(model_paths: dict[str, str]) -> dict[str, str]:
     return {"QCC_MODEL_PATHS": json.dumps(model_paths)}
+
+
+def _server_or_skip(**options: object) -> Iterator[QdrantServer]:
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    server = QdrantServer(**options)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def qdrant_server() -> Iterator[QdrantServer]:
+    """A real Qdrant server without API keys, shared by the session (tests wipe it)."""
+    yield from _server_or_skip()
+
+
+API_KEY = "qcc-test-admin-key"
+READ_ONLY_API_KEY = "qcc-test-read-only-key"
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_with_keys() -> Iterator[QdrantServer]:
+    """A real Qdrant server that wants an API key: ``API_KEY`` may write, ``READ_ONLY_API_KEY`` only read."""
+    yield from _server_or_skip(api_key=API_KEY, read_only_api_key=READ_ONLY_API_KEY)
+
+
+@pytest.fixture(params=TARGETS)
+def qdrant_target(request: pytest.FixtureRequest, tmp_path: Path) -> QdrantTarget:
+    """Runs the test on local mode, then on the server over REST, then over gRPC."""
+    if request.param == "local":
+        return QdrantTarget("local", path=tmp_path / "qdrant")
+    target = QdrantTarget(request.param, server=request.getfixturevalue("qdrant_server"))
+    target.wipe()
+    return target
+
+
+@pytest.fixture(params=TARGETS[1:])
+def server_target(request: pytest.FixtureRequest) -> QdrantTarget:
+    """The session's server over REST, then over gRPC (for what only a server does)."""
+    target = QdrantTarget(request.param, server=request.getfixturevalue("qdrant_server"))
+    target.wipe()
+    return target

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connector.kafka_admin import ensure_topics
 from connector.settings import Settings
+from tests.qdrant_targets import QdrantTarget
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Stack:
     workdir: Path
     model_env: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
+    qdrant: QdrantTarget | None = None  # None: local mode in workdir/qdrant
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @property
@@ -41,7 +43,7 @@ class Stack:
             "QCC_REEMBED_TOPIC": f"reembeds-{self.name}",
             "QCC_VERIFICATION_TOPIC": f"verifications-{self.name}",
             "QCC_DEAD_LETTER_TOPIC": f"dead-{self.name}",
-            "QCC_QDRANT_PATH": str(self.workdir / "qdrant"),
+            **(self.qdrant.env() if self.qdrant is not None else {"QCC_QDRANT_PATH": str(self.workdir / "qdrant")}),
             "QCC_DATA_DIR": str(self.workdir / "state"),
             "QCC_WINDOW_MAX_EVENTS": "100",
             "QCC_WINDOW_MAX_WAIT_SECONDS": "0.3",

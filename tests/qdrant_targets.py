@@ -1,0 +1,81 @@
+"""Where a test's Qdrant is: embedded local mode, or the session's server over REST or gRPC.
+
+A test that takes the ``qdrant_target`` fixture runs once per target. Every target gives the
+same three things: the worker's settings as environment variables, a sync client and an
+async client for the test's own reads and writes. Tests run one at a time, so a server
+target starts each test with no collection and no alias instead of a server of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qdrant_client import AsyncQdrantClient, QdrantClient
+
+from connector.devqdrant import QdrantServer
+
+TARGETS = ("local", "rest", "grpc")
+
+
+@dataclass
+class QdrantTarget:
+    """One Qdrant for one test: ``name`` is local, rest or grpc."""
+
+    name: str
+    path: Path | None = None  # local mode's storage folder
+    server: QdrantServer | None = None
+    api_key: str | None = None
+
+    @property
+    def is_server(self) -> bool:
+        return self.server is not None
+
+    @property
+    def prefer_grpc(self) -> bool:
+        return self.name == "grpc"
+
+    @property
+    def url(self) -> str | None:
+        return self.server.url if self.server is not None else None
+
+    def env(self) -> dict[str, str]:
+        """The worker's QCC_ settings that point it at this Qdrant."""
+        if self.server is None:
+            assert self.path is not None
+            return {"QCC_QDRANT_PATH": str(self.path)}
+        env = {
+            "QCC_QDRANT_URL": self.server.url,
+            "QCC_QDRANT_PREFER_GRPC": "true" if self.prefer_grpc else "false",
+            "QCC_QDRANT_GRPC_PORT": str(self.server.grpc_port),
+        }
+        if self.api_key:
+            env["QCC_QDRANT_API_KEY"] = self.api_key
+        return env
+
+    def _options(self) -> dict[str, object]:
+        if self.server is None:
+            return {"path": str(self.path)}
+        return {"url": self.server.url, "prefer_grpc": self.prefer_grpc, "grpc_port": self.server.grpc_port,
+                "api_key": self.api_key, "timeout": 30}
+
+    def client(self) -> QdrantClient:
+        """A sync client. Local mode allows one client per folder at a time: close it before a
+        worker opens the same folder."""
+        return QdrantClient(**self._options())  # type: ignore[arg-type]
+
+    def async_client(self) -> AsyncQdrantClient:
+        return AsyncQdrantClient(**self._options())  # type: ignore[arg-type]
+
+    def wipe(self) -> None:
+        """A server as new: no aliases, no collections (local mode starts empty by its folder)."""
+        if self.server is None:
+            return
+        client = self.client()
+        try:
+            for alias in client.get_aliases().aliases:
+                client.delete_alias(alias.alias_name)
+            for collection in client.get_collections().collections:
+                client.delete_collection(collection.name)
+        finally:
+            client.close()
