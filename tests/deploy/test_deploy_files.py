@@ -9,6 +9,7 @@ kubernetes-validate package.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -56,6 +57,22 @@ def test_compose_wires_the_connector() -> None:
     assert Settings(**{k[4:].lower(): v for k, v in env.items()}).qdrant_url == "http://qdrant:6333"
     for name in ("demo-producer", "tail", "demo-setup"):
         assert services[name]["profiles"] == ["demo"]
+
+
+def _pinned_qdrant_client() -> tuple[int, int]:
+    pin = re.search(r'"qdrant-client==(\d+)\.(\d+)\.\d+"', (ROOT / "pyproject.toml").read_text())
+    assert pin, "pyproject.toml pins qdrant-client to one release"
+    return int(pin[1]), int(pin[2])
+
+
+def test_compose_qdrant_version_is_one_the_client_supports() -> None:
+    # qdrant-client warns "incompatible" unless the server has its major version and a minor
+    # version at most one apart; a floating tag (latest) would drift out of that range.
+    image = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["qdrant"]["image"]
+    match = re.fullmatch(r"qdrant/qdrant:v(\d+)\.(\d+)\.(\d+)", image)
+    assert match, f"pin the Qdrant image to an exact release, not {image!r}"
+    major, minor = _pinned_qdrant_client()
+    assert int(match[1]) == major and abs(int(match[2]) - minor) <= 1, (image, f"qdrant-client {major}.{minor}")
 
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
