@@ -35,9 +35,8 @@ from connector.pipeline import (
     WindowResult,
     dead_letter_headers,
 )
-from connector.qdrant import make_client
+from connector.qdrant import make_client, make_sink
 from connector.settings import Settings
-from connector.sink import QdrantSink
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,7 @@ class Runtime:
             if self._client is None:
                 self._client = make_client(self.settings)
             if expect not in self._processors:
-                sink = QdrantSink(
-                    self._client,
-                    retry_initial=self.settings.retry_initial_seconds,
-                    retry_max=self.settings.retry_max_seconds,
-                    failpoints=self.failpoints,
-                )
+                sink = make_sink(self.settings, self._client, self.failpoints)
                 self._processors[expect] = WindowProcessor(
                     self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints
                 )
@@ -229,8 +223,8 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
             fault = runtime.failpoints.qdrant_fault()
             if fault is not None:
                 raise fault
-            if processor.sink.failing:
-                raise ConnectionError("the last Qdrant call is being retried")
+            if processor.sink.failure is not None:
+                raise ConnectionError(f"a Qdrant call is being retried: {processor.sink.failure}")
             await processor.client.get_collections()
 
         await probe_qdrant(readiness, probe)

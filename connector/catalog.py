@@ -1,4 +1,4 @@
-"""What the connector needs to know about a collection: its vectors. Fetched once, cached."""
+"""What the connector needs to know about a collection: its vectors. Fetched, cached for a while."""
 
 from __future__ import annotations
 
@@ -51,10 +51,12 @@ class CollectionCatalog:
         self._client, self._call, self._ttl = client, call, ttl
         self._cache: dict[str, tuple[float, CollectionSchema | None]] = {}
 
-    async def get(self, name: str) -> CollectionSchema | None:
+    async def get(self, name: str, *, fresh: bool = False) -> CollectionSchema | None:
+        """The schema, from the cache unless ``fresh`` (collections and their named vectors
+        change at runtime: ask again before refusing an event for what the cache says)."""
         hit = self._cache.get(name)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and now - hit[0] < self._ttl and not fresh:
             return hit[1]
         exists = await self._call(f"collection_exists({name})", lambda: self._client.collection_exists(name))
         schema = None

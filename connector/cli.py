@@ -127,12 +127,9 @@ def demo(
 
 
 def _sink():  # noqa: ANN202 - a QdrantSink on the configured Qdrant
-    from connector.qdrant import make_client
-    from connector.sink import QdrantSink
+    from connector.qdrant import make_sink
 
-    settings = Settings()
-    return QdrantSink(make_client(settings), retry_initial=settings.retry_initial_seconds,
-                      retry_max=settings.retry_max_seconds)
+    return make_sink(Settings())
 
 
 def _run_bulk(coro_factory) -> object:  # noqa: ANN001

@@ -14,13 +14,42 @@ class ConnectorError(Exception):
 
 
 class TransientError(ConnectorError):
-    """The destination may accept the same request later: timeouts, 5xx, refused connections."""
+    """The destination may accept the same request later: timeouts, 5xx, refused connections.
+
+    ``retry_after`` is the wait the destination asked for (seconds), when it said one.
+    """
 
     retriable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """Qdrant's strict mode refused the request for now (429 / RESOURCE_EXHAUSTED): wait as told."""
+
+
+class AccessDenied(TransientError):
+    """A missing, wrong or read-only API key (401/403). Never an event's fault: the worker
+    retries with backoff and reports not-ready until the key is fixed; nothing is committed
+    or dead-lettered meanwhile (docs/design.md, "What a server refuses")."""
+
+
+class RequestTooLarge(ConnectorError):
+    """The request as a whole is too large for the server, a proxy, a strict-mode limit or
+    the rate limiter's capacity. Not an event's fault and not worth the same retry: the
+    sender splits the request and sends the parts in order."""
 
 
 class PermanentError(ConnectorError):
     """The destination rejected the request; sending it again will not help."""
+
+
+class CollectionMissing(ConnectorError):
+    """The collection was deleted after the catalog saw it: its events are for an unknown
+    collection, found out late. Not a :class:`PermanentError`, so that no window is bisected
+    for it: every event of it fails the same way."""
 
 
 class ConfigurationError(ConnectorError):

@@ -21,6 +21,7 @@ class Readiness:
 
     assigned: Callable[[], bool]
     qdrant_ok: bool = False
+    qdrant_error: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     def check(self) -> bool:
@@ -28,7 +29,7 @@ class Readiness:
         if not self.assigned():
             reasons.append("no Kafka partitions assigned")
         if not self.qdrant_ok:
-            reasons.append("Qdrant unreachable")
+            reasons.append(f"Qdrant not usable: {self.qdrant_error}" if self.qdrant_error else "Qdrant unreachable")
         self.reasons = reasons
         metrics.READY.set(0 if reasons else 1)
         return not reasons
@@ -68,12 +69,12 @@ async def probe_qdrant(readiness: Readiness, probe: Callable[[], object], every:
             await asyncio.wait_for(probe(), timeout=max(every, 1.0))  # type: ignore[arg-type]
             if last_error is not None:
                 log.info("Qdrant probe succeeds again")
-            readiness.qdrant_ok, last_error = True, None
+            readiness.qdrant_ok, readiness.qdrant_error, last_error = True, None, None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure means "not ready"; the reason goes to the log, once per reason
             error = f"{type(exc).__name__}: {exc}"
             if error != last_error:
                 log.warning("Qdrant probe failed: %s", error)
-            readiness.qdrant_ok, last_error = False, error
+            readiness.qdrant_ok, readiness.qdrant_error, last_error = False, error, error
         await asyncio.sleep(every)

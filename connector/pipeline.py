@@ -48,6 +48,7 @@ from connector.events import (
     normalize_id,
     parse_change,
 )
+from connector.errors import CollectionMissing, PermanentError
 from connector.failpoints import Failpoints
 from connector.operations import (
     DEFAULT_VECTOR,
@@ -223,7 +224,16 @@ class WindowProcessor:
             collection = item.event.collection if item.event is not None else item.claimed_collection
             groups.setdefault(collection, []).append(item)
         for collection, members in groups.items():
-            verification, dead = await self._process_collection(collection, members, started)
+            try:
+                verification, dead = await self._process_collection(collection, members, started)
+            except CollectionMissing as exc:  # deleted under the catalog's cache: nothing of it can apply
+                log.warning("collection %r vanished while its window was processed: %s", collection, exc)
+                for item in members:
+                    _fail(item, "unknown_collection", f"collection {collection!r} does not exist (deleted meanwhile)")
+                await self.catalog.get(collection or "", fresh=True)
+                verification, dead = self._report(collection, members, [], 0,
+                                                  VerificationOutcome(status="skipped", reason=str(exc)),
+                                                  {"embed": 0.0, "apply": 0.0, "verify": 0.0}, started)
             result.verifications.append(verification)
             result.dead_letters.extend(dead)
 
@@ -311,6 +321,10 @@ class WindowProcessor:
                 _fail(item, "collection_not_allowed", f"collection {collection!r} is not in the connector's allowed list")
             return None
         schema = await self.catalog.get(collection)
+        if schema is None or self._schema_rejections(schema, pending):
+            # The cache may predate a collection or a named vector created since: ask again
+            # before refusing healthy events for it.
+            schema = await self.catalog.get(collection, fresh=True)
         if schema is None:
             for item in pending:
                 _fail(item, "unknown_collection", f"collection {collection!r} does not exist")
@@ -320,11 +334,26 @@ class WindowProcessor:
             rejection = check_policy(item.event, item.record.topic, self.settings) or check_event(
                 item.event, schema, self.settings.models_allowed()
             )
-            if rejection is None and getattr(item.event, "filter", None) is not None:
-                rejection = check_blast_radius(item.event, await self._count(collection, item.event.filter), self.settings)  # type: ignore[union-attr]
+            flt = getattr(item.event, "filter", None)
+            if rejection is None and flt is not None:
+                rejection = await self._check_blast_radius(collection, item.event, flt)
             if rejection is not None:
                 _fail(item, rejection.code, rejection.message)
         return schema
+
+    def _schema_rejections(self, schema: CollectionSchema, items: list[_Item]) -> bool:
+        """Whether the schema refuses any of these events (unknown vector, wrong size)."""
+        allowed = self.settings.models_allowed()
+        return any(item.event is not None and check_event(item.event, schema, allowed) is not None for item in items)
+
+    async def _check_blast_radius(self, collection: str, event: ChangeEvent, flt: dict[str, Any]) -> Rejection | None:
+        try:
+            matched = await self._count(collection, flt)
+        except PermanentError as exc:  # e.g. strict mode refuses a filter on an unindexed key
+            return Rejection(code="blast_radius_unknown", collection=collection, event_id=event.event_id,
+                             message=f"Qdrant refused to count the points of this filter, so its blast radius "
+                                     f"cannot be checked: {exc}")
+        return check_blast_radius(event, matched, self.settings)
 
     async def _count(self, collection: str, flt: dict[str, Any]) -> int:
         """How many points a filter matches now (for the blast-radius guard)."""
@@ -403,11 +432,15 @@ class WindowProcessor:
         offset: Any = None
         seen = 0
         while True:
-            page, offset = await self.sink.call(
-                f"scroll({schema.name})",
-                lambda: self.client.scroll(schema.name, scroll_filter=flt, limit=SCROLL_PAGE, offset=offset,
-                                           with_payload=[top], with_vectors=False),
-            )
+            try:
+                page, offset = await self.sink.call(
+                    f"scroll({schema.name})",
+                    lambda: self.client.scroll(schema.name, scroll_filter=flt, limit=SCROLL_PAGE, offset=offset,
+                                               with_payload=[top], with_vectors=False),
+                )
+            except PermanentError as exc:  # the server refuses this filter (e.g. strict mode, unindexed key)
+                _fail(item, "qdrant_rejected", f"Qdrant refused to scroll this filter's points: {exc}")
+                return
             seen += len(page)
             if seen > limit:
                 _fail(item, "too_many_points", f"filter matches more than {limit} points (QCC_MAX_POINTS_PER_FILTER_REEMBED)")

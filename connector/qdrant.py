@@ -10,7 +10,9 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient
 
 from connector.errors import ConfigurationError
+from connector.failpoints import Failpoints
 from connector.settings import Settings
+from connector.sink import QdrantSink
 
 
 def make_client(settings: Settings) -> AsyncQdrantClient:
@@ -31,6 +33,20 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
         )
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=str(settings.qdrant_path))
+
+
+def make_sink(settings: Settings, client: AsyncQdrantClient | None = None,
+              failpoints: Failpoints | None = None) -> QdrantSink:
+    """The retrying sender on ``client`` (else a new client), with the settings' retries,
+    timeout and request size."""
+    return QdrantSink(
+        client or make_client(settings),
+        retry_initial=settings.retry_initial_seconds,
+        retry_max=settings.retry_max_seconds,
+        timeout=settings.qdrant_timeout_seconds if settings.qdrant_url else None,
+        max_request_bytes=settings.qdrant_max_request_bytes,
+        failpoints=failpoints,
+    )
 
 
 def _tls_options(ca_file: Path | None) -> dict[str, Any]:

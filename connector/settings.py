@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC instead of REST")
     qdrant_grpc_port: int = Field(6334, ge=1, le=65535, description="The server's gRPC port (with QCC_QDRANT_PREFER_GRPC)")
     qdrant_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Qdrant request")
+    qdrant_max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=65_536,
+        description="Largest batch request body (estimated); larger ones are split. Below the server's "
+        "max_request_size_mb (32 MiB by default) and any proxy's body limit",
+    )
     collections: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Collections events may change (comma list or JSON list); unset: any existing one"
     )

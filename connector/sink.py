@@ -8,9 +8,14 @@ Contract:
   drops the single event that fails, and sends the rest again. Re-sending is safe because
   every id-addressed op is an assignment: applying an applied prefix again in the same order
   leaves the same state.
-- Transient errors (timeouts, refused connections, 5xx, 429) are retried with exponential
-  backoff and full jitter, for as long as it takes: the caller does not advance the stream
-  meanwhile, so nothing is lost while Qdrant is down.
+- Transient errors (timeouts, refused connections, 5xx, gRPC UNAVAILABLE) are retried with
+  exponential backoff and full jitter, for as long as it takes: the caller does not advance
+  the stream meanwhile, so nothing is lost while Qdrant is down. A rate limit (429) waits as
+  long as the server says; a refused API key (401/403) is retried the same way and reported
+  not-ready: neither is an event's fault, so nothing is dead-lettered or committed past them.
+- Requests are cut by estimated size and point count (:mod:`connector.request_size`); one
+  refused as too large (413, the body limit, strict mode's per-request limits, the rate
+  limiter's capacity) is halved and sent in parts, never blamed on an event.
 - The sink never commits anything; the caller confirms and then acknowledges offsets.
 """
 
@@ -20,6 +25,7 @@ import asyncio
 import errno
 import logging
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -29,17 +35,23 @@ from typing import Any
 import httpx
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from connector import metrics
 from connector.errors import (
+    AccessDenied,
+    CollectionMissing,
     ConnectorError,
     PermanentError,
+    RateLimited,
+    RequestTooLarge,
     StorageError,
     TransientError,
 )
 from connector.failpoints import Failpoints
 from connector.operations import DEFAULT_VECTOR, Op, Sparse, Vector
+from connector.request_size import halve, point_count, requests_for
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +60,28 @@ log = logging.getLogger(__name__)
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 
+# Qdrant's words for a request that is too large as a whole (REST body limit, strict mode's
+# per-request limits, the rate limiter's capacity, gRPC's message size): split it, blame no event.
+TOO_LARGE_MARKERS = ("is larger than allowed", "larger than rate limiter capacity", "Help: Reduce the",
+                     "larger than max", "Received message larger")
+
+
+# A server's 404 "Collection `x` doesn't exist!", local mode's "Collection x not found".
+COLLECTION_MISSING = re.compile(r"Collection \S+ (doesn't exist|not found)")
+
+
 def classify(exc: BaseException) -> ConnectorError:
-    """Map a qdrant-client, gRPC or network error onto the connector's two kinds."""
+    """Map a qdrant-client, gRPC or network error onto the connector's kinds (docs/design.md,
+    "What a server refuses"): transient (retry), rate limited (wait as told), access denied
+    (retry, not ready), too large (split), permanent (an event's fault, found by bisection)."""
     if isinstance(exc, ConnectorError):
         return exc
     if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
         return StorageError(f"local storage write failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ResourceExhaustedResponse):  # 429 / RESOURCE_EXHAUSTED with a Retry-After
+        return RateLimited(f"Qdrant rate limit: {exc}", retry_after=float(exc.retry_after_s))
     if isinstance(exc, UnexpectedResponse):
-        status = exc.status_code or 0
-        text = _response_text(exc)
-        if status >= 500 or status in (408, 429):
-            return TransientError(f"Qdrant answered {status}: {text}")
-        return PermanentError(f"Qdrant answered {status}: {text}")
+        return _classify_status(exc.status_code or 0, _response_text(exc), exc.headers.get("Retry-After"))
     if isinstance(exc, (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError, OSError)):
         return TransientError(f"Qdrant unreachable: {type(exc).__name__}: {exc}")
     grpc_error = _classify_grpc(exc)
@@ -67,9 +89,33 @@ def classify(exc: BaseException) -> ConnectorError:
         return grpc_error
     if isinstance(exc, KeyError):  # local mode: a missing point (a server answers 404)
         return PermanentError(f"point {exc.args[0]!r} not found" if exc.args else "point not found")
+    if isinstance(exc, ValueError) and COLLECTION_MISSING.search(str(exc)):  # local mode
+        return CollectionMissing(str(exc))
     if isinstance(exc, (ValueError, TypeError)):  # local mode validation (sizes, names)
         return PermanentError(str(exc))
     return PermanentError(f"{type(exc).__name__}: {exc}")
+
+
+def _classify_status(status: int, text: str, retry_after: str | None) -> ConnectorError:
+    what = f"Qdrant answered {status}: {text}"
+    if status == 413 or (status in (400, 429) and any(m in text for m in TOO_LARGE_MARKERS)):
+        return RequestTooLarge(what)
+    if status in (401, 403):
+        return AccessDenied(f"{what} (check QCC_QDRANT_API_KEY: it must be a key that may write)")
+    if status == 429:
+        return RateLimited(what, retry_after=_seconds(retry_after))
+    if status >= 500 or status == 408:
+        return TransientError(what)
+    if status == 404 and COLLECTION_MISSING.search(text):
+        return CollectionMissing(what)
+    return PermanentError(what)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _response_text(exc: UnexpectedResponse) -> str:
@@ -87,12 +133,26 @@ def _classify_grpc(exc: BaseException) -> ConnectorError | None:
     if not isinstance(exc, grpc.RpcError):
         return None
     code = exc.code() if hasattr(exc, "code") else None
-    transient = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED}
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    what = f"Qdrant gRPC {code}: {details}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if any(m in (details or "") for m in TOO_LARGE_MARKERS):
+            return RequestTooLarge(what)
+        return RateLimited(what)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AccessDenied(f"{what} (check QCC_QDRANT_API_KEY: it must be a key that may write)")
+    if code == grpc.StatusCode.INVALID_ARGUMENT and any(m in (details or "") for m in TOO_LARGE_MARKERS):
+        return RequestTooLarge(what)
+    # Dropped connections (UNAVAILABLE, CANCELLED, UNKNOWN "Stream removed"), deadlines, and
+    # FAILED_PRECONDITION (Qdrant's answer while a shard is transferred or storage is locked).
+    transient = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+                 grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
+                 grpc.StatusCode.FAILED_PRECONDITION}
     if code in transient:
-        return TransientError(f"Qdrant gRPC {code}: {details}")
-    return PermanentError(f"Qdrant gRPC {code}: {details}")
+        return TransientError(what)
+    if code == grpc.StatusCode.NOT_FOUND and COLLECTION_MISSING.search(details or ""):
+        return CollectionMissing(what)
+    return PermanentError(what)
 
 
 # --- Op -> qdrant-client models -------------------------------------------------------------
@@ -249,17 +309,29 @@ class QdrantSink:
         *,
         retry_initial: float = 0.2,
         retry_max: float = 30.0,
+        timeout: float | None = None,
+        max_request_bytes: int = 16 * 1024 * 1024,
         failpoints: Failpoints | None = None,
         on_retry: Callable[[str, TransientError], None] | None = None,
     ) -> None:
+        """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
+        seconds); ``max_request_bytes`` bounds the estimated body of one batch request."""
         self.client = client
         self._retry_initial, self._retry_max = retry_initial, retry_max
+        self._timeout = timeout
+        self.max_request_bytes = max_request_bytes
+        self.max_request_points: int | None = None  # learned from servers that refused a request as too large
         self._failpoints = failpoints or Failpoints(None)
         self._on_retry = on_retry
-        self.failing = False  # True while a call is in transient failure (readiness reads it)
+        self.failure: str | None = None  # why the current call is being retried (readiness reads it)
+
+    @property
+    def failing(self) -> bool:
+        return self.failure is not None
 
     async def call(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one Qdrant call; transient errors are retried with backoff, others raised mapped."""
+        """Run one Qdrant call; transient errors are retried with backoff (or after the wait the
+        server asked for), others raised mapped."""
         backoff = Backoff(self._retry_initial, self._retry_max)
         name = metrics.call_name(what)
         while True:
@@ -268,9 +340,9 @@ class QdrantSink:
                 fault = self._failpoints.qdrant_fault()
                 if fault is not None:
                     raise fault
-                result = await fn()
+                result = await (asyncio.wait_for(fn(), self._timeout) if self._timeout else fn())
                 metrics.QDRANT_SECONDS.labels(name).observe(time.monotonic() - started)
-                self.failing = False
+                self.failure = None
                 return result
             except asyncio.CancelledError:
                 raise
@@ -279,9 +351,12 @@ class QdrantSink:
                 if not error.retriable:
                     raise error from exc
                 assert isinstance(error, TransientError)
-                self.failing = True
+                self.failure = str(error)
                 delay = backoff.next_delay()
-                log.warning("%s failed (%s); retry %d in %.2fs", what, error, backoff.attempt, delay)
+                if error.retry_after is not None:  # the server said when: earlier is refused again
+                    delay = error.retry_after + random.uniform(0, self._retry_initial)
+                level = logging.ERROR if isinstance(error, AccessDenied) else logging.WARNING
+                log.log(level, "%s failed (%s); retry %d in %.2fs", what, error, backoff.attempt, delay)
                 metrics.RETRIES.labels(name).inc()
                 if self._on_retry is not None:
                     self._on_retry(what, error)
@@ -291,11 +366,8 @@ class QdrantSink:
         """Apply a plan with ``wait=True``; see the module docstring for the contract."""
 
         async def send(batch: list[Op]) -> None:
-            operations = [to_qdrant(op) for op in batch]
-            await self.call(
-                f"batch_update_points({collection}, {len(operations)} ops)",
-                lambda: self.client.batch_update_points(collection, operations, wait=True),
-            )
+            for request in requests_for(batch, self.max_request_bytes, self.max_request_points):
+                await self._send(collection, request)
 
         applied: list[Op] = []
         failed: list[FailedEvent] = []
@@ -306,6 +378,37 @@ class QdrantSink:
             failed += result.failed
             requests += result.requests
         return ApplyResult(applied=applied, failed=failed, requests=requests)
+
+    async def _send(self, collection: str, request: list[Op]) -> None:
+        """One batch request; refused as too large, it is halved and both halves sent in order.
+        Only one point that is too large alone is an event's fault."""
+        operations = [to_qdrant(op) for op in request]
+        try:
+            await self.call(
+                f"batch_update_points({collection}, {len(operations)} ops)",
+                lambda: self.client.batch_update_points(collection, operations, wait=True),
+            )
+            return
+        except RequestTooLarge as exc:
+            points = sum(point_count(op) for op in request)
+            parts = _halves(request)
+            if parts is None:
+                raise PermanentError(f"a single point is too large for Qdrant even alone: {exc}") from exc
+            self.max_request_points = max(1, min(self.max_request_points or points, points // 2))
+            log.warning("request of %d points refused as too large (%s); sending it in parts of at most %d points",
+                        points, exc, self.max_request_points)
+            metrics.RETRIES.labels("batch_update_points").inc()
+        for part in parts:
+            await self._send(collection, part)
+
+
+def _halves(request: list[Op]) -> tuple[list[Op], list[Op]] | None:
+    """The request as two requests in order: split between ops, else split its one op."""
+    if len(request) > 1:
+        middle = len(request) // 2
+        return request[:middle], request[middle:]
+    halves = halve(request[0])
+    return None if halves is None else ([halves[0]], [halves[1]])
 
 
 def split_at_filters(ops: list[Op]) -> list[list[Op]]:

@@ -1,17 +1,43 @@
-"""Errors from qdrant-client and the network map onto transient or permanent."""
+"""Errors from qdrant-client, gRPC and the network map onto the connector's kinds.
+
+The texts are Qdrant 1.18's own answers, as seen from the server over REST and gRPC.
+"""
 
 from __future__ import annotations
 
+import json
+
+import grpc
 import httpx
 import pytest
+from grpc.aio import AioRpcError, Metadata
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from connector.errors import PermanentError, TransientError
+from connector.errors import (
+    AccessDenied,
+    CollectionMissing,
+    PermanentError,
+    RateLimited,
+    RequestTooLarge,
+    TransientError,
+)
 from connector.sink import Backoff, classify
 
+BODY_LIMIT = "JSON payload (1577820 bytes) is larger than allowed (limit: 1048576 bytes)."
+CAPACITY = ("Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, "
+            "please try to split your request")
+UPSERT_LIMIT = 'Bad request: Limit exceeded 60 > 50 for "upsert limit". Help: Reduce the "upsert limit" parameter'
+UNINDEXED = 'Bad request: Index required but not found for "a" of one of the following types: [integer].'
 
-def _response(status: int) -> UnexpectedResponse:
-    return UnexpectedResponse(status_code=status, reason_phrase="x", content=b'{"status":{"error":"boom"}}', headers=httpx.Headers())
+
+def _response(status: int, error: str = "boom", headers: dict[str, str] | None = None) -> UnexpectedResponse:
+    content = ('{"status":{"error":%s}}' % json.dumps(error)).encode()
+    return UnexpectedResponse(status_code=status, reason_phrase="x", content=content, headers=httpx.Headers(headers or {}))
+
+
+def _rpc(code: grpc.StatusCode, details: str) -> AioRpcError:
+    return AioRpcError(code, Metadata(), Metadata(), details=details)
 
 
 @pytest.mark.parametrize(
@@ -19,7 +45,7 @@ def _response(status: int) -> UnexpectedResponse:
     [
         (_response(503), TransientError),
         (_response(500), TransientError),
-        (_response(429), TransientError),
+        (_response(429), RateLimited),
         (_response(404), PermanentError),
         (_response(400), PermanentError),
         (httpx.ConnectError("refused"), TransientError),
@@ -28,12 +54,47 @@ def _response(status: int) -> UnexpectedResponse:
         (ConnectionRefusedError(), TransientError),
         (KeyError(7), PermanentError),
         (ValueError("Wrong input: Vector dimension error"), PermanentError),
+        # what only a server (or a proxy in front of it) answers
+        (_response(400, BODY_LIMIT), RequestTooLarge),
+        (_response(413, "<html>413 Request Entity Too Large</html>"), RequestTooLarge),
+        (_response(429, CAPACITY), RequestTooLarge),
+        (_response(400, UPSERT_LIMIT), RequestTooLarge),
+        (_response(400, UNINDEXED), PermanentError),
+        (_response(401, "Invalid API key or JWT"), AccessDenied),
+        (_response(403, "Forbidden: Global manage access is required"), AccessDenied),
+        (_response(404, "Not found: Collection `docs` doesn't exist!"), CollectionMissing),
+        (_response(404, "Not found: No point with id 999999 found"), PermanentError),
+        (_response(429, "Write rate limit exceeded", {"Retry-After": "3"}), RateLimited),
+        (ResourceExhaustedResponse("Write rate limit exceeded. Retry after 12s", 12), RateLimited),
+        (ValueError("Collection docs not found"), CollectionMissing),
+        (_rpc(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"), TransientError),
+        (_rpc(grpc.StatusCode.CANCELLED, "Cancelled"), TransientError),
+        (_rpc(grpc.StatusCode.UNKNOWN, "Stream removed"), TransientError),
+        (_rpc(grpc.StatusCode.FAILED_PRECONDITION, "Shard 0 is being transferred"), TransientError),
+        (_rpc(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), TransientError),
+        (_rpc(grpc.StatusCode.RESOURCE_EXHAUSTED, CAPACITY), RequestTooLarge),
+        (_rpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (40000000 vs. 33554432)"),
+         RequestTooLarge),
+        (_rpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "Write rate limit exceeded"), RateLimited),
+        (_rpc(grpc.StatusCode.UNAUTHENTICATED, "Invalid API key or JWT"), AccessDenied),
+        (_rpc(grpc.StatusCode.PERMISSION_DENIED, "Forbidden: Global manage access is required"), AccessDenied),
+        (_rpc(grpc.StatusCode.INVALID_ARGUMENT, UPSERT_LIMIT), RequestTooLarge),
+        (_rpc(grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: Vector dimension error: expected dim: 384, got 3"),
+         PermanentError),
+        (_rpc(grpc.StatusCode.NOT_FOUND, "Not found: Collection `nope` doesn't exist!"), CollectionMissing),
+        (_rpc(grpc.StatusCode.NOT_FOUND, "Not found: No point with id 999999 found"), PermanentError),
     ],
 )
 def test_classify(error: Exception, kind: type) -> None:
     mapped = classify(error)
-    assert isinstance(mapped, kind)
-    assert mapped.retriable is (kind is TransientError)
+    assert type(mapped) is kind
+    assert mapped.retriable is issubclass(kind, TransientError)
+
+
+def test_rate_limit_keeps_the_servers_wait() -> None:
+    assert classify(ResourceExhaustedResponse("slow down", 12)).retry_after == 12  # type: ignore[attr-defined]
+    assert classify(_response(429, "slow down", {"Retry-After": "3"})).retry_after == 3  # type: ignore[attr-defined]
+    assert classify(_rpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")).retry_after is None  # type: ignore[attr-defined]
 
 
 def test_missing_point_message_names_the_point() -> None:
