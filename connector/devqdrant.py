@@ -74,6 +74,7 @@ class QdrantServer:
             env["QDRANT_API_KEY"] = self.api_key
         if self.read_only_api_key:
             env["QDRANT_READ_ONLY_API_KEY"] = self.read_only_api_key
+        self.storage.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
         self.process = subprocess.Popen(
             [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)],

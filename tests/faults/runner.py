@@ -1,12 +1,15 @@
 """The fault suite's runner: each scenario N times with random timing, and a report.
 
     python -m tests.faults.runner --scenario kills --runs 1 --events 100000 --faults 20
+    python -m tests.faults.runner --qdrant grpc --scenario server-kill --events 20000 --faults 5
 
-starts its own broker (or uses ``--bootstrap``), runs real worker processes, injects faults,
-and checks the same thing after every run: Qdrant's state equals the reference model of all
-valid events, every record is covered by a verification event, every invalid record is in
-the dead-letter topic, and nothing else is. The pytest entry (``test_fault_suite.py``) runs
-it at a small size; the report of the large run is in ``docs/faults.md``.
+starts its own broker (or uses ``--bootstrap``), runs real worker processes against Qdrant's
+local mode or a real Qdrant server (``--qdrant local|rest|grpc``), injects faults, and checks
+the same thing after every run: Qdrant's state equals the reference model of all valid
+events, every record is covered by a verification event, the group has committed every
+offset, every invalid record is in the dead-letter topic, and nothing else is. The pytest
+entries (``test_fault_suite.py``, ``test_scale_out.py``) run it at a small size; the reports
+of the large runs are in ``docs/faults.md``.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.devbroker import KafkaBroker, free_port
+from connector.devqdrant import QdrantServer
 from connector.embedder import Embedder
 from connector.offline_model import assemble_all
 from connector.settings import Settings
@@ -48,11 +54,13 @@ from tests.faults.workload import (
     replaced_later,
 )
 from tests.integration.harness import Stack, TopicFollower, Worker, produce
+from tests.qdrant_targets import TARGET_NAMES, QdrantTarget
 
 PROJECT = Path(__file__).resolve().parents[2]
 KILL_KINDS = ("sigkill", "crash-while-embedding", "crash-after-apply", "crash-after-confirm")
 OUTAGE_KINDS = ("qdrant-unavailable", "qdrant-timeout")
 PADDING_IDS = 1_000_000  # kv ids from here on are padding, not part of the workload
+SERVER_TIMEOUT_SECONDS = 2.0  # the client's request timeout in server-pause: the pause outlasts it
 
 
 @dataclass
@@ -67,6 +75,7 @@ class Fault:
 class RunReport:
     scenario: str
     seed: int
+    qdrant: str = "local"  # local mode, or the server over rest or grpc
     records: int = 0
     invalid_records: int = 0
     reembed_records: int = 0
@@ -112,6 +121,17 @@ class Tail(TopicFollower):
         return {(v["topic"], r["partition"], o) for v in self.verifications for r in v["ranges"]
                 for o in range(r["first_offset"], r["last_offset"] + 1)}
 
+    def last_confirmed_by(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> pid of the worker that confirmed its latest records."""
+        last: dict[tuple[str, int], tuple[int, int]] = {}
+        for v in self.verifications:
+            pid = int(v["worker"].rsplit(":", 1)[1])
+            for r in v["ranges"]:
+                tp = (v["topic"], r["partition"])
+                if r["last_offset"] >= last.get(tp, (-1, 0))[0]:
+                    last[tp] = (r["last_offset"], pid)
+        return {tp: pid for tp, (_, pid) in last.items()}
+
 
 @dataclass
 class Sent:
@@ -120,21 +140,33 @@ class Sent:
 
 
 class Run:
-    """One run: its topics, collections, worker, failpoints and everything produced."""
+    """One run: its topics, collections, workers, failpoints and everything produced."""
 
     def __init__(self, bootstrap: str, model_env: dict[str, str], workdir: Path, *, partitions: int,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 qdrant: QdrantTarget | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.failpoints = workdir / "failpoints"
         self.failpoints.mkdir(parents=True)
+        self.qdrant = qdrant or QdrantTarget("local", path=workdir / "qdrant")
         self.http_port = free_port()
-        self.stack = Stack(bootstrap, workdir, model_env, extra_env={
+        self.stack = Stack(bootstrap, workdir, model_env, qdrant=self.qdrant, extra_env={
             "QCC_FAILPOINTS_DIR": str(self.failpoints), "QCC_HTTP_PORT": str(self.http_port),
             "QCC_HTTP_HOST": "127.0.0.1", **(extra_env or {})})
         self.partitions = partitions
         self.sent = Sent()
         self.started = time.monotonic()
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []  # every worker process started, in order
+        self.ports: dict[int, int] = {}  # worker pid -> its /readyz port
         self.broker: KafkaBroker | None = None  # set when the scenario owns its broker
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker started last."""
+        return self.workers[-1] if self.workers else None
+
+    @property
+    def server(self) -> QdrantServer:
+        assert self.qdrant.server is not None, "this scenario needs a Qdrant server"
+        return self.qdrant.server
 
     @property
     def topics(self) -> dict[str, str]:
@@ -143,8 +175,12 @@ class Run:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def client(self) -> QdrantClient:
+        """The run's Qdrant; in local mode close it before a worker opens the folder."""
+        return self.qdrant.client()
+
     async def setup(self, kv_points: int = 0, payload_bytes: int = 0) -> None:
-        client = QdrantClient(path=str(self.stack.workdir / "qdrant"))
+        client = self.client()
         try:
             client.create_collection(KV, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
                                      sparse_vectors_config={"s": qm.SparseVectorParams()})
@@ -166,18 +202,43 @@ class Run:
             self.sent.records += chosen
             self.sent.where += [(self.topics[kind], p, o) for p, o in where]
 
-    def start_worker(self, **options: Any) -> Worker:
-        self.worker = Worker(self.stack, **options)
-        return self.worker
+    def start_worker(self, *, own_port: bool = False, **options: Any) -> Worker:
+        """A new worker process; ``own_port`` gives it a /readyz port of its own (several at once)."""
+        port = free_port() if own_port else self.http_port
+        self.stack.extra_env["QCC_HTTP_PORT"] = str(port)
+        worker = Worker(self.stack, **options)
+        self.workers.append(worker)
+        self.ports[worker.process.pid] = port
+        return worker
 
-    def readyz(self) -> int:
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers if w.process.poll() is None]
+
+    def readyz(self, worker: Worker | None = None) -> int:
+        port = self.ports[worker.process.pid] if worker is not None else self.http_port
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
         except OSError:
             return 0
+
+    async def behind(self) -> dict[str, tuple[int, int]]:
+        """Partitions whose committed offset is short of the end: "topic:partition" -> (committed, end)."""
+        options = {"bootstrap_servers": self.stack.bootstrap}
+        consumer, admin = AIOKafkaConsumer(**options), AIOKafkaAdminClient(**options)
+        await consumer.start()
+        await admin.start()
+        try:
+            partitions = [TopicPartition(t, p) for t in self.topics.values() for p in range(self.partitions)]
+            end = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(self.stack.env["QCC_CONSUMER_GROUP"])
+        finally:
+            await consumer.stop()
+            await admin.close()
+        at = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in partitions}
+        return {f"{tp.topic}:{tp.partition}": (at[tp], end[tp]) for tp in partitions if at[tp] < end[tp]}
 
 
 def initial_doc_vector() -> list[float]:
@@ -236,7 +297,7 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
             sample = [records[position[w]].value[:100] for w in sorted(found)[:3]]
             report.problems.append(f"{len(found)} {label}: {sample}")
 
-    client = QdrantClient(path=str(run.stack.workdir / "qdrant"))
+    client = run.client()
     try:
         docs = {p.id: p for p in _scroll_all(client, DOCS)}
         actual_kv = read_kv(client)
@@ -277,13 +338,24 @@ def _scroll_all(client: QdrantClient, collection: str) -> list[qm.Record]:
 
 
 async def _finish(run: Run, tail: Tail, timeout: float) -> None:
-    """Wait until every record is covered, then stop the worker cleanly."""
+    """Wait until every record is covered and the group has committed every offset, then stop
+    the workers cleanly.
+
+    Committed to the end means that every window a fault left unacknowledged was replayed and
+    confirmed again: a worker commits only windows it has confirmed.
+    """
     everything = set(run.sent.where)
     await tail.wait(lambda: everything <= tail.covered(), timeout, "every record to be covered")
-    assert run.worker is not None
-    code = await asyncio.to_thread(run.worker.stop)
-    if code != 0:
-        raise RuntimeError(f"worker exited {code} on SIGTERM: {run.worker.output()[-2000:]}")
+    deadline = time.monotonic() + 120
+    while behind := await run.behind():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the group has not committed every offset after 120 s: (committed, end) {behind}")
+        await asyncio.sleep(0.5)
+    workers = run.live_workers()
+    codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+    for worker, code in zip(workers, codes):
+        if code != 0:
+            raise RuntimeError(f"worker exited {code} on SIGTERM: {worker.output()[-2000:]}")
 
 
 async def _recovered(run: Run, tail: Tail, fault: Fault, fault_time: float) -> None:
@@ -432,12 +504,181 @@ async def scenario_broker_restart(run: Run, tail: Tail, rng: random.Random, even
     return done
 
 
+async def _server_fault_halves(run: Run, tail: Tail, rng: random.Random, events: int, faults: int, kind: str,
+                               fault: Callable[[Fault, list[Record]], Awaitable[None]]) -> list[Fault]:
+    """``fault`` hits the server ``faults`` times while the worker is inside a chunk of the stream.
+
+    Each chunk goes in two halves: the fault comes once the worker has confirmed part of the
+    first half (plus a random moment), the second half is sent while the server is down, so
+    the worker always has work in flight at the fault and work waiting after it. Recovery is
+    from the server being back to the first confirmation of a record of the second half.
+    """
+    await run.setup()
+    workload = make_workload(rng, events, points=max(50, events // 40))
+    chunks = _chunks(workload, faults + 1)
+    worker = run.start_worker()
+    await run.send(chunks[0])
+    await tail.wait(lambda: tail.by_worker(worker.process.pid), 180, "the worker's first batch")
+    done: list[Fault] = []
+    log_seen = 0
+    for chunk in chunks[1:]:
+        half = len(chunk) // 2
+        first = await _send_tracked(run, chunk[:half])
+        await tail.wait(lambda f=first: bool(f & tail.covered()), 180, "the worker to start on the chunk")
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        done.append(Fault(kind, round(run.elapsed(), 2)))
+        pending = len(first - tail.covered())
+        before = len(run.sent.where)
+        await fault(done[-1], chunk[half:])  # returns with the server back; it sends the second half meanwhile
+        back = time.monotonic()
+        second = set(run.sent.where[before:])
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited {worker.process.returncode} after {kind}: {worker.output()[-2000:]}")
+        await tail.wait(lambda s=second: bool(s & tail.covered()), 180, f"a confirmation after {kind}")
+        done[-1].recovered_seconds = round(time.monotonic() - back, 2)
+        retried, log_seen = retried_calls(worker, log_seen)
+        done[-1].note += (f"; {pending} of {half} records of the first half unconfirmed at the fault; calls retried: "
+                          + (", ".join(f"{call} {n}" for call, n in sorted(retried.items())) or "none"))
+    await _finish(run, tail, timeout=600 + events / 50)
+    return done
+
+
+def retried_calls(worker: Worker, skip: int) -> tuple[dict[str, int], int]:
+    """The worker's Qdrant calls that failed and were retried, by call, in its log past line
+    ``skip``; and the number of lines read."""
+    lines = worker.output().splitlines()
+    counts: dict[str, int] = {}
+    for line in lines[skip:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("logger") == "connector.sink" and " failed (" in entry.get("message", ""):
+            call = entry["message"].split("(", 1)[0]
+            counts[call] = counts.get(call, 0) + 1
+    return counts, len(lines)
+
+
+async def _send_tracked(run: Run, records: list[Record]) -> set[tuple[str, int, int]]:
+    before = len(run.sent.where)
+    await run.send(records)
+    return set(run.sent.where[before:])
+
+
+async def scenario_server_kill(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+    """The Qdrant server is SIGKILLed under load and restarted on the same storage and ports.
+
+    The worker retries its calls while the server is down (it must not exit); every write the
+    server acknowledged (``wait=true``) must still be there after the restart, since the
+    worker has confirmed it and may have committed its offsets.
+    """
+
+    async def kill(fault: Fault, chunk_rest: list[Record]) -> None:
+        down = rng.uniform(0.5, 3.0)
+        run.server.kill()
+        await run.send(chunk_rest)
+        await asyncio.sleep(down)
+        started = time.monotonic()
+        run.server.start()  # in this thread: the server stops when the thread that started it ends
+        fault.note = f"down {down:.1f} s, restart {time.monotonic() - started:.1f} s"
+
+    return await _server_fault_halves(run, tail, rng, events, faults, "server-kill", kill)
+
+
+async def scenario_server_pause(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+    """The Qdrant server is frozen (SIGSTOP) for longer than the client's request timeout, then
+    resumed (SIGCONT).
+
+    Requests that timed out on the client are still in the server's sockets and may be applied
+    after the resume, next to their retries: harmless, since every point operation is an
+    assignment and a window's requests are retried whole, in order.
+    """
+
+    async def pause(fault: Fault, chunk_rest: list[Record]) -> None:
+        hold = rng.uniform(1.5, 2.5) * SERVER_TIMEOUT_SECONDS
+        run.server.pause()
+        try:
+            await run.send(chunk_rest)
+            await asyncio.sleep(hold)
+        finally:
+            run.server.resume()
+        fault.note = f"paused {hold:.1f} s (client timeout {SERVER_TIMEOUT_SECONDS:.0f} s)"
+
+    return await _server_fault_halves(run, tail, rng, events, faults, "server-pause", pause)
+
+
+async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+    """Worker processes on one server go 1 -> 3 -> 1 under a stream (``faults`` is not used).
+
+    Two workers join while the first is busy (a rebalance mid-stream), each must confirm
+    records of its own; then two leave on SIGTERM (the first among them) while records keep
+    coming, and the one left must take over their partitions. Needs a server: local mode
+    lets one process open its folder.
+    """
+    await run.setup()
+    workload = make_workload(rng, events, points=max(50, events // 40))
+    chunks = _chunks(workload, 5)
+    first = run.start_worker(own_port=True)
+    await run.send(chunks[0])
+    await tail.wait(lambda: tail.by_worker(first.process.pid), 180, "the first worker's first batch")
+
+    join = Fault("join", round(run.elapsed(), 2))
+    joined = [run.start_worker(own_port=True), run.start_worker(own_port=True)]
+    started = time.monotonic()
+    feeding = asyncio.create_task(_trickle(run, chunks[1]))  # the first worker is busy while they join
+    await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), 180, "the new workers' partitions")
+    await feeding
+    await run.send(chunks[2])
+    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), 180, "a batch of each new worker")
+    join.recovered_seconds = round(time.monotonic() - started, 2)
+    join.note = "2 workers joined; recovery: start to a confirmation by each"
+    _check_alive(run)
+
+    leavers, stays = [first, joined[0]], joined[1]
+    held = {tp for tp, pid in tail.last_confirmed_by().items() if pid in {w.process.pid for w in leavers}}
+    leave = Fault("leave", round(run.elapsed(), 2))
+    feeding = asyncio.create_task(_trickle(run, chunks[3]))
+    stopped = time.monotonic()
+    codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in leavers))
+    for worker, code in zip(leavers, codes):
+        if code != 0:
+            raise RuntimeError(f"a leaving worker exited {code} on SIGTERM: {worker.output()[-2000:]}")
+    await feeding
+    seen = len(tail.verifications)
+    await run.send(chunks[4])
+
+    def taken_over() -> bool:
+        return any(v["worker"].endswith(f":{stays.process.pid}") and (v["topic"], r["partition"]) in held
+                   for v in tail.verifications[seen:] for r in v["ranges"])
+
+    await tail.wait(taken_over, 180, "the remaining worker to confirm records of a partition the others held")
+    leave.recovered_seconds = round(time.monotonic() - stopped, 2)
+    leave.note = f"2 workers left ({len(held)} partitions with records moved); recovery: SIGTERM to a confirmation of one of them by the worker left"
+    _check_alive(run)
+    await _finish(run, tail, timeout=600 + events / 50)
+    return [join, leave]
+
+
+async def _trickle(run: Run, records: list[Record], slices: int = 10, pause: float = 0.3) -> None:
+    """Send records in slices over a few seconds: a stream that keeps running, not one burst."""
+    for piece in _chunks(records, slices):
+        await run.send(piece)
+        await asyncio.sleep(pause)
+
+
+def _check_alive(run: Run) -> None:
+    for worker in run.workers:
+        code = worker.process.poll()
+        if code is not None and code != 0:
+            raise RuntimeError(f"worker exited {code}: {worker.output()[-2000:]}")
+
+
 def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) -> set[Any]:
     """Points whose confirmed state is not what local mode has on disk (one partition: a prefix)."""
     patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if r.topic == "patch" and r.event]
     expected, _ = reference_kv([e for e, w in patches if w in confirmed])
     pending = {point_of(e) for e, w in patches if w not in confirmed}
-    client = QdrantClient(path=str(run.stack.workdir / "qdrant"))
+    client = run.client()
     try:
         actual = read_kv(client)
     finally:
@@ -456,51 +697,86 @@ def _chunks(records: list[Record], n: int) -> list[list[Record]]:
     return [records[i * len(records) // n : (i + 1) * len(records) // n] for i in range(n)]
 
 
-# name -> (scenario, partitions, whether it needs a broker of its own to stop and start)
-SCENARIOS: dict[str, tuple[Callable[..., Awaitable[list[Fault]]], int, bool]] = {
-    "kills": (scenario_kills, 2, False),
-    "outage": (scenario_outage, 1, False),
-    "disk-full": (scenario_disk_full, 1, False),
-    "broker-restart": (scenario_broker_restart, 2, True),
+@dataclass(frozen=True)
+class Scenario:
+    run: Callable[..., Awaitable[list[Fault]]]
+    partitions: int
+    targets: tuple[str, ...] = TARGET_NAMES  # where it can run: local mode, the server over rest/grpc
+    own_broker: bool = False  # stops and starts the broker: a broker of its own
+    own_server: bool = False  # kills or freezes the server: a server of its own, on the run's folder
+    env: tuple[tuple[str, str], ...] = ()  # worker settings of the scenario
+
+
+SERVERS = TARGET_NAMES[1:]
+SCENARIOS: dict[str, Scenario] = {
+    "kills": Scenario(scenario_kills, 2),
+    "outage": Scenario(scenario_outage, 1),
+    "disk-full": Scenario(scenario_disk_full, 1, targets=("local",)),  # local mode's own storage
+    "broker-restart": Scenario(scenario_broker_restart, 2, own_broker=True),
+    "server-kill": Scenario(scenario_server_kill, 2, targets=SERVERS, own_server=True),
+    "server-pause": Scenario(scenario_server_pause, 2, targets=SERVERS, own_server=True,
+                             env=(("QCC_QDRANT_TIMEOUT_SECONDS", str(SERVER_TIMEOUT_SECONDS)),)),
+    "scale-out": Scenario(scenario_scale_out, 4, targets=SERVERS),  # several processes: a server
 }
 
 
 async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], workdir: Path, seed: int,
-                       events: int, faults: int, embedder: Embedder) -> RunReport:
-    scenario, partitions, own_broker = SCENARIOS[name]
-    report = RunReport(name, seed)
-    broker = KafkaBroker(data_dir=workdir / "kafka").start() if own_broker else None
+                       events: int, faults: int, embedder: Embedder, qdrant: str = "local",
+                       server: QdrantServer | None = None) -> RunReport:
+    """One run of a scenario on ``qdrant`` (local, rest or grpc).
+
+    A server target uses ``server`` (wiped first), except the scenarios that fault the server,
+    which start one of their own in ``workdir``.
+    """
+    scenario = SCENARIOS[name]
+    if qdrant not in scenario.targets:
+        raise ValueError(f"scenario {name} runs on {', '.join(scenario.targets)}, not {qdrant}")
+    report = RunReport(name, seed, qdrant)
+    broker = KafkaBroker(data_dir=workdir / "kafka").start() if scenario.own_broker else None
+    own_server = QdrantServer(workdir / "qdrant-server") if scenario.own_server else None
     try:
-        run = Run(broker.bootstrap if broker else bootstrap, model_env, workdir, partitions=partitions)
+        if own_server is not None:
+            own_server.start()
+        if qdrant == "local":
+            target = QdrantTarget("local", path=workdir / "qdrant")
+        else:
+            target = QdrantTarget(qdrant, server=own_server or server)
+            if target.server is None:
+                raise ValueError(f"scenario {name} on {qdrant} needs a Qdrant server")
+            target.wipe()
+        run = Run(broker.bootstrap if broker else bootstrap, model_env, workdir, partitions=scenario.partitions,
+                  qdrant=target, extra_env=dict(scenario.env))
         run.broker = broker
-        await run.stack.create_topics(partitions=partitions)
+        await run.stack.create_topics(partitions=scenario.partitions)
         async with Tail(run.stack.bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"],
                         run.stack.env["QCC_DEAD_LETTER_TOPIC"]) as tail:
             try:
-                report.faults = await scenario(run, tail, random.Random(seed), events, faults)
+                report.faults = await scenario.run(run, tail, random.Random(seed), events, faults)
                 await asyncio.sleep(1.0)  # the last dead letters
                 check(run, tail, report, embedder)
             except Exception as exc:  # noqa: BLE001 - a failed run is reported, not raised
                 report.problems.append(f"{type(exc).__name__}: {exc}")
             finally:
-                if run.worker is not None and run.worker.process.poll() is None:
-                    run.worker.kill()
+                for worker in run.live_workers():
+                    worker.kill()
         report.seconds = round(run.elapsed(), 1)
     finally:
         if broker is not None:
             broker.cleanup()
+        if own_server is not None:
+            own_server.cleanup()
     return report
 
 
 def markdown(reports: list[RunReport]) -> str:
-    lines = ["| scenario | seed | records | invalid | re-embeds | faults | lost | state diffs | dead-letter diffs | "
+    lines = ["| scenario | qdrant | seed | records | invalid | re-embeds | faults | lost | state diffs | dead-letter diffs | "
              "replayed offsets | replayed batches | recovery s (median / max) | run s | result |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
     for r in reports:
         rec = sorted(f.recovered_seconds for f in r.faults if f.recovered_seconds is not None)
         recovery = f"{rec[len(rec) // 2]:.1f} / {rec[-1]:.1f}" if rec else "-"
         kinds = ", ".join(f"{k} {sum(f.kind == k for f in r.faults)}" for k in sorted({f.kind for f in r.faults}))
-        lines.append(f"| {r.scenario} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
+        lines.append(f"| {r.scenario} | {r.qdrant} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
                      f"{len(r.faults)} ({kinds}) | {r.lost} | {r.state_differences} | "
                      f"{r.missing_dead_letters + r.unexpected_dead_letters} | {r.replayed_offsets} | {r.replayed_batches} | "
                      f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |")
@@ -517,17 +793,25 @@ async def main_async(args: argparse.Namespace) -> list[RunReport]:
         bootstrap = broker.bootstrap
     embedder = Embedder(Settings(model_paths=json.loads(model_env["QCC_MODEL_PATHS"])))
     reports = []
+    # one server for the scenarios that do not fault it (those start their own)
+    shared = args.qdrant != "local" and any(not SCENARIOS[name].own_server for name in args.scenario)
+    server = QdrantServer().start() if shared else None
     try:
         with tempfile.TemporaryDirectory(prefix="qcc-faults-") as tmp:
+            if args.workdir is not None:
+                tmp = str(args.workdir)  # kept: worker logs, server logs
             for name in args.scenario:
                 for i in range(args.runs):
                     seed = args.seed + i
                     report = await run_scenario(name, bootstrap=bootstrap, model_env=model_env,
-                                                workdir=Path(tmp) / f"{name}-{seed}", seed=seed, events=args.events,
-                                                faults=args.faults, embedder=embedder)
+                                                workdir=Path(tmp) / f"{name}-{args.qdrant}-{seed}", seed=seed, events=args.events,
+                                                faults=args.faults, embedder=embedder, qdrant=args.qdrant,
+                                                server=server)
                     print(markdown([report]).splitlines()[-1], flush=True)
                     reports.append(report)
     finally:
+        if server is not None:
+            server.cleanup()
         if broker is not None:
             broker.cleanup()
     return reports
@@ -535,16 +819,23 @@ async def main_async(args: argparse.Namespace) -> list[RunReport]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default: all")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="repeatable; default: all that run on --qdrant")
+    parser.add_argument("--qdrant", choices=TARGET_NAMES, default="local",
+                        help="local mode, or a Qdrant server (started here, ../shared/qdrant) over rest or grpc")
     parser.add_argument("--runs", type=int, default=1, help="runs of each scenario, seeds seed..seed+runs-1")
     parser.add_argument("--events", type=int, default=3000, help="records per run")
-    parser.add_argument("--faults", type=int, default=3, help="faults per run (kills, outages)")
+    parser.add_argument("--faults", type=int, default=3, help="faults per run (kills, outages, server faults)")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("QCC_FAULT_SEED", "1")))
     parser.add_argument("--bootstrap", help="an existing broker; default: start one")
     parser.add_argument("--models", default=str(PROJECT / ".cache" / "models"))
     parser.add_argument("--report", type=Path, help="write the reports here as JSON")
+    parser.add_argument("--workdir", type=Path, help="keep each run's folder (worker and server logs) here")
     args = parser.parse_args()
-    args.scenario = args.scenario or sorted(SCENARIOS)
+    args.scenario = args.scenario or sorted(n for n, s in SCENARIOS.items() if args.qdrant in s.targets)
+    for name in args.scenario:
+        if args.qdrant not in SCENARIOS[name].targets:
+            parser.error(f"scenario {name} runs on {', '.join(SCENARIOS[name].targets)}, not {args.qdrant}")
     reports = asyncio.run(main_async(args))
     if args.report:
         args.report.write_text(json.dumps([asdict(r) | {"passed": r.passed} for r in reports], indent=2) + "\n")
