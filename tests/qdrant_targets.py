@@ -4,18 +4,37 @@ A test that takes the ``qdrant_target`` fixture runs once per target. Every targ
 same three things: the worker's settings as environment variables, a sync client and an
 async client for the test's own reads and writes. Tests run one at a time, so a server
 target starts each test with no collection and no alias instead of a server of its own.
+
+The server targets carry the ``server`` marker: ``-m "not server"`` runs local mode only.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from connector.devqdrant import QdrantServer
 
-TARGETS = ("local", "rest", "grpc")
+TARGET_NAMES = ("local", "rest", "grpc")
+
+
+def _param(name: str) -> Any:
+    return pytest.param(name, marks=pytest.mark.server) if name != "local" else pytest.param(name)
+
+
+TARGETS = tuple(_param(name) for name in TARGET_NAMES)
+
+
+def only_targets(*names: str) -> pytest.MarkDecorator:
+    """Run a test on some targets only (a slow test whose other variants would add nothing):
+    ``@only_targets("local", "grpc")`` on a test that takes ``qdrant_target``."""
+    assert set(names) <= set(TARGET_NAMES), names
+    return pytest.mark.parametrize("qdrant_target", [_param(name) for name in names], indirect=True)
 
 
 @dataclass
@@ -26,6 +45,7 @@ class QdrantTarget:
     path: Path | None = None  # local mode's storage folder
     server: QdrantServer | None = None
     api_key: str | None = None
+    ca_file: Path | None = None  # the CA of a server's HTTPS certificate (its url is then https://)
 
     @property
     def is_server(self) -> bool:
@@ -51,13 +71,19 @@ class QdrantTarget:
         }
         if self.api_key:
             env["QCC_QDRANT_API_KEY"] = self.api_key
+        if self.ca_file is not None:
+            env["QCC_QDRANT_CA_FILE"] = str(self.ca_file)
         return env
 
     def _options(self) -> dict[str, object]:
         if self.server is None:
             return {"path": str(self.path)}
-        return {"url": self.server.url, "prefer_grpc": self.prefer_grpc, "grpc_port": self.server.grpc_port,
-                "api_key": self.api_key, "timeout": 30}
+        options: dict[str, object] = {"url": self.server.url, "prefer_grpc": self.prefer_grpc,
+                                      "grpc_port": self.server.grpc_port, "api_key": self.api_key, "timeout": 30}
+        if self.ca_file is not None:
+            options["verify"] = ssl.create_default_context(cafile=str(self.ca_file))
+            options["grpc_options"] = {"root_certificates": self.ca_file.read_bytes()}
+        return options
 
     def client(self) -> QdrantClient:
         """A sync client. Local mode allows one client per folder at a time: close it before a

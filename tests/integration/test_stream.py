@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
 
 UUID_ID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
 
 
-def _create_collections(path: Path) -> None:
-    client = QdrantClient(path=str(path))
+def _create_collections(target: QdrantTarget) -> None:
+    client = target.client()
     client.create_collection(
         "docs",
         vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE),
@@ -67,10 +68,10 @@ async def _run(kafka, stack: Stack, patches: list[Any], reembeds: list[Any] = ()
     return ver, dead, sent_p
 
 
-async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, tmp_path, model_env)
+async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     await stack.create_topics()
-    _create_collections(tmp_path / "qdrant")
+    _create_collections(qdrant_target)
     patches = [
         ev("upsert", vector_name="dense", points=[
             {"id": i, "text": f"document number {i}", "payload": {"body": f"the body of document {i}", "user": "u-123" if i % 2 else "u-9"}}
@@ -96,7 +97,7 @@ async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path) -> 
     ver, dead, _ = await _run(kafka, stack, patches, reembeds)
     assert dead == []
     assert {v["verification"]["status"] for v in ver if v["collection"] == "plain"} == {"verified"}
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     try:
         pts = {p.id: p for p in client.scroll("docs", limit=100, with_vectors=True)[0]}
         assert set(pts) == set(range(1, 10)) | {UUID_ID}
@@ -121,10 +122,10 @@ async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path) -> 
     assert all(v["verification"]["status"] == "verified" for v in reembed_ver)
 
 
-async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_MAX_EVENT_BYTES": "2048"})
+async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_MAX_EVENT_BYTES": "2048"}, qdrant=qdrant_target)
     await stack.create_topics()
-    _create_collections(tmp_path / "qdrant")
+    _create_collections(qdrant_target)
     good = ev("upsert", collection="plain", points=[{"id": 1, "vector": [1, 2]}])
     patches = [
         good,
@@ -147,7 +148,7 @@ async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp
         assert (record["source"]["partition"], record["source"]["offset"]) in sent
     dead_refs = sum(len(v["dead_letters"]) for v in ver)
     assert dead_refs == len(dead)
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     try:
         assert client.retrieve("plain", [1])[0].payload == {"ok": True}
         assert client.retrieve("plain", [2]) == []
@@ -155,40 +156,49 @@ async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp
         client.close()
 
 
-async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: Path) -> None:
+async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    """Local mode cannot be unreachable, so a failpoint stands in; a server is really killed
+    (connections refused) and started again on the same ports and storage."""
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
-    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_FAILPOINTS_DIR": str(failpoints)})
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_FAILPOINTS_DIR": str(failpoints)}, qdrant=qdrant_target)
     await stack.create_topics()
-    _create_collections(tmp_path / "qdrant")
-    (failpoints / "qdrant-unavailable").touch()
+    _create_collections(qdrant_target)
+    server = qdrant_target.server
+    if server is None:
+        (failpoints / "qdrant-unavailable").touch()
+    else:
+        server.kill()
     events = [ev("upsert", collection="plain", points=[{"id": i, "vector": [i, 1]}]) for i in range(50)]
     sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [(_key(e), json.dumps(e).encode()) for e in events])
     worker = Worker(stack)
     try:
-        import asyncio
-
         await asyncio.sleep(8)
         early = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], timeout=2)
         assert early == []  # nothing confirmed while Qdrant is unreachable
         assert "retry" in worker.output()
-        (failpoints / "qdrant-unavailable").unlink()
+    finally:
+        if server is None:
+            (failpoints / "qdrant-unavailable").unlink()
+        else:
+            server.start()  # the same ports: the worker's client reconnects
+    try:
         ver = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     assert sum(v["applied_event_count"] for v in ver) == 50
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     try:
         assert client.count("plain").count == 50
     finally:
         client.close()
 
 
-async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path) -> None:
+async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
     stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={
-        "QCC_FILTER_BLAST_RADIUS": "10", "QCC_DENIED_OPERATIONS": "clear_payload"})
+        "QCC_FILTER_BLAST_RADIUS": "10", "QCC_DENIED_OPERATIONS": "clear_payload"}, qdrant=qdrant_target)
     await stack.create_topics()
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     client.create_collection("plain", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.EUCLID))
     client.upsert("plain", [qm.PointStruct(id=i, vector=[i, 1], payload={"tag": "all", "few": i < 5}) for i in range(30)])
     client.close()
@@ -202,7 +212,7 @@ async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path) -
     reasons = {d["error"]["code"]: d["error"]["message"] for d in dead}
     assert set(reasons) == {"blast_radius_exceeded", "operation_denied", "override_denied"}
     assert "30 points" in reasons["blast_radius_exceeded"]
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     try:
         assert client.count("plain").count == 30  # no filter delete went through
         assert sorted(p.id for p in client.scroll("plain", limit=50)[0] if p.payload.get("seen") == 1) == [0, 1, 2, 3, 4]

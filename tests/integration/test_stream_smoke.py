@@ -6,18 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
 
 
-async def test_patches_are_applied_and_confirmed(kafka, model_env, tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, tmp_path, model_env)
+async def test_patches_are_applied_and_confirmed(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     await stack.create_topics()
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=4, distance=qm.Distance.DOT))
     client.close()
     events = [
@@ -36,7 +36,7 @@ async def test_patches_are_applied_and_confirmed(kafka, model_env, tmp_path: Pat
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     assert all(v["verification"]["status"] == "verified" for v in verifications)
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     points = {p.id: p.payload for p in client.scroll("docs", limit=100)[0]}
     client.close()
     assert points == {i: {"n": i, "seen": True} for i in range(20)}
