@@ -161,23 +161,46 @@ def create_collection_cmd(
     name: str,
     dense: list[str] = typer.Option([], help="NAME:SIZE:DISTANCE of a named dense vector (repeatable)"),
     sparse: list[str] = typer.Option([], help="NAME of a sparse vector with IDF (repeatable)"),
+    like: Optional[str] = typer.Option(None, help="Copy this collection's whole configuration and payload indexes "
+                                                  "(--dense/--sparse then replace or add vectors)"),
 ) -> None:
-    """Create a collection if it is missing (compose demo, quick starts)."""
+    """Create a collection if it is missing (compose demo, quick starts, a copy of another's configuration)."""
     from qdrant_client import models as qm
+
+    from connector.bulk.collection_config import (
+        CollectionConfigError,
+        CollectionPlan,
+        collection_plan,
+        create_from_plan,
+        finish_from_plan,
+    )
 
     vectors = {}
     for spec in dense:
         vname, size, distance = spec.split(":")
         vectors[vname] = qm.VectorParams(size=int(size), distance=qm.Distance(distance))
-    sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse} or None
+    sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse}
 
     async def run(sink):  # noqa: ANN001, ANN202
         if await sink.client.collection_exists(name):
             return False
-        await sink.client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse_config)
+        if like is None:
+            plan = CollectionPlan({"vectors_config": vectors, "sparse_vectors_config": sparse_config or None})
+        else:
+            plan = collection_plan(await sink.client.get_collection(like))
+            for vname, params in vectors.items():
+                plan = plan.with_vector(vname, params)
+            for vname, sparse_params in sparse_config.items():
+                plan = plan.with_sparse_vector(vname, sparse_params)
+        await create_from_plan(sink, name, plan)
+        await finish_from_plan(sink, name, plan)  # no data to load first: strict mode right away
         return True
 
-    created = _run_bulk(run)
+    try:
+        created = _run_bulk(run)
+    except CollectionConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     console.print(f"collection {name}: {'created' if created else 'exists'}")
 
 

@@ -2,8 +2,10 @@
 
 A dump is JSON Lines, one point per line: ``{"id", "payload", "vector"}``, where ``vector``
 maps names to a dense list or ``{"indices", "values"}`` ("" is the unnamed vector). Beside
-it, ``<dump>.manifest.json`` holds the collection's vector configuration, the point count,
-the digest of every point, the filter used and the tool version.
+it, ``<dump>.manifest.json`` holds the collection's info as Qdrant reported it (``collection``:
+its whole configuration and payload indexes, see :mod:`connector.bulk.collection_config`), its
+vector configuration alone (``config``, all that older dumps carry), the point count, the
+digest of every point, the filter used and the tool version.
 
 A point's digest is sha256 of its canonical JSON: keys sorted, dense values rounded to
 float32 precision (6 significant digits) so that a round trip through Qdrant, which stores

@@ -15,6 +15,7 @@ from typing import Any
 from qdrant_client import models as qm
 
 from connector import __version__
+from connector.bulk.collection_config import info_to_json
 from connector.bulk.dump import (
     digest,
     id_key,
@@ -79,7 +80,8 @@ async def export_collection(
         "tool": "qdrant-change-connector",
         "version": __version__,
         "collection": collection,
-        "config": vectors_config(info),
+        "config": vectors_config(info),  # vectors only: what dumps before "collection" carried
+        "collection": info_to_json(info),  # the whole configuration, payload indexes included
         "filter": scroll_filter.model_dump(mode="json", exclude_none=True) if scroll_filter else None,
         "with_payload": with_payload,
         "with_vectors": with_vectors,

@@ -5,7 +5,8 @@ every point operation is an assignment, so replaying an applied prefix of the lo
 leaves the same state; and a fence record in every partition splits the log into "before
 the switch" and "after the switch".
 
-1. Create the new collection (the old config, the migrated vector resized for the new model).
+1. Create the new collection: the old one's whole configuration and payload indexes, the
+   migrated vector resized for the new model (its strict mode comes in step 7, before the switch).
 2. Record W0, the workers' committed offsets on both input topics: every event before W0
    is in the old collection.
 3. Fill: scroll the old collection (payload, the other vectors), embed the text field with
@@ -17,7 +18,8 @@ the switch" and "after the switch".
 6. The tail applies everything up to the fences, then re-embeds the points whose migrated
    vector came as raw vectors of the old model (they cannot go into the new collection).
 7. Verify that old and new hold the same points and payloads (the worker has applied
-   everything before the fences to the old one), then switch the alias atomically. Workers
+   everything before the fences to the old one), give the new collection the old one's strict
+   mode and read fan-out, then switch the alias atomically. Workers
    pass their fences and write to the new collection; nothing after a fence ever reached
    the old one, nothing before it is missing from the new one.
 8. Optionally drop the old collection.
@@ -40,6 +42,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import models as qm
 
+from connector.bulk.collection_config import (
+    CollectionConfigError,
+    CollectionPlan,
+    collection_plan,
+    create_from_plan,
+    finish_from_plan,
+)
 from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
 from connector.bulk.verify import VerifyReport, verify_collections
 from connector.embedder import Embedder
@@ -118,6 +127,19 @@ def retarget(alias: str, old: str, new: str, vector_name: str, model: str, touch
     return rewrite
 
 
+def migrated_plan(info: qm.CollectionInfo, vector_name: str, size: int, distance: qm.Distance) -> CollectionPlan:
+    """The old collection's plan with the migrated vector's size and distance changed.
+
+    The vector keeps its other settings (HNSW, quantization, datatype, on-disk); a multivector
+    setting is dropped, as the new model gives one vector per text.
+    """
+    vectors = info.config.params.vectors
+    if not isinstance(vectors, dict) or vector_name not in vectors:
+        raise CollectionConfigError(f"no named dense vector {vector_name!r}")
+    params = vectors[vector_name].model_copy(update={"size": size, "distance": distance, "multivector_config": None})
+    return collection_plan(info).with_vector(vector_name, params)
+
+
 class Migration:
     def __init__(self, settings: Settings, sink: QdrantSink, embedder: Embedder, *, alias: str, new_collection: str,
                  text_field: str, vector_name: str, model: str, distance: qm.Distance = qm.Distance.COSINE,
@@ -141,7 +163,7 @@ class Migration:
         started = time.monotonic()
         old = await self._old_collection()
         report = MigrationReport(self.alias, old, self.new, self.model)
-        await self._create_new(old)
+        plan = await self.create_new_collection(old)
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         await consumer.start()
         self._admin = AIOKafkaAdminClient(**client_options(self.settings))  # polled while verifying
@@ -165,6 +187,7 @@ class Migration:
                                      f"{verification.mismatched_count} differ")
             if datetime.now(timezone.utc) > self._fence_expiry - timedelta(seconds=5):
                 raise MigrationError("the fences are about to expire; alias not switched (raise --fence-seconds)")
+            await self.finish_new_collection(plan)
             await self._switch(old)
             report.switched = True
         finally:
@@ -183,19 +206,23 @@ class Migration:
                 return str(alias.collection_name)
         raise MigrationError(f"{self.alias!r} is not an alias: create it (or point producers at one) before migrating")
 
-    async def _create_new(self, old: str) -> None:
+    async def create_new_collection(self, old: str) -> CollectionPlan:
+        """Create the new collection like ``old`` but for the migrated vector; returns the plan,
+        whose finishing step (strict mode, read fan-out) waits until the copy is verified."""
         if await self.sink.call("collection_exists", lambda: self.client.collection_exists(self.new)):
             raise MigrationError(f"collection {self.new!r} already exists")
         info = await self.sink.call("get_collection", lambda: self.client.get_collection(old))
-        vectors = info.config.params.vectors
-        if not isinstance(vectors, dict) or self.vector_name not in vectors:
-            raise MigrationError(f"collection {old!r} has no named dense vector {self.vector_name!r}")
         probe = await self.embedder.embed(self.model, "dense", ["dimension probe"])
-        dense = dict(vectors)
-        dense[self.vector_name] = qm.VectorParams(size=len(probe[0]), distance=self.distance)  # type: ignore[arg-type]
-        sparse = info.config.params.sparse_vectors
-        await self.sink.call("create_collection", lambda: self.client.create_collection(
-            self.new, vectors_config=dense, sparse_vectors_config=sparse))
+        try:
+            plan = migrated_plan(info, self.vector_name, len(probe[0]), self.distance)
+        except CollectionConfigError as exc:
+            raise MigrationError(f"collection {old!r}: {exc}") from None
+        await create_from_plan(self.sink, self.new, plan)
+        return plan
+
+    async def finish_new_collection(self, plan: CollectionPlan) -> None:
+        """The old collection's strict mode and read fan-out, once the new one holds the data."""
+        await finish_from_plan(self.sink, self.new, plan)
 
     async def _fill(self, old: str) -> tuple[int, int]:
         """Copy payload and the other vectors; embed the text with the new model."""

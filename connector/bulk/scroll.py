@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from connector.bulk.collection_config import strict_limit
 from connector.sink import QdrantSink
 
 
@@ -33,8 +34,12 @@ async def scroll_pages(
     page_size: int = 256,
     start: Any = None,
 ) -> AsyncIterator[tuple[list[qm.Record], Any]]:
-    """Yield (page, next_offset) in id order from ``start``; next_offset is None on the last page."""
+    """Yield (page, next_offset) in id order from ``start``; next_offset is None on the last page.
+
+    Pages are no larger than the collection's strict-mode query limit, which would refuse them."""
     client: AsyncQdrantClient = sink.client
+    info = await sink.call(f"get_collection({collection})", lambda: client.get_collection(collection))
+    page_size = min(page_size, strict_limit(info, "max_query_limit") or page_size)
     offset = start
     while True:
         page, next_offset = await sink.call(
