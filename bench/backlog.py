@@ -14,13 +14,14 @@ import json
 import time
 from typing import Any
 
-from bench.common import Confirmations, Context, WorkerProcess, create_kv, make_client, produce
+from bench.common import Confirmations, Context, WorkerProcess, create_kv, produce
 
 
 async def measure(ctx: Context) -> dict[str, Any]:
     n = 1_000_000 if ctx.size == "full" else 3000
     folder = ctx.scratch("backlog")
-    client = await make_client("disk", folder / "qdrant")
+    disk = ctx.local("disk")
+    client = await disk.fresh_client(folder / "qdrant")
     await create_kv(client, 100)
     await client.close()
     settings = ctx.settings("backlog")
@@ -34,7 +35,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
     produce_seconds = time.monotonic() - started
     samples: list[dict[str, float]] = []
     async with Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
-        worker = WorkerProcess(settings, folder / "qdrant", folder / "worker.log")
+        worker = WorkerProcess(settings, disk.worker_env(folder / "qdrant"), folder / "worker.log")
         start = time.monotonic()
         try:
             while seen.counts.get(settings.patch_topic, 0) < n:

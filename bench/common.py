@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,23 +23,90 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.app import create_app
+from connector.devqdrant import QdrantServer
 from connector.kafka_admin import ensure_topics
 from connector.settings import Settings
 from tests.integration.harness import TopicFollower
 
 ROOT = Path(__file__).resolve().parent.parent
-QdrantMode = Literal["memory", "disk"]
+TargetName = Literal["memory", "disk", "rest", "grpc"]
+TARGETS: tuple[TargetName, ...] = ("memory", "disk", "rest", "grpc")
+LOCAL: tuple[TargetName, ...] = ("memory", "disk")
+SERVER: tuple[TargetName, ...] = ("rest", "grpc")
+REQUEST_TIMEOUT = 30.0  # the connector's default qdrant_timeout_seconds, for every client the bench makes
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where a measurement's Qdrant is: embedded local mode in memory (``location=':memory:'``)
+    or on disk (a storage folder), or the run's real server over REST or over gRPC."""
+
+    name: TargetName
+    server: QdrantServer | None = None
+
+    def __post_init__(self) -> None:
+        if (self.name in SERVER) != (self.server is not None):
+            raise ValueError(f"target {self.name}: a server target needs the server, a local one none")
+
+    @property
+    def is_server(self) -> bool:
+        return self.server is not None
+
+    async def fresh_client(self, folder: Path) -> AsyncQdrantClient:
+        """A client on an empty Qdrant: a new local store (``folder`` on disk), or the server with
+        every alias and collection deleted, so that no run inherits another's data."""
+        if self.server is None:
+            return AsyncQdrantClient(location=":memory:") if self.name == "memory" else AsyncQdrantClient(path=str(folder))
+        client = AsyncQdrantClient(url=self.server.url, prefer_grpc=self.name == "grpc", grpc_port=self.server.grpc_port,
+                                   timeout=REQUEST_TIMEOUT)  # type: ignore[arg-type]  # seconds, float as in connector/qdrant.py
+        for alias in (await client.get_aliases()).aliases:
+            await client.delete_alias(alias.alias_name)
+        for collection in (await client.get_collections()).collections:
+            await client.delete_collection(collection.name)
+        return client
+
+    def worker_env(self, folder: Path) -> dict[str, str]:
+        """The QCC_ settings that point a worker process at this Qdrant (``folder`` on disk)."""
+        if self.server is not None:
+            return {"QCC_QDRANT_URL": self.server.url, "QCC_QDRANT_PREFER_GRPC": "true" if self.name == "grpc" else "false",
+                    "QCC_QDRANT_GRPC_PORT": str(self.server.grpc_port),
+                    "QCC_QDRANT_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT)}
+        if self.name == "memory":
+            raise ValueError("local mode in memory lives in one process: a worker process needs disk or a server")
+        return {"QCC_QDRANT_PATH": str(folder)}
+
+    def describe(self) -> str:
+        if self.server is None:
+            return "embedded local mode " + ("in memory" if self.name == "memory" else "on disk")
+        return f"Qdrant {server_version(self.server)} server on loopback over {'gRPC' if self.name == 'grpc' else 'REST'}"
+
+
+def server_version(server: QdrantServer) -> str:
+    """What the server says it is (``GET /``)."""
+    with urllib.request.urlopen(server.url, timeout=5) as answer:
+        return str(json.loads(answer.read())["version"])
 
 
 @dataclass(frozen=True)
 class Context:
-    """One benchmark run: the broker, the models, a scratch folder, and how big to make things."""
+    """One benchmark run: the broker, the models, a scratch folder, how big to make things, and
+    the Qdrant targets chosen for it."""
 
     bootstrap: str
     model_paths: dict[str, str]
     workdir: Path
     size: str  # "tiny" or "full"
     repeats: int
+    targets: tuple[QdrantTarget, ...] = (QdrantTarget("memory"), QdrantTarget("disk"))
+
+    def chosen(self, supported: Sequence[TargetName]) -> list[QdrantTarget]:
+        """The run's targets that a section can measure on, in the run's order."""
+        return [t for t in self.targets if t.name in supported]
+
+    @staticmethod
+    def local(name: TargetName) -> QdrantTarget:
+        """A local-mode target for the sections that measure only there."""
+        return QdrantTarget(name)
 
     def scratch(self, name: str) -> Path:
         path = self.workdir / f"{name}-{uuid.uuid4().hex[:6]}"
@@ -71,24 +139,20 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(), "platform": platform.platform(),
         "versions": {p: version(p) for p in ("qdrant-client", "fastembed", "faust-streaming", "aiokafka", "onnxruntime")},
         "kafka": "Apache Kafka 4.0.1, one KRaft node on loopback",
-        "qdrant": "qdrant-client embedded local mode (no server can be installed here)",
     }
 
 
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Median and spread of repeated measurements."""
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Median and spread of repeated measurements, and the values in the order they were taken
+    (repeat i of one target pairs with repeat i of another: they ran side by side)."""
     ordered = sorted(values)
     return {"median": round(statistics.median(ordered), 3), "min": round(ordered[0], 3), "max": round(ordered[-1], 3),
-            "n": len(ordered)}
+            "n": len(ordered), "values": [round(v, 3) for v in values]}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def make_client(mode: QdrantMode, folder: Path) -> AsyncQdrantClient:
-    return AsyncQdrantClient(location=":memory:") if mode == "memory" else AsyncQdrantClient(path=str(folder))
 
 
 async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv") -> None:
@@ -154,7 +218,7 @@ class Confirmations(TopicFollower):
 
 
 class InProcessConnector:
-    """The connector's Faust app in this process, on a client the benchmark owns (any local mode)."""
+    """The connector's Faust app in this process, on a client the benchmark owns (any target)."""
 
     def __init__(self, settings: Settings, client: AsyncQdrantClient, partitions: int = 2) -> None:
         self.settings, self.client, self.partitions = settings, client, partitions
@@ -174,10 +238,11 @@ class InProcessConnector:
 
 
 class WorkerProcess:
-    """``qdrant-change-connector worker`` as its own process (for memory and scale-out)."""
+    """``qdrant-change-connector worker`` as its own process (for memory and scale-out);
+    ``qdrant`` is the target's :meth:`QdrantTarget.worker_env`."""
 
-    def __init__(self, settings: Settings, qdrant_path: Path, log: Path) -> None:
-        env = {**os.environ, **settings_env(settings), "QCC_QDRANT_PATH": str(qdrant_path), "PYTHONUNBUFFERED": "1"}
+    def __init__(self, settings: Settings, qdrant: dict[str, str], log: Path) -> None:
+        env = {**os.environ, **settings_env(settings), **qdrant, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
                                         stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -205,3 +270,48 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         out[f"QCC_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return out
+
+
+def _busy_ticks() -> int:
+    """CPU ticks the whole machine spent busy since boot (all cores; idle and iowait left out)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_ticks() -> int:
+    """CPU ticks of this process and its descendants, the exited and waited-for ones included."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid ...
+        children.setdefault(int(rest[1]), []).append(int(entry.name))
+        ticks[int(entry.name)] = sum(int(v) for v in rest[11:15])  # utime stime cutime cstime
+    total, stack = 0, [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        total += ticks.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class MachineUse:
+    """How busy the machine was while something ran: the load average before and after, and the
+    share of all cores' time that this run (with its broker, server and workers) and that other
+    processes used. Other engineers' processes on a shared machine show as ``other_cpu_share``."""
+
+    def __init__(self) -> None:
+        self.load_before = round(os.getloadavg()[0], 2)
+        self.wall, self.busy, self.own = time.monotonic(), _busy_ticks(), _own_ticks()
+
+    def result(self) -> dict[str, float]:
+        capacity = (time.monotonic() - self.wall) * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        busy, own = _busy_ticks() - self.busy, _own_ticks() - self.own
+        return {"load_before": self.load_before, "load_after": round(os.getloadavg()[0], 2),
+                "own_cpu_share": round(own / capacity, 3), "other_cpu_share": round(max(busy - own, 0) / capacity, 3)}

@@ -6,8 +6,9 @@
 - ceiling: the same operations, parsed and grouped beforehand (not timed), sent straight to
   Qdrant with ``batch_update_points`` in window-sized batches: no Kafka, no checks.
 
-All three run in this process on fresh, identical collections in the same Qdrant mode, one
-after the other in each repeat, so drift on a noisy machine hits all three.
+All three run in this process on fresh, identical collections on the same Qdrant target, one
+after the other in each repeat, and the targets take turns within the repeat, so drift on a
+noisy machine hits all of them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from bench.common import (
     Confirmations,
     Context,
     InProcessConnector,
-    QdrantMode,
+    QdrantTarget,
+    TargetName,
     create_kv,
-    make_client,
     produce,
     summary,
 )
@@ -37,6 +38,10 @@ from connector.sink import to_qdrant
 from tests.faults.workload import make_workload, reference_kv
 
 WINDOW = 500
+SUPPORTED: tuple[TargetName, ...] = ("memory", "disk", "rest", "grpc")
+# on disk every point written is a SQLite commit (~1 ms), and the naive consumer on a server pays a
+# round trip per event, so those get fewer events to keep the run short
+FULL_EVENTS: dict[str, int] = {"memory": 20_000, "disk": 5_000, "rest": 10_000, "grpc": 10_000}
 
 
 def workload(kind: str, n: int, points: int, seed: int = 5) -> list[dict[str, Any]]:
@@ -57,8 +62,8 @@ def _key(event: dict[str, Any]) -> bytes:
     return f"kv/{ids[0]}".encode()
 
 
-async def run_connector(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
-    client = await make_client(mode, ctx.scratch("qdrant"))
+async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int) -> float:
+    client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     settings = ctx.settings("patches", window_max_events=WINDOW)
     try:
@@ -73,8 +78,8 @@ async def run_connector(ctx: Context, mode: QdrantMode, events: list[dict[str, A
         await client.close()
 
 
-async def run_naive(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
-    client = await make_client(mode, ctx.scratch("qdrant"))
+async def run_naive(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int) -> float:
+    client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     topic = f"naive-{uuid.uuid4().hex[:6]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=ctx.bootstrap)
@@ -107,8 +112,8 @@ async def run_naive(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]]
         await client.close()
 
 
-async def run_ceiling(ctx: Context, mode: QdrantMode, events: list[dict[str, Any]], points: int) -> float:
-    client = await make_client(mode, ctx.scratch("qdrant"))
+async def run_ceiling(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int) -> float:
+    client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     # the seeded points first, so that the reference rejects exactly the events on missing points
     seeded = [{"schema_version": 1, "collection": "kv", "op": "upsert", "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]}
@@ -125,26 +130,30 @@ async def run_ceiling(ctx: Context, mode: QdrantMode, events: list[dict[str, Any
         await client.close()
 
 
-async def measure(ctx: Context, modes: list[QdrantMode]) -> dict[str, Any]:
-    # on disk every point written is a SQLite commit (~1 ms), so fewer events keep the run short
-    sizes = {"memory": 20_000, "disk": 5_000} if ctx.size == "full" else {"memory": 300, "disk": 300}
+async def measure(ctx: Context) -> dict[str, Any]:
+    targets = ctx.chosen(SUPPORTED)
+    sizes = {t.name: FULL_EVENTS[t.name] if ctx.size == "full" else 300 for t in targets}
     points = 2000 if ctx.size == "full" else 100
-    out: dict[str, Any] = {"events": sizes, "points": points, "window_max_events": WINDOW, "modes": {}}
-    for mode in modes:
-        n = sizes[mode]
-        per_mode: dict[str, Any] = {}
-        for kind in ("identical", "distinct", "mixed"):
-            events = workload(kind, n, points)
-            runs: dict[str, list[float]] = {"connector": [], "naive": [], "ceiling": []}
-            for _ in range(ctx.repeats):
-                runs["connector"].append(await run_connector(ctx, mode, events, points))
-                runs["naive"].append(await run_naive(ctx, mode, events, points))
-                runs["ceiling"].append(await run_ceiling(ctx, mode, events, points))
-            result = {name: summary(values) for name, values in runs.items()}
-            result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(runs["connector"], runs["naive"])])
-            result["connector_vs_ceiling"] = summary([c / e for c, e in zip(runs["connector"], runs["ceiling"])])
-            per_mode[kind] = result
-            print(f"patches {mode} {kind}: connector {result['connector']['median']:.0f}/s, "
-                  f"naive {result['naive']['median']:.0f}/s, ceiling {result['ceiling']['median']:.0f}/s", flush=True)
-        out["modes"][mode] = per_mode
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {t.name: {} for t in targets}
+    for kind in ("identical", "distinct", "mixed"):
+        events = {n: workload(kind, n, points) for n in set(sizes.values())}
+        for _ in range(ctx.repeats):
+            for target in targets:
+                mine, n = runs[target.name].setdefault(kind, {"connector": [], "naive": [], "ceiling": []}), sizes[target.name]
+                mine["connector"].append(await run_connector(ctx, target, events[n], points))
+                mine["naive"].append(await run_naive(ctx, target, events[n], points))
+                mine["ceiling"].append(await run_ceiling(ctx, target, events[n], points))
+        for target in targets:
+            r = runs[target.name][kind]
+            print(f"patches {target.name} {kind}: connector {summary(r['connector'])['median']:.0f}/s, "
+                  f"naive {summary(r['naive'])['median']:.0f}/s, ceiling {summary(r['ceiling'])['median']:.0f}/s", flush=True)
+    out: dict[str, Any] = {"points": points, "window_max_events": WINDOW, "targets": {}}
+    for target in targets:
+        workloads = {}
+        for kind, r in runs[target.name].items():
+            result = {name: summary(values) for name, values in r.items()}
+            result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(r["connector"], r["naive"])])
+            result["connector_vs_ceiling"] = summary([c / e for c, e in zip(r["connector"], r["ceiling"])])
+            workloads[kind] = result
+        out["targets"][target.name] = {"events": sizes[target.name], "qdrant": target.describe(), "workloads": workloads}
     return out

@@ -14,7 +14,7 @@ from typing import Any
 from pyinstrument import Profiler
 from qdrant_client import models as qm
 
-from bench.common import Context, QdrantMode, create_kv, make_client
+from bench.common import Context, TargetName, create_kv
 from bench.patches import workload
 from bench.reembed import texts
 from connector.embedder import Embedder
@@ -57,8 +57,8 @@ def breakdown(root: Any) -> dict[str, float]:
     return totals
 
 
-async def profile_windows(ctx: Context, mode: QdrantMode, kind: str, windows: int, window: int) -> dict[str, Any]:
-    client = await make_client(mode, ctx.scratch("qdrant"))
+async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: int, window: int) -> dict[str, Any]:
+    client = await ctx.local(mode).fresh_client(ctx.scratch("qdrant"))
     settings = ctx.settings("profile", window_max_events=window)
     if kind == "reembed":
         await client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})

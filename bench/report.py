@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 GOALS = {"connector_vs_naive": 20.0, "connector_vs_ceiling": 0.5, "connector_vs_raw": 0.9}
 
 
+TARGET_LABEL = {"memory": "local memory", "disk": "local disk", "rest": "server REST", "grpc": "server gRPC"}
+
+
 def _spread(s: dict[str, float], digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f}, n={s['n']})"
 
@@ -22,18 +25,47 @@ def _met(value: float, goal: float) -> str:
     return "yes" if value >= goal else "**no**"
 
 
+def _summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"median": median, "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float] | None:
+    """a / b per repeat (repeat i of both ran side by side), or None without the raw values."""
+    if "values" not in a or "values" not in b or len(a["values"]) != len(b["values"]):
+        return None
+    return _summary([x / y for x, y in zip(a["values"], b["values"])])
+
+
+def verdict(speedup: dict[str, float] | None) -> str:
+    """Which protocol is faster, by gRPC's speed-up over REST: only when every repeat agrees."""
+    if speedup is None:
+        return ""
+    if speedup["min"] > 1:
+        return "gRPC"
+    if speedup["max"] < 1:
+        return "REST"
+    return "neither (spread spans 1)"
+
+
+def _targets(sections: dict[str, Any], name: str) -> dict[str, Any]:
+    return sections.get(name, {}).get("targets", {})
+
+
 def headline(sections: dict[str, Any]) -> list[str]:
     rows = ["| measurement | goal | median (min–max, n) | met |", "| --- | ---: | --- | --- |"]
-    patches = sections.get("patches", {}).get("modes", {})
-    for mode, per_kind in patches.items():
-        for kind, r in per_kind.items():
+    for target, t in _targets(sections, "patches").items():
+        for kind, r in t["workloads"].items():
             for ratio, label in (("connector_vs_naive", "vs naive consumer"), ("connector_vs_ceiling", "vs ceiling")):
                 goal = GOALS[ratio]
-                rows.append(f"| patches, {kind}, Qdrant {mode}: connector {label} | ≥ {goal:g}× | "
+                rows.append(f"| patches, {kind}, {TARGET_LABEL[target]}: connector {label} | ≥ {goal:g}× | "
                             f"{_spread(r[ratio])}× | {_met(r[ratio]['median'], goal)} |")
-    if "reembed" in sections:
-        r = sections["reembed"]["connector_vs_raw"]
-        rows.append(f"| re-embed: connector vs raw fastembed | ≥ 0.9× | {_spread(r)}× | {_met(r['median'], 0.9)} |")
+    for target, t in _targets(sections, "reembed").items():
+        r = t["connector_vs_raw"]
+        rows.append(f"| re-embed, {TARGET_LABEL[target]}: connector vs raw fastembed | ≥ 0.9× | {_spread(r)}× | "
+                    f"{_met(r['median'], 0.9)} |")
     if "seed_claim" in sections:
         s = sections["seed_claim"]
         rows.append(f"| seed claim: request bytes, retrieve+upsert / scroll+update_vectors | > 1× | {s['ratio_request_bytes']}× | "
@@ -41,9 +73,9 @@ def headline(sections: dict[str, Any]) -> list[str]:
         rows.append(f"| seed claim: time, same ratio | > 1× | {s['ratio_time']}× | {_met(s['ratio_time'], 1.0)} |")
         rows.append(f"| seed claim: time without embedding | > 1× | {s['ratio_time_without_embedding']}× | "
                     f"{_met(s['ratio_time_without_embedding'], 1.0)} |")
-    if "scale" in sections:
-        r = sections["scale"]["two_vs_one"]
-        rows.append(f"| scale-out: two workers vs one | > 1× | {_spread(r)}× | {_met(r['median'], 1.0)} |")
+    for target, t in _targets(sections, "scale").items():
+        r = t["two_vs_one"]
+        rows.append(f"| scale-out, {TARGET_LABEL[target]}: two workers vs one | > 1× | {_spread(r)}× | {_met(r['median'], 1.0)} |")
     if "backlog" in sections:
         b = sections["backlog"]
         first, last = b["rss_mib_at"]["10%"], b["rss_mib_at"]["99%"]
@@ -54,38 +86,90 @@ def headline(sections: dict[str, Any]) -> list[str]:
 
 
 def patches_table(section: dict[str, Any]) -> list[str]:
-    events = ", ".join(f"{n:,} with Qdrant {mode}" for mode, n in section["events"].items())
+    events = ", ".join(f"{t['events']:,} on {TARGET_LABEL[name]}" for name, t in section["targets"].items())
     rows = [f"Events per workload: {events}; on {section['points']:,} points, windows of "
-            f"{section['window_max_events']}; events/s, median (min–max).", "",
+            f"{section['window_max_events']}; events/s, median (min–max, n).", "",
             "| Qdrant | workload | connector | naive | ceiling | vs naive | vs ceiling |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for mode, per_kind in section["modes"].items():
-        for kind, r in per_kind.items():
-            rows.append(f"| {mode} | {kind} | {_spread(r['connector'], 0)} | {_spread(r['naive'], 0)} | "
-                        f"{_spread(r['ceiling'], 0)} | {r['connector_vs_naive']['median']:.2f}× | "
-                        f"{r['connector_vs_ceiling']['median']:.2f}× |")
+    for name, t in section["targets"].items():
+        for kind, r in t["workloads"].items():
+            rows.append(f"| {TARGET_LABEL[name]} | {kind} | {_spread(r['connector'], 0)} | {_spread(r['naive'], 0)} | "
+                        f"{_spread(r['ceiling'], 0)} | {_spread(r['connector_vs_naive'])}× | "
+                        f"{_spread(r['connector_vs_ceiling'])}× |")
     return rows
 
 
-def server_projection(section: dict[str, Any]) -> list[str]:
-    """A model, not a measurement: add a network round trip per Qdrant request to the measured
-    in-memory cost per event. The naive consumer makes one request per event; the connector
-    three per full window (existence read, batch, read-back)."""
-    memory = section["modes"].get("memory")
-    if not memory:
+def protocol_rows(sections: dict[str, Any]) -> list[tuple[str, dict[str, float] | None]]:
+    """gRPC's speed-up over REST for every measurement made on both: > 1 means gRPC was faster."""
+    out: list[tuple[str, dict[str, float] | None]] = []
+    p = _targets(sections, "patches")
+    if "rest" in p and "grpc" in p:
+        for kind in p["grpc"]["workloads"]:
+            g, r = p["grpc"]["workloads"][kind], p["rest"]["workloads"].get(kind)
+            if r is not None:
+                for who in ("connector", "naive", "ceiling"):
+                    out.append((f"patches, {kind}: {who} events/s", paired(g[who], r[who])))
+    e = _targets(sections, "reembed")
+    if "rest" in e and "grpc" in e:
+        out.append(("re-embed: connector texts/s", paired(e["grpc"]["connector"], e["rest"]["connector"])))
+    w = _targets(sections, "windows")
+    if "rest" in w and "grpc" in w:
+        cells = list(zip(w["grpc"]["cells"], w["rest"]["cells"]))
+        # one value per window setting: its throughput median, and its latencies (REST / gRPC: > 1 is gRPC quicker)
+        out.append(("windows: backlog events/s, one value per setting",
+                    _summary([g["events_per_second"]["median"] / r["events_per_second"]["median"] for g, r in cells])))
+        for q in ("p50_ms", "p99_ms"):
+            out.append((f"windows: {q[:3]} latency, one value per setting",
+                        _summary([r[q] / g[q] for g, r in cells if g[q] > 0])))
+    s = _targets(sections, "scale")
+    if "rest" in s and "grpc" in s:
+        for who in ("one_worker", "two_workers"):
+            out.append((f"scale-out: {who.replace('_', ' ')} events/s", paired(s["grpc"][who], s["rest"][who])))
+    return out
+
+
+def protocol_table(sections: dict[str, Any]) -> list[str]:
+    rows = ["| measurement | gRPC speed-up over REST: median (min–max, n) | faster |", "| --- | --- | --- |"]
+    for label, speedup in protocol_rows(sections):
+        rows.append(f"| {label} | {_spread(speedup) + '×' if speedup else 'n/a'} | {verdict(speedup)} |")
+    return rows
+
+
+def runs_table(results: dict[str, Any]) -> list[str]:
+    """Which run measured what, how long it took, and how busy the machine was meanwhile."""
+    rows = ["| section | Qdrant | size × repeats | started | seconds | load before → after | CPU: this run / other processes | qdrant-client |",
+            "| --- | --- | --- | --- | ---: | --- | --- | --- |"]
+    for name, section in results["sections"].items():
+        groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for target, part in section.get("targets", {"(its own local mode)": section}).items():
+            stamp = part.get("run") or {"started": results.get("started", ""), "seconds": section.get("seconds", "")}
+            groups.setdefault(stamp["started"], (stamp, []))[1].append(TARGET_LABEL.get(target, target))
+        for stamp, labels in groups.values():
+            load = f"{stamp['load_before']} → {stamp['load_after']}" if "load_before" in stamp else "not recorded"
+            cpu = (f"{stamp['own_cpu_share']:.0%} / {stamp['other_cpu_share']:.0%}" if "other_cpu_share" in stamp
+                   else "not recorded")
+            size = f"{stamp.get('size', results['size'])} × {stamp.get('repeats', results['repeats'])}"
+            rows.append(f"| {name} | {', '.join(labels)} | {size} | {stamp['started']} | {stamp['seconds']} | {load} | {cpu} | "
+                        f"{stamp.get('qdrant_client', '')} |")
+    return rows
+
+
+def contention(results: dict[str, Any]) -> list[str]:
+    """A warning in the header when other processes took a noticeable share of the cores."""
+    stamps: dict[str, tuple[float, str]] = {}
+    for name, section in results["sections"].items():
+        for part in section.get("targets", {"": section}).values():
+            stamp = part.get("run", {})
+            if "other_cpu_share" in stamp:
+                stamps[f"{name} {stamp['started']}"] = (stamp["other_cpu_share"], name)
+    busy = sorted((v for v in stamps.values() if v[0] >= 0.05), reverse=True)
+    if not busy:
         return []
-    per_window = 3 / section["window_max_events"]
-    rows = ["| round trip per request | " + " | ".join(f"{k}: connector / naive" for k in memory) + " |",
-            "| ---: |" + " ---: |" * len(memory)]
-    for rtt_ms in (0.5, 1.0, 2.0, 5.0):
-        rtt = rtt_ms / 1000
-        cells = []
-        for r in memory.values():
-            connector = 1 / (1 / r["connector"]["median"] + rtt * per_window)
-            naive = 1 / (1 / r["naive"]["median"] + rtt)
-            cells.append(f"{connector:,.0f} / {naive:,.0f} = {connector / naive:.1f}×")
-        rows.append(f"| {rtt_ms} ms | " + " | ".join(cells) + " |")
-    return rows
+    return [f"**Other processes were running** on this machine while {len(busy)} of the {len(stamps)} recorded "
+            f"section runs ran: they used up to {busy[0][0]:.0%} of the cores' time ({busy[0][1]}; per section in "
+            "*Runs* at the end). "
+            "Absolute events/s are lower and noisier than on an idle machine; the ratios, taken side by side, "
+            "less so.", ""]
 
 
 def profile_table(section: dict[str, Any]) -> list[str]:
@@ -98,27 +182,32 @@ def profile_table(section: dict[str, Any]) -> list[str]:
     return rows
 
 
+COLOURS = {"memory": "tab:blue", "disk": "tab:brown", "rest": "tab:green", "grpc": "tab:purple"}
+
+
 def plot_windows(section: dict[str, Any], path: Path) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for cell in section["cells"]:
-        label = f"{cell['max_events']}/{cell['max_wait_seconds']}s"
-        left.scatter(cell["p99_ms"], cell["events_per_second"]["median"], color="tab:blue")
-        left.annotate(label, (cell["p99_ms"], cell["events_per_second"]["median"]), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    styles = ["-", "--", ":"]
+    for target, t in section["targets"].items():
+        colour = COLOURS[target]
+        for cell in t["cells"]:
+            left.scatter(cell["p99_ms"], cell["events_per_second"]["median"], color=colour)
+            left.annotate(f"{cell['max_events']}/{cell['max_wait_seconds']}s", (cell["p99_ms"], cell["events_per_second"]["median"]),
+                          fontsize=7, xytext=(3, 3), textcoords="offset points")
+        left.scatter([], [], color=colour, label=TARGET_LABEL[target])
+        for style, wait in zip(styles * 3, sorted({c["max_wait_seconds"] for c in t["cells"]})):
+            cells = sorted((c for c in t["cells"] if c["max_wait_seconds"] == wait), key=lambda c: c["max_events"])
+            right.plot([c["max_events"] for c in cells], [c["p99_ms"] for c in cells], marker="o", linestyle=style,
+                       color=colour, label=f"{TARGET_LABEL[target]}, wait {wait}s")
     left.set_xlabel("p99 latency at a steady rate (ms)")
     left.set_ylabel("backlog throughput (events/s)")
     left.set_title("max events / max wait: throughput vs p99")
-    waits = sorted({c["max_wait_seconds"] for c in section["cells"]})
-    for wait in waits:
-        cells = sorted((c for c in section["cells"] if c["max_wait_seconds"] == wait), key=lambda c: c["max_events"])
-        right.plot([c["max_events"] for c in cells], [c["p50_ms"] for c in cells], marker="o", label=f"p50, wait {wait}s")
-        right.plot([c["max_events"] for c in cells], [c["p99_ms"] for c in cells], marker="x", linestyle="--",
-                   label=f"p99, wait {wait}s")
+    left.legend(fontsize=7)
     right.set_xscale("log")
     right.set_xlabel("window max events")
-    right.set_ylabel("latency (ms)")
-    right.set_title("latency by window size")
-    right.legend(fontsize=7)
+    right.set_ylabel("p99 latency (ms)")
+    right.set_title("p99 latency by window size")
+    right.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -161,17 +250,17 @@ def plot_backlog(section: dict[str, Any], path: Path) -> None:
 
 def plot_patches(section: dict[str, Any], path: Path) -> None:
     labels, connector, naive, ceiling = [], [], [], []
-    for mode, per_kind in section["modes"].items():
-        for kind, r in per_kind.items():
-            labels.append(f"{kind}\n{mode}")
+    for target, t in section["targets"].items():
+        for kind, r in t["workloads"].items():
+            labels.append(f"{kind}\n{TARGET_LABEL[target]}")
             connector.append(r["connector"]["median"])
             naive.append(r["naive"]["median"])
             ceiling.append(r["ceiling"]["median"])
-    fig, axis = plt.subplots(figsize=(9, 4))
+    fig, axis = plt.subplots(figsize=(max(9, len(labels) * 0.9), 4.4))
     xs = range(len(labels))
     for offset, values, label in ((-0.27, naive, "naive"), (0.0, connector, "connector"), (0.27, ceiling, "ceiling")):
         axis.bar([x + offset for x in xs], values, width=0.27, label=label)
-    axis.set_xticks(list(xs), labels, fontsize=8)
+    axis.set_xticks(list(xs), labels, fontsize=7)
     axis.set_yscale("log")
     axis.set_ylabel("events/s (log)")
     axis.set_title("payload patches: connector, naive consumer, ceiling")
@@ -194,19 +283,26 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
             target = plots / f"{name}.png"
             plot(sections[name], target)
             images[name] = os.path.relpath(target, report.parent)
+    server = next((t["qdrant"] for name in ("patches", "reembed", "windows", "scale")
+                   for key, t in _targets(sections, name).items() if key in ("rest", "grpc")), None)
     lines = [
         "# Benchmarks", "",
-        f"Generated by `python -m bench.run --size {results['size']}` on {results['started']} "
-        f"(raw numbers: `bench/results/`). Every headline figure is a ratio of two things measured "
-        f"side by side in the same run, repeated {results['repeats']}×: median (min–max, n). "
-        "Nothing here is a test and nothing in the test suite asserts on time.", "",
+        "Generated by `python -m bench.run` (raw numbers: `bench/results/`; which run measured which section on "
+        "which Qdrant, and how busy the machine was, is in *Runs* at the end). Every headline figure is a ratio of "
+        "two things measured side by side in the same run, repeated: median (min–max, n). Nothing here is a test "
+        "and nothing in the test suite asserts on time.", "",
+        *contention(results),
         f"**Machine:** {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, no GPU; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; {m['kafka']}.", "",
-        f"**Qdrant:** {m['qdrant']}: `memory` is `location=':memory:'`, `disk` is a storage folder (SQLite, one "
-        "commit per point written). There is no network and no server-side batching, so a request costs little "
-        "and a point written costs a lot: the opposite of a server, where each request pays a round trip and a "
-        "batch of points is one WAL append. Ratios against a naive consumer are therefore far smaller here than "
-        "they would be against a server; ratios against the ceiling show the connector's own overhead.", "",
+        "**Qdrant targets:** `local memory` is qdrant-client's embedded local mode with `location=':memory:'`, "
+        "`local disk` the same with a storage folder (SQLite, one commit per point written): no network and no "
+        "server-side batching, so a request costs little and a point written costs a lot. "
+        + (f"`server REST` and `server gRPC` are a real {server.rsplit(' over ', 1)[0]} (connector/devqdrant.py: free "
+           "ports, empty temporary storage, SIGKILLed at the end), one server for both protocols; every run on it "
+           "starts by deleting every collection. It runs on the same 2 cores as the broker, the connector and the "
+           "baselines, so its CPU is part of every number, as the network round trip is: each request pays one, "
+           "which the naive consumer pays per event and the connector per window (existence read, batch, "
+           "read-back)." if server else "No server was measured.") , "",
         "## Headline ratios", "", *headline(sections), "",
     ]
     if "patches" in sections:
@@ -215,21 +311,27 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                   "screening, read-back verification, verification events). naive: an aiokafka consumer sending one "
                   "`batch_update_points` request with one operation per event, `wait=true`. ceiling: the same "
                   "operations, parsed and grouped beforehand (not timed), sent straight to Qdrant in window-sized "
-                  "`batch_update_points` calls. Fresh identical collections for each.", "",
-                  *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", "",
-                  "**Projection to a server (a model, not a measurement).** Local mode has no network. A server "
-                  "adds a round trip to every request, which the naive consumer pays per event and the connector "
-                  "per window (3 requests per full window). Adding that to the in-memory cost per event measured "
-                  "above gives, in events/s:", "", *server_projection(sections["patches"]), ""]
+                  "`batch_update_points` calls. Fresh identical collections for each; in each repeat the three run "
+                  "one after the other on each target in turn.", "",
+                  *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", ""]
+    if protocol_rows(sections):
+        lines += ["## REST or gRPC", "",
+                  "gRPC's speed-up over REST on the same server: events/s over gRPC divided by events/s over REST, "
+                  "per repeat (the two ran next to each other in each repeat), and for the window settings one value "
+                  "per setting (for latency, REST's divided by gRPC's). Above 1, gRPC was faster; *faster* names a "
+                  "protocol only when every value agrees.", "",
+                  *protocol_table(sections), ""]
     if "reembed" in sections:
         r = sections["reembed"]
         lines += ["## 2. Re-embed throughput", "",
-                  f"{r['events']:,} re-embed events (inline texts, {r['model']}, windows of {r['window_max_events']}, "
-                  f"Qdrant {r['qdrant']}) against raw fastembed embedding the same texts in window-sized calls in one "
-                  "process, alternating.", "",
-                  "| | texts/s |", "| --- | ---: |",
-                  f"| connector | {_spread(r['connector'], 1)} |", f"| raw fastembed | {_spread(r['raw_fastembed'], 1)} |",
-                  f"| ratio | {_spread(r['connector_vs_raw'])}× |", ""]
+                  f"{r['events']:,} re-embed events (inline texts, {r['model']}, windows of {r['window_max_events']}) "
+                  "through the connector against raw fastembed embedding the same texts in window-sized calls in "
+                  "one process; each connector run is followed by a raw run.", "",
+                  "| Qdrant | connector texts/s | raw fastembed texts/s | ratio |", "| --- | ---: | ---: | ---: |"]
+        for name, t in r["targets"].items():
+            lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['connector'], 1)} | {_spread(t['raw_fastembed'], 1)} | "
+                         f"{_spread(t['connector_vs_raw'])}× |")
+        lines.append("")
     if "seed_claim" in sections:
         s = sections["seed_claim"]
         a, b = s["scroll_update_vectors"], s["retrieve_upsert"]
@@ -247,14 +349,16 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         w = sections["windows"]
         lines += ["## 4. Window settings", "",
                   f"Backlog of {w['backlog_events']:,} distinct patches for throughput, then latency from the producer's "
-                  "send to the verification event's arrival at a steady rate; Qdrant in memory. A window that "
-                  "cannot fill closes after max wait, so on a short backlog a large window with a long wait loses "
-                  "throughput to its last, partial window (2,000 events / 2 s on a 5,000-event backlog spends ~2 s "
-                  "waiting); on a steady stream the same wait shows as latency.", "",
-                  "| max events | max wait (s) | events/s | p50 (ms) | p99 (ms) |", "| ---: | ---: | ---: | ---: | ---: |"]
-        for c in w["cells"]:
-            lines.append(f"| {c['max_events']} | {c['max_wait_seconds']} | {_spread(c['events_per_second'], 0)} | "
-                         f"{c['p50_ms']} | {c['p99_ms']} |")
+                  "send to the verification event's arrival at a steady rate below capacity; on each target in turn "
+                  "at each setting. A window that cannot fill closes after max wait, so on a short backlog a large "
+                  "window with a long wait loses throughput to its last, partial window (2,000 events / 2 s on a "
+                  "5,000-event backlog spends ~2 s waiting); on a steady stream the same wait shows as latency.", "",
+                  "| Qdrant | max events | max wait (s) | backlog events/s | steady rate (events/s) | p50 (ms) | p99 (ms) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, t in w["targets"].items():
+            for c in t["cells"]:
+                lines.append(f"| {TARGET_LABEL[name]} | {c['max_events']} | {c['max_wait_seconds']} | "
+                             f"{_spread(c['events_per_second'], 0)} | {c['latency_rate']:g} | {c['p50_ms']} | {c['p99_ms']} |")
         lines += ["", f"![windows]({images['windows']})", ""]
     if "pages" in sections:
         p = sections["pages"]
@@ -283,16 +387,21 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         s = sections["scale"]
         lines += ["## 7. Scale-out", "",
                   f"{s['events']:,} distinct patches on {s['partitions']} partitions; worker processes in one consumer "
-                  f"group, Qdrant {s['qdrant']} (local mode allows one process per folder; the folder stands in for "
-                  "a server both would share).", "",
-                  "| | events/s |", "| --- | ---: |", f"| one worker | {_spread(s['one_worker'], 0)} |",
-                  f"| two workers | {_spread(s['two_workers'], 0)} |", f"| ratio | {_spread(s['two_vs_one'])}× |", ""]
+                  "group. On the server both workers write the one collection; local mode allows one process per "
+                  "folder, so there each worker has its own copy (which stands in for a shared store).", "",
+                  "| Qdrant | one worker (events/s) | two workers (events/s) | two / one |", "| --- | ---: | ---: | ---: |"]
+        for name, t in s["targets"].items():
+            lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['one_worker'], 0)} | {_spread(t['two_workers'], 0)} | "
+                         f"{_spread(t['two_vs_one'])}× |")
+        lines.append("")
     if "profile" in sections:
         lines += ["## Where the time goes", "",
                   "pyinstrument on the window processor in this process (no Kafka: consuming and publishing are in the "
                   "end-to-end numbers above), 500-event windows; each sample goes to the innermost stage on its stack. "
                   "Embedding runs in the embedding thread and shows as the time the window awaits it.", "",
                   *profile_table(sections["profile"]), ""]
-    lines += ["## Sections' run time", "", "| section | seconds |", "| --- | ---: |",
-              *[f"| {name} | {s.get('seconds', '')} |" for name, s in sections.items()], ""]
+    lines += ["## Runs", "",
+              "Load is the 1-minute load average; CPU is the share of all cores' time used by this run (the bench, "
+              "its broker, server and worker processes) and by every other process on the machine while the "
+              "section ran.", "", *runs_table(results), ""]
     report.write_text("\n".join(lines))

@@ -1,8 +1,16 @@
 """Run the benchmarks, write the results as JSON, and turn them into BENCHMARKS.md with plots.
 
-    .venv/bin/python -m bench.run                 # everything, full size (about half an hour here)
+    .venv/bin/python -m bench.run                 # everything, full size (about an hour here)
     .venv/bin/python -m bench.run --size tiny     # every section at a toy size (the smoke test)
     .venv/bin/python -m bench.run --only patches --only windows
+    .venv/bin/python -m bench.run --qdrant server # only the measurements on a Qdrant server
+
+``--qdrant`` chooses the Qdrant targets: ``memory`` and ``disk`` (embedded local mode), ``rest``
+and ``grpc`` (a real Qdrant server started for the run by connector/devqdrant.py on free
+loopback ports with temporary storage, and killed at the end); ``local`` and ``server`` name
+both of a kind. Default: all four, or the local two with the reason when no server can start.
+Sections that measure on none of the chosen targets are skipped. A partial run (``--only`` or
+``--qdrant``) keeps the other sections and targets of the results file it updates.
 
 Every headline number is a ratio of two things measured in the same run, repeated; the report
 gives the median and the spread. Nothing here is a test: nothing asserts on time.
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -20,46 +29,95 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog, pages, patches, profile, reembed, scale, seed_claim, windows
-from bench.common import ROOT, Context, machine
+from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
 from connector.devbroker import KafkaBroker
+from connector.devqdrant import QdrantServer, server_start_script
 from connector.offline_model import assemble_all
 
 Section = Callable[[Context], Awaitable[dict[str, Any]]]
-SECTIONS: dict[str, Section] = {
-    "patches": lambda ctx: patches.measure(ctx, ["memory", "disk"]),
-    "reembed": reembed.measure,
-    "seed_claim": seed_claim.measure,
-    "windows": windows.measure,
-    "pages": pages.measure,
-    "backlog": backlog.measure,
-    "scale": scale.measure,
-    "profile": profile.measure,
+# each section and the targets it can measure on; the local-only ones pick their own local mode
+SECTIONS: dict[str, tuple[Section, tuple[TargetName, ...]]] = {
+    "patches": (patches.measure, patches.SUPPORTED),
+    "reembed": (reembed.measure, reembed.SUPPORTED),
+    "seed_claim": (seed_claim.measure, ("disk",)),
+    "windows": (windows.measure, windows.SUPPORTED),
+    "pages": (pages.measure, ("disk",)),
+    "backlog": (backlog.measure, ("disk",)),
+    "scale": (scale.measure, scale.SUPPORTED),
+    "profile": (profile.measure, ("memory", "disk")),
 }
+GROUPS: dict[str, tuple[TargetName, ...]] = {"local": LOCAL, "server": SERVER}
+
+
+def chosen_targets(names: list[str] | None) -> list[TargetName]:
+    """``--qdrant`` values in the canonical order; the default leaves the server out, with the
+    reason, when there is none to start."""
+    if names is None:
+        script, reason = server_start_script()
+        if script is None:
+            print(f"measuring on local mode only: {reason}", flush=True)
+            return list(LOCAL)
+        return list(TARGETS)
+    wanted = {t for name in names for t in GROUPS.get(name, (name,))}
+    return [t for t in TARGETS if t in wanted]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    use = MachineUse()
     models = assemble_all(Path(args.models))
     results: dict[str, Any] = {"size": args.size, "repeats": args.repeats, "machine": machine(),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "sections": {}}
-    broker = None
+    names = chosen_targets(args.qdrant)
+    sections = [s for s in (args.only or list(SECTIONS)) if set(SECTIONS[s][1]) & set(names)]
+    skipped = sorted(set(args.only or SECTIONS) - set(sections))
+    if skipped:
+        print(f"skipped (they measure on none of {', '.join(names)}): {', '.join(skipped)}", flush=True)
+    broker = server = None
     bootstrap = args.bootstrap
-    if bootstrap is None:
-        broker = KafkaBroker(heap="1g")
-        broker.start()
-        bootstrap = broker.bootstrap
     try:
+        if bootstrap is None:
+            broker = KafkaBroker(heap="1g")
+            broker.start()
+            bootstrap = broker.bootstrap
+        if set(names) & set(SERVER):
+            server = QdrantServer().start()  # free ports, temporary storage; one server for REST and gRPC
+            print(f"Qdrant server on {server.url} (gRPC port {server.grpc_port})", flush=True)
+        targets = tuple(QdrantTarget(n, server if n in SERVER else None) for n in names)
         with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp:
-            ctx = Context(bootstrap, models, Path(tmp), args.size, args.repeats)
-            for name in args.only or list(SECTIONS):
-                started = time.monotonic()
-                print(f"== {name}", flush=True)
-                results["sections"][name] = await SECTIONS[name](ctx)
-                results["sections"][name]["seconds"] = round(time.monotonic() - started, 1)
+            ctx = Context(bootstrap, models, Path(tmp), args.size, args.repeats, targets)
+            for name in sections:
+                print(f"== {name} on {', '.join(n for n in names if n in SECTIONS[name][1]) or 'its local mode'}", flush=True)
+                started, section_use = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), MachineUse()
+                section = await SECTIONS[name][0](ctx)
+                stamp = {"size": args.size, "repeats": args.repeats, "started": started,
+                         "qdrant_client": results["machine"]["versions"]["qdrant-client"],
+                         "seconds": round(time.monotonic() - section_use.wall, 1), **section_use.result()}
+                for part in section.get("targets", {"": section}).values():  # each target knows its own run
+                    part["run"] = stamp
+                section["seconds"] = stamp["seconds"]
+                results["sections"][name] = section
+                print(f"   {stamp['seconds']} s; other processes used {stamp['other_cpu_share']:.0%} of the cores, "
+                      f"this run {stamp['own_cpu_share']:.0%}", flush=True)
     finally:
+        if server is not None:
+            server.kill()  # SIGKILL: nothing of its storage is kept
+            server.cleanup()
         if broker is not None:
             broker.cleanup()
+    results["machine_use"] = use.result()
     return results
+
+
+def merge(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The previous results with the sections (and within them, the targets) ``new`` measured."""
+    sections = dict(previous["sections"])
+    for name, section in new["sections"].items():
+        old = sections.get(name, {})
+        if "targets" in old and "targets" in section:
+            section = {**old, **section, "targets": {**old["targets"], **section["targets"]}}
+        sections[name] = section
+    return {**previous, **{k: v for k, v in new.items() if k != "sections"}, "sections": sections}
 
 
 def main() -> None:
@@ -67,6 +125,8 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "full"], default="full")
     parser.add_argument("--repeats", type=int, help="repeats of each side-by-side measurement (default 3, tiny 1)")
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="repeatable; default: all")
+    parser.add_argument("--qdrant", action="append", choices=[*TARGETS, *GROUPS],
+                        help="repeatable: Qdrant targets to measure on; default: all (see above)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start one")
     parser.add_argument("--models", default=str(ROOT / ".cache" / "models"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
@@ -78,11 +138,13 @@ def main() -> None:
         return
     if args.repeats is None:
         args.repeats = 3 if args.size == "full" else 1
+    if args.qdrant and set(chosen_targets(args.qdrant)) & set(SERVER):
+        script, reason = server_start_script()
+        if script is None:
+            sys.exit(reason)
     results = asyncio.run(run(args))
-    if args.only and args.out.exists():  # a partial run updates the sections it ran
-        previous = json.loads(args.out.read_text())
-        previous["sections"].update(results["sections"])
-        results = {**previous, "machine": results["machine"], "started": results["started"]}
+    if (args.only or args.qdrant) and args.out.exists():  # a partial run updates what it measured
+        results = merge(json.loads(args.out.read_text()), results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, args.report, args.out.parent / "plots")

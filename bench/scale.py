@@ -1,9 +1,11 @@
 """Scale-out: two worker processes in one consumer group against one, on the same 4 partitions.
 
-Local mode lets one process open a storage folder, so each worker here writes its own copy of
-the collection (seeded identically): each partition's events land in the folder of the worker
-that owns it. That stands in for a Qdrant server both would share; what is measured is the
-connector's side (consuming, parsing, planning, applying, verifying) spread over processes.
+On a server (REST or gRPC) both workers write the one collection, as in production. Local mode
+lets one process open a storage folder, so on disk each worker writes its own copy of the
+collection (seeded identically) and each partition's events land in the folder of the worker
+that owns it: what that measures is the connector's side (consuming, parsing, planning,
+applying, verifying) spread over processes. Each repeat runs one worker then two on every
+target in turn.
 """
 
 from __future__ import annotations
@@ -12,23 +14,25 @@ import json
 import time
 from typing import Any
 
-from bench.common import Confirmations, Context, WorkerProcess, create_kv, make_client, produce, summary
+from bench.common import Confirmations, Context, QdrantTarget, TargetName, WorkerProcess, create_kv, produce, summary
 from bench.patches import workload
 from connector.kafka_admin import ensure_topics
 
 PARTITIONS = 4
+SUPPORTED: tuple[TargetName, ...] = ("disk", "rest", "grpc")
 
 
-async def one_run(ctx: Context, workers: int, n: int, points: int) -> float:
+async def one_run(ctx: Context, target: QdrantTarget, workers: int, n: int, points: int) -> float:
     settings = ctx.settings(f"scale{workers}")
     await ensure_topics(settings, partitions=PARTITIONS)
     procs = []
     for w in range(workers):
         folder = ctx.scratch(f"scale-{w}")
-        client = await make_client("disk", folder / "qdrant")
-        await create_kv(client, points)
-        await client.close()
-        procs.append(WorkerProcess(settings, folder / "qdrant", folder / "worker.log"))
+        if w == 0 or not target.is_server:  # a server's collection is shared; a local one is per worker
+            client = await target.fresh_client(folder / "qdrant")
+            await create_kv(client, points)
+            await client.close()
+        procs.append(WorkerProcess(settings, target.worker_env(folder / "qdrant"), folder / "worker.log"))
     events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", n, points)]
     try:
         async with Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
@@ -49,14 +53,21 @@ async def one_run(ctx: Context, workers: int, n: int, points: int) -> float:
 
 
 async def measure(ctx: Context) -> dict[str, Any]:
+    targets = ctx.chosen(SUPPORTED)
     full = ctx.size == "full"
     n, points = (20_000, 2000) if full else (400, 100)
-    runs: dict[str, list[float]] = {"one_worker": [], "two_workers": []}
+    runs: dict[str, dict[str, list[float]]] = {t.name: {"one_worker": [], "two_workers": []} for t in targets}
     for _ in range(ctx.repeats):
-        runs["one_worker"].append(await one_run(ctx, 1, n, points))
-        runs["two_workers"].append(await one_run(ctx, 2, n, points))
-    result: dict[str, Any] = {"events": n, "partitions": PARTITIONS, "qdrant": "disk, one folder per worker",
-                              **{k: summary(v) for k, v in runs.items()}}
-    result["two_vs_one"] = summary([b / a for a, b in zip(runs["one_worker"], runs["two_workers"])])
-    print(f"scale: one {result['one_worker']['median']:.0f}/s, two {result['two_workers']['median']:.0f}/s", flush=True)
-    return result
+        for target in targets:
+            runs[target.name]["one_worker"].append(await one_run(ctx, target, 1, n, points))
+            runs[target.name]["two_workers"].append(await one_run(ctx, target, 2, n, points))
+    out: dict[str, Any] = {"events": n, "partitions": PARTITIONS, "targets": {}}
+    for target in targets:
+        r = runs[target.name]
+        result: dict[str, Any] = {"qdrant": target.describe() + ("" if target.is_server else ", one folder per worker"),
+                                  **{k: summary(v) for k, v in r.items()}}
+        result["two_vs_one"] = summary([b / a for a, b in zip(r["one_worker"], r["two_workers"])])
+        out["targets"][target.name] = result
+        print(f"scale {target.name}: one {result['one_worker']['median']:.0f}/s, "
+              f"two {result['two_workers']['median']:.0f}/s", flush=True)
+    return out

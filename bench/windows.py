@@ -1,8 +1,10 @@
 """Window settings: throughput and latency for a grid of max-events x max-wait.
 
-For each setting, one in-process connector (Qdrant in memory, so that the window and not the
-storage decides): throughput on a backlog of distinct patches (repeated), then latency from
-the producer's send to the verification event's arrival at a steady rate below capacity.
+For each setting and each Qdrant target (in memory, so that the window and not the storage
+decides; and the server over REST and gRPC, where each request also pays its round trip), one
+in-process connector: throughput on a backlog of distinct patches (repeated), then latency from
+the producer's send to the verification event's arrival at a steady rate below capacity. The
+targets take turns at each setting.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ from bench.common import (
     Confirmations,
     Context,
     InProcessConnector,
+    QdrantTarget,
+    TargetName,
     create_kv,
-    make_client,
     percentile,
     produce,
     summary,
 )
 from bench.patches import workload
 
+SUPPORTED: tuple[TargetName, ...] = ("memory", "rest", "grpc")
 
-async def one_setting(ctx: Context, max_events: int, max_wait: float, backlog: int, rate: float, seconds: float,
+
+async def one_setting(ctx: Context, target: QdrantTarget, max_events: int, max_wait: float, backlog: int, rate: float, seconds: float,
                       points: int) -> dict[str, Any]:
-    client = await make_client("memory", ctx.scratch("qdrant"))
+    client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     settings = ctx.settings("windows", window_max_events=max_events, window_max_wait_seconds=max_wait)
     events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", backlog, points)]
@@ -51,17 +56,19 @@ async def one_setting(ctx: Context, max_events: int, max_wait: float, backlog: i
 
 
 async def measure(ctx: Context) -> dict[str, Any]:
+    targets = ctx.chosen(SUPPORTED)
     full = ctx.size == "full"
     grid_events = [50, 500, 2000] if full else [50, 500]
     grid_wait = [0.1, 0.5, 2.0] if full else [0.2]
     backlog, rate, seconds = (5000, 300.0, 12.0) if full else (200, 100.0, 1.0)
     points = 2000 if full else 100
-    cells = []
+    out: dict[str, Any] = {"backlog_events": backlog, "targets": {t.name: {"qdrant": t.describe(), "cells": []} for t in targets}}
     for max_events in grid_events:
         for max_wait in grid_wait:
-            cell = await one_setting(ctx, max_events, max_wait, backlog, rate, seconds, points)
-            cells.append(cell)
-            print(f"window {max_events} x {max_wait}s: {cell['events_per_second']['median']:.0f}/s, "
-                  f"p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms", flush=True)
-            await asyncio.sleep(0)
-    return {"backlog_events": backlog, "qdrant": "memory", "cells": cells}
+            for target in targets:
+                cell = await one_setting(ctx, target, max_events, max_wait, backlog, rate, seconds, points)
+                out["targets"][target.name]["cells"].append(cell)
+                print(f"window {target.name} {max_events} x {max_wait}s: {cell['events_per_second']['median']:.0f}/s, "
+                      f"p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms", flush=True)
+                await asyncio.sleep(0)
+    return out

@@ -7,34 +7,70 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.profile import STAGES
-from bench.run import SECTIONS
+from bench.run import SECTIONS, merge
+from connector.devqdrant import server_start_script
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+def run_bench(bootstrap: str, out: Path, report: Path, *options: str) -> dict[str, Any]:
+    subprocess.run([sys.executable, "-m", "bench.run", "--size", "tiny", "--bootstrap", bootstrap,
+                    "--out", str(out), "--report", str(report), *options], cwd=PROJECT, check=True, timeout=900,
+                   env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    return json.loads(out.read_text())
+
+
 def test_runner_writes_results_report_and_plots(kafka, model_paths, tmp_path: Path) -> None:
     out, report = tmp_path / "results" / "latest.json", tmp_path / "BENCHMARKS.md"
-    subprocess.run([sys.executable, "-m", "bench.run", "--size", "tiny", "--bootstrap", kafka.bootstrap,
-                    "--out", str(out), "--report", str(report)], cwd=PROJECT, check=True, timeout=900,
-                   env={**os.environ, "PYTHONPATH": str(PROJECT)})
-    results = json.loads(out.read_text())
+    results = run_bench(kafka.bootstrap, out, report, "--qdrant", "local")
     assert set(results["sections"]) == set(SECTIONS)
     assert results["machine"]["cores"] == os.cpu_count()
-    patches = results["sections"]["patches"]["modes"]
-    assert set(patches) == {"memory", "disk"} and set(patches["memory"]) == {"identical", "distinct", "mixed"}
-    assert all(r["connector"]["median"] > 0 and r["connector_vs_naive"]["n"] == 1 for r in patches["memory"].values())
+    patches = results["sections"]["patches"]["targets"]
+    assert set(patches) == {"memory", "disk"} and set(patches["memory"]["workloads"]) == {"identical", "distinct", "mixed"}
+    assert all(r["connector"]["median"] > 0 and r["connector_vs_naive"]["n"] == 1 for r in patches["memory"]["workloads"].values())
+    assert set(results["sections"]["scale"]["targets"]) == {"disk"}  # worker processes cannot share memory
+    assert patches["disk"]["run"]["size"] == "tiny" and 0 <= patches["disk"]["run"]["other_cpu_share"] <= 1
     known = set(STAGES.values()) | {"other (connector and asyncio)"}
-    for run in results["sections"]["profile"].values():
-        if isinstance(run, dict):  # which stages get samples at this size is chance; what they are is not
+    for key, run in results["sections"]["profile"].items():
+        if isinstance(run, dict) and key != "run":  # which stages get samples at this size is chance; what they are is not
             assert run["microseconds_per_event"] and set(run["microseconds_per_event"]) <= known
     text = report.read_text()
     assert "## Headline ratios" in text and "vs naive consumer" in text and "Where the time goes" in text
+    assert "server" not in text.split("## Headline ratios")[1].split("## 1.")[0]
     for plot in ("patches", "windows", "pages", "backlog"):
         image = tmp_path / "results" / "plots" / f"{plot}.png"
         assert image.read_bytes()[:4] == b"\x89PNG"
         assert f"](results/plots/{plot}.png)" in text
+
+
+def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, model_paths, tmp_path: Path) -> None:
+    """``--qdrant grpc`` runs only the sections a server can serve, on a server of its own, and
+    adds its targets to the results file next to the local ones measured before."""
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    out, report = tmp_path / "results" / "latest.json", tmp_path / "BENCHMARKS.md"
+    server = run_bench(kafka.bootstrap, out, report, "--qdrant", "grpc")
+    assert set(server["sections"]) == {"patches", "reembed", "windows", "scale"}
+    for name in server["sections"]:
+        assert set(server["sections"][name]["targets"]) == {"grpc"}
+    patches = server["sections"]["patches"]["targets"]["grpc"]
+    assert "server" in patches["qdrant"] and "gRPC" in patches["qdrant"]
+    assert all(r["connector"]["median"] > 0 for r in patches["workloads"].values())
+    assert server["sections"]["scale"]["targets"]["grpc"]["two_workers"]["n"] == 1
+    text = report.read_text()
+    assert "| server gRPC |" in text and "patches, mixed, server gRPC: connector vs naive consumer" in text
+    assert "## REST or gRPC" not in text  # one protocol measured: nothing to compare
+
+    earlier = {"size": "full", "repeats": 3, "machine": {}, "started": "earlier", "sections": {
+        "scale": {"events": 20_000, "partitions": 4, "targets": {"disk": {"kept": True}}}, "pages": {"kept": True}}}
+    merged = merge(earlier, server)
+    assert merged["sections"]["pages"] == {"kept": True}
+    assert set(merged["sections"]["scale"]["targets"]) == {"disk", "grpc"}
+    assert merged["sections"]["scale"]["targets"]["disk"] == {"kept": True}
