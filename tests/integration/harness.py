@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,25 @@ def all_covered(sent: list[tuple[int, int]]):  # noqa: ANN201 - a predicate for 
         return all(offset in covered.get(partition, ()) for partition, offset in sent)
 
     return check
+
+
+@contextmanager
+def qdrant_outage(target: QdrantTarget, failpoints: Path) -> Iterator[None]:
+    """Qdrant unreachable inside the block. A server is killed (connections refused) and started
+    again on the same ports and storage; local mode cannot be unreachable, so the worker's
+    ``qdrant-unavailable`` failpoint (in ``failpoints``, its QCC_FAILPOINTS_DIR) stands in."""
+    server = target.server
+    if server is None:
+        (failpoints / "qdrant-unavailable").touch()
+    else:
+        server.kill()
+    try:
+        yield
+    finally:
+        if server is None:
+            (failpoints / "qdrant-unavailable").unlink()
+        else:
+            server.start()
 
 
 def run(coro: Any) -> Any:

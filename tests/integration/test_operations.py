@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.devbroker import free_port
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, qdrant_outage, read_topic
+from tests.qdrant_targets import QdrantTarget, only_targets
 
 pytestmark = pytest.mark.integration
 
@@ -47,20 +47,20 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def _collection(path: Path) -> None:
-    client = QdrantClient(path=str(path))
+def _collection(target: QdrantTarget) -> None:
+    client = target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
     client.close()
 
 
-async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path) -> None:
+async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
     port = free_port()
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
     stack = Stack(kafka.bootstrap, tmp_path, model_env,
-                  extra_env={"QCC_HTTP_PORT": str(port), "QCC_FAILPOINTS_DIR": str(failpoints)})
+                  extra_env={"QCC_HTTP_PORT": str(port), "QCC_FAILPOINTS_DIR": str(failpoints)}, qdrant=qdrant_target)
     await stack.create_topics()
-    _collection(tmp_path / "qdrant")
+    _collection(qdrant_target)
     topic = stack.env["QCC_PATCH_TOPIC"]
     worker = Worker(stack)
     try:
@@ -85,20 +85,21 @@ async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path) -> None:
         assert ("qdrant_connector_qdrant_request_seconds_count", (("call", "batch_update_points"),)) in samples
         assert all(name.startswith("qdrant_connector_") or not name.startswith("qdrant") for name, _ in samples)
 
-        (failpoints / "qdrant-unavailable").touch()
-        await _until(port, "/readyz", 503, timeout=20)
-        status, _ = await asyncio.to_thread(_get, port, "/livez")
-        assert status == 200  # alive, only not ready
-        (failpoints / "qdrant-unavailable").unlink()
+        with qdrant_outage(qdrant_target, failpoints):
+            await _until(port, "/readyz", 503, timeout=20)
+            status, _ = await asyncio.to_thread(_get, port, "/livez")
+            assert status == 200  # alive, only not ready
         await _until(port, "/readyz", 200, timeout=20)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
 
 
-async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_WINDOW_MAX_EVENTS": "50"})
+# 4,000 events: the replay after SIGTERM is the same over REST and gRPC, so one server transport
+@only_targets("local", "grpc")
+async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_WINDOW_MAX_EVENTS": "50"}, qdrant=qdrant_target)
     await stack.create_topics()
-    _collection(tmp_path / "qdrant")
+    _collection(qdrant_target)
     events = [{"schema_version": 1, "collection": "docs", "op": "set_payload" if i >= 200 else "upsert",
                **({"ids": [i % 200], "payload": {"seq": i}} if i >= 200 else {"points": [{"id": i, "vector": [1, 1]}]})}
               for i in range(4000)]
@@ -119,7 +120,7 @@ async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path
                 seen[(partition, o)] = seen.get((partition, o), 0) + 1
     twice = [k for k, n in seen.items() if n > 1]
     assert len(twice) <= 50 * 2  # at most the window in flight per partition is replayed
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     try:
         payloads = {p.id: p.payload for p in client.scroll("docs", limit=500)[0]}
     finally:
@@ -132,6 +133,8 @@ async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path
 
 
 async def test_secrets_never_reach_logs(kafka, model_env, tmp_path: Path) -> None:
+    # No Qdrant at all: an unreachable URL makes the worker log errors. A real server that
+    # refuses a wrong key is tests/security/test_qdrant_tls.py.
     secret = "s3cr3t-api-key-do-not-print"
     stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={
         "QCC_QDRANT_URL": f"http://127.0.0.1:{free_port()}", "QCC_QDRANT_API_KEY": secret,

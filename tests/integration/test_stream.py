@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, produce, qdrant_outage, read_topic
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
@@ -157,32 +157,21 @@ async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp
 
 
 async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
-    """Local mode cannot be unreachable, so a failpoint stands in; a server is really killed
-    (connections refused) and started again on the same ports and storage."""
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
     stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_FAILPOINTS_DIR": str(failpoints)}, qdrant=qdrant_target)
     await stack.create_topics()
     _create_collections(qdrant_target)
-    server = qdrant_target.server
-    if server is None:
-        (failpoints / "qdrant-unavailable").touch()
-    else:
-        server.kill()
     events = [ev("upsert", collection="plain", points=[{"id": i, "vector": [i, 1]}]) for i in range(50)]
     sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [(_key(e), json.dumps(e).encode()) for e in events])
-    worker = Worker(stack)
-    try:
+    with qdrant_outage(qdrant_target, failpoints):
+        worker = Worker(stack)
         await asyncio.sleep(8)
         early = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], timeout=2)
-        assert early == []  # nothing confirmed while Qdrant is unreachable
-        assert "retry" in worker.output()
-    finally:
-        if server is None:
-            (failpoints / "qdrant-unavailable").unlink()
-        else:
-            server.start()  # the same ports: the worker's client reconnects
+        log_while_down = worker.output()
     try:
+        assert early == []  # nothing confirmed while Qdrant is unreachable
+        assert "retry" in log_while_down
         ver = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
