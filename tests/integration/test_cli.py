@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
+from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
 
 
-async def test_produce_worker_tail(kafka, model_env, tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, tmp_path, model_env)
+async def test_produce_worker_tail(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     await stack.create_topics()
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
     client.close()
     lines = [
@@ -46,6 +46,11 @@ async def test_produce_worker_tail(kafka, model_env, tmp_path: Path) -> None:
         worker.stop()
     dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3)
     assert [d["error"]["code"] for d in dead] == ["point_not_found"]
+    client = qdrant_target.client()
+    try:
+        assert [p.payload for p in client.retrieve("docs", [1, 404])] == [{"a": 1, "b": 2}]
+    finally:
+        client.close()
     count = str(len(verifications) + len(dead))
     tail = subprocess.run([sys.executable, "-m", "connector.cli", "tail", "--from-beginning", "--count", count], env=env,
                           capture_output=True, text=True, timeout=60)
