@@ -5,7 +5,8 @@ same three things: the worker's settings as environment variables, a sync client
 async client for the test's own reads and writes. Tests run one at a time, so a server
 target starts each test with no collection and no alias instead of a server of its own.
 
-The server targets carry the ``server`` marker: ``-m "not server"`` runs local mode only.
+The server targets carry the ``server`` and ``integration`` markers: ``-m "not server"`` runs
+local mode only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient
+from qdrant_client import models as qm
 
 from connector.devqdrant import QdrantServer
 
@@ -24,7 +26,8 @@ TARGET_NAMES = ("local", "rest", "grpc")
 
 
 def _param(name: str) -> Any:
-    return pytest.param(name, marks=pytest.mark.server) if name != "local" else pytest.param(name)
+    # a server variant needs the real server: ``integration`` as well as ``server``
+    return pytest.param(name, marks=[pytest.mark.server, pytest.mark.integration]) if name != "local" else name
 
 
 TARGETS = tuple(_param(name) for name in TARGET_NAMES)
@@ -99,8 +102,10 @@ class QdrantTarget:
             return
         client = self.client()
         try:
-            for alias in client.get_aliases().aliases:
-                client.delete_alias(alias.alias_name)
+            aliases = client.get_aliases().aliases
+            if aliases:
+                client.update_collection_aliases([qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=a.alias_name))
+                                                  for a in aliases])
             for collection in client.get_collections().collections:
                 client.delete_collection(collection.name)
         finally:
