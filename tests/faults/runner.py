@@ -54,12 +54,14 @@ from tests.faults.workload import (
     replaced_later,
 )
 from tests.integration.harness import Stack, TopicFollower, Worker, produce
-from tests.qdrant_targets import TARGET_NAMES, QdrantTarget
+from tests.qdrant_targets import QdrantTarget
 
 PROJECT = Path(__file__).resolve().parents[2]
 KILL_KINDS = ("sigkill", "crash-while-embedding", "crash-after-apply", "crash-after-confirm")
 OUTAGE_KINDS = ("qdrant-unavailable", "qdrant-timeout")
 PADDING_IDS = 1_000_000  # kv ids from here on are padding, not part of the workload
+SERVERS = ("rest", "grpc")  # a Qdrant server, over REST or gRPC
+TARGET_NAMES = ("local", *SERVERS)
 SERVER_TIMEOUT_SECONDS = 2.0  # the client's request timeout in server-pause: the pause outlasts it
 
 
@@ -707,7 +709,6 @@ class Scenario:
     env: tuple[tuple[str, str], ...] = ()  # worker settings of the scenario
 
 
-SERVERS = TARGET_NAMES[1:]
 SCENARIOS: dict[str, Scenario] = {
     "kills": Scenario(scenario_kills, 2),
     "outage": Scenario(scenario_outage, 1),

@@ -1,8 +1,10 @@
 """Scale-out: workers join and leave one consumer group mid-stream; nothing lost.
 
-Qdrant's embedded local mode lets one process open a storage folder, so the workers here are
-several real Faust apps in this process sharing one Qdrant client; each has its own consumer
-in the group, so joins and leaves are real Kafka rebalances.
+On the real Qdrant server the workers are separate processes (``python -m connector.cli
+worker``), 1 -> 3 -> 1, run by the fault runner's ``scale-out`` scenario with its full check.
+Qdrant's embedded local mode lets one process open a storage folder, so there the workers
+are several real Faust apps in this process sharing one Qdrant client; each has its own
+consumer in the group, so joins and leaves are real Kafka rebalances.
 """
 
 from __future__ import annotations
@@ -17,12 +19,34 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.app import create_app
+from connector.embedder import Embedder
 from connector.kafka_admin import ensure_topics
 from connector.settings import Settings
+from tests.faults.runner import markdown, run_scenario
 from tests.integration.harness import all_covered, covered_offsets, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
 WINDOW = 50
+EVENTS = int(os.environ.get("QCC_FAULT_EVENTS", "3000"))
+
+
+# one transport: the rebalances are the same over gRPC, and this test is one of the slower ones
+@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=pytest.mark.server)], indirect=True)
+async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env, model_paths, tmp_path: Path,
+                                                                 server_target: QdrantTarget) -> None:
+    """Two worker processes join a running one mid-stream, then two leave on SIGTERM (the
+    first among them): no record lost, the state equals the reference model, every offset
+    confirmed and committed, and each of them did work."""
+    report = await run_scenario("scale-out", bootstrap=kafka.bootstrap, model_env=model_env, workdir=tmp_path,
+                                seed=int(os.environ.get("QCC_FAULT_SEED", "1")), events=EVENTS, faults=0,
+                                embedder=Embedder(Settings(model_paths=model_paths)), qdrant=server_target.name,
+                                server=server_target.server)
+    print(markdown([report]))
+    assert report.passed, report.problems
+    assert [f.kind for f in report.faults] == ["join", "leave"]
+    assert all(f.recovered_seconds is not None for f in report.faults)
+    assert report.lost == report.state_differences == report.mismatches == 0
 
 
 async def test_workers_join_and_leave_mid_stream(kafka, model_paths, tmp_path: Path) -> None:
