@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import faust
@@ -54,6 +54,7 @@ class Runtime:
         self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
+        self.stopping: Callable[[], bool] = lambda: False  # create_app points it at the app's state
 
     async def processor(self, expect: Literal["patch", "reembed"]) -> WindowProcessor:
         async with self._lock:
@@ -61,6 +62,7 @@ class Runtime:
                 self._client = make_client(self.settings)
             if expect not in self._processors:
                 sink = make_sink(self.settings, self._client, self.failpoints)
+                sink.stopping = self.stopping
                 self._processors[expect] = WindowProcessor(
                     self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints
                 )
@@ -157,6 +159,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         producer_acks=-1,
     )
     runtime = Runtime(settings, client)
+    runtime.stopping = lambda: bool(app.should_stop)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
     async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:

@@ -313,9 +313,12 @@ class QdrantSink:
         max_request_bytes: int = 16 * 1024 * 1024,
         failpoints: Failpoints | None = None,
         on_retry: Callable[[str, TransientError], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
-        seconds); ``max_request_bytes`` bounds the estimated body of one batch request."""
+        seconds); ``max_request_bytes`` bounds the estimated body of one batch request;
+        ``stopping`` says the worker is shutting down, which ends a retry loop (the caller
+        abandons its window, to be replayed)."""
         self.client = client
         self._retry_initial, self._retry_max = retry_initial, retry_max
         self._timeout = timeout
@@ -323,15 +326,17 @@ class QdrantSink:
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
         self._failpoints = failpoints or Failpoints(None)
         self._on_retry = on_retry
+        self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
 
     @property
     def failing(self) -> bool:
         return self.failure is not None
 
-    async def call(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def call(self, what: str, fn: Callable[[], Awaitable[Any]], *, raise_rate_limit: bool = False) -> Any:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the
-        server asked for), others raised mapped."""
+        server asked for), others raised mapped. ``raise_rate_limit`` hands a rate limit to the
+        caller instead, after its wait."""
         backoff = Backoff(self._retry_initial, self._retry_max)
         name = metrics.call_name(what)
         while True:
@@ -360,7 +365,21 @@ class QdrantSink:
                 metrics.RETRIES.labels(name).inc()
                 if self._on_retry is not None:
                     self._on_retry(what, error)
-                await asyncio.sleep(delay)
+                await self._sleep_unless_stopping(delay, what)
+                if raise_rate_limit and isinstance(error, RateLimited):
+                    raise error from exc
+
+    async def _sleep_unless_stopping(self, delay: float, what: str) -> None:
+        """Sleep before a retry; at shutdown, give up the call as cancelled instead. (Faust waits
+        for the window in hand before it stops; a retry loop must not hold it forever.)"""
+        deadline = time.monotonic() + delay
+        while True:
+            if self.stopping():
+                raise asyncio.CancelledError(f"{what}: not retried, the worker is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.5))
 
     async def apply(self, collection: str, ops: list[Op]) -> ApplyResult:
         """Apply a plan with ``wait=True``; see the module docstring for the contract."""
@@ -380,24 +399,29 @@ class QdrantSink:
         return ApplyResult(applied=applied, failed=failed, requests=requests)
 
     async def _send(self, collection: str, request: list[Op]) -> None:
-        """One batch request; refused as too large, it is halved and both halves sent in order.
-        Only one point that is too large alone is an event's fault."""
+        """One batch request. Refused as too large, it is halved and both halves sent in order;
+        only one point that is too large alone is an event's fault. Rate limited, it is halved
+        too after the wait: Qdrant takes the tokens op by op and refuses at the first op it
+        cannot pay, after applying the ones before, so re-sending the whole request would spend
+        the refilled tokens on that prefix again, every time."""
         operations = [to_qdrant(op) for op in request]
+        points = sum(point_count(op) for op in request)
         try:
             await self.call(
                 f"batch_update_points({collection}, {len(operations)} ops)",
                 lambda: self.client.batch_update_points(collection, operations, wait=True),
+                raise_rate_limit=points > 1,
             )
             return
-        except RequestTooLarge as exc:
-            points = sum(point_count(op) for op in request)
+        except (RequestTooLarge, RateLimited) as exc:
             parts = _halves(request)
             if parts is None:
+                if isinstance(exc, RateLimited):  # one point: cannot be cut, the wait is done
+                    return await self._send(collection, request)
                 raise PermanentError(f"a single point is too large for Qdrant even alone: {exc}") from exc
-            self.max_request_points = max(1, min(self.max_request_points or points, points // 2))
-            log.warning("request of %d points refused as too large (%s); sending it in parts of at most %d points",
-                        points, exc, self.max_request_points)
-            metrics.RETRIES.labels("batch_update_points").inc()
+            if isinstance(exc, RequestTooLarge):  # a limit of the server: remember it (a rate limit passes)
+                self.max_request_points = max(1, min(self.max_request_points or points, points // 2))
+            log.warning("request of %d points refused (%s); sending it in two parts", points, exc)
         for part in parts:
             await self._send(collection, part)
 

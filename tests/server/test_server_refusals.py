@@ -1,0 +1,229 @@
+"""What only a server does, on the real Qdrant server over REST and gRPC: limits, rate limits,
+API keys, strict mode, collections that change underneath. None of these is an event's fault:
+no healthy event may be dead-lettered for them, and the stream must not stop for good.
+
+These drive the sink and the window processor directly (no broker); the worker-level twins
+are in ``test_server_stream.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
+
+from connector.embedder import Embedder
+from connector.errors import AccessDenied, RateLimited, TransientError
+from connector.operations import Op, PointData
+from connector.pipeline import Record, WindowProcessor
+from connector.qdrant import make_client, make_sink
+from connector.settings import Settings
+from connector.sink import QdrantSink
+from tests.conftest import READ_ONLY_API_KEY
+from tests.qdrant_targets import QdrantTarget
+
+pytestmark = pytest.mark.integration
+
+DIM = 384
+
+
+def settings_for(target: QdrantTarget, **extra: Any) -> Settings:
+    assert target.server is not None
+    return Settings(qdrant_url=target.server.url, qdrant_prefer_grpc=target.prefer_grpc,
+                    qdrant_grpc_port=target.server.grpc_port, qdrant_api_key=target.api_key,
+                    retry_initial_seconds=0.05, retry_max_seconds=0.5, **extra)
+
+
+def upsert(first: int, count: int, dim: int = DIM) -> Op:
+    points = {i: PointData(vectors={"": tuple([0.25 + i * 1e-6] * dim)}, payload={"n": i}) for i in
+              range(first, first + count)}
+    return Op("upsert", points=points, sources=[first])
+
+
+async def create(client: AsyncQdrantClient, name: str = "docs", **options: Any) -> None:
+    await client.create_collection(name, vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE), **options)
+
+
+class Retries:
+    """What a sink retried, by kind of error (its ``on_retry`` hook)."""
+
+    def __init__(self) -> None:
+        self.errors: list[TransientError] = []
+
+    def __call__(self, what: str, error: TransientError) -> None:
+        self.errors.append(error)
+
+
+def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> QdrantSink:
+    sink = make_sink(settings_for(target, **settings))
+    sink._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
+    return sink
+
+
+@pytest.fixture(scope="module")
+def small_body_server() -> Iterator[Any]:
+    """A server whose REST body limit is 1 MiB (Qdrant's default is 32 MiB)."""
+    from tests.conftest import _server_or_skip
+
+    yield from _server_or_skip(env={"QDRANT__SERVICE__MAX_REQUEST_SIZE_MB": "1"})
+
+
+async def test_a_body_over_the_servers_limit_is_split_not_blamed(small_body_server: Any) -> None:
+    target = QdrantTarget("rest", server=small_body_server)
+    target.wipe()
+    retries = Retries()
+    # the estimate allows 64 MiB, so the server's 400 "larger than allowed" is what must split it
+    sink = sink_for(target, retries, qdrant_max_request_bytes=64 * 1024 * 1024)
+    await create(sink.client)
+    ops = [upsert(i * 100, 100) for i in range(4)]  # ~4 MB of JSON in one request
+    result = await sink.apply("docs", ops)
+    assert result.failed == []
+    assert (await sink.client.count("docs")).count == 400
+    assert sink.max_request_points is not None and sink.max_request_points < 400  # it learned to send less
+    again = await sink.apply("docs", [upsert(1000, 300)])  # the next window is cut before it is sent
+    assert again.failed == [] and (await sink.client.count("docs")).count == 700
+    await sink.client.close()
+
+
+async def test_requests_are_cut_by_estimated_size_before_sending(small_body_server: Any) -> None:
+    target = QdrantTarget("rest", server=small_body_server)
+    target.wipe()
+    sink = sink_for(target, Retries(), qdrant_max_request_bytes=512 * 1024)
+    await create(sink.client)
+    result = await sink.apply("docs", [upsert(0, 400)])
+    assert result.failed == [] and (await sink.client.count("docs")).count == 400
+    assert sink.max_request_points is None  # never refused: the estimate alone kept it under 1 MiB
+    await sink.client.close()
+
+
+async def test_rate_limit_splits_beyond_capacity_and_waits_as_told(server_target: QdrantTarget) -> None:
+    retries = Retries()
+    sink = sink_for(server_target, retries)
+    await create(sink.client)
+    # 1,200 points a minute (20 a second), a bucket of 1,200 tokens, one token per point
+    await sink.client.update_collection("docs", strict_mode_config=qm.StrictModeConfig(enabled=True, write_rate_limit=1200))
+    beyond_capacity = await sink.apply("docs", [upsert(0, 1210)])  # more than the bucket holds: split, not retried
+    assert beyond_capacity.failed == []
+    assert sink.max_request_points is not None and sink.max_request_points < 1210
+    short = await sink.apply("docs", [upsert(2000, 60)])  # the bucket is nearly empty: "Retry after Ns"
+    assert short.failed == []
+    assert any(isinstance(e, RateLimited) and e.retry_after for e in retries.errors), retries.errors
+    assert (await sink.client.count("docs")).count == 1270
+    await sink.client.close()
+
+
+async def test_strict_mode_batch_limit_is_split(server_target: QdrantTarget) -> None:
+    sink = sink_for(server_target, Retries())
+    await create(sink.client, strict_mode_config=qm.StrictModeConfig(enabled=True, upsert_max_batchsize=50))
+    result = await sink.apply("docs", [upsert(0, 60), upsert(100, 30)])
+    assert result.failed == [] and (await sink.client.count("docs")).count == 90
+    await sink.client.close()
+
+
+async def test_a_read_only_key_is_retried_not_blamed(qdrant_server_with_keys: Any) -> None:
+    from tests.conftest import API_KEY
+
+    admin = QdrantTarget("rest", server=qdrant_server_with_keys, api_key=API_KEY)
+    admin.wipe()
+    async_admin = admin.async_client()
+    await create(async_admin)
+    for name, key in (("rest", READ_ONLY_API_KEY), ("grpc", READ_ONLY_API_KEY), ("rest", "not-a-key"), ("grpc", "nope")):
+        retries = Retries()
+        sink = sink_for(QdrantTarget(name, server=qdrant_server_with_keys, api_key=key), retries)
+        with pytest.raises(asyncio.TimeoutError):  # retried for as long as it takes, never raised
+            await asyncio.wait_for(sink.apply("docs", [upsert(0, 3)]), timeout=2)
+        assert retries.errors and all(isinstance(e, AccessDenied) for e in retries.errors), retries.errors
+        assert sink.failure is not None and "QCC_QDRANT_API_KEY" in sink.failure
+        await sink.client.close()
+    assert (await async_admin.count("docs")).count == 0
+    await async_admin.close()
+
+
+async def test_the_configured_timeout_is_kept_as_given(server_target: QdrantTarget) -> None:
+    assert server_target.server is not None
+    settings = settings_for(server_target, qdrant_timeout_seconds=0.5)
+    retries = Retries()
+    sink = make_sink(settings)
+    sink._on_retry = retries  # noqa: SLF001
+    await create(sink.client)
+    server_target.server.pause()
+    try:
+        call = asyncio.ensure_future(sink.call("get_collections", sink.client.get_collections))
+        for _ in range(100):  # until the first timeout has been retried (a 0 timeout would fail at once,
+            if retries.errors:  # no timeout would never get here)
+                break
+            await asyncio.sleep(0.1)
+        assert retries.errors, "the call never timed out"
+        assert not call.done()
+    finally:
+        server_target.server.resume()
+    await asyncio.wait_for(call, timeout=30)  # and it succeeds once the server is back
+    await sink.client.close()
+
+
+# --- the window processor: what the catalog and strict mode refuse ---------------------------
+
+
+def record(offset: int, event: dict[str, Any], topic: str = "patches") -> Record:
+    return Record(topic=topic, partition=0, offset=offset, value=json.dumps(event).encode(), key=None)
+
+
+def ev(op: str, **fields: Any) -> dict[str, Any]:
+    return {"schema_version": 1, "collection": fields.pop("collection", "docs"), "op": op, **fields}
+
+
+def processor_for(target: QdrantTarget, **settings: Any) -> WindowProcessor:
+    config = settings_for(target, **settings)
+    client = make_client(config)
+    return WindowProcessor(config, client, make_sink(config, client), Embedder(config), "patch")
+
+
+async def test_unindexed_filter_refused_by_strict_mode_fails_only_its_event(server_target: QdrantTarget) -> None:
+    processor = processor_for(server_target)
+    await create(processor.client, strict_mode_config=qm.StrictModeConfig(
+        enabled=True, unindexed_filtering_retrieve=False, unindexed_filtering_update=False))
+    await processor.client.upsert("docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(5)])
+    window = [
+        record(0, ev("set_payload", ids=[1], payload={"a": 1})),
+        record(1, ev("delete", filter={"must": [{"key": "n", "match": {"value": 3}}]})),  # "n" has no index
+        record(2, ev("set_payload", ids=[2], payload={"a": 2})),
+    ]
+    result = await processor.process(window)
+    assert [d.source.offset for d in result.dead_letters] == [1]
+    assert result.dead_letters[0].error.code == "blast_radius_unknown"
+    assert "Index required" in result.dead_letters[0].error.message
+    assert result.verifications[0].applied_event_count == 2
+    assert result.verifications[0].verification.status == "verified"
+    await processor.client.close()
+
+
+async def test_collections_and_vectors_changed_under_the_catalog(server_target: QdrantTarget) -> None:
+    processor = processor_for(server_target)
+    await create(processor.client)
+    await processor.client.upsert("docs", [qm.PointStruct(id=1, vector=[0.5] * DIM)])
+    first = await processor.process([record(0, ev("set_payload", ids=[1], payload={"a": 1}))])
+    assert not first.dead_letters  # the catalog now holds "docs" with one unnamed vector
+    # Recreated with a named vector: events for it are healthy and must not be refused from the cache.
+    await processor.client.delete_collection("docs")
+    await processor.client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=3, distance=qm.Distance.DOT)})
+    second = await processor.process([record(1, ev("upsert", points=[{"id": 7, "vector": {"dense": [1, 2, 3]}}]))])
+    assert not second.dead_letters, second.dead_letters
+    assert (await processor.client.retrieve("docs", [7], with_vectors=True))[0].vector == {"dense": [1.0, 2.0, 3.0]}
+    # A collection created after the catalog said "unknown" is found on the next window.
+    missing = await processor.process([record(2, ev("set_payload", ids=[7], payload={"b": 1}, collection="later"))])
+    assert [d.error.code for d in missing.dead_letters] == ["unknown_collection"]
+    await processor.client.create_collection("later", vectors_config={})
+    await processor.client.upsert("later", [qm.PointStruct(id=7, vector={})])
+    found = await processor.process([record(3, ev("set_payload", ids=[7], payload={"b": 1}, collection="later"))])
+    assert not found.dead_letters, found.dead_letters
+    # Deleted under the cache: its events are for an unknown collection; nothing crashes.
+    await processor.client.delete_collection("docs")
+    gone = await processor.process([record(4, ev("set_payload", ids=[7], payload={"c": 1})),
+                                    record(5, ev("set_payload", ids=[8], payload={"c": 2}))])
+    assert [d.error.code for d in gone.dead_letters] == ["unknown_collection", "unknown_collection"]
+    await processor.client.close()
