@@ -1,4 +1,8 @@
-"""Export -> import -> verify round trips exactly; verify finds what we plant; re-embed resumes."""
+"""Export -> import -> verify round trips exactly; verify finds what we plant; re-embed resumes.
+
+Every test runs on local mode and on the real server over REST and gRPC: the library calls
+in-process, the command line in subprocesses configured like a worker (``QCC_QDRANT_*``).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from connector.bulk.verify import verify_against_dump, verify_collections
 from connector.embedder import Embedder
 from connector.settings import Settings
 from connector.sink import QdrantSink
+from tests.qdrant_targets import QdrantTarget, only_targets
 
 UUID = "0b3f5a3e-3e1b-4a59-9d1c-6a9b1c2d3e4f"
 
@@ -46,8 +51,8 @@ async def _seed(client: AsyncQdrantClient, name: str = "src", n: int = 300) -> N
 
 
 @pytest.fixture()
-async def sink():
-    client = AsyncQdrantClient(":memory:")
+async def sink(qdrant_target: QdrantTarget):
+    client = qdrant_target.async_client()
     await _seed(client)
     yield QdrantSink(client)
     await client.close()
@@ -145,25 +150,69 @@ async def test_reembed_changes_only_the_chosen_vector(sink: QdrantSink, model_pa
     assert not (tmp_path / "ck.json").exists()
 
 
-@pytest.mark.integration
-def test_reembed_resumes_after_a_kill_with_the_same_result(model_paths, tmp_path: Path) -> None:
-    from qdrant_client import QdrantClient
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connector.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
 
-    def make(path: Path) -> None:
-        client = QdrantClient(path=str(path))
-        client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
-        client.upsert("docs", [qm.PointStruct(id=i, vector=[1.0] + [0.0] * 383, payload={"body": f"text number {i} on {i % 13}"})
-                               for i in range(3000)])
+
+def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import asyncio
+
+    if not qdrant_target.is_server:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "local mode normalises a cosine vector in memory but stores it as given: export (a new process) reads "
+            "the raw vector, import's verification (the process that wrote it) the normalised one, and the bulk "
+            "digests do not normalise cosine vectors")))
+
+    async def seed() -> None:
+        client = qdrant_target.async_client()
+        try:
+            await _seed(client, n=120)
+        finally:
+            await client.close()
+
+    asyncio.run(seed())
+    env = qdrant_target.env()
+    dump = tmp_path / "src.jsonl.gz"
+    exported = _cli("export", "src", str(dump), "--page-size", "50", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(manifest_path(dump).read_text())["count"] == 120
+    imported = _cli("import", str(dump), "copy", "--batch-size", "32", env=env)
+    assert imported.returncode == 0 and "verification: OK" in imported.stderr, imported.stdout + imported.stderr
+    for against in (str(dump), "src"):
+        same = _cli("verify", "copy", against, env=env)
+        assert same.returncode == 0, same.stdout + same.stderr
+    client = qdrant_target.client()
+    try:
+        client.set_payload("copy", {"n": -1}, [3])
+        client.delete("copy", [4])
+    finally:
         client.close()
+    report = tmp_path / "diff.json"
+    differ = _cli("verify", "copy", str(dump), "--report", str(report), env=env)
+    assert differ.returncode == 1
+    diff = json.loads(report.read_text())
+    assert diff["missing"] == [4] and diff["mismatched"] == [3], diff
 
-    env = {**os.environ, "QCC_MODEL_PATHS": json.dumps(model_paths)}
-    cmd = [sys.executable, "-m", "connector.cli", "reembed", "docs", "--text-field", "body", "--page-size", "100"]
-    make(tmp_path / "a")
-    make(tmp_path / "b")
-    subprocess.run(cmd + ["--checkpoint", str(tmp_path / "a.ck")], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "a")}, check=True,
-                   capture_output=True)
+
+# 2 x 3,000 points embedded: the kill and resume are the same over REST and gRPC
+@only_targets("local", "rest")
+def test_reembed_resumes_after_a_kill_with_the_same_result(model_paths, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+    """One run straight through into docs_a, one killed and resumed into docs_b; then the two agree."""
+    client = qdrant_target.client()
+    try:
+        for name in ("docs_a", "docs_b"):
+            client.create_collection(name, vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+            client.upsert(name, [qm.PointStruct(id=i, vector=[1.0] + [0.0] * 383, payload={"body": f"text number {i} on {i % 13}"})
+                                 for i in range(3000)])
+    finally:
+        client.close()  # local mode: one process at a time holds the folder
+
+    env = {**os.environ, **qdrant_target.env(), "QCC_MODEL_PATHS": json.dumps(model_paths)}
+    cmd = [sys.executable, "-m", "connector.cli", "reembed", "--text-field", "body", "--page-size", "100"]
+    subprocess.run(cmd + ["docs_a", "--checkpoint", str(tmp_path / "a.ck")], env=env, check=True, capture_output=True)
     checkpoint = tmp_path / "b.ck"
-    proc = subprocess.Popen(cmd + ["--checkpoint", str(checkpoint)], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "b")},
+    proc = subprocess.Popen(cmd + ["docs_b", "--checkpoint", str(checkpoint)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (checkpoint.exists() and json.loads(checkpoint.read_text())["points"] >= 500):
@@ -173,17 +222,15 @@ def test_reembed_resumes_after_a_kill_with_the_same_result(model_paths, tmp_path
     proc.wait()
     done_before = json.loads(checkpoint.read_text())["points"]
     assert 0 < done_before < 3000
-    subprocess.run(cmd + ["--checkpoint", str(checkpoint), "--resume"], env={**env, "QCC_QDRANT_PATH": str(tmp_path / "b")},
-                   check=True, capture_output=True)
-    result = subprocess.run([sys.executable, "-m", "connector.cli", "verify", "docs", "docs"],
-                            env={**env, "QCC_QDRANT_PATH": str(tmp_path / "a")}, capture_output=True)
-    assert result.returncode == 0
-    a, b = QdrantClient(path=str(tmp_path / "a")), QdrantClient(path=str(tmp_path / "b"))
+    subprocess.run(cmd + ["docs_b", "--checkpoint", str(checkpoint), "--resume"], env=env, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "verify", "docs_b", "docs_a"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = qdrant_target.client()
     try:
-        pa = {p.id: p.vector for p in a.scroll("docs", limit=5000, with_vectors=True)[0]}
-        pb = {p.id: p.vector for p in b.scroll("docs", limit=5000, with_vectors=True)[0]}
+        pa = {p.id: p.vector for p in client.scroll("docs_a", limit=5000, with_vectors=True)[0]}
+        pb = {p.id: p.vector for p in client.scroll("docs_b", limit=5000, with_vectors=True)[0]}
         assert pa.keys() == pb.keys() and all(abs(x - y) < 1e-6 for k in pa for x, y in zip(pa[k], pb[k]))
         assert pa[7] != [1.0] + [0.0] * 383
     finally:
-        a.close()
-        b.close()
+        client.close()
