@@ -2,14 +2,14 @@
 
 Embedded local mode lets one process open a storage folder, so the worker runs here, in
 the test's event loop (the real Faust app, on the real broker), sharing the Qdrant client
-with the migration.
+with the migration. This test is local mode's by nature; on the real server the worker and
+the migration are separate processes, as in production: tests/bulk/test_migrate_cli.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -86,15 +86,18 @@ def _reference(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict]:
     return {pid: p.payload for pid, p in state.items()}
 
 
-async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths, tmp_path: Path) -> None:
+async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from connector.semantics import PointState
 
-    os.environ.update({
+    for name, value in {
         "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "QCC_CONSUMER_GROUP": "migrate-test",
         "QCC_PATCH_TOPIC": "m-patches", "QCC_REEMBED_TOPIC": "m-reembeds", "QCC_VERIFICATION_TOPIC": "m-verifications",
         "QCC_DEAD_LETTER_TOPIC": "m-dead", "QCC_DATA_DIR": str(tmp_path / "state"), "QCC_SESSION_TIMEOUT_SECONDS": "6",
         "QCC_MODEL_PATHS": json.dumps(model_paths), "QCC_WINDOW_MAX_EVENTS": "100", "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
-    })
+        "QCC_QDRANT_PATH": str(tmp_path / "qdrant"),
+    }.items():
+        monkeypatch.setenv(name, value)  # the settings of this test only, not of the tests after it
     settings = Settings()
     await ensure_topics(settings, partitions=2)
     client = AsyncQdrantClient(path=str(tmp_path / "qdrant"))

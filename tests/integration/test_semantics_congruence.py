@@ -16,7 +16,6 @@ change every existing point).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
