@@ -338,10 +338,20 @@ class Mismatch(_Strict):
 
 
 class VerificationOutcome(_Strict):
-    status: Literal["verified", "mismatch", "skipped"]
+    status: Literal["verified", "partial", "mismatch", "skipped"] = Field(
+        description="verified: every touched point is as the applied events make it; partial: so are they, "
+        "but a rejected (dead-lettered) event was applied in part, as a server does with a multi-point "
+        "op naming a missing point; mismatch: a point differs otherwise; skipped: not checked (reason)"
+    )
     checked_points: int = 0
     mismatches: list[Mismatch] = Field(default_factory=list, description="At most 20 are listed")
     mismatch_count: int = 0
+    changed_by_rejected: list[Mismatch] = Field(
+        default_factory=list,
+        description="Points of dead-lettered events that Qdrant changed anyway (at most 20 listed): "
+        "expected is the state without the rejected event",
+    )
+    changed_by_rejected_count: int = 0
     reason: str | None = None
 
 

@@ -298,16 +298,19 @@ class WindowProcessor:
             for op, absent in screened.missing:
                 _fail(by_position[op.sources[0]], "point_not_found", f"points not found: {_list(absent)}")
             planned = plan(screened.accepted)
+            rejected: list[Op] = []
             t0 = time.monotonic()
             if planned:
                 result = await self.sink.apply(schema.name, planned)
                 applied, requests = result.applied, result.requests
+                failed_positions = {failure.position for failure in result.failed}
+                rejected = [op for op in screened.accepted if op.sources[0] in failed_positions]
                 for failure in result.failed:
                     _fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
             timings["apply"] = time.monotonic() - t0
             self.failpoints.crash_if_active("crash-after-apply")
             t0 = time.monotonic()
-            outcome = await self._verify(schema, before, applied)
+            outcome = await self._verify(schema, before, applied, rejected)
             timings["verify"] = time.monotonic() - t0
         return self._report(collection, items, applied, requests, outcome, timings, started)
 
@@ -493,17 +496,23 @@ class WindowProcessor:
             state.update(state_from_records(records))
         return state
 
-    async def _verify(self, schema: CollectionSchema, before: State, applied: list[Op]) -> VerificationOutcome:
+    async def _verify(self, schema: CollectionSchema, before: State, applied: list[Op],
+                      rejected: list[Op]) -> VerificationOutcome:
+        """Read back the points of the applied ops, and of the rejected ones: a server applies a
+        multi-point op in chunks up to the chunk naming a missing point, so a dead-lettered event
+        may have changed some of its points (their payload and existence are checked; ``before``
+        holds no vectors to compare theirs with)."""
         if not self.settings.verify_after_apply:
             return VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
-        if not applied:
+        if not applied and not rejected:
             return VerificationOutcome(status="skipped", reason="no operation was applied")
-        if any(op.by_filter for op in applied):
+        if any(op.by_filter for op in applied + rejected):
             return VerificationOutcome(status="skipped", reason="the batch has filter-addressed operations")
-        ids = _ids_of(applied)
+        ids = _ids_of(applied + rejected)
         after = await self._read(schema.name, ids, payload=True, vectors=True)
         expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
-        return compare(expected, after, ids, touched_vectors(applied), schema.cosine_names())
+        return compare(expected, after, ids, touched_vectors(applied), schema.cosine_names(),
+                       rejected_ids=set(_ids_of(rejected)))
 
     def _report(
         self,

@@ -84,35 +84,47 @@ def compare(
     ids: Iterable[PointKey],
     vectors_touched: dict[PointKey, set[str]],
     cosine_names: set[str],
+    rejected_ids: frozenset[PointKey] | set[PointKey] = frozenset(),
 ) -> VerificationOutcome:
-    """Compare the touched points; status is 'verified' only if every check holds."""
+    """Compare the touched points; status is 'verified' only if every check holds.
+
+    A difference on a point of ``rejected_ids`` (named by a dead-lettered event) is what that
+    event did in part before Qdrant refused it, not a mismatch: it is listed apart, and the
+    status says 'partial'.
+    """
     mismatches: list[Mismatch] = []
+    changed_by_rejected: list[Mismatch] = []
     checked = 0
     for pid in ids:
         checked += 1
-        want, got = expected.get(pid), actual.get(pid)
-        if (want is None) != (got is None):
-            mismatches.append(Mismatch(id=pid, field="exists", expected=want is not None, actual=got is not None))
-            continue
-        if want is None or got is None:
-            continue
-        if want.payload != got.payload:
-            mismatches.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
-        for name in sorted(vectors_touched.get(pid, ())):
-            w, g = want.vectors.get(name), got.vectors.get(name)
-            same = (w is None and g is None) or (
-                w is not None and g is not None and vectors_equal(w, g, name in cosine_names)
-            )
-            if not same:
-                mismatches.append(
-                    Mismatch(id=pid, field=f"vector:{name}", expected=_show(w), actual=_show(g))
-                )
+        differences = _differences(pid, expected.get(pid), actual.get(pid), vectors_touched, cosine_names)
+        (changed_by_rejected if pid in rejected_ids else mismatches).extend(differences)
+    status = "mismatch" if mismatches else "partial" if changed_by_rejected else "verified"
     return VerificationOutcome(
-        status="mismatch" if mismatches else "verified",
+        status=status,
         checked_points=checked,
         mismatches=mismatches[:MAX_LISTED_MISMATCHES],
         mismatch_count=len(mismatches),
+        changed_by_rejected=changed_by_rejected[:MAX_LISTED_MISMATCHES],
+        changed_by_rejected_count=len(changed_by_rejected),
     )
+
+
+def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
+                 vectors_touched: dict[PointKey, set[str]], cosine_names: set[str]) -> list[Mismatch]:
+    if (want is None) != (got is None):
+        return [Mismatch(id=pid, field="exists", expected=want is not None, actual=got is not None)]
+    if want is None or got is None:
+        return []
+    differences = []
+    if want.payload != got.payload:
+        differences.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
+    for name in sorted(vectors_touched.get(pid, ())):
+        w, g = want.vectors.get(name), got.vectors.get(name)
+        same = (w is None and g is None) or (w is not None and g is not None and vectors_equal(w, g, name in cosine_names))
+        if not same:
+            differences.append(Mismatch(id=pid, field=f"vector:{name}", expected=_show(w), actual=_show(g)))
+    return differences
 
 
 def _show(vector: Vector | None) -> Any:

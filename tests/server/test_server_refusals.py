@@ -33,7 +33,8 @@ DIM = 384
 
 
 def settings_for(target: QdrantTarget, **extra: Any) -> Settings:
-    assert target.server is not None
+    if target.server is None:
+        return Settings(qdrant_path=target.path, retry_initial_seconds=0.05, retry_max_seconds=0.5, **extra)
     return Settings(qdrant_url=target.server.url, qdrant_prefer_grpc=target.prefer_grpc,
                     qdrant_grpc_port=target.server.grpc_port, qdrant_api_key=target.api_key,
                     retry_initial_seconds=0.05, retry_max_seconds=0.5, **extra)
@@ -226,4 +227,37 @@ async def test_collections_and_vectors_changed_under_the_catalog(server_target: 
     gone = await processor.process([record(4, ev("set_payload", ids=[7], payload={"c": 1})),
                                     record(5, ev("set_payload", ids=[8], payload={"c": 2}))])
     assert [d.error.code for d in gone.dead_letters] == ["unknown_collection", "unknown_collection"]
+    await processor.client.close()
+
+
+async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: QdrantTarget) -> None:
+    """Another writer deletes a point after the window's existence read: the multi-point event
+    naming it is refused, but Qdrant has already changed some of its points (a server up to the
+    chunk with the missing id). The dead letter says it was refused; the verification event says
+    which of its points were changed anyway, and still verifies the events that were applied."""
+    processor = processor_for(qdrant_target)
+    await create(processor.client)
+    await processor.client.upsert("docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(301)])
+    apply = processor.sink.apply
+
+    async def apply_after_another_writer(collection: str, ops: list[Op]) -> Any:
+        await processor.client.delete(collection, [150])
+        return await apply(collection, ops)
+
+    processor.sink.apply = apply_after_another_writer  # type: ignore[method-assign]
+    result = await processor.process([record(0, ev("set_payload", ids=list(range(200)), payload={"tag": "x"})),
+                                      record(1, ev("set_payload", ids=[300], payload={"b": 1}))])
+    assert [(d.source.offset, d.error.code) for d in result.dead_letters] == [(0, "qdrant_rejected")]
+    outcome = result.verifications[0].verification
+    tagged = sorted(p.id for p in (await processor.client.scroll("docs", limit=400, with_payload=True))[0]
+                    if (p.payload or {}).get("tag") == "x")
+    assert outcome.mismatch_count == 0 and outcome.status == "partial"
+    # exactly what happened, no more: the tagged points, and point 150 that no longer exists
+    assert outcome.changed_by_rejected_count == len(tagged) + 1
+    assert {m.id for m in outcome.changed_by_rejected} <= {*tagged, 150} and len(outcome.changed_by_rejected) == 20
+    if qdrant_target.is_server:  # in chunks, up to the chunk that names the missing point
+        assert tagged and max(tagged) < 199
+    else:  # local mode changes every point it finds, then raises
+        assert tagged == [i for i in range(200) if i != 150]
+    assert (await processor.client.retrieve("docs", [300]))[0].payload == {"n": 300, "b": 1}
     await processor.client.close()
