@@ -1,15 +1,22 @@
-"""A worker talks to Qdrant over HTTPS with a custom CA and an API key (or JWT), and never shows it.
+"""A worker talks to the real Qdrant server over TLS (REST and gRPC) with a custom CA and an API
+key or a JWT, and never shows the credential.
 
-No Qdrant server can be installed here, so the far end is a small HTTPS listener (certificate
-from a CA made by the test) that answers the one call the worker makes at idle, the readiness
-probe's ``GET /collections``, the way Qdrant does: 200 with the right ``api-key`` header, 401
-without. What is under test is the worker's side: trust of the custom CA, the header sent,
-and that the key reaches no log line, metric or settings dump.
+The server is the session's Qdrant binary started with TLS on both ports (certificate for
+127.0.0.1 from a CA made by the test) and an API key, with JWT RBAC on so that a token signed
+with that key works too. Trusted CA and right credential: ready, and the worker applies events.
+Untrusted CA: the handshake fails, no request reaches the server. Wrong key or forged token:
+the server refuses it (401/403 over REST, UNAUTHENTICATED/PERMISSION_DENIED over gRPC) and the
+worker is not ready. In no case does the credential reach a log line, a metric or the settings
+dump.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
 import ssl
 import subprocess
@@ -17,50 +24,92 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from qdrant_client import models as qm
 
 from connector.devbroker import free_port
-from tests.integration.harness import Stack, Worker
+from connector.devqdrant import QdrantServer, server_start_script
+from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
 from tests.security.certs import make_certificates
 
-pytestmark = pytest.mark.integration
-
-# shaped like a Qdrant JWT (header.claims.signature); Qdrant reads it from the api-key header
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJhY2Nlc3MiOiJydyJ9.c2lnbmF0dXJlLW5vdC10by1iZS1wcmludGVk"
+API_KEY = "qcc-tls-test-api-key-32-bytes-ok"  # JWT RBAC wants a key of 32 bytes or more
 
 
-class FakeQdrantEndpoint:
-    """HTTPS on loopback; records the api-key header of each request it answers."""
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(claims: dict[str, object], secret: str) -> str:
+    """An HS256 token, the kind Qdrant accepts in the api-key header when JWT RBAC is on."""
+    signing_input = f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+TOKEN = make_jwt({"access": "m"}, API_KEY)  # full access
+FORGED = make_jwt({"access": "m"}, "not-the-server-key-but-32-bytes!")
+WRONG_KEY = "qcc-tls-test-wrong-key-of-32-byte"
+
+
+class TlsQdrantServer(QdrantServer):
+    """The real server with TLS on REST and gRPC: its URL is https, its readiness read over TLS."""
 
     def __init__(self, certs: dict[str, Path]) -> None:
-        self.port = free_port()
-        self.keys_seen: list[str | None] = []
-        self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ssl.load_cert_chain(certs["broker.pem"], certs["broker.pk8"])
-        self._runner: web.AppRunner | None = None
+        super().__init__(api_key=API_KEY, env={
+            "QDRANT__SERVICE__ENABLE_TLS": "true",
+            "QDRANT__TLS__CERT": str(certs["broker.pem"]),
+            "QDRANT__TLS__KEY": str(certs["broker.pk8"]),
+            "QDRANT__SERVICE__JWT_RBAC": "true",
+        })
+        self.ca_file = certs["ca.pem"]
 
-    async def collections(self, request: web.Request) -> web.Response:
-        key = request.headers.get("api-key")
-        self.keys_seen.append(key)
-        if key != TOKEN:
-            return web.json_response({"status": {"error": "Must provide an API key or an Authorization bearer token"}},
-                                     status=401)
-        return web.json_response({"result": {"collections": []}, "status": "ok", "time": 0.0})
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.http_port}"
 
-    async def __aenter__(self) -> FakeQdrantEndpoint:
-        app = web.Application()
-        app.router.add_get("/collections", self.collections)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
-        return self
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"Qdrant exited with {self.process.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1, context=context) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"Qdrant did not become ready on {self.url} within {timeout}s; see {self.log}")
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_certificates(tmp_path_factory.mktemp("qdrant-tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(certs: dict[str, Path]) -> Iterator[TlsQdrantServer]:
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    server = TlsQdrantServer(certs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_the_server_certificate_names_the_loopback_address(certs: dict[str, Path]) -> None:
+    # clients check the address they dial (127.0.0.1) against the certificate's names
+    names = subprocess.run(["openssl", "x509", "-in", str(certs["broker.pem"]), "-noout", "-ext", "subjectAltName"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "IP Address:127.0.0.1" in names
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -73,53 +122,88 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_certificates(tmp_path_factory.mktemp("qdrant-tls"))
+CASES = {  # case: (credential, trust the CA, ready)
+    "api-key": (API_KEY, True, True),
+    "jwt": (TOKEN, True, True),
+    "untrusted-ca": (TOKEN, False, False),  # the server's certificate is not trusted: never sends the key
+    "wrong-key": (WRONG_KEY, True, False),  # refused as unauthenticated
+    "forged-jwt": (FORGED, True, False),  # a token signed with another key: refused as forbidden
+}
+# how the server refuses: (status in the worker's log, its own log line), per transport and case
+REFUSALS = {
+    ("rest", "wrong-key"): ("401", '"GET /collections HTTP/1.1" 401'),
+    ("rest", "forged-jwt"): ("403", '"GET /collections HTTP/1.1" 403'),
+    ("grpc", "wrong-key"): ("UNAUTHENTICATED", "gRPC /qdrant.Collections/List failed"),
+    ("grpc", "forged-jwt"): ("PERMISSION_DENIED", "gRPC /qdrant.Collections/List failed"),
+}
 
 
-@pytest.mark.parametrize(("trust_ca", "key", "ready"), [
-    (True, TOKEN, True),  # custom CA trusted, right key: ready
-    (False, TOKEN, False),  # the server's certificate is not trusted: never sends the key
-    (True, TOKEN[::-1], False),  # wrong key: Qdrant answers 401
-], ids=["trusted-ca", "untrusted-ca", "wrong-key"])
-async def test_https_custom_ca_and_key(kafka, model_env, tmp_path: Path, certs: dict[str, Path],
-                                       trust_ca: bool, key: str, ready: bool) -> None:
-    async with FakeQdrantEndpoint(certs) as endpoint:
-        http_port = free_port()
-        env = {"QCC_QDRANT_URL": f"https://127.0.0.1:{endpoint.port}", "QCC_QDRANT_API_KEY": key,
-               "QCC_HTTP_PORT": str(http_port), "QCC_HTTP_HOST": "127.0.0.1", "QCC_LOG_LEVEL": "debug"}
-        if trust_ca:
-            env["QCC_QDRANT_CA_FILE"] = str(certs["ca.pem"])
-        stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env=env)
-        await stack.create_topics()
-        worker = Worker(stack)
-        try:
-            def settled() -> bool:  # ready, or the reason it is not has shown up
-                if ready:
-                    return _get(http_port, "/readyz")[0] == 200
-                return "Qdrant probe failed" in worker.output() and _get(http_port, "/livez")[0] == 200
+@pytest.mark.integration
+@pytest.mark.server
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+async def test_tls_custom_ca_and_credential(kafka, model_env, tmp_path: Path, tls_server: TlsQdrantServer,
+                                            transport: str, case: str) -> None:
+    key, trust_ca, ready = CASES[case]
+    admin = QdrantTarget(transport, server=tls_server, api_key=API_KEY, ca_file=tls_server.ca_file)
+    admin.wipe()
+    client = admin.client()
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
+    client.close()
+    target = QdrantTarget(transport, server=tls_server, api_key=key, ca_file=tls_server.ca_file if trust_ca else None)
+    http_port = free_port()
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target, extra_env={
+        "QCC_HTTP_PORT": str(http_port), "QCC_HTTP_HOST": "127.0.0.1", "QCC_LOG_LEVEL": "debug"})
+    await stack.create_topics()
+    sent: list[tuple[int, int]] = []
+    if ready:  # a refused worker would retry its window until killed: it only probes at idle
+        events = [{"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]}
+                  for i in range(10)]
+        sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"],
+                             [(f"docs/{i}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)])
+    server_log_start = tls_server.log.stat().st_size
+    worker = Worker(stack)
+    try:
+        if ready:
+            verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
+                                             until=all_covered(sent), timeout=90)
+            assert all(v["verification"]["status"] == "verified" for v in verifications)
 
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline and not await asyncio.to_thread(settled):
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(2.5)  # another probe either way
-            status, _ = await asyncio.to_thread(_get, http_port, "/readyz")
-            _, metrics = await asyncio.to_thread(_get, http_port, "/metrics")
-        finally:
-            worker.stop()
-        output = worker.output()
+        def settled() -> bool:  # ready, or the reason it is not has shown up
+            if ready:
+                return _get(http_port, "/readyz")[0] == 200
+            return "Qdrant probe failed" in worker.output() and _get(http_port, "/livez")[0] == 200
+
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not await asyncio.to_thread(settled):
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.5)  # another probe either way
+        status, _ = await asyncio.to_thread(_get, http_port, "/readyz")
+        _, metrics = await asyncio.to_thread(_get, http_port, "/metrics")
+    finally:
+        code = worker.stop()
+    output = worker.output()
+    server_log = tls_server.log.read_bytes()[server_log_start:].decode(errors="replace")
     assert (status == 200) is ready, output[-3000:]
-    if trust_ca:
-        assert endpoint.keys_seen and set(endpoint.keys_seen) == {key}  # over TLS, in the api-key header
-    else:
-        assert endpoint.keys_seen == []  # the handshake failed before any request
+    if ready:
+        assert code == 0, output[-3000:]
+        client = admin.client()
+        try:
+            assert client.count("docs").count == 10  # applied over TLS with the credential
+        finally:
+            client.close()
+        if transport == "rest":
+            assert '"GET /collections HTTP/1.1" 200' in server_log  # the probe's key was accepted
+    elif not trust_ca:
         assert "CERTIFICATE_VERIFY_FAILED" in output or "certificate verify failed" in output
-    if key != TOKEN:
-        assert "401" in output  # the refusal is logged...
+        assert "GET /collections" not in server_log and "gRPC /qdrant" not in server_log  # no request got through
+    else:
+        in_output, in_server_log = REFUSALS[transport, case]
+        assert in_output in output  # the refusal is logged...
+        assert in_server_log in server_log
     assert "qdrant_connector_" in metrics
     dump = subprocess.run([sys.executable, "-m", "connector.cli", "settings"], env={**os.environ, **stack.env},
                           capture_output=True, text=True, check=True).stdout
     assert '"qdrant_api_key": "**********"' in dump
     for text in (output, metrics, dump):
-        assert key not in text and key[:20] not in text  # ...without the key
+        assert key not in text and key[:20] not in text and key[-20:] not in text  # ...without the credential
