@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.devbroker import KafkaBroker, free_port
 from connector.kafka_options import client_options
 from connector.settings import Settings
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
+from tests.qdrant_targets import QdrantTarget, only_targets
 from tests.security.certs import make_certificates
 
 pytestmark = pytest.mark.integration
@@ -81,14 +81,16 @@ async def test_sasl_ssl_and_mtls_listeners_accept_the_right_clients_only(secure_
     assert not await _can_produce(plaintext_on_tls)
 
 
-async def test_worker_runs_over_sasl_ssl(secure_broker, model_env, tmp_path: Path) -> None:
+# Kafka's listener is the subject; the Qdrant side does not depend on it, so one server transport
+@only_targets("local", "rest")
+async def test_worker_runs_over_sasl_ssl(secure_broker, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
     broker, certs, sasl_port, _ = secure_broker
-    stack = Stack(f"127.0.0.1:{sasl_port}", tmp_path, model_env, extra_env={
+    stack = Stack(f"127.0.0.1:{sasl_port}", tmp_path, model_env, qdrant=qdrant_target, extra_env={
         "QCC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "QCC_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "QCC_KAFKA_SASL_USERNAME": "connector", "QCC_KAFKA_SASL_PASSWORD": PASSWORD,
         "QCC_KAFKA_SSL_CAFILE": str(certs["ca.pem"])})
     await stack.create_topics()
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = qdrant_target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
     client.close()
     settings = stack.settings()
@@ -109,3 +111,8 @@ async def test_worker_runs_over_sasl_ssl(secure_broker, model_env, tmp_path: Pat
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     assert PASSWORD not in worker.output()
+    client = qdrant_target.client()
+    try:
+        assert client.count("docs").count == 20
+    finally:
+        client.close()
