@@ -35,6 +35,7 @@ from connector.pipeline import (
     WindowResult,
     dead_letter_headers,
 )
+from connector.patch_watermark import PatchWatermark
 from connector.qdrant import make_client, make_sink
 from connector.settings import Settings
 
@@ -63,8 +64,12 @@ class Runtime:
             if expect not in self._processors:
                 sink = make_sink(self.settings, self._client, self.failpoints)
                 sink.stopping = self.stopping
+                wait_for_patches = None
+                if expect == "reembed" and self.settings.reembed_waits_for_patches:
+                    wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping).wait
                 self._processors[expect] = WindowProcessor(
-                    self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints
+                    self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints,
+                    before_payload_texts=wait_for_patches,
                 )
             return self._processors[expect]
 

@@ -33,6 +33,9 @@ END_TO_END_SECONDS = Histogram(f"{PREFIX}_end_to_end_seconds", "Oldest event of 
                                registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Records behind the end of the partition, after the last window",
                      ["topic", "partition"], registry=REGISTRY)
+REEMBED_WAIT_SECONDS = Histogram(f"{PREFIX}_reembed_wait_seconds",
+                                 "Time a re-embed reading payload text waited for earlier patches to be applied",
+                                 registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 READY = Gauge(f"{PREFIX}_ready", "1 when the worker is assigned partitions and Qdrant answers", registry=REGISTRY)
 
 

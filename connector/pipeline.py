@@ -19,7 +19,7 @@ import re
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -193,6 +193,7 @@ class WindowProcessor:
         *,
         retarget: Retarget | None = None,
         honor_fences: bool = True,
+        before_payload_texts: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """``retarget`` (used by a migration) maps an event to the collection and form to apply;
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail)."""
@@ -201,6 +202,7 @@ class WindowProcessor:
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
         self.retarget = retarget
         self.honor_fences = honor_fences
+        self.before_payload_texts = before_payload_texts  # the patch watermark (patch_watermark.py)
 
     async def process(self, records: Sequence[Record]) -> WindowResult:
         """Apply a window; a migration fence splits it and holds it until the fence is passed."""
@@ -388,8 +390,13 @@ class WindowProcessor:
         return ops
 
     async def _texts_to_embed(self, schema: CollectionSchema, live: list[_Item]) -> dict[int, dict[PointKey, str]]:
-        """Per event position, the texts to embed by point id (reading payload where asked)."""
+        """Per event position, the texts to embed by point id (reading payload where asked).
+
+        Before reading texts from payload fields, earlier patches are waited for (if so wired)."""
         texts: dict[int, dict[PointKey, str]] = {}
+        reads_payload = any(isinstance(item.event, ReembedEvent) and item.event.points is None for item in live)
+        if reads_payload and self.before_payload_texts is not None:
+            await self.before_payload_texts()
         by_field: list[_Item] = []
         for item in live:
             event = item.event

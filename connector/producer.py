@@ -3,12 +3,15 @@
     async with ChangeProducer(Settings()) as producer:
         await producer.set_payload("docs", ids=[42], payload={"price": 10})
         await producer.reembed("docs", ids=[42], text_field="body", vector_name="dense")
+        await producer.set_text("docs", 42, "body", "new text", vector_name="dense")  # both at once
 
 Every event is validated by the same models the connector parses with, before it is sent.
 Records are keyed ``collection/point-id`` when an event names one point, so that all events
 of a point land in one partition and are applied in order. Events on several points, or on
 a filter, are keyed ``collection/*``: their order relative to single-point events of the
-same points holds only when the topic has one partition (see docs/ordering.md).
+same points holds only when the topic has one partition (see docs/design.md, "Ordering").
+A re-embed that reads its text from the payload sees the patches sent before it (the
+worker waits for them); ``set_text`` sends a text change and its re-embed together.
 """
 
 from __future__ import annotations
@@ -111,4 +114,18 @@ class ChangeProducer:
         return await self.send({"op": "delete_vectors", "collection": collection, "vector_names": vector_names, **selector})
 
     async def reembed(self, collection: str, **fields: Any) -> Any:
+        """Publish a re-embed. One that reads its text from the payload (``text_field``) is sent
+        after every patch sent before it is in the log (a flush), so that the worker, which waits
+        for those patches to be applied before reading texts, sees them all."""
+        if "text_field" in fields:
+            await self.flush()
         return await self.send({"kind": "reembed", "collection": collection, **fields})
+
+    async def set_text(self, collection: str, point_id: int | str, field: str, text: str, *,
+                       vector_name: str | None = None, model: str | None = None) -> Any:
+        """The safe way to change a document's text: set it in the payload, then re-embed the
+        point from that same text, inline, so the vector never depends on which topic is read
+        first. Returns the re-embed's RecordMetadata."""
+        await self.set_payload(collection, {field: text}, ids=[point_id])
+        target = {k: v for k, v in (("vector_name", vector_name), ("model", model)) if v is not None}
+        return await self.reembed(collection, points=[{"id": point_id, "text": text}], **target)

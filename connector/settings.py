@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         False, description="Policy: whether an event's blast_radius_override may lift that limit"
     )
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
+    reembed_waits_for_patches: bool = Field(
+        True, description="A re-embed reading its text from the payload first waits until every patch published "
+        "before it is applied (docs/design.md); off only where no patch ever changes an embedded text",
+    )
 
     # Embedding
     dense_model: str = Field(DEFAULT_DENSE_MODEL, description="Model for dense vectors when an event names none")

@@ -1,0 +1,102 @@
+"""A re-embed that reads its text from the payload waits for the patches published before it.
+
+The two input topics are consumed independently, so a re-embed on an idle re-embed topic can
+run before a text patch that was published earlier but waits behind a patch backlog: it would
+embed the old text, and nothing would repair it. The contract (docs/design.md, "Re-embeds
+see the text written before them"): before a window reads texts from payload fields, the
+worker takes the end offsets of the patch topic (every patch published before the re-embed
+was read is below them) and waits until the consumer group has committed the patch topic up
+to them. A worker commits a patch only after it is applied and confirmed, so the texts read
+then include every earlier patch, whichever worker applies them. Re-embeds with their texts
+inline do not wait; patches never wait for re-embeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from connector import metrics
+from connector.kafka_options import client_options
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def behind(ends: dict[TopicPartition, int], committed: dict[TopicPartition, int],
+           starts: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Per partition not yet committed up to its end, how many records are missing. A partition
+    the group never committed counts from its log start (retention may have emptied it). Pure."""
+    missing = {tp: end - committed.get(tp, starts.get(tp, 0)) for tp, end in ends.items()}
+    return {tp: count for tp, count in missing.items() if count > 0}
+
+
+class PatchWatermark:
+    """``await watermark.wait()``: returns once the group has applied every patch published so far."""
+
+    def __init__(self, settings: Settings, poll_seconds: float = 0.2,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        """``stopping`` ends a wait at shutdown (as cancelled: the window is replayed)."""
+        self.settings = settings
+        self.poll_seconds = poll_seconds
+        self.stopping = stopping
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
+        async with self._lock:
+            if self._consumer is None or self._admin is None:
+                consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+                await consumer.start()
+                admin = AIOKafkaAdminClient(**client_options(self.settings))
+                await admin.start()
+                self._consumer, self._admin = consumer, admin
+            return self._consumer, self._admin
+
+    async def ends(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """The patch topic's end offsets, and its log start offsets."""
+        consumer, _ = await self._clients()
+        partitions = consumer.partitions_for_topic(self.settings.patch_topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+            partitions = consumer.partitions_for_topic(self.settings.patch_topic) or set()
+        tps = [TopicPartition(self.settings.patch_topic, p) for p in sorted(partitions)]
+        if not tps:
+            return {}, {}
+        return dict(await consumer.end_offsets(tps)), dict(await consumer.beginning_offsets(tps))
+
+    async def committed(self) -> dict[TopicPartition, int]:
+        _, admin = await self._clients()
+        offsets: dict[Any, Any] = await admin.list_consumer_group_offsets(self.settings.consumer_group)
+        return {tp: meta.offset for tp, meta in offsets.items()
+                if tp.topic == self.settings.patch_topic and meta.offset >= 0}
+
+    async def wait(self) -> float:
+        """Wait until the patch topic is committed up to its end as of now; the seconds waited."""
+        started = time.monotonic()
+        ends, starts = await self.ends()
+        logged = False
+        while missing := behind(ends, await self.committed(), starts):
+            if not logged and time.monotonic() - started > 5:
+                log.info("re-embeds wait for %d earlier patches to be applied first", sum(missing.values()))
+                logged = True
+            if self.stopping():
+                raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
+            await asyncio.sleep(self.poll_seconds)
+        waited = time.monotonic() - started
+        metrics.REEMBED_WAIT_SECONDS.observe(waited)
+        return waited
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        self._consumer = self._admin = None
