@@ -13,6 +13,7 @@ mode cannot write its storage (disk full, read-only), code 70 for anything else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -33,9 +34,9 @@ from connector.pipeline import (
     Record,
     WindowProcessor,
     WindowResult,
-    dead_letter_headers,
 )
 from connector.patch_watermark import PatchWatermark
+from connector.publishing import dead_letter_message, verification_value
 from connector.qdrant import make_client, make_sink
 from connector.settings import Settings
 
@@ -104,21 +105,27 @@ def abandon(events: Sequence[EventT]) -> None:
 
 
 async def publish(app: faust.App, settings: Settings, result: WindowResult) -> None:
-    """Dead letters first, then verification events; each waits for the broker's ack."""
+    """Dead letters first, then verification events; each sized to fit (publishing.py), each
+    waiting for the broker's ack."""
     for dead in result.dead_letters:
+        original = base64.b64decode(dead.original_value_base64 or "")
+        value, headers, form = dead_letter_message(dead, original, settings.publish_max_bytes)
+        if form != "envelope":
+            log.warning("dead letter of %s:%d:%d published as %s (original of %d bytes)", dead.source.topic,
+                        dead.source.partition, dead.source.offset, form, len(original))
         await app.producer.send_and_wait(
             settings.dead_letter_topic,
             dead.source.key.encode() if dead.source.key else None,
-            dead.model_dump_json().encode(),
+            value,
             None,
             None,
-            dead_letter_headers(dead),
+            headers,
         )
     for verification in result.verifications:
         await app.producer.send_and_wait(
             settings.verification_topic,
             (verification.collection or "").encode(),
-            verification.model_dump_json().encode(),
+            verification_value(verification, settings.publish_max_bytes),
             None,
             None,
             None,
@@ -162,6 +169,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         topic_allow_declare=False,  # topics are created by `qdrant-change-connector topics`
         topic_disable_leader=True,
         producer_acks=-1,
+        producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     runtime = Runtime(settings, client)
     runtime.stopping = lambda: bool(app.should_stop)

@@ -22,7 +22,7 @@ from connector.kafka_options import client_options
 from connector.offline_model import assemble_all
 from connector.producer import ChangeProducer, build_event
 from connector.settings import Settings
-from connector.tail import describe
+from connector.tail import decode, describe
 
 COLLECTION = "articles"
 TOPICS = ["search", "billing", "storage", "alerts", "deploys", "latency", "backups", "access"]
@@ -111,9 +111,8 @@ async def _watch(settings: Settings, expected_events: int, timeout: float) -> di
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 for message in messages:
-                    record = json.loads(message.value)
-                    kind = "verification" if message.topic == settings.verification_topic else "dead_letter"
-                    console.print(describe(kind, record), highlight=False)
+                    kind, record, original = decode(message, settings)
+                    console.print(describe(kind, record, original), highlight=False)
                     if kind == "verification":
                         totals["events"] += record["event_count"]
                         totals["applied"] += record["applied_event_count"]

@@ -314,7 +314,17 @@ class DeadLetterRecord(_Strict):
     event_id: str | None = None
     collection: str | None = None
     batch_id: str | None = Field(None, description="Set when the event failed inside an applied batch")
-    original_value_base64: str = Field(description="The record value exactly as consumed")
+    original_value_base64: str | None = Field(
+        None, description="The record value exactly as consumed (form 'envelope'; see original_form)"
+    )
+    original_form: Literal["envelope", "record_value", "omitted"] = Field(
+        "envelope",
+        description="Where the original bytes are: envelope (original_value_base64), record_value (the dead-letter "
+        "record's value is the original and this envelope is its header qcc.dead_letter), omitted (larger than "
+        "what may be published: find it at source topic/partition/offset; size and sha256 below)",
+    )
+    original_value_bytes: int | None = None
+    original_value_sha256: str | None = None
     failed_at: datetime
 
 
@@ -388,7 +398,10 @@ class VerificationEvent(_Strict):
     applied_at: datetime
     latency: Latency
     verification: VerificationOutcome
-    dead_letters: list[DeadLetterRef]
+    dead_letters: list[DeadLetterRef] = Field(description="At most 100 are listed; dead_letter_count has them all")
+    dead_letter_count: int = 0
+    lists_omitted: bool = Field(False, description="Listed ids, mismatches and dead letters left out to fit the topic")
+    ranges_exact: bool = Field(True, description="False: ranges are one span per partition, to fit the topic")
     worker: str = Field(description="host:pid of the worker that applied it")
 
 

@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 1000
 SCROLL_PAGE = 512
 LISTED_IDS = 100
+LISTED_DEAD_LETTERS = 100
+LISTED_MESSAGE_CHARS = 500
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -164,18 +166,6 @@ def dead_letter_for(item: _Item, batch_id: str | None) -> DeadLetterRecord:
         original_value_base64=base64.b64encode(rec.value or b"").decode(),
         failed_at=datetime.now(timezone.utc),
     )
-
-
-def dead_letter_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
-    """Context headers in the shape Kafka Connect uses for its dead-letter queues."""
-    return [
-        ("__connect.errors.topic", record.source.topic.encode()),
-        ("__connect.errors.partition", str(record.source.partition).encode()),
-        ("__connect.errors.offset", str(record.source.offset).encode()),
-        ("__connect.errors.exception.class.name", record.error.code.encode()),
-        ("__connect.errors.exception.message", record.error.message.encode()[:4000]),
-        ("qcc.schema_version", b"1"),
-    ]
 
 
 class WindowProcessor:
@@ -563,10 +553,12 @@ class WindowProcessor:
             ),
             verification=outcome,
             dead_letters=[
-                DeadLetterRef(partition=i.record.partition, offset=i.record.offset, code=i.error.code, message=i.error.message)
-                for i in failed
+                DeadLetterRef(partition=i.record.partition, offset=i.record.offset, code=i.error.code,
+                              message=i.error.message[:LISTED_MESSAGE_CHARS])
+                for i in failed[:LISTED_DEAD_LETTERS]
                 if i.error is not None
             ],
+            dead_letter_count=len(failed),
             worker=WORKER,
         )
         return verification, [dead_letter_for(item, batch_id) for item in failed]

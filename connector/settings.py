@@ -102,6 +102,11 @@ class Settings(BaseSettings):
 
     # Limits and retries
     max_event_bytes: int = Field(1_048_576, ge=256, description="Larger records are dead-lettered")
+    publish_max_bytes: int = Field(
+        1_000_000, ge=65_536,
+        description="Largest record the connector publishes (value and headers); at most the output topics' "
+        "max.message.bytes. Larger dead letters carry the original as the record value, or a digest",
+    )
     max_ids_per_event: int = Field(10_000, ge=1, description="Events naming more points are dead-lettered")
     max_points_per_filter_reembed: int = Field(
         100_000, ge=1, description="A filter re-embed matching more points is dead-lettered"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -10,12 +9,13 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from connector.kafka_options import client_options
+from connector.publishing import read_dead_letter
 from connector.settings import Settings
 
-STATUS_STYLE = {"verified": "green", "mismatch": "bold red", "skipped": "yellow"}
+STATUS_STYLE = {"verified": "green", "partial": "magenta", "mismatch": "bold red", "skipped": "yellow"}
 
 
-def describe(topic_kind: str, record: dict[str, Any]) -> str:
+def describe(topic_kind: str, record: dict[str, Any], original: bytes | None = None) -> str:
     """One line (rich markup) for a verification event or a dead-letter record."""
     if topic_kind == "verification":
         status = record["verification"]["status"]
@@ -30,11 +30,19 @@ def describe(topic_kind: str, record: dict[str, Any]) -> str:
             f"{record['latency']['window_seconds'] * 1000:.0f}ms" + (f" [red]dead={dead}[/red]" if dead else "")
         )
     source = record["source"]
-    original = base64.b64decode(record["original_value_base64"])[:40]
+    shown = repr(original[:40]) + "..." if original is not None else f"(original not carried: {record['original_form']})"
     return (
         f"[red]DEAD    [/red] {record['error']['code']}: {record['error']['message']} "
-        f"({source['topic']}[{source['partition']}]@{source['offset']}) {original!r}..."
+        f"({source['topic']}[{source['partition']}]@{source['offset']}) {shown}"
     )
+
+
+def decode(message: Any, settings: Settings) -> tuple[str, dict[str, Any], bytes | None]:
+    """A consumed record of either output topic: its kind, its JSON, and a dead letter's original."""
+    if message.topic == settings.verification_topic:
+        return "verification", json.loads(message.value), None
+    record, original = read_dead_letter(message.value, message.headers)
+    return "dead_letter", record, original
 
 
 async def follow(settings: Settings, *, from_beginning: bool, count: int | None, raw: bool) -> None:
@@ -50,12 +58,11 @@ async def follow(settings: Settings, *, from_beginning: bool, count: int | None,
     seen = 0
     try:
         async for message in consumer:
-            record = json.loads(message.value)
+            kind, record, original = decode(message, settings)
             if raw:
                 print(json.dumps(record), flush=True)
             else:
-                kind = "verification" if message.topic == settings.verification_topic else "dead_letter"
-                console.print(describe(kind, record), highlight=False)
+                console.print(describe(kind, record, original), highlight=False)
             seen += 1
             if count is not None and seen >= count:
                 break

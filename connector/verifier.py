@@ -8,6 +8,8 @@ same points shows up as a mismatch, which is what an audit wants to know.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +21,7 @@ from connector.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
 from connector.semantics import PointState, State, apply_all, copy_state
 
 MAX_LISTED_MISMATCHES = 20
+MAX_LISTED_VALUE_BYTES = 1024  # a listed expected/actual larger than this is shown by size and digest
 TOLERANCE = 1e-3
 
 
@@ -103,11 +106,24 @@ def compare(
     return VerificationOutcome(
         status=status,
         checked_points=checked,
-        mismatches=mismatches[:MAX_LISTED_MISMATCHES],
+        mismatches=_listed(mismatches),
         mismatch_count=len(mismatches),
-        changed_by_rejected=changed_by_rejected[:MAX_LISTED_MISMATCHES],
+        changed_by_rejected=_listed(changed_by_rejected),
         changed_by_rejected_count=len(changed_by_rejected),
     )
+
+
+def _listed(mismatches: list[Mismatch]) -> list[Mismatch]:
+    """The first few, each value bounded: a verification event must stay small (publishing.py)."""
+    return [m.model_copy(update={"expected": _bounded(m.expected), "actual": _bounded(m.actual)})
+            for m in mismatches[:MAX_LISTED_MISMATCHES]]
+
+
+def _bounded(value: Any) -> Any:
+    text = json.dumps(value, default=str, separators=(",", ":"))
+    if len(text) <= MAX_LISTED_VALUE_BYTES:
+        return value
+    return {"bytes": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
