@@ -109,9 +109,12 @@ class Tail(TopicFollower):
         lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
         super().__init__(bootstrap, lists, lambda topic, record: lists[topic].append(record))
 
-    async def wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+    async def wait(self, check: Callable[[], bool], timeout: float, what: str,
+                   alive: Callable[[], None] = lambda: None) -> None:
+        """Until ``check()``; ``alive()`` raises at once if something it watches has died."""
         deadline = time.monotonic() + timeout
         while not check():
+            alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
             await asyncio.sleep(0.1)
@@ -536,7 +539,8 @@ async def _server_fault_halves(run: Run, tail: Tail, rng: random.Random, events:
         second = set(run.sent.where[before:])
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker exited {worker.process.returncode} after {kind}: {worker.output()[-2000:]}")
-        await tail.wait(lambda s=second: bool(s & tail.covered()), 180, f"a confirmation after {kind}")
+        await tail.wait(lambda s=second: bool(s & tail.covered()), 180, f"a confirmation after {kind}",
+                        lambda: _check_alive(run))
         done[-1].recovered_seconds = round(time.monotonic() - back, 2)
         retried, log_seen = retried_calls(worker, log_seen)
         done[-1].note += (f"; {pending} of {half} records of the first half unconfirmed at the fault; calls retried: "
@@ -628,10 +632,11 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     joined = [run.start_worker(own_port=True), run.start_worker(own_port=True)]
     started = time.monotonic()
     feeding = asyncio.create_task(_trickle(run, chunks[1]))  # the first worker is busy while they join
-    await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), 180, "the new workers' partitions")
+    alive = lambda: _check_alive(run)  # noqa: E731 - a worker that dies fails the run at once
+    await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), 180, "the new workers' partitions", alive)
     await feeding
     await run.send(chunks[2])
-    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), 180, "a batch of each new worker")
+    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), 180, "a batch of each new worker", alive)
     join.recovered_seconds = round(time.monotonic() - started, 2)
     join.note = "2 workers joined; recovery: start to a confirmation by each"
     _check_alive(run)
@@ -653,7 +658,7 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
         return any(v["worker"].endswith(f":{stays.process.pid}") and (v["topic"], r["partition"]) in held
                    for v in tail.verifications[seen:] for r in v["ranges"])
 
-    await tail.wait(taken_over, 180, "the remaining worker to confirm records of a partition the others held")
+    await tail.wait(taken_over, 180, "the remaining worker to confirm records of a partition the others held", alive)
     leave.recovered_seconds = round(time.monotonic() - stopped, 2)
     leave.note = f"2 workers left ({len(held)} partitions with records moved); recovery: SIGTERM to a confirmation of one of them by the worker left"
     _check_alive(run)
