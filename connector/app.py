@@ -6,8 +6,11 @@ returns, and commits only acknowledged offsets. The body returns after the batch
 and its verification event and dead letters are published (``send_and_wait``). If the body
 is cancelled midway (shutdown, rebalance), the window is *abandoned*: its messages are
 marked so that Faust never acknowledges them, nothing of it is committed, and the next owner
-replays it. Any other failure abandons the window and exits the process: code 74 when local
-mode cannot write its storage (disk full, read-only), code 70 for anything else.
+replays it. A failure that may be a record's fault is quarantined: the window is cut in
+halves until the record that fails alone is found and dead-lettered (``poison_record``,
+:meth:`WindowProcessor.process_quarantining`). Any other failure abandons the window and
+exits the process: code 74 when local mode cannot write its storage (disk full, read-only),
+code 70 for anything else (also when more than half of a window fails alone: not its records).
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         processor = await runtime.processor(expect)
         async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):
             try:
-                result = await processor.process([_record(e) for e in events])
+                result = await processor.process_quarantining([_record(e) for e in events])
                 await publish(app, settings, result)
                 runtime.failpoints.crash_if_active("crash-after-confirm")
             except asyncio.CancelledError:  # shutdown or rebalance: the next owner replays the window

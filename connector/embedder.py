@@ -59,6 +59,7 @@ class Embedder:
     def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
         encoder = self._load(model, kind)
         self._failpoints.crash_if_active("crash-while-embedding")
+        self._failpoints.poison("embed", texts)
         if kind == "dense":
             return [tuple(float(x) for x in vec) for vec in encoder.embed(texts)]
         return [

@@ -9,7 +9,10 @@ Failpoints:
 - ``qdrant-timeout``: every Qdrant call times out, as httpx reports it;
 - ``crash-while-embedding``: the process exits hard inside a model call;
 - ``crash-after-apply``: ... after a batch is applied, before its verification event;
-- ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged.
+- ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged;
+- ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;
+  that stage raises, as a bug would, for a window holding a record or text with the marker.
+  Stands in for inputs that break a stage where no real one is known (poison quarantine).
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ class Failpoints:
         """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
         if self.active(name):
             os._exit(137)
+
+    def poison(self, stage: str, values: list[bytes | None] | list[str]) -> None:
+        """Raise if ``poison-<stage>`` is active and one of ``values`` holds its marker."""
+        if self._folder is None:
+            return
+        path = self._folder / f"poison-{stage}"
+        try:
+            marker = path.read_text().strip()
+        except FileNotFoundError:
+            return
+        for value in values:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
+            if marker and marker in text:
+                raise RuntimeError(f"failpoint: poison-{stage} (a record that breaks this stage)")
 
     def qdrant_fault(self) -> Exception | None:
         """The client-layer error a Qdrant call should fail with now, if any."""

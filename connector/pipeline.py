@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from connector.events import (
     normalize_id,
     parse_change,
 )
-from connector.errors import CollectionMissing, PermanentError
+from connector.errors import CollectionMissing, ConfigurationError, PermanentError, StorageError
 from connector.failpoints import Failpoints
 from connector.operations import (
     DEFAULT_VECTOR,
@@ -193,10 +194,59 @@ class WindowProcessor:
         self.retarget = retarget
         self.honor_fences = honor_fences
         self.before_payload_texts = before_payload_texts  # the patch watermark (patch_watermark.py)
+        self.stage = "parsing"  # where the window being processed is (named in poison_record dead letters)
+
+    async def process_quarantining(self, records: Sequence[Record]) -> WindowResult:
+        """:meth:`process`, and when the window fails for a reason that may be a record's (not
+        storage, configuration, the broker or a shutdown: :func:`is_infrastructure`), the
+        window is cut in halves, processed in order, until the record(s) that fail alone are
+        found; they are dead-lettered as ``poison_record`` with the failure, the rest applied.
+        Replaying an applied part is safe (assignments, same order). When more than half of
+        the window fails alone, it is not its records: the first failure is raised.
+        """
+        try:
+            return await self.process(records)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            log.warning("window of %d records failed (%s: %s); looking for the record that breaks it",
+                        len(records), type(exc).__name__, exc)
+            result = await self._isolate_poison(list(records))
+            if len(result.dead_letters) > max(1, len(records) // 2) and len(records) > 1:
+                raise
+            return result
+
+    async def _isolate_poison(self, records: list[Record]) -> WindowResult:
+        try:
+            return await self.process(records)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            if len(records) == 1:  # self.stage is where it failed
+                return self._poison(records[0], exc)
+            middle = len(records) // 2
+            first, second = await self._isolate_poison(records[:middle]), await self._isolate_poison(records[middle:])
+            return WindowResult(first.verifications + second.verifications, first.dead_letters + second.dead_letters)
+
+    def _poison(self, record: Record, exc: Exception) -> WindowResult:
+        """A record that fails alone: dead-lettered with where it failed, its offset confirmed."""
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        place = f" (in {where.name}, {os.path.basename(where.filename)}:{where.lineno})" if where else ""
+        item = self._parse(0, record)
+        message = f"failed in {self.stage}: {type(exc).__name__}: {exc}{place}"
+        item.error = ErrorInfo(code="poison_record", message=message[:4000])
+        log.error("record %s:%d:%d breaks the window: %s; dead-lettered", record.topic, record.partition,
+                  record.offset, item.error.message)
+        collection = item.event.collection if item.event is not None else item.claimed_collection
+        outcome = VerificationOutcome(status="skipped", reason="a record that breaks the pipeline (poison_record)")
+        verification, dead = self._report(collection, [item], [], 0, outcome,
+                                          {"embed": 0.0, "apply": 0.0, "verify": 0.0}, time.monotonic())
+        return WindowResult([verification], dead)
 
     async def process(self, records: Sequence[Record]) -> WindowResult:
         """Apply a window; a migration fence splits it and holds it until the fence is passed."""
         started = time.monotonic()
+        self.stage = "parsing"
         result = WindowResult()
         segment: list[_Item] = []
         for position, record in enumerate(records):
@@ -274,6 +324,7 @@ class WindowProcessor:
         self, collection: str | None, items: list[_Item], started: float
     ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
         timings = {"embed": 0.0, "apply": 0.0, "verify": 0.0}
+        self.stage = "validation"
         schema = await self._schema_or_reject(collection, items)
         ops: list[Op] = []
         applied: list[Op] = []
@@ -281,6 +332,7 @@ class WindowProcessor:
         requests = 0
         if schema is not None:
             t0 = time.monotonic()
+            self.stage = "embedding"
             ops = await self._to_ops(schema, items)
             timings["embed"] = time.monotonic() - t0
         if ops and schema is not None:
@@ -289,10 +341,14 @@ class WindowProcessor:
             by_position = {item.position: item for item in items}
             for op, absent in screened.missing:
                 _fail(by_position[op.sources[0]], "point_not_found", f"points not found: {_list(absent)}")
+            self.stage = "planning"
+            self.failpoints.poison("plan", [item.record.value for item in items])
             planned = plan(screened.accepted)
             rejected: list[Op] = []
             t0 = time.monotonic()
             if planned:
+                self.stage = "the Qdrant request"
+                self.failpoints.poison("apply", [item.record.value for item in items])
                 result = await self.sink.apply(schema.name, planned)
                 applied, requests = result.applied, result.requests
                 failed_positions = {failure.position for failure in result.failed}
@@ -302,6 +358,8 @@ class WindowProcessor:
             timings["apply"] = time.monotonic() - t0
             self.failpoints.crash_if_active("crash-after-apply")
             t0 = time.monotonic()
+            self.stage = "verification, after its operations were applied"
+            self.failpoints.poison("verify", [item.record.value for item in items])
             outcome = await self._verify(schema, before, applied, rejected)
             timings["verify"] = time.monotonic() - t0
         return self._report(collection, items, applied, requests, outcome, timings, started)
@@ -310,6 +368,7 @@ class WindowProcessor:
         pending = [item for item in items if item.error is None]
         if collection is None or not pending:
             return None
+        self.failpoints.poison("validate", [item.record.value for item in pending])
         allowed = self.settings.collections
         if allowed is not None and collection not in allowed:
             for item in pending:
@@ -562,6 +621,13 @@ class WindowProcessor:
             worker=WORKER,
         )
         return verification, [dead_letter_for(item, batch_id) for item in failed]
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Failures that are no record's fault: local storage, configuration, the broker, shutdown."""
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, (StorageError, ConfigurationError, KafkaError, asyncio.CancelledError, MemoryError))
 
 
 def _fail(item: _Item, code: str, message: str) -> None:
