@@ -496,9 +496,9 @@ async def scenario_broker_restart(run: Run, tail: Tail, rng: random.Random, even
         fault = Fault("broker-restart", round(run.elapsed(), 2), note=f"down {down:.1f} s")
         run.broker.stop()
         await asyncio.sleep(down)
-        if worker.process.poll() is not None:
-            raise RuntimeError(f"worker exited {worker.process.returncode} without a broker: {worker.output()[-2000:]}")
         run.broker.start()  # in this thread: the broker stops when the thread that started it ends
+        if worker.process.poll() is not None:  # checked with the broker back, so that the run can close
+            raise RuntimeError(f"worker exited {worker.process.returncode} without a broker: {worker.output()[-2000:]}")
         fault_time = time.monotonic()
         seen = len(tail.verifications)
         await run.send(chunk)
