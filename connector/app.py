@@ -163,6 +163,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         broker_credentials=_credentials(settings),
         broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.session_timeout_seconds,
+        consumer_group_instance_id=settings.group_instance_id,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir),

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(
         10.0, ge=6, description="Consumer session timeout: how soon a dead worker's partitions move on"
     )
+    group_instance_id: str | None = Field(
+        None, description="Static group membership (Kafka's group.instance.id), unique per worker, e.g. the pod name: "
+        "a worker restarted within the session timeout gets its partitions back at once, without a rebalance",
+    )
     commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
 
     # Windows
