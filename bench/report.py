@@ -128,6 +128,19 @@ def protocol_rows(sections: dict[str, Any]) -> list[tuple[str, dict[str, float] 
     return out
 
 
+def protocol_summary(sections: dict[str, Any]) -> list[str]:
+    """The table in one sentence per outcome."""
+    by: dict[str, list[str]] = {}
+    for label, speedup in protocol_rows(sections):
+        by.setdefault(verdict(speedup) or "n/a", []).append(label)
+    lines = []
+    for outcome, text in (("gRPC", "gRPC was faster in every repeat"), ("REST", "REST was faster in every repeat"),
+                          ("neither (spread spans 1)", "Neither won every repeat")):
+        if outcome in by:
+            lines.append(f"{text}: {'; '.join(by[outcome])}.")
+    return [" ".join(lines), ""] if lines else []
+
+
 def protocol_table(sections: dict[str, Any]) -> list[str]:
     rows = ["| measurement | gRPC speed-up over REST: median (min–max, n) | faster |", "| --- | --- | --- |"]
     for label, speedup in protocol_rows(sections):
@@ -320,7 +333,7 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                   "per repeat (the two ran next to each other in each repeat), and for the window settings one value "
                   "per setting (for latency, REST's divided by gRPC's). Above 1, gRPC was faster; *faster* names a "
                   "protocol only when every value agrees.", "",
-                  *protocol_table(sections), ""]
+                  *protocol_table(sections), "", *protocol_summary(sections)]
     if "reembed" in sections:
         r = sections["reembed"]
         lines += ["## 2. Re-embed throughput", "",
