@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connector.kafka_options import client_options
 from connector.settings import Settings
@@ -22,6 +26,59 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
                 await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
             except TopicAlreadyExistsError:
                 pass
+        partitions = await wait_for_leaders(admin, wanted)
+        if missing:
+            await _until_served(settings, [tp for tp in partitions if tp.topic in missing])
+        await _until_coordinator(admin, settings.consumer_group)
         return missing
     finally:
         await admin.close()
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> list[TopicPartition]:
+    """Until every partition of ``topics`` has a leader; their partitions. A client that starts
+    earlier on a new topic logs NotLeaderForPartitionError errors (expected, but they read as
+    failures)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                    for t in described)
+        if ready or asyncio.get_running_loop().time() > deadline:
+            return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+        await asyncio.sleep(0.1)
+
+
+async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, timeout: float = 30.0) -> None:
+    """Until the group has a coordinator. On a new broker the first lookup creates the offsets
+    topic and is refused meanwhile; a worker that asks first logs that as an error."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await admin.find_coordinator(group)
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                return  # the worker retries on its own; this only keeps its start quiet
+            await asyncio.sleep(0.2)
+
+
+class _ExpectedOnNewTopics(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NotLeaderForPartitionError" not in record.getMessage()
+
+
+async def _until_served(settings: Settings, partitions: list[TopicPartition]) -> None:
+    """Until the broker answers offset requests for every partition of new topics: in KRaft
+    the metadata names a leader a moment before that leader serves them. The retries meanwhile
+    are expected, so their error lines are held back here, and only here."""
+    consumer = AIOKafkaConsumer(**client_options(settings))
+    fetcher_log = logging.getLogger("aiokafka.consumer.fetcher")
+    quiet = _ExpectedOnNewTopics()
+    fetcher_log.addFilter(quiet)
+    await consumer.start()
+    try:
+        await asyncio.wait_for(consumer.end_offsets(partitions), timeout=30)
+    finally:
+        await consumer.stop()
+        fetcher_log.removeFilter(quiet)

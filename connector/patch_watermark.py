@@ -38,7 +38,11 @@ def behind(ends: dict[TopicPartition, int], committed: dict[TopicPartition, int]
 
 
 class PatchWatermark:
-    """``await watermark.wait()``: returns once the group has applied every patch published so far."""
+    """``await watermark.wait()``: returns once the group has applied every patch published so far.
+
+    Each wait opens its own short-lived Kafka clients: re-embed windows are slow (embedding),
+    so a connection per window costs little, and nothing is left open at shutdown.
+    """
 
     def __init__(self, settings: Settings, poll_seconds: float = 0.2,
                  stopping: Callable[[], bool] = lambda: False) -> None:
@@ -46,23 +50,9 @@ class PatchWatermark:
         self.settings = settings
         self.poll_seconds = poll_seconds
         self.stopping = stopping
-        self._consumer: AIOKafkaConsumer | None = None
-        self._admin: AIOKafkaAdminClient | None = None
-        self._lock = asyncio.Lock()
 
-    async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
-        async with self._lock:
-            if self._consumer is None or self._admin is None:
-                consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
-                await consumer.start()
-                admin = AIOKafkaAdminClient(**client_options(self.settings))
-                await admin.start()
-                self._consumer, self._admin = consumer, admin
-            return self._consumer, self._admin
-
-    async def ends(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    async def _ends(self, consumer: AIOKafkaConsumer) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         """The patch topic's end offsets, and its log start offsets."""
-        consumer, _ = await self._clients()
         partitions = consumer.partitions_for_topic(self.settings.patch_topic)
         if not partitions:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
@@ -72,8 +62,7 @@ class PatchWatermark:
             return {}, {}
         return dict(await consumer.end_offsets(tps)), dict(await consumer.beginning_offsets(tps))
 
-    async def committed(self) -> dict[TopicPartition, int]:
-        _, admin = await self._clients()
+    async def _committed(self, admin: AIOKafkaAdminClient) -> dict[TopicPartition, int]:
         offsets: dict[Any, Any] = await admin.list_consumer_group_offsets(self.settings.consumer_group)
         return {tp: meta.offset for tp, meta in offsets.items()
                 if tp.topic == self.settings.patch_topic and meta.offset >= 0}
@@ -81,22 +70,23 @@ class PatchWatermark:
     async def wait(self) -> float:
         """Wait until the patch topic is committed up to its end as of now; the seconds waited."""
         started = time.monotonic()
-        ends, starts = await self.ends()
-        logged = False
-        while missing := behind(ends, await self.committed(), starts):
-            if not logged and time.monotonic() - started > 5:
-                log.info("re-embeds wait for %d earlier patches to be applied first", sum(missing.values()))
-                logged = True
-            if self.stopping():
-                raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
-            await asyncio.sleep(self.poll_seconds)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
+        await consumer.start()
+        try:
+            await admin.start()
+            ends, starts = await self._ends(consumer)
+            logged = False
+            while missing := behind(ends, await self._committed(admin), starts):
+                if not logged and time.monotonic() - started > 5:
+                    log.info("re-embeds wait for %d earlier patches to be applied first", sum(missing.values()))
+                    logged = True
+                if self.stopping():
+                    raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            await consumer.stop()
+            await admin.close()
         waited = time.monotonic() - started
         metrics.REEMBED_WAIT_SECONDS.observe(waited)
         return waited
-
-    async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
-        self._consumer = self._admin = None
