@@ -26,9 +26,12 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             prefer_grpc=settings.qdrant_prefer_grpc,
             grpc_port=settings.qdrant_grpc_port,
-            # As given: qdrant-client types it int, but both transports take seconds as a float,
-            # and int() would turn 0.5 into 0 (no timeout on httpx, an instant deadline on gRPC).
+            # Not int(): 0.5 would become 0. qdrant-client rounds it up to whole seconds; the
+            # sink bounds each call by the exact value (make_sink).
             timeout=settings.qdrant_timeout_seconds,  # type: ignore[arg-type]
+            # The client's version check is a plain HTTPS GET without the custom CA: it would
+            # only warn "Failed to obtain server version" at every start.
+            check_compatibility=settings.qdrant_ca_file is None,
             **_tls_options(settings.qdrant_ca_file),
         )
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
