@@ -785,8 +785,14 @@ def markdown(reports: list[RunReport]) -> str:
         lines.append(f"| {r.scenario} | {r.qdrant} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
                      f"{len(r.faults)} ({kinds}) | {r.lost} | {r.state_differences} | "
                      f"{r.missing_dead_letters + r.unexpected_dead_letters} | {r.replayed_offsets} | {r.replayed_batches} | "
-                     f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |")
+                     f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(map(_one_line, r.problems))} |")
     return "\n".join(lines) + "\n"
+
+
+def _one_line(problem: str, limit: int = 240) -> str:
+    """A problem as a table cell: its first line, cut (the JSON report keeps it whole)."""
+    line = problem.replace("\\n", "\n").replace("|", "/").splitlines()[0] if problem else ""
+    return (line[:limit] + " ...") if len(line) > limit or "\n" in problem.replace("\\n", "\n") else line
 
 
 async def main_async(args: argparse.Namespace) -> list[RunReport]:
