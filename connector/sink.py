@@ -29,7 +29,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -214,6 +214,23 @@ def to_qdrant(op: Op) -> qm.UpdateOperation:
             delete_vectors=qm.DeleteVectors(vector=list(op.vector_names or ()), **_selector_fields(op))
         )
     raise ValueError(f"unknown op kind {op.kind}")
+
+
+def to_requests(op: Op) -> list[qm.UpdateOperation]:
+    """The operations the sink sends for one op: :func:`to_qdrant`, except that an id-addressed
+    ``set_payload`` with null values becomes a ``delete_payload`` of those keys and a
+    ``set_payload`` of the rest. Engines disagree on a null (local mode stores it; a server
+    removes the key, but stores it on a point without payload); the connector's meaning, and
+    every engine's once split, is "remove the key". A filter-addressed one is sent as it is:
+    two ops on one filter can change what the second matches."""
+    nulls = [k for k, v in (op.payload or {}).items() if v is None] if op.kind == "set_payload" else []
+    if not nulls or op.filter is not None:
+        return [to_qdrant(op)]
+    paths = [f"{op.key}.{k}" if op.key else k for k in nulls]
+    delete = qm.DeletePayloadOperation(delete_payload=qm.DeletePayload(keys=paths, points=list(op.ids or [])))
+    rest = {k: v for k, v in (op.payload or {}).items() if v is not None}
+    # with a key, the model walks (creating objects) even when nothing is left to set
+    return [delete, to_qdrant(replace(op, payload=rest))] if rest or op.key else [delete]
 
 
 # --- isolation of failing ops ---------------------------------------------------------------
@@ -404,7 +421,7 @@ class QdrantSink:
         too after the wait: Qdrant takes the tokens op by op and refuses at the first op it
         cannot pay, after applying the ones before, so re-sending the whole request would spend
         the refilled tokens on that prefix again, every time."""
-        operations = [to_qdrant(op) for op in request]
+        operations = [operation for op in request for operation in to_requests(op)]
         points = sum(point_count(op) for op in request)
         try:
             await self.call(

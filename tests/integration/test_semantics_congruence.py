@@ -25,7 +25,7 @@ from qdrant_client import models as qm
 
 from connector.operations import Op, PointData
 from connector.semantics import PointMissing, PointState, State, apply_op
-from connector.sink import classify, to_qdrant
+from connector.sink import classify, to_qdrant, to_requests
 from connector.verifier import state_from_records
 from tests.qdrant_targets import QdrantTarget
 from tests.unit.strategies import match_tag, ops, states
@@ -127,6 +127,28 @@ def _apply_both(target: QdrantTarget, initial: State, window: list[Op]) -> tuple
         return _normalize(model), _read(client)
     finally:
         client.close()
+
+
+def test_nulls_as_the_sink_sends_them_agree_everywhere(qdrant_target: QdrantTarget) -> None:
+    """The engines disagree on a null in set_payload (the xfail tests below); the sink sends it
+    as delete_payload plus set_payload (sink.to_requests), on which they all agree with the model."""
+    cases = [
+        ({1: PointState(payload={"a": 1, "b": 2, "m": {"x": 1, "y": 2}})},
+         [Op("set_payload", ids=[1], payload={"a": None, "c": 3}), Op("set_payload", ids=[1], payload={"x": None}, key="m")]),
+        ({1: PointState(payload={"a": 1})}, [Op("clear_payload", ids=[1]), Op("set_payload", ids=[1], payload={"a": None, "c": 3})]),
+        ({}, [Op("upsert", points={1: PointData(vectors={"dense": (1.0, 1.0)})}),
+              Op("set_payload", ids=[1], payload={"a": None, "c": 3}), Op("set_payload", ids=[1], payload={"z": None}, key="n")]),
+    ]
+    for initial, window in cases:
+        client = _fresh_client(qdrant_target, initial)
+        model = copy.deepcopy(initial)
+        try:
+            for op in window:
+                apply_op(model, op)
+                client.batch_update_points("c", to_requests(op))
+            assert _read(client) == _normalize(model), window
+        finally:
+            client.close()
 
 
 def test_set_payload_null_removes_the_key(qdrant_target: QdrantTarget, request: pytest.FixtureRequest) -> None:
