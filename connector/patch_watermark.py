@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from connector import metrics
 from connector.kafka_options import client_options
@@ -68,12 +69,28 @@ class PatchWatermark:
                 if tp.topic == self.settings.patch_topic and meta.offset >= 0}
 
     async def wait(self) -> float:
-        """Wait until the patch topic is committed up to its end as of now; the seconds waited."""
+        """Wait until the patch topic is committed up to its end as of now; the seconds waited.
+
+        A broker that is down or restarting is waited for like a slow patch topic (retried,
+        never raised): it is no record's fault, and the re-embeds must not pass before the
+        patches either way."""
         started = time.monotonic()
+        while True:
+            try:
+                await self._wait_once(started)
+                break
+            except (KafkaError, OSError) as exc:
+                log.warning("re-embeds wait for the broker: %s: %s", type(exc).__name__, exc)
+                await self._sleep_unless_stopping(1.0)
+        waited = time.monotonic() - started
+        metrics.REEMBED_WAIT_SECONDS.observe(waited)
+        return waited
+
+    async def _wait_once(self, started: float) -> None:
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         admin = AIOKafkaAdminClient(**client_options(self.settings))
-        await consumer.start()
         try:
+            await consumer.start()
             await admin.start()
             ends, starts = await self._ends(consumer)
             logged = False
@@ -81,12 +98,12 @@ class PatchWatermark:
                 if not logged and time.monotonic() - started > 5:
                     log.info("re-embeds wait for %d earlier patches to be applied first", sum(missing.values()))
                     logged = True
-                if self.stopping():
-                    raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
-                await asyncio.sleep(self.poll_seconds)
+                await self._sleep_unless_stopping(self.poll_seconds)
         finally:
             await consumer.stop()
             await admin.close()
-        waited = time.monotonic() - started
-        metrics.REEMBED_WAIT_SECONDS.observe(waited)
-        return waited
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        if self.stopping():
+            raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
+        await asyncio.sleep(seconds)

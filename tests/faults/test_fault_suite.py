@@ -43,16 +43,7 @@ def _assert_sound(report: RunReport, faults: int) -> None:
         assert report.replayed_offsets > 0
 
 
-# The worker exits 70 when the broker comes back: a re-embed window's patch watermark
-# (connector/patch_watermark.py) asks the group's committed offsets while the coordinator is
-# not available yet (GroupCoordinatorNotAvailableError / NodeNotReadyError), and the error
-# leaves the window as an unexpected failure. 5 runs of 5 on 5911eec; remove the mark when fixed.
-BROKER_RESTART_EXITS = pytest.mark.xfail(strict=True, reason="the patch watermark's Kafka errors while the broker "
-                                         "restarts exit the worker (70)")
-
-
-@pytest.mark.parametrize(("scenario", "faults"), [("kills", 4), ("outage", 2), ("disk-full", 1),
-                                                  pytest.param("broker-restart", 2, marks=BROKER_RESTART_EXITS)])
+@pytest.mark.parametrize(("scenario", "faults"), [("kills", 4), ("outage", 2), ("disk-full", 1), ("broker-restart", 2)])
 async def test_scenario(kafka, model_env, model_paths, tmp_path: Path, scenario: str, faults: int) -> None:
     """On local mode."""
     embedder = Embedder(Settings(model_paths=model_paths))
