@@ -63,6 +63,7 @@ PADDING_IDS = 1_000_000  # kv ids from here on are padding, not part of the work
 SERVERS = ("rest", "grpc")  # a Qdrant server, over REST or gRPC
 TARGET_NAMES = ("local", *SERVERS)
 SERVER_TIMEOUT_SECONDS = 2.0  # the client's request timeout in server-pause: the pause outlasts it
+SCALE_WAIT = 120  # seconds a scale-out step may take (a join takes ~10 s on 2 busy cores)
 
 
 @dataclass
@@ -626,17 +627,17 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     chunks = _chunks(workload, 5)
     first = run.start_worker(own_port=True)
     await run.send(chunks[0])
-    await tail.wait(lambda: tail.by_worker(first.process.pid), 180, "the first worker's first batch")
+    await tail.wait(lambda: tail.by_worker(first.process.pid), SCALE_WAIT, "the first worker's first batch")
 
     join = Fault("join", round(run.elapsed(), 2))
     joined = [run.start_worker(own_port=True), run.start_worker(own_port=True)]
     started = time.monotonic()
     feeding = asyncio.create_task(_trickle(run, chunks[1]))  # the first worker is busy while they join
     alive = lambda: _check_alive(run)  # noqa: E731 - a worker that dies fails the run at once
-    await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), 180, "the new workers' partitions", alive)
+    await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), SCALE_WAIT, "the new workers' partitions", alive)
     await feeding
     await run.send(chunks[2])
-    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), 180, "a batch of each new worker", alive)
+    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), SCALE_WAIT, "a batch of each new worker", alive)
     join.recovered_seconds = round(time.monotonic() - started, 2)
     join.note = "2 workers joined; recovery: start to a confirmation by each"
     _check_alive(run)
@@ -658,7 +659,7 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
         return any(v["worker"].endswith(f":{stays.process.pid}") and (v["topic"], r["partition"]) in held
                    for v in tail.verifications[seen:] for r in v["ranges"])
 
-    await tail.wait(taken_over, 180, "the remaining worker to confirm records of a partition the others held", alive)
+    await tail.wait(taken_over, SCALE_WAIT, "the remaining worker to confirm records of a partition the others held", alive)
     leave.recovered_seconds = round(time.monotonic() - stopped, 2)
     leave.note = f"2 workers left ({len(held)} partitions with records moved); recovery: SIGTERM to a confirmation of one of them by the worker left"
     _check_alive(run)

@@ -31,8 +31,17 @@ WINDOW = 50
 EVENTS = int(os.environ.get("QCC_FAULT_EVENTS", "3000"))
 
 
+# The remaining worker can stall for good in the leave rebalance: Faust waits for its re-embed
+# window (wait_empty), which waits in connector/patch_watermark.py for patch commits that
+# cannot happen during the rebalance. Whether a re-embed window is waiting at that moment is
+# timing, so the mark is not strict (1 run of 2 on 75b4931 stalled); remove it when fixed.
+REBALANCE_STALL = pytest.mark.xfail(strict=False, reason="a re-embed window waiting for the patch watermark "
+                                    "stalls the rebalance (docs/faults.md)")
+
+
 # one transport: the rebalances are the same over gRPC, and this test is one of the slower ones
-@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=pytest.mark.server)], indirect=True)
+@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=[pytest.mark.server, REBALANCE_STALL])],
+                         indirect=True)
 async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env, model_paths, tmp_path: Path,
                                                                  server_target: QdrantTarget) -> None:
     """Two worker processes join a running one mid-stream, then two leave on SIGTERM (the
