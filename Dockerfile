@@ -7,7 +7,6 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY connector ./connector
-COPY kafka ./kafka
 RUN /opt/venv/bin/pip install . \
  && /opt/venv/bin/qdrant-change-connector models --dest /models > /models/paths.json
 

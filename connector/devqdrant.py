@@ -1,10 +1,11 @@
 """A real Qdrant server for the tests and the benchmarks, next to the embedded local mode.
 
 The server is whatever ``QCC_QDRANT_SERVER_START`` names (a script that takes ``STORAGE_DIR
-HTTP_PORT GRPC_PORT`` and runs the server in the foreground), else ``../shared/qdrant/start``
-beside the project when it exists. Without either, :func:`server_start_script` says why and
-server tests skip with that reason. Each server gets free loopback ports and its own storage
-folder; SIGKILL, SIGSTOP and SIGCONT of :attr:`QdrantServer.process` are real server faults.
+HTTP_PORT GRPC_PORT`` and runs the server in the foreground), else, run from a source
+checkout, ``../shared/qdrant/start`` beside the checkout when it exists. Without either,
+:func:`server_start_script` says why and server tests skip with that reason. Each server
+gets free loopback ports and its own storage folder; SIGKILL, SIGSTOP and SIGCONT of
+:attr:`QdrantServer.process` are real server faults.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from connector.devbroker import PROJECT_ROOT, _stop_with_parent, free_port
+from connector.devbroker import _stop_with_parent, free_port
+from connector.paths import SOURCE_ROOT
 
-SHARED_START = PROJECT_ROOT.parent / "shared" / "qdrant" / "start"
+# beside a source checkout only: an installed package has no such neighbour
+SHARED_START = SOURCE_ROOT.parent / "shared" / "qdrant" / "start" if SOURCE_ROOT is not None else None
 
 
 def server_start_script() -> tuple[Path | None, str]:
@@ -31,9 +34,10 @@ def server_start_script() -> tuple[Path | None, str]:
     if named:
         path = Path(named)
         return (path, "") if path.exists() else (None, f"QCC_QDRANT_SERVER_START={named} does not exist")
-    if SHARED_START.exists():
+    if SHARED_START is not None and SHARED_START.exists():
         return SHARED_START, ""
-    return None, (f"no Qdrant server to start: {SHARED_START} is absent; set QCC_QDRANT_SERVER_START to a script "
+    where = f"{SHARED_START} is absent" if SHARED_START is not None else "QCC_QDRANT_SERVER_START is not set"
+    return None, (f"no Qdrant server to start: {where}; set QCC_QDRANT_SERVER_START to a script "
                   "taking STORAGE_DIR HTTP_PORT GRPC_PORT (docs/testing.md)")
 
 

