@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 from qdrant_client import models as qm
 
+from connector.embedder import Embedder
+from connector.settings import DEFAULT_DENSE_MODEL, Settings
 from tests.integration.harness import Stack, Worker, all_covered, produce, qdrant_outage, read_topic
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
 
 UUID_ID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
+
+
+def cosine(a: list[float], b: tuple[float, ...]) -> float:
+    return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
 def _create_collections(target: QdrantTarget) -> None:
@@ -68,7 +75,8 @@ async def _run(kafka, stack: Stack, patches: list[Any], reembeds: list[Any] = ()
     return ver, dead, sent_p
 
 
-async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+async def test_every_operation_and_reembed(kafka, model_env, model_paths, tmp_path: Path,
+                                          qdrant_target: QdrantTarget) -> None:
     stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     await stack.create_topics()
     _create_collections(qdrant_target)
@@ -109,12 +117,18 @@ async def test_every_operation_and_reembed(kafka, model_env, tmp_path: Path, qdr
         assert pts[8].vector["tiny"] == [0, 0, 1]
         assert "bm25" not in pts[UUID_ID].vector and pts[UUID_ID].vector["tiny"] == [1, 2, 3]
         assert pts[2].payload["team"] == "nine"
-        # re-embeds: dense of 2 and 3 now embeds the body; bm25 written for u-123 points; payload untouched
-        assert all("bm25" in pts[i].vector for i in (1, 3, 5 - 2, 7 - 0) if pts[i].payload.get("user") == "u-123")
-        assert "bm25" in pts[1].vector and "bm25" in pts[3].vector and "bm25" not in pts[2].vector
+        # re-embeds. bm25 by filter: written for exactly the points that were u-123 when it ran
+        # (5 had become u-9 and 7 had lost its payload), no other
+        assert {i for i in range(1, 10) if pts[i].payload.get("user") == "u-123"} == {1, 3, 9}
+        assert {i for i in range(1, 10) if "bm25" in pts[i].vector} == {1, 3, 9}
+        # dense: 2 and 3 now embed their body, 4 the inline text; 1 still embeds its upsert's text
+        embedder = Embedder(Settings(model_paths=model_paths))
+        texts = {1: "document number 1", 2: "the body of document 2", 3: "the body of document 3", 4: "fresh text for four"}
+        expected = dict(zip(texts, embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", list(texts.values()))))
+        embedder.close()
+        closeness = {i: round(cosine(pts[i].vector["dense"], expected[i]), 3) for i in texts}
+        assert all(c > 0.99 for c in closeness.values()), closeness
         assert pts[2].payload == {"body": "the body of document 2", "user": "u-9", "archived": True, "team": "nine"}
-        before = client.query_points("docs", query=pts[2].vector["dense"], using="dense", limit=1).points[0].id
-        assert before == 2
     finally:
         client.close()
     reembed_ver = [v for v in ver if v["topic"] == stack.env["QCC_REEMBED_TOPIC"]]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.events import ReembedEvent, Rejection, SetPayloadEvent, parse_change
+from connector.events import PATCH_OPS, FenceRecord, ReembedEvent, Rejection, SetPayloadEvent, parse_change
 
 
 def _patch(**fields) -> bytes:  # noqa: ANN003
@@ -62,12 +62,39 @@ def test_reembed_by_filter() -> None:
 FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "3000"))  # 100000+ for the on-demand run
 
 
+# every code parse_change answers with (the dead-letter reasons of the parser)
+PARSER_CODES = {"empty_record", "event_too_large", "invalid_utf8", "invalid_json", "schema_violation",
+                "unsupported_schema_version", "wrong_topic", "unknown_operation", "too_many_ids"}
+
+
+def _accepted_kind_fits(result: object, expect: str) -> bool:
+    """An accepted record is a fence (on either topic) or an event of the topic's own kind."""
+    if isinstance(result, FenceRecord):
+        return True
+    return isinstance(result, ReembedEvent) if expect == "reembed" else getattr(result, "kind", None) == "patch"
+
+
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(value: bytes) -> None:
+    """Bytes that are not UTF-8, not JSON or not a JSON object get that reason, per the
+    standard library's own reading; anything accepted was a JSON object of the right kind."""
     for expect in ("patch", "reembed"):
         result = parse_change(value, expect=expect)  # type: ignore[arg-type]
-        assert isinstance(result, Rejection) or value.lstrip().startswith(b"{")
+        try:
+            document = json.loads(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            assert isinstance(result, Rejection) and result.code == "invalid_utf8", result
+            continue
+        except ValueError:
+            assert isinstance(result, Rejection) and result.code == "invalid_json", result
+            continue
+        if isinstance(result, Rejection):
+            assert result.code in PARSER_CODES and result.message, result
+            if not isinstance(document, dict):
+                assert result.code == "schema_violation", result
+        else:
+            assert isinstance(document, dict) and _accepted_kind_fits(result, expect), (value, result)
 
 
 JSON = st.recursive(
@@ -83,5 +110,25 @@ JSON = st.recursive(
                                        "ids": JSON, "filter": JSON, "payload": JSON, "points": JSON, "key": JSON,
                                        "keys": JSON, "vector_names": JSON, "kind": st.sampled_from(["patch", "reembed"])}))
 def test_arbitrary_json_events_never_raise(document: dict) -> None:
+    """Each answer is an event of the topic's kind or a rejection with the reason the document
+    shows: not JSON (an infinite number), a kind for the other topic, an op that does not
+    exist; any other rejection keeps the collection it names."""
+    try:
+        json.dumps(document, allow_nan=False)
+        standard = True
+    except ValueError:  # an infinite float: Python writes Infinity, which is not JSON
+        standard = False
     for expect in ("patch", "reembed"):
-        parse_change(json.dumps(document).encode(), expect=expect)  # type: ignore[arg-type]
+        result = parse_change(json.dumps(document).encode(), expect=expect)  # type: ignore[arg-type]
+        kind = document.get("kind", "patch")
+        if not standard:
+            assert isinstance(result, Rejection) and result.code == "invalid_json", result
+            continue
+        if kind != expect:
+            assert isinstance(result, Rejection) and result.code == "wrong_topic", result
+        elif expect == "patch" and document.get("op") not in PATCH_OPS:
+            assert isinstance(result, Rejection) and result.code == "unknown_operation", result
+        if isinstance(result, Rejection):
+            assert result.code in PARSER_CODES and result.message and result.collection == "docs", result
+        else:
+            assert _accepted_kind_fits(result, expect) and result.collection == "docs", result
