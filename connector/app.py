@@ -28,7 +28,7 @@ from faust.types import EventT
 from qdrant_client import AsyncQdrantClient
 
 from connector.embedder import Embedder
-from connector.errors import StorageError
+from connector.errors import StorageError, WindowAbandoned
 from connector.failpoints import Failpoints
 from connector.health import Readiness, probe_qdrant, serve
 from connector.kafka_options import ssl_context
@@ -59,7 +59,7 @@ class Runtime:
         self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
-        self.stopping: Callable[[], bool] = lambda: False  # create_app points it at the app's state
+        self.stopping: Callable[[], bool] = lambda: False  # shutting down or rebalancing (create_app)
 
     async def processor(self, expect: Literal["patch", "reembed"]) -> WindowProcessor:
         async with self._lock:
@@ -176,7 +176,9 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     runtime = Runtime(settings, client)
-    runtime.stopping = lambda: bool(app.should_stop)
+    # Shutting down or rebalancing: Faust waits for the window in hand before it goes on, so a
+    # window that waits (Qdrant retries, the patch watermark) gives up and is replayed instead.
+    runtime.stopping = lambda: bool(app.should_stop or app.rebalancing)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
     async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:
@@ -190,6 +192,16 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
+            except WindowAbandoned as given_up:
+                # It waited (Qdrant retries, the patch watermark) when a shutdown or rebalance came,
+                # which waits for it in turn. Nothing of it is committed; after the rebalance the
+                # consumer starts again from the committed offsets, so it is replayed. The agent goes
+                # on (a crashed agent would strand the events it had buffered).
+                abandon(events)
+                log.warning("window of %d events abandoned (%s); it will be replayed", len(events), given_up)
+                if app.should_stop:
+                    raise asyncio.CancelledError(str(given_up)) from given_up
+                continue
             except Exception as exc:
                 # Bad input never gets here (it is dead-lettered): this is local storage that cannot
                 # be written, a bug, a configuration error or a broker failure. Exit at once so the

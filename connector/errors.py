@@ -63,3 +63,9 @@ class StorageError(ConnectorError):
     of the collection, which now differs from disk, so the only safe move is to stop without
     committing and let a restart reload the collection from disk and replay the window.
     """
+
+
+class WindowAbandoned(ConnectorError):
+    """The worker is stopping or rebalancing while a window waits (Qdrant retries, the patch
+    watermark): the window gives up, nothing of it is committed, and it is replayed from the
+    committed offset by whichever worker owns its partition next."""

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from connector import metrics
+from connector.errors import WindowAbandoned
 from connector.kafka_options import client_options
 from connector.settings import Settings
 
@@ -47,7 +48,8 @@ class PatchWatermark:
 
     def __init__(self, settings: Settings, poll_seconds: float = 0.2,
                  stopping: Callable[[], bool] = lambda: False) -> None:
-        """``stopping`` ends a wait at shutdown (as cancelled: the window is replayed)."""
+        """``stopping`` ends a wait at shutdown or a rebalance (as cancelled: the window is
+        replayed). A rebalance pauses the patch agents too, so waiting through it would stall it."""
         self.settings = settings
         self.poll_seconds = poll_seconds
         self.stopping = stopping
@@ -105,5 +107,5 @@ class PatchWatermark:
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         if self.stopping():
-            raise asyncio.CancelledError("re-embeds no longer wait for patches: the worker is stopping")
+            raise WindowAbandoned("re-embeds no longer wait for patches: the worker is stopping or rebalancing")
         await asyncio.sleep(seconds)

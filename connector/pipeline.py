@@ -49,7 +49,7 @@ from connector.events import (
     normalize_id,
     parse_change,
 )
-from connector.errors import CollectionMissing, ConfigurationError, PermanentError, StorageError
+from connector.errors import CollectionMissing, ConfigurationError, PermanentError, StorageError, WindowAbandoned
 from connector.failpoints import Failpoints
 from connector.operations import (
     DEFAULT_VECTOR,
@@ -627,7 +627,8 @@ def is_infrastructure(exc: BaseException) -> bool:
     """Failures that are no record's fault: local storage, configuration, the broker, shutdown."""
     from aiokafka.errors import KafkaError
 
-    return isinstance(exc, (StorageError, ConfigurationError, KafkaError, asyncio.CancelledError, MemoryError))
+    return isinstance(exc, (StorageError, ConfigurationError, WindowAbandoned, KafkaError, asyncio.CancelledError,
+                            MemoryError))
 
 
 def _fail(item: _Item, code: str, message: str) -> None:

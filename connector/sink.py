@@ -48,6 +48,7 @@ from connector.errors import (
     RequestTooLarge,
     StorageError,
     TransientError,
+    WindowAbandoned,
 )
 from connector.failpoints import Failpoints
 from connector.operations import DEFAULT_VECTOR, Op, Sparse, Vector
@@ -334,8 +335,8 @@ class QdrantSink:
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``max_request_bytes`` bounds the estimated body of one batch request;
-        ``stopping`` says the worker is shutting down, which ends a retry loop (the caller
-        abandons its window, to be replayed)."""
+        ``stopping`` says the worker is shutting down or rebalancing, which ends a retry loop
+        (the caller abandons its window, to be replayed)."""
         self.client = client
         self._retry_initial, self._retry_max = retry_initial, retry_max
         self._timeout = timeout
@@ -387,12 +388,13 @@ class QdrantSink:
                     raise error from exc
 
     async def _sleep_unless_stopping(self, delay: float, what: str) -> None:
-        """Sleep before a retry; at shutdown, give up the call as cancelled instead. (Faust waits
-        for the window in hand before it stops; a retry loop must not hold it forever.)"""
+        """Sleep before a retry; at shutdown or a rebalance, give up the call as cancelled instead.
+        (Faust waits for the window in hand before it stops or rebalances; a retry loop must not
+        hold either forever.)"""
         deadline = time.monotonic() + delay
         while True:
             if self.stopping():
-                raise asyncio.CancelledError(f"{what}: not retried, the worker is stopping")
+                raise WindowAbandoned(f"{what}: not retried, the worker is stopping or rebalancing")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
