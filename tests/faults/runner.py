@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import QdrantClient
@@ -36,6 +37,7 @@ from connector.devbroker import KafkaBroker, free_port
 from connector.devqdrant import QdrantServer
 from connector.embedder import Embedder
 from connector.offline_model import assemble_all
+from connector.publishing import HEADER_FORM, read_dead_letter
 from connector.settings import Settings
 from connector.verifier import state_from_records
 from tests.faults.workload import (
@@ -43,14 +45,19 @@ from tests.faults.workload import (
     DOCS_POINTS,
     KV,
     MISSING_DOC,
+    OVERSIZED_BYTES,
+    POISON_STAGES,
     Record,
     as_stored,
     doc_text,
+    hostile_workload,
+    poison_marker,
     final_dead,
     make_workload,
     point_of,
     reference_docs,
     reference_kv,
+    is_kv_patch,
     replaced_later,
 )
 from tests.integration.harness import Stack, TopicFollower, Worker, produce
@@ -63,6 +70,7 @@ PADDING_IDS = 1_000_000  # kv ids from here on are padding, not part of the work
 SERVERS = ("rest", "grpc")  # a Qdrant server, over REST or gRPC
 TARGET_NAMES = ("local", *SERVERS)
 SERVER_TIMEOUT_SECONDS = 2.0  # the client's request timeout in server-pause: the pause outlasts it
+TEXT_SHARE = 0.02  # records that are a docs text patch or the re-embed that follows it
 SCALE_WAIT = 120  # seconds a scale-out step may take (a join takes ~10 s on 2 busy cores)
 
 
@@ -90,6 +98,9 @@ class RunReport:
     replayed_offsets: int = 0  # confirmed more than once (a replayed window)
     replayed_batches: int = 0  # batch ids seen more than once
     mismatches: int = 0  # verification events with status "mismatch"
+    patched_text_vectors: int = 0  # docs points re-embedded from a patched text, vector checked against it
+    unknown_text_vectors: int = 0  # docs points with a text patch after their last field re-embed: not checked
+    dead_letters_by_code: dict[str, int] = field(default_factory=dict)  # final dead letter per offset
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -108,7 +119,22 @@ class Tail(TopicFollower):
         self.verifications: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
+        self._dead_letter_topic = dead_letter_topic
         super().__init__(bootstrap, lists, lambda topic, record: lists[topic].append(record))
+
+    async def _run(self) -> None:
+        # dead letters in any form: the record_value form's value is the original, not JSON
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for tp, messages in batch.items():
+                for message in messages:
+                    if tp.topic == self._dead_letter_topic:
+                        envelope, original = read_dead_letter(message.value, list(message.headers or []))
+                        envelope["form"] = dict(message.headers or []).get(HEADER_FORM, b"envelope").decode()
+                        envelope["original_bytes"] = None if original is None else len(original)
+                        self.dead_letters.append(envelope)
+                    else:
+                        self.verifications.append(json.loads(message.value))
 
     async def wait(self, check: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], None] = lambda: None) -> None:
@@ -260,12 +286,13 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     report.records = len(records)
     report.invalid_records = sum(r.invalid for r in records)
     report.reembed_records = sum(r.topic == "reembed" for r in records)
-    patch_positions = [i for i, r in enumerate(records) if r.topic == "patch" and not r.invalid]
+    patch_positions = [i for i, r in enumerate(records) if is_kv_patch(r)]
     patch_events = [records[i].event for i in patch_positions]
     expected_kv, rejected = reference_kv(patch_events)  # type: ignore[arg-type]
     expected_dead = {where[i] for i, r in enumerate(records) if r.invalid}
     expected_dead |= {where[patch_positions[j]] for j in rejected}
     expected_dead |= {where[i] for i, r in enumerate(records) if r.topic == "reembed" and r.event and r.event.get("ids") == [MISSING_DOC]}
+    expected_dead |= {where[i] for i, r in enumerate(records) if r.poison}
 
     covered = tail.covered()
     valid_where = [w for w, r in zip(where, records) if not r.invalid]
@@ -297,6 +324,19 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     missing = {w for w in expected_dead - flips if w not in lettered or w not in dead}
     unexpected = ((lettered | dead) - expected_dead) - flips
     report.missing_dead_letters, report.unexpected_dead_letters = len(missing), len(unexpected)
+    last_letter = {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]): d for d in tail.dead_letters}
+    codes = {w: last_letter[w]["error"]["code"] for w in dead if w in last_letter}
+    report.dead_letters_by_code = {c: sum(v == c for v in codes.values()) for c in sorted(set(codes.values()))}
+    not_poison = [w for w, r in zip(where, records) if r.poison and codes.get(w) != "poison_record"]
+    if not_poison:
+        report.problems.append(f"{len(not_poison)} poison records not dead-lettered as poison_record: "
+                               f"{[codes.get(w) for w in not_poison[:5]]}")
+    for w, r in zip(where, records):
+        if len(r.value) >= OVERSIZED_BYTES and w in last_letter:
+            got = last_letter[w]
+            if got["form"] != "record_value" or got["original_bytes"] != len(r.value):
+                report.problems.append(f"the {len(r.value)}-byte record was dead-lettered in form {got['form']} "
+                                       f"with {got['original_bytes']} original bytes, not record_value with all of them")
     position = {w: i for i, w in enumerate(where)}
     for label, found in (("expected dead letters missing", missing), ("unexpected dead letters", unexpected)):
         if found:
@@ -317,18 +357,36 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
         report.problems.append(f"{report.state_differences} kv points differ from the reference model "
                                f"(point: (expected, actual)): {sample}")
 
-    texts = reference_docs([r.event for r in records if r.topic == "reembed" and r.event])  # type: ignore[misc]
+    payload, expected = reference_docs(records)  # run.sent.records is in publish order
+    texts = sorted({v.text for v in expected.values() if v is not None})
     model = Settings(model_paths=json.loads(run.stack.env["QCC_MODEL_PATHS"])).dense_model
-    vectors = dict(zip(texts, embedder.embed_sync(model, "dense", list(texts.values())))) if texts else {}
-    wrong_docs = 0
+    vectors = dict(zip(texts, embedder.embed_sync(model, "dense", texts))) if texts else {}
+    wrong_docs, stale, wrong_payload = [], [], []
     for pid in range(DOCS_POINTS):
-        want_vec = vectors.get(pid) or tuple(initial_doc_vector())
-        got_vec = docs[pid].vector["dense"]
-        if sum(a * b for a, b in zip(want_vec, got_vec)) < 0.999 or docs[pid].payload != {"text": doc_text(pid)}:
-            wrong_docs += 1
-    if wrong_docs:
-        report.state_differences += wrong_docs
-        report.problems.append(f"{wrong_docs} docs points do not hold the embedding of their last re-embed text")
+        if docs[pid].payload != {"text": payload[pid]}:
+            wrong_payload.append(pid)
+        if pid in expected and expected[pid] is None:
+            report.unknown_text_vectors += 1  # a text patch after its last re-embed: either text
+            continue
+        want = expected.get(pid)
+        if _cosine(vectors[want.text] if want else initial_doc_vector(), docs[pid].vector["dense"]) > 0.99:
+            report.patched_text_vectors += bool(want and want.patched)
+        elif want and want.patched:
+            stale.append(pid)
+        else:
+            wrong_docs.append(pid)
+    for found, label in ((wrong_payload, "docs points whose payload text is not the last text written"),
+                         (wrong_docs, "docs points do not hold the embedding of their last re-embed text"),
+                         (stale, "docs points re-embedded from a patched text do not hold the embedding of the last "
+                                 "text written before the re-embed was published (a stale re-embed)")):
+        if found:
+            report.state_differences += len(found)
+            report.problems.append(f"{len(found)} {label}: points {found[:10]}")
+
+
+def _cosine(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _scroll_all(client: QdrantClient, collection: str) -> list[qm.Record]:
@@ -343,7 +401,7 @@ def _scroll_all(client: QdrantClient, collection: str) -> list[qm.Record]:
 # --- scenarios ----------------------------------------------------------------------------------
 
 
-async def _finish(run: Run, tail: Tail, timeout: float) -> None:
+async def _finish(run: Run, tail: Tail, timeout: float, alive: Callable[[], None] = lambda: None) -> None:
     """Wait until every record is covered and the group has committed every offset, then stop
     the workers cleanly.
 
@@ -351,9 +409,10 @@ async def _finish(run: Run, tail: Tail, timeout: float) -> None:
     confirmed again: a worker commits only windows it has confirmed.
     """
     everything = set(run.sent.where)
-    await tail.wait(lambda: everything <= tail.covered(), timeout, "every record to be covered")
+    await tail.wait(lambda: everything <= tail.covered(), timeout, "every record to be covered", alive)
     deadline = time.monotonic() + 120
     while behind := await run.behind():
+        alive()
         if time.monotonic() > deadline:
             raise TimeoutError(f"the group has not committed every offset after 120 s: (committed, end) {behind}")
         await asyncio.sleep(0.5)
@@ -378,7 +437,7 @@ async def scenario_kills(run: Run, tail: Tail, rng: random.Random, events: int, 
     The four kinds come round in shuffled rounds, so any four consecutive faults cover them all.
     """
     await run.setup()
-    workload = make_workload(rng, events, points=max(50, events // 40))
+    workload = make_workload(rng, events, points=max(50, events // 40), text_share=TEXT_SHARE)
     chunks = _chunks(workload, faults + 1)
     done: list[Fault] = []
     run.start_worker()
@@ -422,7 +481,7 @@ async def scenario_outage(run: Run, tail: Tail, rng: random.Random, events: int,
     isolation path runs under load.
     """
     await run.setup()
-    workload = make_workload(rng, events, points=max(50, events // 40), filters=True)
+    workload = make_workload(rng, events, points=max(50, events // 40), filters=True, text_share=TEXT_SHARE)
     chunks = _chunks(workload, faults + 1)
     done: list[Fault] = []
     worker = run.start_worker()
@@ -485,7 +544,7 @@ async def scenario_broker_restart(run: Run, tail: Tail, rng: random.Random, even
     """The broker (the run's own) stops for seconds under load and comes back on the same port."""
     assert run.broker is not None
     await run.setup()
-    workload = make_workload(rng, events, points=max(50, events // 40))
+    workload = make_workload(rng, events, points=max(50, events // 40), text_share=TEXT_SHARE)
     chunks = _chunks(workload, faults + 1)
     done: list[Fault] = []
     worker = run.start_worker()
@@ -520,7 +579,7 @@ async def _server_fault_halves(run: Run, tail: Tail, rng: random.Random, events:
     from the server being back to the first confirmation of a record of the second half.
     """
     await run.setup()
-    workload = make_workload(rng, events, points=max(50, events // 40))
+    workload = make_workload(rng, events, points=max(50, events // 40), text_share=TEXT_SHARE)
     chunks = _chunks(workload, faults + 1)
     worker = run.start_worker()
     await run.send(chunks[0])
@@ -623,7 +682,7 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     lets one process open its folder.
     """
     await run.setup()
-    workload = make_workload(rng, events, points=max(50, events // 40))
+    workload = make_workload(rng, events, points=max(50, events // 40), text_share=TEXT_SHARE)
     chunks = _chunks(workload, 5)
     first = run.start_worker(own_port=True)
     await run.send(chunks[0])
@@ -667,6 +726,35 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     return [join, leave]
 
 
+async def scenario_hostile(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+    """Records that break each stage, mixed into the stream (``faults`` is not used).
+
+    Not JSON, a wrong vector size, a ~900 KB record that is not JSON (its dead letter keeps
+    the original as the record value), and records carrying the marker of a ``poison-<stage>``
+    failpoint for each stage (validation, planning, embedding, the Qdrant request,
+    verification; connector/failpoints.py). One worker must take them all without exiting:
+    every poison record dead-lettered as ``poison_record``, everything else as by the other
+    scenarios, every offset confirmed and committed.
+    """
+    for stage in POISON_STAGES:
+        (run.failpoints / f"poison-{stage}").write_text(poison_marker(stage))
+    await run.setup()
+    workload = hostile_workload(rng, events, points=max(50, events // 40), text_share=TEXT_SHARE)
+    points = max(50, events // 40)  # the clean first records (hostile_workload)
+    run.start_worker()
+    alive = lambda: _check_alive(run, any_exit=True)  # noqa: E731 - no exit at all, not even 0
+    clean = await _send_tracked(run, workload[:points])
+    # the rest once the worker is running, in two bursts: its windows are full-size, not the
+    # few records of a start (a small window that holds a poison record next to ordinary dead
+    # letters is a connector limitation: docs/faults.md, "hostile")
+    await tail.wait(lambda: clean <= tail.covered(), 180, "the clean first records", alive)
+    for chunk in _chunks(workload[points:], 2):
+        await run.send(chunk)
+        alive()
+    await _finish(run, tail, timeout=600 + events / 50, alive=alive)
+    return []
+
+
 async def _trickle(run: Run, records: list[Record], slices: int = 10, pause: float = 0.3) -> None:
     """Send records in slices over a few seconds: a stream that keeps running, not one burst."""
     for piece in _chunks(records, slices):
@@ -674,16 +762,16 @@ async def _trickle(run: Run, records: list[Record], slices: int = 10, pause: flo
         await asyncio.sleep(pause)
 
 
-def _check_alive(run: Run) -> None:
+def _check_alive(run: Run, any_exit: bool = False) -> None:
     for worker in run.workers:
         code = worker.process.poll()
-        if code is not None and code != 0:
+        if code is not None and (code != 0 or any_exit):
             raise RuntimeError(f"worker exited {code}: {worker.output()[-2000:]}")
 
 
 def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) -> set[Any]:
     """Points whose confirmed state is not what local mode has on disk (one partition: a prefix)."""
-    patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if r.topic == "patch" and r.event]
+    patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if is_kv_patch(r)]
     expected, _ = reference_kv([e for e, w in patches if w in confirmed])
     pending = {point_of(e) for e, w in patches if w not in confirmed}
     client = run.client()
@@ -724,12 +812,13 @@ SCENARIOS: dict[str, Scenario] = {
     "server-pause": Scenario(scenario_server_pause, 2, targets=SERVERS, own_server=True,
                              env=(("QCC_QDRANT_TIMEOUT_SECONDS", str(SERVER_TIMEOUT_SECONDS)),)),
     "scale-out": Scenario(scenario_scale_out, 4, targets=SERVERS),  # several processes: a server
+    "hostile": Scenario(scenario_hostile, 2),
 }
 
 
 async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], workdir: Path, seed: int,
                        events: int, faults: int, embedder: Embedder, qdrant: str = "local",
-                       server: QdrantServer | None = None) -> RunReport:
+                       server: QdrantServer | None = None, worker_env: dict[str, str] | None = None) -> RunReport:
     """One run of a scenario on ``qdrant`` (local, rest or grpc).
 
     A server target uses ``server`` (wiped first), except the scenarios that fault the server,
@@ -752,7 +841,7 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
                 raise ValueError(f"scenario {name} on {qdrant} needs a Qdrant server")
             target.wipe()
         run = Run(broker.bootstrap if broker else bootstrap, model_env, workdir, partitions=scenario.partitions,
-                  qdrant=target, extra_env=dict(scenario.env))
+                  qdrant=target, extra_env=dict(scenario.env) | (worker_env or {}))
         run.broker = broker
         await run.stack.create_topics(partitions=scenario.partitions)
         async with Tail(run.stack.bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"],
@@ -777,8 +866,8 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
 
 def markdown(reports: list[RunReport]) -> str:
     lines = ["| scenario | qdrant | seed | records | invalid | re-embeds | faults | lost | state diffs | dead-letter diffs | "
-             "replayed offsets | replayed batches | recovery s (median / max) | run s | result |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
+             "replayed offsets | replayed batches | patched texts checked | recovery s (median / max) | run s | result |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
     for r in reports:
         rec = sorted(f.recovered_seconds for f in r.faults if f.recovered_seconds is not None)
         recovery = f"{rec[len(rec) // 2]:.1f} / {rec[-1]:.1f}" if rec else "-"
@@ -786,6 +875,7 @@ def markdown(reports: list[RunReport]) -> str:
         lines.append(f"| {r.scenario} | {r.qdrant} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
                      f"{len(r.faults)} ({kinds}) | {r.lost} | {r.state_differences} | "
                      f"{r.missing_dead_letters + r.unexpected_dead_letters} | {r.replayed_offsets} | {r.replayed_batches} | "
+                     f"{r.patched_text_vectors} | "
                      f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(map(_one_line, r.problems))} |")
     return "\n".join(lines) + "\n"
 
@@ -819,8 +909,9 @@ async def main_async(args: argparse.Namespace) -> list[RunReport]:
                     report = await run_scenario(name, bootstrap=bootstrap, model_env=model_env,
                                                 workdir=Path(tmp) / f"{name}-{args.qdrant}-{seed}", seed=seed, events=args.events,
                                                 faults=args.faults, embedder=embedder, qdrant=args.qdrant,
-                                                server=server)
+                                                server=server, worker_env=args.worker_env)
                     print(markdown([report]).splitlines()[-1], flush=True)
+                    print(f"dead letters by code: {report.dead_letters_by_code}", flush=True)
                     reports.append(report)
     finally:
         if server is not None:
@@ -843,8 +934,12 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker; default: start one")
     parser.add_argument("--models", default=str(PROJECT / ".cache" / "models"))
     parser.add_argument("--report", type=Path, help="write the reports here as JSON")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="repeatable: a worker setting for every run (e.g. QCC_REEMBED_WAITS_FOR_PATCHES=false "
+                             "to see the stale re-embed check fail)")
     parser.add_argument("--workdir", type=Path, help="keep each run's folder (worker and server logs) here")
     args = parser.parse_args()
+    args.worker_env = dict(item.split("=", 1) for item in args.worker_env)
     args.scenario = args.scenario or sorted(n for n, s in SCENARIOS.items() if args.qdrant in s.targets)
     for name in args.scenario:
         if args.qdrant not in SCENARIOS[name].targets:

@@ -54,6 +54,19 @@ async def test_scenario(kafka, model_env, model_paths, tmp_path: Path, scenario:
         _assert_sound(report, faults)
 
 
+async def test_hostile(kafka, model_env, model_paths, tmp_path: Path) -> None:
+    """Records that break each stage (not JSON, a wrong vector size, a ~900 KB record, the
+    poison-<stage> failpoints) mixed into a stream on local mode: one worker takes them all
+    without exiting, each dead-lettered with its code, every offset committed."""
+    embedder = Embedder(Settings(model_paths=model_paths))
+    report = await run_scenario("hostile", bootstrap=kafka.bootstrap, model_env=model_env, workdir=tmp_path,
+                                seed=SEED, events=int(os.environ.get("QCC_FAULT_HOSTILE_EVENTS", "2000")), faults=0,
+                                embedder=embedder)
+    _assert_sound(report, 0)
+    assert report.dead_letters_by_code["poison_record"] == 5 * (report.records // 200)  # n // 200 per stage
+    assert {"invalid_json", "vector_size_mismatch"} <= set(report.dead_letters_by_code)
+
+
 # The server's own faults on both transports; of the worker scenarios, kills on one (the CI
 # budget): outage and broker-restart on the server, and kills over REST, are in the runner's
 # moderate run (docs/faults.md).

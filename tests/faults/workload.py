@@ -32,6 +32,7 @@ class Record:
     key: bytes | None
     value: bytes
     event: dict[str, Any] | None  # None when the record is not a valid event at all
+    poison: str | None = None  # the stage whose ``poison-<stage>`` failpoint this record breaks
 
     @property
     def invalid(self) -> bool:
@@ -97,13 +98,33 @@ def doc_text(pid: int) -> str:
     return f"document {pid} about {WORDS[pid % len(WORDS)]} and {WORDS[(pid * 7) % len(WORDS)]}"
 
 
+def text_patch(rng: random.Random, pid: int) -> list[Record]:
+    """A new text for docs point ``pid`` on the patch topic, then a re-embed of it from the field.
+
+    ``Run.send`` publishes a batch's patches (and waits for the broker's acknowledgements)
+    before its re-embeds, so the re-embed is always published after its patch; the kv patches
+    around it make the patch topic's backlog the re-embed must wait for (docs/design.md,
+    "Re-embeds see the text written before them").
+    """
+    text = f"revised text {rng.randrange(10**6)}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
+    patch = {"schema_version": 1, "collection": DOCS, "op": "set_payload", "ids": [pid], "payload": {"text": text}}
+    reembed = {"schema_version": 1, "kind": "reembed", "collection": DOCS, "vector_name": "dense",
+               "ids": [pid], "text_field": "text"}
+    key = f"{DOCS}/{pid}".encode()
+    return [Record("patch", key, json.dumps(patch).encode(), patch),
+            Record("reembed", key, json.dumps(reembed).encode(), reembed)]
+
+
 def make_workload(rng: random.Random, n: int, *, reembed_share: float = 0.03, invalid_share: float = 0.03,
-                  points: int = 500, filters: bool = False) -> list[Record]:
-    """``n`` records: patches on ``points`` ids of kv, some re-embeds of docs, some invalid records."""
-    records = []
-    for _ in range(n):
+                  points: int = 500, filters: bool = False, text_share: float = 0.0) -> list[Record]:
+    """``n`` records: patches on ``points`` ids of kv, some re-embeds of docs, some invalid records,
+    and (``text_share`` of the records, in pairs) text patches of docs each followed by a re-embed."""
+    records: list[Record] = []
+    while len(records) < n:
         roll = rng.random()
-        if roll < invalid_share:
+        if roll < text_share / 2 and len(records) + 2 <= n:
+            records += text_patch(rng, rng.randrange(DOCS_POINTS))
+        elif roll < invalid_share:
             if rng.random() < 0.8:
                 records.append(Record("patch", None, _invalid_patch(rng, points), None))
             else:  # a re-embed of a point that does not exist: valid JSON, rejected on apply
@@ -130,6 +151,67 @@ def match_v(condition: dict[str, Any], pid: Any, point: PointState) -> bool:
     return point.payload.get(clause["key"]) == clause["match"]["value"]
 
 
+def is_kv_patch(record: Record) -> bool:
+    """A kv patch the reference model applies: valid, and not poison, except for a record that
+    breaks verification, which fails after its window was applied."""
+    return (record.topic == "patch" and record.event is not None and record.event["collection"] == KV
+            and record.poison in (None, "verify"))
+
+
+POISON_STAGES = ("validate", "plan", "embed", "apply", "verify")
+
+
+def poison_marker(stage: str) -> str:
+    return f"POISON-{stage.upper()}"
+
+
+def poison_record(rng: random.Random, stage: str, points: int) -> Record:
+    """A valid event carrying the marker of ``poison-<stage>``: an upsert of kv (never rejected
+    for a missing point), or for embedding a re-embed of docs with the marker in its inline text."""
+    if stage == "embed":
+        pid = rng.randrange(DOCS_POINTS)
+        e: dict[str, Any] = {"schema_version": 1, "kind": "reembed", "collection": DOCS, "vector_name": "dense",
+                             "points": [{"id": pid, "text": f"a text with {poison_marker(stage)} in it"}]}
+        return Record("reembed", f"{DOCS}/{pid}".encode(), json.dumps(e).encode(), e, poison=stage)
+    pid = rng.randrange(points)
+    e = {"schema_version": 1, "collection": KV, "op": "upsert",
+         "points": [{"id": pid, "vector": {"d": [rng.random(), rng.random()]},
+                     "payload": {"v": rng.randrange(100), "tag": poison_marker(stage)}}]}
+    return Record("patch", f"{KV}/{pid}".encode(), json.dumps(e).encode(), e, poison=stage)
+
+
+OVERSIZED_BYTES = 900_000  # under QCC_MAX_EVENT_BYTES (1 MiB); base64 in a JSON dead letter would not fit
+
+
+def hostile_workload(rng: random.Random, n: int, *, points: int, text_share: float) -> list[Record]:
+    """``make_workload`` with records that break each stage mixed in: not JSON and a wrong vector
+    size (at least ``n // 200`` of each), ``n // 200`` (at least 2) per poison stage, and one
+    ~900 KB record that is not JSON (dead-lettered with its original as the record value).
+    The first ``points`` records upsert every kv point and are clean."""
+    each = max(2, n // 200)
+    extra: list[Record] = []
+    for _ in range(each):
+        pid = rng.randrange(points)
+        extra.append(Record("patch", f"{KV}/{pid}".encode(), b"{not json at all", None))
+        extra.append(Record("patch", f"{KV}/{pid}".encode(), json.dumps(
+            {"schema_version": 1, "collection": KV, "op": "upsert",
+             "points": [{"id": pid, "vector": {"d": [1.0, 2.0, 3.0]}}]}).encode(), None))
+        extra += [poison_record(rng, stage, points) for stage in POISON_STAGES]
+    big = b'{"schema_version": 1, "collection": "kv", "op": "set_payload", "ids": [1], "payload": {"a": "'
+    extra.append(Record("patch", f"{KV}/1".encode(), big + b"x" * (OVERSIZED_BYTES - len(big)), None))
+    # an upsert of every kv point first: few rejections for a missing point, so the windows'
+    # dead letters are mostly the hostile records (see the scenario: the first windows are small)
+    first = []
+    for pid in range(points):
+        e = {"schema_version": 1, "collection": KV, "op": "upsert",
+             "points": [{"id": pid, "vector": {"d": [1.0, 0.0]}, "payload": {"v": pid % 100}}]}
+        first.append(Record("patch", f"{KV}/{pid}".encode(), json.dumps(e).encode(), e))
+    records = make_workload(rng, n - len(extra) - len(first), points=points, text_share=text_share)
+    for record in extra:
+        records.insert(rng.randrange(len(records) + 1), record)
+    return first + records
+
+
 def reference_kv(events: list[dict[str, Any]]) -> tuple[State, set[int]]:
     """kv after applying the patch events one by one, and the positions rejected (missing point)."""
     state: State = {}
@@ -143,17 +225,44 @@ def reference_kv(events: list[dict[str, Any]]) -> tuple[State, set[int]]:
     return state, rejected
 
 
-def reference_docs(events: list[dict[str, Any]]) -> dict[int, str]:
-    """docs: the text each point's dense vector must embed, for points that were re-embedded."""
-    texts: dict[int, str] = {}
-    for e in events:
-        if e.get("ids") == [MISSING_DOC]:
+@dataclass(frozen=True)
+class DocVector:
+    """What a docs point's dense vector must embed after its last re-embed."""
+
+    text: str
+    from_field: bool  # a re-embed by ids + text_field: the last text written before it was published
+    patched: bool  # that text came from a text patch (the watermark's case), not the initial payload
+
+
+def reference_docs(published: list[Record]) -> tuple[dict[int, str], dict[int, DocVector | None]]:
+    """docs after the records, taken in publish order: each point's payload text, and the text
+    its dense vector must embed (absent: never re-embedded, the initial vector; None: unknown).
+
+    A re-embed from the field embeds the last text published before it (the contract). A text
+    patch published after a field re-embed of the same point leaves that vector unknown: the
+    re-embed may have read the payload before or after it. Inline texts do not depend on patches.
+    """
+    payload = {pid: doc_text(pid) for pid in range(DOCS_POINTS)}
+    patched: set[int] = set()
+    vectors: dict[int, DocVector | None] = {}
+    for r in published:
+        e = r.event
+        if e is None or e.get("collection") != DOCS or r.poison:
             continue
-        if "points" in e:
-            texts[e["points"][0]["id"]] = e["points"][0]["text"]
+        if r.topic == "patch":
+            pid = e["ids"][0]
+            payload[pid] = e["payload"]["text"]
+            patched.add(pid)
+            if (known := vectors.get(pid)) is not None and known.from_field:
+                vectors[pid] = None
+        elif e.get("ids") == [MISSING_DOC]:
+            continue
+        elif "points" in e:
+            vectors[e["points"][0]["id"]] = DocVector(e["points"][0]["text"], False, False)
         else:
-            texts[e["ids"][0]] = doc_text(e["ids"][0])
-    return texts
+            pid = e["ids"][0]
+            vectors[pid] = DocVector(payload[pid], True, pid in patched)
+    return payload, vectors
 
 
 def as_stored(state: State) -> State:
