@@ -805,6 +805,9 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "kills": Scenario(scenario_kills, 2),
+    # the same with static membership: a restarted worker takes its partitions back without
+    # waiting for the killed member's session timeout (recovery: the faults' recovered_seconds)
+    "kills-static": Scenario(scenario_kills, 2, env=(("QCC_GROUP_INSTANCE_ID", "fault-worker"),)),
     "outage": Scenario(scenario_outage, 1),
     "disk-full": Scenario(scenario_disk_full, 1, targets=("local",)),  # local mode's own storage
     "broker-restart": Scenario(scenario_broker_restart, 2, own_broker=True),
