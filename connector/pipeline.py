@@ -212,7 +212,8 @@ class WindowProcessor:
             log.warning("window of %d records failed (%s: %s); looking for the record that breaks it",
                         len(records), type(exc).__name__, exc)
             result = await self._isolate_poison(list(records))
-            if len(result.dead_letters) > max(1, len(records) // 2) and len(records) > 1:
+            poisoned = sum(1 for dead in result.dead_letters if dead.error.code == "poison_record")
+            if poisoned > max(1, len(records) // 2):  # ordinary rejections do not count
                 raise
             return result
 
