@@ -59,7 +59,8 @@ class Runtime:
         self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
-        self.stopping: Callable[[], bool] = lambda: False  # shutting down or rebalancing (create_app)
+        self.stopping: Callable[[], bool] = lambda: False  # shutting down (create_app)
+        self.rebalancing: Callable[[], bool] = lambda: False
 
     async def processor(self, expect: Literal["patch", "reembed"]) -> WindowProcessor:
         async with self._lock:
@@ -70,7 +71,8 @@ class Runtime:
                 sink.stopping = self.stopping
                 wait_for_patches = None
                 if expect == "reembed" and self.settings.reembed_waits_for_patches:
-                    wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping).wait
+                    wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping,
+                                                      rebalancing=self.rebalancing).wait
                 self._processors[expect] = WindowProcessor(
                     self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints,
                     before_payload_texts=wait_for_patches,
@@ -176,9 +178,12 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     runtime = Runtime(settings, client)
-    # Shutting down or rebalancing: Faust waits for the window in hand before it goes on, so a
-    # window that waits (Qdrant retries, the patch watermark) gives up and is replayed instead.
-    runtime.stopping = lambda: bool(app.should_stop or app.rebalancing)
+    # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
+    # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
+    # abandoned window whose partition stays here was committed past without a replay (seen in
+    # the scale-out fault test), so there the watermark stops waiting instead (patch_watermark.py).
+    runtime.stopping = lambda: bool(app.should_stop)
+    runtime.rebalancing = lambda: bool(app.rebalancing)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
     async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:
@@ -192,16 +197,10 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 abandon(events)
                 log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
-            except WindowAbandoned as given_up:
-                # It waited (Qdrant retries, the patch watermark) when a shutdown or rebalance came,
-                # which waits for it in turn. Nothing of it is committed; after the rebalance the
-                # consumer starts again from the committed offsets, so it is replayed. The agent goes
-                # on (a crashed agent would strand the events it had buffered).
+            except WindowAbandoned as given_up:  # it waited (Qdrant retries, the patch watermark) at shutdown
                 abandon(events)
                 log.warning("window of %d events abandoned (%s); it will be replayed", len(events), given_up)
-                if app.should_stop:
-                    raise asyncio.CancelledError(str(given_up)) from given_up
-                continue
+                raise asyncio.CancelledError(str(given_up)) from given_up
             except Exception as exc:
                 # Bad input never gets here (it is dead-lettered): this is local storage that cannot
                 # be written, a bug, a configuration error or a broker failure. Exit at once so the

@@ -66,6 +66,5 @@ class StorageError(ConnectorError):
 
 
 class WindowAbandoned(ConnectorError):
-    """The worker is stopping or rebalancing while a window waits (Qdrant retries, the patch
-    watermark): the window gives up, nothing of it is committed, and it is replayed from the
-    committed offset by whichever worker owns its partition next."""
+    """The worker is stopping while a window waits (Qdrant retries, the patch watermark): the
+    window gives up, nothing of it is committed, and the next owner replays it."""

@@ -335,8 +335,8 @@ class QdrantSink:
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``max_request_bytes`` bounds the estimated body of one batch request;
-        ``stopping`` says the worker is shutting down or rebalancing, which ends a retry loop
-        (the caller abandons its window, to be replayed)."""
+        ``stopping`` says the worker is shutting down, which ends a retry loop (the caller
+        abandons its window, to be replayed). A rebalance waits for the retries instead."""
         self.client = client
         self._retry_initial, self._retry_max = retry_initial, retry_max
         self._timeout = timeout
@@ -388,13 +388,12 @@ class QdrantSink:
                     raise error from exc
 
     async def _sleep_unless_stopping(self, delay: float, what: str) -> None:
-        """Sleep before a retry; at shutdown or a rebalance, give up the call as cancelled instead.
-        (Faust waits for the window in hand before it stops or rebalances; a retry loop must not
-        hold either forever.)"""
+        """Sleep before a retry; at shutdown, give up the call instead. (Faust waits for the window
+        in hand before it stops; a retry loop must not hold it forever.)"""
         deadline = time.monotonic() + delay
         while True:
             if self.stopping():
-                raise WindowAbandoned(f"{what}: not retried, the worker is stopping or rebalancing")
+                raise WindowAbandoned(f"{what}: not retried, the worker is stopping")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -31,16 +31,8 @@ WINDOW = 50
 EVENTS = int(os.environ.get("QCC_FAULT_EVENTS", "3000"))
 
 
-# Not strict, because it is timing: a re-embed window waiting for the patch watermark during the
-# leave rebalance now gives up (WindowAbandoned) and the leaving workers stop at once, but runs
-# at CI size still stalled afterwards, for a reason not found yet (docs/faults.md).
-REBALANCE_STALL = pytest.mark.xfail(strict=False, reason="scale-out on the server can stall after the leave "
-                                    "rebalance while re-embeds wait for the patch watermark (docs/faults.md)")
-
-
 # one transport: the rebalances are the same over gRPC, and this test is one of the slower ones
-@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=[pytest.mark.server, REBALANCE_STALL])],
-                         indirect=True)
+@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=pytest.mark.server)], indirect=True)
 async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env, model_paths, tmp_path: Path,
                                                                  server_target: QdrantTarget) -> None:
     """Two worker processes join a running one mid-stream, then two leave on SIGTERM (the
