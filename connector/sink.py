@@ -347,10 +347,6 @@ class QdrantSink:
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
 
-    @property
-    def failing(self) -> bool:
-        return self.failure is not None
-
     async def call(self, what: str, fn: Callable[[], Awaitable[Any]], *, raise_rate_limit: bool = False) -> Any:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the
         server asked for), others raised mapped. ``raise_rate_limit`` hands a rate limit to the
