@@ -104,7 +104,12 @@ def _observe_lag(app: faust.App, events: Sequence[EventT]) -> None:
 
 
 def abandon(events: Sequence[EventT]) -> None:
-    """Make Faust skip acknowledging these events, so their offsets are never committed."""
+    """Make Faust skip acknowledging these events, so their offsets are never committed.
+
+    Only safe when no later event of the same partition is acknowledged in this process:
+    Faust commits past a gap of one offset at the head of a partition's acknowledged offsets.
+    So a worker abandons at shutdown only, and then every window after the first one it
+    abandons too (``run_windows``)."""
     for event in events:
         event.message.acked = True
 
@@ -189,6 +194,10 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
     async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:
         processor = await runtime.processor(expect)
         async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):
+            if runtime.stopping():  # a window the stream buffered before shutdown: the next owner replays it
+                abandon(events)
+                log.info("window of %d events not started at shutdown; it will be replayed", len(events))
+                continue
             try:
                 result = await processor.process_quarantining([_record(e) for e in events])
                 await publish(app, settings, result)
@@ -198,9 +207,12 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 log.warning("window of %d events abandoned at shutdown; it will be replayed", len(events))
                 raise
             except WindowAbandoned as given_up:  # it waited (Qdrant retries, the patch watermark) at shutdown
+                # Not raised on: Faust would restart the agent on a new stream, and a window the old
+                # stream had buffered would stay unacknowledged, so shutdown waited for it forever.
+                # The loop goes on and abandons what the stream still holds (above).
                 abandon(events)
                 log.warning("window of %d events abandoned (%s); it will be replayed", len(events), given_up)
-                raise asyncio.CancelledError(str(given_up)) from given_up
+                continue
             except Exception as exc:
                 # Bad input never gets here (it is dead-lettered): this is local storage that cannot
                 # be written, a bug, a configuration error or a broker failure. Exit at once so the
