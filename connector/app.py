@@ -32,7 +32,7 @@ from connector.errors import StorageError, WindowAbandoned
 from connector.failpoints import Failpoints
 from connector.health import Readiness, probe_qdrant, serve
 from connector.kafka_options import ssl_context
-from connector.metrics import CONSUMER_LAG, observe_window
+from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, observe_window
 from connector.pipeline import (
     Record,
     WindowProcessor,
@@ -114,9 +114,12 @@ def abandon(events: Sequence[EventT]) -> None:
         event.message.acked = True
 
 
+RECHECK_HEADER = "qcc.recheck-of"
+
+
 async def publish(app: faust.App, settings: Settings, result: WindowResult) -> None:
-    """Dead letters first, then verification events; each sized to fit (publishing.py), each
-    waiting for the broker's ack."""
+    """Dead letters first, then re-checks, then verification events; each sized to fit
+    (publishing.py), each waiting for the broker's ack."""
     for dead in result.dead_letters:
         original = base64.b64decode(dead.original_value_base64 or "")
         value, headers, form = dead_letter_message(dead, original, settings.publish_max_bytes)
@@ -131,6 +134,15 @@ async def publish(app: faust.App, settings: Settings, result: WindowResult) -> N
             None,
             headers,
         )
+    for record in result.rechecks:
+        # The same re-embed again, same key (same partition, after it): re-done once the patches
+        # published before it are applied (docs/design.md, "Re-embeds see the text written before them").
+        source = f"{record.topic}:{record.partition}:{record.offset}"
+        log.warning("re-embed %s read its texts before earlier patches were applied (a rebalance); published again "
+                    "to be re-done after them", source)
+        await app.producer.send_and_wait(settings.reembed_topic, record.key, record.value, None, None,
+                                         [(RECHECK_HEADER, source.encode())])
+        REEMBED_RECHECKS.inc()
     for verification in result.verifications:
         await app.producer.send_and_wait(
             settings.verification_topic,

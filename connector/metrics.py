@@ -38,6 +38,8 @@ REEMBED_WAIT_SECONDS = Histogram(f"{PREFIX}_reembed_wait_seconds",
                                  registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 REEMBED_WAIT_CUT_SHORT = Counter(f"{PREFIX}_reembed_wait_cut_short", "Re-embed windows that read texts before "
                                  "earlier patches were applied, because a rebalance began", registry=REGISTRY)
+REEMBED_RECHECKS = Counter(f"{PREFIX}_reembed_rechecks", "Re-embeds published again to be re-done after earlier "
+                           "patches (their window's wait was cut short)", registry=REGISTRY)
 READY = Gauge(f"{PREFIX}_ready", "1 when the worker is assigned partitions and Qdrant answers", registry=REGISTRY)
 
 

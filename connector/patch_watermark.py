@@ -40,7 +40,8 @@ def behind(ends: dict[TopicPartition, int], committed: dict[TopicPartition, int]
 
 
 class PatchWatermark:
-    """``await watermark.wait()``: returns once the group has applied every patch published so far.
+    """``await watermark.wait()``: returns True once the group has applied every patch published
+    so far, False when a rebalance cut the wait short.
 
     Each wait opens its own short-lived Kafka clients: re-embed windows are slow (embedding),
     so a connection per window costs little, and nothing is left open at shutdown.
@@ -53,8 +54,8 @@ class PatchWatermark:
         ``rebalancing`` ends it too, but the window goes on reading texts: Faust waits for the
         window before the rebalance can finish, and no patch is applied during one, so waiting
         would stall the group; abandoning it there is not safe either (see app.py). The texts
-        read then may predate patches that were still in the backlog: this is logged, and is the
-        one case where the contract does not hold (docs/design.md)."""
+        read then may predate patches that were still in the backlog: the wait returns False and
+        the window publishes those re-embeds again to be re-done after them (docs/design.md)."""
         self.settings = settings
         self.poll_seconds = poll_seconds
         self.stopping = stopping
@@ -76,8 +77,9 @@ class PatchWatermark:
         return {tp: meta.offset for tp, meta in offsets.items()
                 if tp.topic == self.settings.patch_topic and meta.offset >= 0}
 
-    async def wait(self) -> float:
-        """Wait until the patch topic is committed up to its end as of now; the seconds waited.
+    async def wait(self) -> bool:
+        """Wait until the patch topic is committed up to its end as of now: True; False when a
+        rebalance began first.
 
         A broker that is down or restarting is waited for like a slow patch topic (retried,
         never raised): it is no record's fault, and the re-embeds must not pass before the
@@ -85,18 +87,19 @@ class PatchWatermark:
         started = time.monotonic()
         while True:
             try:
-                await self._wait_once(started)
+                settled = await self._wait_once(started)
                 break
             except (KafkaError, OSError) as exc:
                 log.warning("re-embeds wait for the broker: %s: %s", type(exc).__name__, exc)
                 if self.rebalancing():
+                    settled = False
+                    metrics.REEMBED_WAIT_CUT_SHORT.inc()
                     break
                 await self._sleep_unless_stopping(1.0)
-        waited = time.monotonic() - started
-        metrics.REEMBED_WAIT_SECONDS.observe(waited)
-        return waited
+        metrics.REEMBED_WAIT_SECONDS.observe(time.monotonic() - started)
+        return settled
 
-    async def _wait_once(self, started: float) -> None:
+    async def _wait_once(self, started: float) -> bool:
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         admin = AIOKafkaAdminClient(**client_options(self.settings))
         try:
@@ -107,13 +110,14 @@ class PatchWatermark:
             while missing := behind(ends, await self._committed(admin), starts):
                 if self.rebalancing():
                     log.warning("a rebalance began while re-embeds waited for %d earlier patches: reading texts "
-                                "now, they may predate those patches", sum(missing.values()))
+                                "now, and re-doing those re-embeds after the patches", sum(missing.values()))
                     metrics.REEMBED_WAIT_CUT_SHORT.inc()
-                    return
+                    return False
                 if not logged and time.monotonic() - started > 5:
                     log.info("re-embeds wait for %d earlier patches to be applied first", sum(missing.values()))
                     logged = True
                 await self._sleep_unless_stopping(self.poll_seconds)
+            return True
         finally:
             await consumer.stop()
             await admin.close()

@@ -106,12 +106,21 @@ class _Item:
     claimed_collection: str | None = None  # from a rejected event, when it names one validly
     fence: FenceRecord | None = None
     skipped: bool = False  # nothing to apply (a retargeted event with nothing left)
+    recheck: bool = False  # read its texts before every earlier patch was applied (a rebalance cut the wait short)
 
 
 @dataclass
 class WindowResult:
     verifications: list[VerificationEvent] = field(default_factory=list)
     dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    # Re-embeds applied from texts that may predate earlier patches: published again to the
+    # re-embed topic before the window is committed, so they are re-done after those patches.
+    rechecks: list[Record] = field(default_factory=list)
+
+    def extend(self, other: WindowResult) -> None:
+        self.verifications += other.verifications
+        self.dead_letters += other.dead_letters
+        self.rechecks += other.rechecks
 
 
 def batch_id_for(topic: str, ranges: Sequence[OffsetRange], collection: str | None) -> str:
@@ -184,7 +193,7 @@ class WindowProcessor:
         *,
         retarget: Retarget | None = None,
         honor_fences: bool = True,
-        before_payload_texts: Callable[[], Awaitable[object]] | None = None,
+        before_payload_texts: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """``retarget`` (used by a migration) maps an event to the collection and form to apply;
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail)."""
@@ -226,8 +235,9 @@ class WindowProcessor:
             if len(records) == 1:  # self.stage is where it failed
                 return self._poison(records[0], exc)
             middle = len(records) // 2
-            first, second = await self._isolate_poison(records[:middle]), await self._isolate_poison(records[middle:])
-            return WindowResult(first.verifications + second.verifications, first.dead_letters + second.dead_letters)
+            result = await self._isolate_poison(records[:middle])
+            result.extend(await self._isolate_poison(records[middle:]))
+            return result
 
     def _poison(self, record: Record, exc: Exception) -> WindowResult:
         """A record that fails alone: dead-lettered with where it failed, its offset confirmed."""
@@ -279,6 +289,7 @@ class WindowProcessor:
                                                   {"embed": 0.0, "apply": 0.0, "verify": 0.0}, started)
             result.verifications.append(verification)
             result.dead_letters.extend(dead)
+            result.rechecks += [item.record for item in members if item.recheck and item.error is None]
 
     async def _pass_fence(self, item: _Item, started: float) -> VerificationEvent:
         """Wait until the fence's alias points at its target, or the fence expires."""
@@ -445,8 +456,10 @@ class WindowProcessor:
         Before reading texts from payload fields, earlier patches are waited for (if so wired)."""
         texts: dict[int, dict[PointKey, str]] = {}
         reads_payload = any(isinstance(item.event, ReembedEvent) and item.event.points is None for item in live)
-        if reads_payload and self.before_payload_texts is not None:
-            await self.before_payload_texts()
+        if reads_payload and self.before_payload_texts is not None and not await self.before_payload_texts():
+            for item in live:  # the wait was cut short: these may read texts older than earlier patches
+                if isinstance(item.event, ReembedEvent) and item.event.points is None:
+                    item.recheck = True
         by_field: list[_Item] = []
         for item in live:
             event = item.event

@@ -8,8 +8,10 @@ applied up to where it was when the re-embed was read (connector/patch_watermark
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ import pytest
 from qdrant_client import models as qm
 
 from connector.embedder import Embedder
+from connector.pipeline import Record, WindowProcessor
 from connector.producer import ChangeProducer
+from connector.qdrant import make_client, make_sink
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
@@ -77,3 +81,78 @@ async def test_set_text_carries_its_text_into_the_reembed(kafka, model_env, mode
     reembeds = await read_topic(kafka.bootstrap, stack.env["QCC_REEMBED_TOPIC"], timeout=5)
     assert [(p["op"], p["ids"], p["payload"]) for p in patches] == [("set_payload", [5], {"text": NEW})]
     assert [(r["points"], r["vector_name"]) for r in reembeds] == [([{"id": 5, "text": NEW}], "dense")]
+
+
+@pytest.mark.parametrize("settled", [True, False])
+async def test_a_wait_cut_short_marks_payload_text_reembeds_for_a_recheck(model_paths, tmp_path: Path,
+                                                                         settled: bool) -> None:
+    """The processor's side of a rebalance during the wait: when the watermark says the wait was
+    cut short, the re-embeds that read payload texts are applied and handed back to be published
+    again (re-done after the patches); inline texts do not depend on patches and are not."""
+    settings = Settings(qdrant_path=tmp_path / "qdrant", model_paths=model_paths)
+    client = make_client(settings)
+    await client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+    await client.upsert("docs", [qm.PointStruct(id=i, vector=[1.0] * 384, payload={"text": OLD}) for i in range(3)])
+    waits: list[bool] = []
+
+    async def watermark() -> bool:
+        waits.append(settled)
+        return settled
+
+    processor = WindowProcessor(settings, client, make_sink(settings, client), Embedder(settings), "reembed",
+                                before_payload_texts=watermark)
+    events = [{"ids": [0], "text_field": "text"}, {"points": [{"id": 1, "text": NEW}]}, {"ids": [2, 404], "text_field": "text"}]
+    records = [Record("reembeds", 0, offset, json.dumps({"schema_version": 1, "kind": "reembed", "collection": "docs",
+                                                          **event}).encode(), b"docs")
+               for offset, event in enumerate(events)]
+    result = await processor.process(records)
+    assert waits == [settled]
+    assert [r.offset for r in result.rechecks] == ([] if settled else [0])  # offset 2 was rejected (point 404)
+    assert [d.source.offset for d in result.dead_letters] == [2]
+    assert sum(v.applied_event_count for v in result.verifications) == 2
+    await client.close()
+
+
+@pytest.mark.parametrize("server_target", [pytest.param("rest", marks=pytest.mark.server)], indirect=True)
+async def test_a_rebalance_during_the_wait_is_repaired_after_the_patches(kafka, model_env, model_paths, tmp_path: Path,
+                                                                        server_target: QdrantTarget) -> None:
+    """The one gap the wait had: a rebalance begins while a re-embed waits for a patch backlog.
+    It cannot wait through it (the rebalance waits for the window), so it reads the old text; the
+    re-embed is published again and re-done after the patches, and the vector ends on the new text."""
+    embedder = Embedder(Settings(model_paths=model_paths))
+    old_vector, new_vector = (list(v) for v in embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", [OLD, NEW]))
+    client = server_target.client()
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+    client.upsert("docs", [qm.PointStruct(id=i, vector=old_vector, payload={"text": OLD}) for i in range(100)])
+    # small windows make the backlog slow to apply, so the second worker joins while the re-embed waits
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=server_target, extra_env={"QCC_WINDOW_MAX_EVENTS": "5"})
+    await stack.create_topics(partitions=2)
+    backlog = [patch(10 + i % 90, {"n": i}) for i in range(3000)] + [patch(5, {"text": NEW})]
+    sent_patches = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], backlog)
+    async with ChangeProducer(stack.settings()) as producer:
+        meta = await producer.reembed("docs", ids=[5], text_field="text")
+    sent_reembed = [(meta.partition, meta.offset)]
+    first = Worker(stack)
+    second = None
+    try:
+        deadline = time.monotonic() + 90
+        while "re-embeds wait for" not in first.output() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert "re-embeds wait for" in first.output(), first.output()[-3000:]
+        second = Worker(stack)  # a rebalance while the re-embed waits
+        await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], timeout=240,
+                         until=lambda rs: all_covered(sent_patches)(rs) and all_covered(sent_reembed)(
+                             [r for r in rs if r["topic"] == stack.env["QCC_REEMBED_TOPIC"]]))
+        point = client.retrieve("docs", [5], with_payload=True, with_vectors=True)[0]
+        deadline = time.monotonic() + 120  # the re-check follows the re-embed's own confirmation
+        while cosine(point.vector, new_vector) < 0.99 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            point = client.retrieve("docs", [5], with_payload=True, with_vectors=True)[0]
+    finally:
+        codes = [w.stop() for w in (first, second) if w is not None]
+        output = first.output() + (second.output() if second is not None else "")
+    assert codes == [0, 0], output[-3000:]
+    assert "a rebalance began while re-embeds waited" in output, "the rebalance came too late to test the gap"
+    assert point.payload == {"text": NEW}
+    assert cosine(point.vector, new_vector) > 0.99, f"embedded {cosine(point.vector, old_vector):.2f}-close to the old text"
+    client.close()
