@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from connector.app import RECHECK_HEADER
 from connector.devbroker import KafkaBroker, free_port
 from connector.devqdrant import QdrantServer
 from connector.embedder import Embedder
@@ -50,14 +51,14 @@ from tests.faults.workload import (
     Record,
     as_stored,
     doc_text,
-    hostile_workload,
-    poison_marker,
     final_dead,
+    hostile_workload,
+    is_kv_patch,
     make_workload,
     point_of,
+    poison_marker,
     reference_docs,
     reference_kv,
-    is_kv_patch,
     replaced_later,
 )
 from tests.integration.harness import Stack, TopicFollower, Worker, produce
@@ -100,6 +101,7 @@ class RunReport:
     mismatches: int = 0  # verification events with status "mismatch"
     patched_text_vectors: int = 0  # docs points re-embedded from a patched text, vector checked against it
     unknown_text_vectors: int = 0  # docs points with a text patch after their last field re-embed: not checked
+    rechecked_reembeds: int = 0  # re-embeds published again after a rebalance cut their wait short
     dead_letters_by_code: dict[str, int] = field(default_factory=dict)  # final dead letter per offset
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -115,12 +117,13 @@ class RunReport:
 class Tail(TopicFollower):
     """The verification and dead-letter topics, read in the background for the whole run."""
 
-    def __init__(self, bootstrap: str, verification_topic: str, dead_letter_topic: str) -> None:
+    def __init__(self, bootstrap: str, verification_topic: str, dead_letter_topic: str, reembed_topic: str) -> None:
         self.verifications: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
+        self.rechecks: list[dict[str, Any]] = []  # re-embeds a worker published again (app.RECHECK_HEADER)
         lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
-        self._dead_letter_topic = dead_letter_topic
-        super().__init__(bootstrap, lists, lambda topic, record: lists[topic].append(record))
+        self._dead_letter_topic, self._reembed_topic = dead_letter_topic, reembed_topic
+        super().__init__(bootstrap, [*lists, reembed_topic], lambda topic, record: lists[topic].append(record))
 
     async def _run(self) -> None:
         # dead letters in any form: the record_value form's value is the original, not JSON
@@ -128,7 +131,10 @@ class Tail(TopicFollower):
             batch = await self._consumer.getmany(timeout_ms=100)
             for tp, messages in batch.items():
                 for message in messages:
-                    if tp.topic == self._dead_letter_topic:
+                    if tp.topic == self._reembed_topic:
+                        if RECHECK_HEADER in dict(message.headers or []):
+                            self.rechecks.append(json.loads(message.value))
+                    elif tp.topic == self._dead_letter_topic:
                         envelope, original = read_dead_letter(message.value, list(message.headers or []))
                         envelope["form"] = dict(message.headers or []).get(HEADER_FORM, b"envelope").decode()
                         envelope["original_bytes"] = None if original is None else len(original)
@@ -216,12 +222,26 @@ class Run:
         try:
             client.create_collection(KV, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
                                      sparse_vectors_config={"s": qm.SparseVectorParams()})
-            client.create_collection(DOCS, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
-            client.upsert(DOCS, [qm.PointStruct(id=i, vector={"dense": initial_doc_vector()}, payload={"text": doc_text(i)})
-                                 for i in range(DOCS_POINTS)])
+            client.create_collection(
+                DOCS, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+            )
+            client.upsert(
+                DOCS,
+                [
+                    qm.PointStruct(id=i, vector={"dense": initial_doc_vector()}, payload={"text": doc_text(i)})
+                    for i in range(DOCS_POINTS)
+                ],
+            )
             if kv_points:
-                client.upsert(KV, [qm.PointStruct(id=PADDING_IDS + i, vector={"d": [1.0, 0.0]}, payload={"pad": "x" * payload_bytes})
-                                   for i in range(kv_points)])
+                client.upsert(
+                    KV,
+                    [
+                        qm.PointStruct(
+                            id=PADDING_IDS + i, vector={"d": [1.0, 0.0]}, payload={"pad": "x" * payload_bytes}
+                        )
+                        for i in range(kv_points)
+                    ],
+                )
         finally:
             client.close()
 
@@ -291,15 +311,19 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     expected_kv, rejected = reference_kv(patch_events)  # type: ignore[arg-type]
     expected_dead = {where[i] for i, r in enumerate(records) if r.invalid}
     expected_dead |= {where[patch_positions[j]] for j in rejected}
-    expected_dead |= {where[i] for i, r in enumerate(records) if r.topic == "reembed" and r.event and r.event.get("ids") == [MISSING_DOC]}
+    expected_dead |= {
+        where[i]
+        for i, r in enumerate(records)
+        if r.topic == "reembed" and r.event and r.event.get("ids") == [MISSING_DOC]
+    }
     expected_dead |= {where[i] for i, r in enumerate(records) if r.poison}
 
     covered = tail.covered()
-    valid_where = [w for w, r in zip(where, records) if not r.invalid]
+    valid_where = [w for w, r in zip(where, records, strict=True) if not r.invalid]
     report.lost = sum(w not in covered for w in valid_where)
     if report.lost:
         report.problems.append(f"{report.lost} valid records not covered by a verification event")
-    uncovered_invalid = sum(w not in covered for w, r in zip(where, records) if r.invalid)
+    uncovered_invalid = sum(w not in covered for w, r in zip(where, records, strict=True) if r.invalid)
     if uncovered_invalid:
         report.problems.append(f"{uncovered_invalid} invalid records not covered by a verification event")
 
@@ -324,19 +348,23 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     missing = {w for w in expected_dead - flips if w not in lettered or w not in dead}
     unexpected = ((lettered | dead) - expected_dead) - flips
     report.missing_dead_letters, report.unexpected_dead_letters = len(missing), len(unexpected)
-    last_letter = {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]): d for d in tail.dead_letters}
+    last_letter = {
+        (d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]): d for d in tail.dead_letters
+    }
     codes = {w: last_letter[w]["error"]["code"] for w in dead if w in last_letter}
     report.dead_letters_by_code = {c: sum(v == c for v in codes.values()) for c in sorted(set(codes.values()))}
-    not_poison = [w for w, r in zip(where, records) if r.poison and codes.get(w) != "poison_record"]
+    not_poison = [w for w, r in zip(where, records, strict=True) if r.poison and codes.get(w) != "poison_record"]
     if not_poison:
         report.problems.append(f"{len(not_poison)} poison records not dead-lettered as poison_record: "
                                f"{[codes.get(w) for w in not_poison[:5]]}")
-    for w, r in zip(where, records):
+    for w, r in zip(where, records, strict=True):
         if len(r.value) >= OVERSIZED_BYTES and w in last_letter:
             got = last_letter[w]
             if got["form"] != "record_value" or got["original_bytes"] != len(r.value):
-                report.problems.append(f"the {len(r.value)}-byte record was dead-lettered in form {got['form']} "
-                                       f"with {got['original_bytes']} original bytes, not record_value with all of them")
+                report.problems.append(
+                    f"the {len(r.value)}-byte record was dead-lettered in form {got['form']} "
+                    f"with {got['original_bytes']} original bytes, not record_value with all of them"
+                )
     position = {w: i for i, w in enumerate(where)}
     for label, found in (("expected dead letters missing", missing), ("unexpected dead letters", unexpected)):
         if found:
@@ -358,9 +386,13 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
                                f"(point: (expected, actual)): {sample}")
 
     payload, expected = reference_docs(records)  # run.sent.records is in publish order
-    texts = sorted({v.text for v in expected.values() if v is not None})
+    # A re-embed re-done after a rebalance (a re-check, published later by the worker) embeds the
+    # text of its own time: the last text written, or, if an inline re-embed came between, either.
+    rechecked = {pid for event in tail.rechecks if event.get("collection") == DOCS for pid in event.get("ids") or []}
+    report.rechecked_reembeds = len(tail.rechecks)
+    texts = sorted({v.text for v in expected.values() if v is not None} | {payload[pid] for pid in rechecked})
     model = Settings(model_paths=json.loads(run.stack.env["QCC_MODEL_PATHS"])).dense_model
-    vectors = dict(zip(texts, embedder.embed_sync(model, "dense", texts))) if texts else {}
+    vectors = dict(zip(texts, embedder.embed_sync(model, "dense", texts), strict=True)) if texts else {}
     wrong_docs, stale, wrong_payload = [], [], []
     for pid in range(DOCS_POINTS):
         if docs[pid].payload != {"text": payload[pid]}:
@@ -369,7 +401,9 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
             report.unknown_text_vectors += 1  # a text patch after its last re-embed: either text
             continue
         want = expected.get(pid)
-        if _cosine(vectors[want.text] if want else initial_doc_vector(), docs[pid].vector["dense"]) > 0.99:
+        if pid in rechecked and _cosine(vectors[payload[pid]], docs[pid].vector["dense"]) > 0.99:
+            report.patched_text_vectors += bool(want and want.patched)
+        elif _cosine(vectors[want.text] if want else initial_doc_vector(), docs[pid].vector["dense"]) > 0.99:
             report.patched_text_vectors += bool(want and want.patched)
         elif want and want.patched:
             stale.append(pid)
@@ -377,8 +411,8 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
             wrong_docs.append(pid)
     for found, label in ((wrong_payload, "docs points whose payload text is not the last text written"),
                          (wrong_docs, "docs points do not hold the embedding of their last re-embed text"),
-                         (stale, "docs points re-embedded from a patched text do not hold the embedding of the last "
-                                 "text written before the re-embed was published (a stale re-embed)")):
+                         (stale, ("docs points re-embedded from a patched text do not hold the embedding of the last "
+                                  "text written before the re-embed was published (a stale re-embed)"))):
         if found:
             report.state_differences += len(found)
             report.problems.append(f"{len(found)} {label}: points {found[:10]}")
@@ -418,7 +452,7 @@ async def _finish(run: Run, tail: Tail, timeout: float, alive: Callable[[], None
         await asyncio.sleep(0.5)
     workers = run.live_workers()
     codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
-    for worker, code in zip(workers, codes):
+    for worker, code in zip(workers, codes, strict=True):
         if code != 0:
             raise RuntimeError(f"worker exited {code} on SIGTERM: {worker.output()[-2000:]}")
 
@@ -443,7 +477,7 @@ async def scenario_kills(run: Run, tail: Tail, rng: random.Random, events: int, 
     run.start_worker()
     await run.send(chunks[0])
     kinds = [kind for _ in range(-(-faults // len(KILL_KINDS))) for kind in rng.sample(KILL_KINDS, len(KILL_KINDS))]
-    for chunk, kind in zip(chunks[1:], kinds):
+    for chunk, kind in zip(chunks[1:], kinds, strict=False):
         assert run.worker is not None
         await tail.wait(lambda w=run.worker: tail.by_worker(w.process.pid), 180, "the worker's first batch")
         await asyncio.sleep(rng.uniform(0.0, 1.5))
@@ -459,7 +493,7 @@ async def scenario_kills(run: Run, tail: Tail, rng: random.Random, events: int, 
                 code = await asyncio.to_thread(run.worker.process.wait, 60)
                 if code != 137:
                     raise RuntimeError(f"worker exited {code}, not at failpoint {kind}: {run.worker.output()[-2000:]}")
-            except Exception as exc:  # noqa: BLE001 - subprocess.TimeoutExpired: the moment never came
+            except Exception as exc:  # subprocess.TimeoutExpired: the moment never came
                 if run.worker.process.poll() is not None:
                     raise
                 run.worker.kill()
@@ -500,7 +534,9 @@ async def scenario_outage(run: Run, tail: Tail, rng: random.Random, events: int,
             not_ready |= run.readyz() == 503
             await asyncio.sleep(0.2)
         if worker.process.poll() is not None:
-            raise RuntimeError(f"worker exited {worker.process.returncode} during the outage: {worker.output()[-2000:]}")
+            raise RuntimeError(
+                f"worker exited {worker.process.returncode} during the outage: {worker.output()[-2000:]}"
+            )
         if not not_ready:
             fault.note = "/readyz never answered 503 during the outage"
         (run.failpoints / kind).unlink()
@@ -515,7 +551,7 @@ async def scenario_outage(run: Run, tail: Tail, rng: random.Random, events: int,
     return done
 
 
-async def scenario_disk_full(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+async def scenario_disk_full(run: Run, tail: Tail, rng: random.Random, events: int, _faults: int) -> list[Fault]:
     """Local mode's storage stops taking writes mid-stream (RLIMIT_FSIZE): exit 74, lose nothing."""
     await run.setup(kv_points=1000, payload_bytes=400)
     storage = run.stack.workdir / "qdrant" / "collection" / KV / "storage.sqlite"
@@ -673,7 +709,7 @@ async def scenario_server_pause(run: Run, tail: Tail, rng: random.Random, events
     return await _server_fault_halves(run, tail, rng, events, faults, "server-pause", pause)
 
 
-async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: int, _faults: int) -> list[Fault]:
     """Worker processes on one server go 1 -> 3 -> 1 under a stream (``faults`` is not used).
 
     Two workers join while the first is busy (a rebalance mid-stream), each must confirm
@@ -696,7 +732,9 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     await tail.wait(lambda: all(run.readyz(w) == 200 for w in joined), SCALE_WAIT, "the new workers' partitions", alive)
     await feeding
     await run.send(chunks[2])
-    await tail.wait(lambda: all(tail.by_worker(w.process.pid) for w in joined), SCALE_WAIT, "a batch of each new worker", alive)
+    await tail.wait(
+        lambda: all(tail.by_worker(w.process.pid) for w in joined), SCALE_WAIT, "a batch of each new worker", alive
+    )
     join.recovered_seconds = round(time.monotonic() - started, 2)
     join.note = "2 workers joined; recovery: start to a confirmation by each"
     _check_alive(run)
@@ -707,7 +745,7 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
     feeding = asyncio.create_task(_trickle(run, chunks[3]))
     stopped = time.monotonic()
     codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in leavers))
-    for worker, code in zip(leavers, codes):
+    for worker, code in zip(leavers, codes, strict=True):
         if code != 0:
             raise RuntimeError(f"a leaving worker exited {code} on SIGTERM: {worker.output()[-2000:]}")
     await feeding
@@ -718,15 +756,18 @@ async def scenario_scale_out(run: Run, tail: Tail, rng: random.Random, events: i
         return any(v["worker"].endswith(f":{stays.process.pid}") and (v["topic"], r["partition"]) in held
                    for v in tail.verifications[seen:] for r in v["ranges"])
 
-    await tail.wait(taken_over, SCALE_WAIT, "the remaining worker to confirm records of a partition the others held", alive)
+    await tail.wait(
+        taken_over, SCALE_WAIT, "the remaining worker to confirm records of a partition the others held", alive
+    )
     leave.recovered_seconds = round(time.monotonic() - stopped, 2)
-    leave.note = f"2 workers left ({len(held)} partitions with records moved); recovery: SIGTERM to a confirmation of one of them by the worker left"
+    leave.note = (f"2 workers left ({len(held)} partitions with records moved); recovery: SIGTERM to a confirmation "
+                  "of one of them by the worker left")
     _check_alive(run)
     await _finish(run, tail, timeout=600 + events / 50)
     return [join, leave]
 
 
-async def scenario_hostile(run: Run, tail: Tail, rng: random.Random, events: int, faults: int) -> list[Fault]:
+async def scenario_hostile(run: Run, tail: Tail, rng: random.Random, events: int, _faults: int) -> list[Fault]:
     """Records that break each stage, mixed into the stream (``faults`` is not used).
 
     Not JSON, a wrong vector size, a ~900 KB record that is not JSON (its dead letter keeps
@@ -771,7 +812,7 @@ def _check_alive(run: Run, any_exit: bool = False) -> None:
 
 def confirmed_but_not_on_disk(run: Run, confirmed: set[tuple[str, int, int]]) -> set[Any]:
     """Points whose confirmed state is not what local mode has on disk (one partition: a prefix)."""
-    patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where) if is_kv_patch(r)]
+    patches = [(r.event, w) for r, w in zip(run.sent.records, run.sent.where, strict=True) if is_kv_patch(r)]
     expected, _ = reference_kv([e for e, w in patches if w in confirmed])
     pending = {point_of(e) for e, w in patches if w not in confirmed}
     client = run.client()
@@ -848,7 +889,7 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
         run.broker = broker
         await run.stack.create_topics(partitions=scenario.partitions)
         async with Tail(run.stack.bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"],
-                        run.stack.env["QCC_DEAD_LETTER_TOPIC"]) as tail:
+                        run.stack.env["QCC_DEAD_LETTER_TOPIC"], run.stack.env["QCC_REEMBED_TOPIC"]) as tail:
             try:
                 report.faults = await scenario.run(run, tail, random.Random(seed), events, faults)
                 await asyncio.sleep(1.0)  # the last dead letters
@@ -868,18 +909,25 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
 
 
 def markdown(reports: list[RunReport]) -> str:
-    lines = ["| scenario | qdrant | seed | records | invalid | re-embeds | faults | lost | state diffs | dead-letter diffs | "
-             "replayed offsets | replayed batches | patched texts checked | recovery s (median / max) | run s | result |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
+    lines = [
+        (
+            "| scenario | qdrant | seed | records | invalid | re-embeds | faults | lost | state diffs "
+            "| dead-letter diffs | replayed offsets | replayed batches | patched texts checked "
+            "| recovery s (median / max) | run s | result |"
+        ),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
     for r in reports:
         rec = sorted(f.recovered_seconds for f in r.faults if f.recovered_seconds is not None)
         recovery = f"{rec[len(rec) // 2]:.1f} / {rec[-1]:.1f}" if rec else "-"
         kinds = ", ".join(f"{k} {sum(f.kind == k for f in r.faults)}" for k in sorted({f.kind for f in r.faults}))
-        lines.append(f"| {r.scenario} | {r.qdrant} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
-                     f"{len(r.faults)} ({kinds}) | {r.lost} | {r.state_differences} | "
-                     f"{r.missing_dead_letters + r.unexpected_dead_letters} | {r.replayed_offsets} | {r.replayed_batches} | "
-                     f"{r.patched_text_vectors} | "
-                     f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(map(_one_line, r.problems))} |")
+        lines.append(
+            f"| {r.scenario} | {r.qdrant} | {r.seed} | {r.records} | {r.invalid_records} | {r.reembed_records} | "
+            f"{len(r.faults)} ({kinds}) | {r.lost} | {r.state_differences} | "
+            f"{r.missing_dead_letters + r.unexpected_dead_letters} | {r.replayed_offsets} | {r.replayed_batches} | "
+            f"{r.patched_text_vectors} | "
+            f"{recovery} | {r.seconds} | {'pass' if r.passed else 'FAIL: ' + '; '.join(map(_one_line, r.problems))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -903,16 +951,24 @@ async def main_async(args: argparse.Namespace) -> list[RunReport]:
     shared = args.qdrant != "local" and any(not SCENARIOS[name].own_server for name in args.scenario)
     server = QdrantServer().start() if shared else None
     try:
-        with tempfile.TemporaryDirectory(prefix="qcc-faults-") as tmp:
-            if args.workdir is not None:
-                tmp = str(args.workdir)  # kept: worker logs, server logs
+        with tempfile.TemporaryDirectory(prefix="qcc-faults-") as scratch:
+            tmp = scratch if args.workdir is None else str(args.workdir)  # kept: worker logs, server logs
             for name in args.scenario:
                 for i in range(args.runs):
                     seed = args.seed + i
-                    report = await run_scenario(name, bootstrap=bootstrap, model_env=model_env,
-                                                workdir=Path(tmp) / f"{name}-{args.qdrant}-{seed}", seed=seed, events=args.events,
-                                                faults=args.faults, embedder=embedder, qdrant=args.qdrant,
-                                                server=server, worker_env=args.worker_env)
+                    report = await run_scenario(
+                        name,
+                        bootstrap=bootstrap,
+                        model_env=model_env,
+                        workdir=Path(tmp) / f"{name}-{args.qdrant}-{seed}",
+                        seed=seed,
+                        events=args.events,
+                        faults=args.faults,
+                        embedder=embedder,
+                        qdrant=args.qdrant,
+                        server=server,
+                        worker_env=args.worker_env,
+                    )
                     print(markdown([report]).splitlines()[-1], flush=True)
                     print(f"dead letters by code: {report.dead_letters_by_code}", flush=True)
                     reports.append(report)
