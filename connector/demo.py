@@ -45,23 +45,55 @@ def sample_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
         pid = rng.randrange(articles)
         roll = rng.random()
         if roll < 0.35:
-            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "payload": {"status": rng.choice(["draft", "published"])}})
+            events.append(
+                {
+                    "op": "set_payload",
+                    "collection": COLLECTION,
+                    "ids": [pid],
+                    "payload": {"status": rng.choice(["draft", "published"])},
+                }
+            )
         elif roll < 0.5:
-            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "key": "stats", "payload": {"views": rng.randrange(1000)}})
+            events.append(
+                {
+                    "op": "set_payload",
+                    "collection": COLLECTION,
+                    "ids": [pid],
+                    "key": "stats",
+                    "payload": {"views": rng.randrange(1000)},
+                }
+            )
         elif roll < 0.6:
             events.append({"op": "delete_payload", "collection": COLLECTION, "ids": [pid], "keys": ["status"]})
         elif roll < 0.75:
-            events.append({"kind": "reembed", "collection": COLLECTION, "vector_name": "bm25", "ids": [pid], "text_field": "body"})
+            events.append(
+                {"kind": "reembed", "collection": COLLECTION, "vector_name": "bm25", "ids": [pid], "text_field": "body"}
+            )
         elif roll < 0.85:
             body = f"Rewritten article {pid} about {rng.choice(TOPICS)}"
             events.append({"op": "set_payload", "collection": COLLECTION, "ids": [pid], "payload": {"body": body}})
-            events.append({"kind": "reembed", "collection": COLLECTION, "vector_name": "dense", "points": [{"id": pid, "text": body}]})
+            events.append(
+                {
+                    "kind": "reembed",
+                    "collection": COLLECTION,
+                    "vector_name": "dense",
+                    "points": [{"id": pid, "text": body}],
+                }
+            )
         elif roll < 0.95:
             team = f"t{rng.randrange(4)}"
-            events.append({"op": "set_payload", "collection": COLLECTION, "filter": {"must": [{"key": "team", "match": {"value": team}}]},
-                           "payload": {"reviewed": True}})
+            events.append(
+                {
+                    "op": "set_payload",
+                    "collection": COLLECTION,
+                    "filter": {"must": [{"key": "team", "match": {"value": team}}]},
+                    "payload": {"reviewed": True},
+                }
+            )
         else:
-            events.append({"op": "set_payload", "collection": COLLECTION, "ids": [10_000 + pid], "payload": {"oops": True}})
+            events.append(
+                {"op": "set_payload", "collection": COLLECTION, "ids": [10_000 + pid], "payload": {"oops": True}}
+            )
     return events[:n]
 
 
@@ -97,7 +129,9 @@ async def _stream(settings: Settings, events: list[dict[str, Any]], bad: list[by
     return len(events) + len(bad)
 
 
-async def _watch(settings: Settings, expected_events: int, timeout: float, worker: subprocess.Popen[bytes]) -> dict[str, int]:
+async def _watch(
+    settings: Settings, expected_events: int, timeout: float, worker: subprocess.Popen[bytes]
+) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(settings.verification_topic, settings.dead_letter_topic,
@@ -172,12 +206,16 @@ def run_demo(events: int, workdir: Path) -> int:
     console.rule("summary")
     if worker.returncode not in (0, -15):  # -15: stopped by the terminate() above
         console.print(f"[red]the worker exited with {worker.returncode}; see {workdir / 'worker.log'}[/red]")
-    console.print(f"{totals['batches']} verified batches, {totals['applied']} events applied, {totals['dead']} dead letters")
+    console.print(
+        f"{totals['batches']} verified batches, {totals['applied']} events applied, {totals['dead']} dead letters"
+    )
     client = QdrantClient(path=str(qdrant_path))
     try:
         count = client.count(COLLECTION).count
         first = client.retrieve(COLLECTION, [0])
-        console.print(f"collection '{COLLECTION}' holds {count} points; payload of point 0: {first[0].payload if first else None}")
+        console.print(
+            f"collection '{COLLECTION}' holds {count} points; payload of point 0: {first[0].payload if first else None}"
+        )
     finally:
         client.close()
     return 0 if totals["events"] >= len(sample) + len(broken) else 1

@@ -9,6 +9,7 @@ is stopped with the context manager.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -33,14 +34,16 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
+# loaded here, not in the forked child, where loading a library can deadlock
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _stop_with_parent() -> None:
     """In the broker's process: SIGTERM it when the thread that started it ends (Linux), so a
     killed test or benchmark run does not leave a broker behind. Start brokers from the main
     thread."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -128,14 +131,28 @@ class KafkaBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": ",".join([f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                                   *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items())]),
-            "advertised.listeners": ",".join([f"PLAINTEXT://127.0.0.1:{self.port}",
-                                              *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items())]),
+            "listeners": ",".join(
+                [
+                    f"PLAINTEXT://127.0.0.1:{self.port}",
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items()),
+                ]
+            ),
+            "advertised.listeners": ",".join(
+                [
+                    f"PLAINTEXT://127.0.0.1:{self.port}",
+                    *(f"{name}://127.0.0.1:{p}" for name, (_, p) in self.extra_listeners.items()),
+                ]
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": ",".join(["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT",
-                                                        *(f"{name}:{proto}" for name, (proto, _) in self.extra_listeners.items())]),
+            "listener.security.protocol.map": ",".join(
+                [
+                    "PLAINTEXT:PLAINTEXT",
+                    "CONTROLLER:PLAINTEXT",
+                    *(f"{name}:{proto}" for name, (proto, _) in self.extra_listeners.items()),
+                ]
+            ),
             "log.dirs": str(logs),
             "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "4",
@@ -159,16 +176,23 @@ class KafkaBroker:
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(config), *self.format_args),
-                check=True, stdout=subprocess.DEVNULL,
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()), "-c", str(config), *self.format_args
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
-        out = open(self.data_dir / "stdout.log", "ab")
-        self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=out, stderr=subprocess.STDOUT,
-                                        preexec_fn=_stop_with_parent)
+        with (self.data_dir / "stdout.log").open("ab") as out:  # the broker keeps its own copy
+            self.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(config)), stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the death signal can only be set in the child
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Kafka broker exited with {self.process.returncode}; see {self.data_dir}/stdout.log")
+                raise RuntimeError(
+                    f"Kafka broker exited with {self.process.returncode}; see {self.data_dir}/stdout.log"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self

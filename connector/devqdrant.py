@@ -79,11 +79,12 @@ class QdrantServer:
         if self.read_only_api_key:
             env["QDRANT_READ_ONLY_API_KEY"] = self.read_only_api_key
         self.storage.mkdir(parents=True, exist_ok=True)
-        out = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_stop_with_parent,
-        )
+        with self.log.open("ab") as out:  # the server keeps its own copy
+            self.process = subprocess.Popen(
+                [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the death signal can only be set in the child
+            )
         self.wait_ready(timeout)
         return self
 

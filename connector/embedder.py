@@ -15,17 +15,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from connector import metrics
 from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
-from connector.operations import Sparse, Vector
+from connector.operations import Sparse, Vector, VectorKind
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)
 
-VectorKind = Literal["dense", "sparse"]
+__all__ = ["Embedder", "VectorKind", "load_model"]
 
 
 class Embedder:
@@ -45,8 +45,18 @@ class Embedder:
     def is_allowed(self, model: str) -> bool:
         return model in self._settings.models_allowed()
 
-    async def embed(self, model: str, kind: VectorKind, texts: Sequence[str]) -> list[Vector]:
-        """Embed ``texts`` with one model call, in the embedding thread."""
+    @overload
+    async def embed(self, model: str, kind: Literal["dense"], texts: Sequence[str]) -> list[tuple[float, ...]]: ...
+    @overload
+    async def embed(self, model: str, kind: Literal["sparse"], texts: Sequence[str]) -> list[Sparse]: ...
+    @overload
+    async def embed(self, model: str, kind: VectorKind, texts: Sequence[str]) -> list[Vector]: ...
+
+    async def embed(
+        self, model: str, kind: VectorKind, texts: Sequence[str]
+    ) -> list[Vector] | list[tuple[float, ...]] | list[Sparse]:
+        """Embed ``texts`` with one model call, in the embedding thread: dense vectors as tuples,
+        sparse ones as :class:`Sparse`."""
         if not texts:
             return []
         loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -23,13 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"
 NAME_PATTERN = r"^[A-Za-z0-9_\-\.]{1,255}$"
 
 PointId = Annotated[
-    Union[Annotated[StrictInt, Field(ge=0, le=2**64 - 1)], UUID],
+    Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] | UUID,
     Field(description="An unsigned integer or a UUID"),
 ]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -49,7 +49,8 @@ class SparseVector(_Strict):
     """A sparse vector: parallel lists of unique indices and their values."""
 
     indices: Annotated[
-        list[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]], Field(max_length=65_536, json_schema_extra={"uniqueItems": True})
+        list[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]],
+        Field(max_length=65_536, json_schema_extra={"uniqueItems": True}),
     ]
     values: Annotated[list[FiniteFloat], Field(max_length=65_536)]
 
@@ -63,10 +64,10 @@ class SparseVector(_Strict):
 
 
 NamedVectors = Annotated[
-    dict[VectorName, Union[DenseVector, SparseVector]], Field(min_length=1, max_length=64)
+    dict[VectorName, DenseVector | SparseVector], Field(min_length=1, max_length=64)
 ]
 VectorInput = Annotated[
-    Union[DenseVector, NamedVectors],
+    DenseVector | NamedVectors,
     Field(description="A dense vector for the unnamed vector, or an object of named dense/sparse vectors"),
 ]
 
@@ -199,16 +200,16 @@ class DeleteVectorsEvent(_Selected):
     vector_names: Annotated[list[Annotated[StrictStr, Field(pattern=NAME_PATTERN)]], Field(min_length=1, max_length=64)]
 
 
-_PatchEvents = Union[
-    UpsertEvent,
-    DeleteEvent,
-    SetPayloadEvent,
-    OverwritePayloadEvent,
-    DeletePayloadEvent,
-    ClearPayloadEvent,
-    UpdateVectorsEvent,
-    DeleteVectorsEvent,
-]
+_PatchEvents = (
+    UpsertEvent
+    | DeleteEvent
+    | SetPayloadEvent
+    | OverwritePayloadEvent
+    | DeletePayloadEvent
+    | ClearPayloadEvent
+    | UpdateVectorsEvent
+    | DeleteVectorsEvent
+)
 PatchEvent = Annotated[_PatchEvents, Field(discriminator="op")]
 PATCH_OPS = (
     "upsert",
@@ -239,7 +240,10 @@ class ReembedEvent(_Event):
 
     model_config = ConfigDict(
         json_schema_extra=_one_of_required(
-            ["points"], ["ids", "text_field"], ["filter", "text_field"], exclusive=("points", "ids", "filter", "text_field")
+            ["points"],
+            ["ids", "text_field"],
+            ["filter", "text_field"],
+            exclusive=("points", "ids", "filter", "text_field"),
         )
     )
 
@@ -264,8 +268,8 @@ class ReembedEvent(_Event):
         return self
 
 
-ChangeEvent = Union[_PatchEvents, ReembedEvent]
-PATCH_ADAPTER: TypeAdapter[Any] = TypeAdapter(PatchEvent)
+ChangeEvent = _PatchEvents | ReembedEvent
+PATCH_ADAPTER: TypeAdapter[_PatchEvents] = TypeAdapter(PatchEvent)
 REEMBED_ADAPTER: TypeAdapter[ReembedEvent] = TypeAdapter(ReembedEvent)
 
 

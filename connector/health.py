@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -61,18 +61,18 @@ async def serve(readiness: Readiness, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-async def probe_qdrant(readiness: Readiness, probe: Callable[[], object], every: float = 2.0) -> None:
+async def probe_qdrant(readiness: Readiness, probe: Callable[[], Awaitable[object]], every: float = 2.0) -> None:
     """Keep ``readiness.qdrant_ok`` current: one cheap call every ``every`` seconds."""
     last_error: str | None = None
     while True:
         try:
-            await asyncio.wait_for(probe(), timeout=max(every, 1.0))  # type: ignore[arg-type]
+            await asyncio.wait_for(probe(), timeout=max(every, 1.0))
             if last_error is not None:
                 log.info("Qdrant probe succeeds again")
             readiness.qdrant_ok, readiness.qdrant_error, last_error = True, None, None
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # any failure means "not ready"; the reason goes to the log, once per reason
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; logged once per reason
             error = f"{type(exc).__name__}: {exc}"
             if error != last_error:
                 log.warning("Qdrant probe failed: %s", error)

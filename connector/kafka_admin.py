@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,20 +23,20 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
         wanted = [settings.patch_topic, settings.reembed_topic, settings.verification_topic, settings.dead_letter_topic]
         missing = [name for name in wanted if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
                 await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
-            except TopicAlreadyExistsError:
-                pass
-        partitions = await wait_for_leaders(admin, wanted)
+        led = await wait_for_leaders(admin, wanted)
         if missing:
-            await _until_served(settings, [tp for tp in partitions if tp.topic in missing])
+            await _until_served(settings, [tp for tp in led if tp.topic in missing])
         await _until_coordinator(admin, settings.consumer_group)
         return missing
     finally:
         await admin.close()
 
 
-async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> list[TopicPartition]:
+async def wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0
+) -> list[TopicPartition]:
     """Until every partition of ``topics`` has a leader; their partitions. A client that starts
     earlier on a new topic logs NotLeaderForPartitionError errors (expected, but they read as
     failures)."""

@@ -63,6 +63,13 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"main": {"()": formatter, "secrets": secrets_of(settings)}},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr", "level": level}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "main",
+                "stream": "ext://sys.stderr",
+                "level": level,
+            }
+        },
         "root": {"level": level, "handlers": ["default"]},
     }

@@ -17,12 +17,18 @@ if TYPE_CHECKING:
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "qdrant_connector"
 
-EVENTS_CONSUMED = Counter(f"{PREFIX}_events_consumed", "Records consumed from an input topic", ["topic"], registry=REGISTRY)
-BATCHES_APPLIED = Counter(f"{PREFIX}_batches_applied", "Verification events published (one per batch)", ["collection"], registry=REGISTRY)
+EVENTS_CONSUMED = Counter(
+    f"{PREFIX}_events_consumed", "Records consumed from an input topic", ["topic"], registry=REGISTRY
+)
+BATCHES_APPLIED = Counter(
+    f"{PREFIX}_batches_applied", "Verification events published (one per batch)", ["collection"], registry=REGISTRY
+)
 OPERATIONS = Counter(f"{PREFIX}_operations", "Events applied, per operation type", ["op"], registry=REGISTRY)
 POINTS_TOUCHED = Counter(f"{PREFIX}_points_touched", "Points named by applied batches", registry=REGISTRY)
 DEAD_LETTERS = Counter(f"{PREFIX}_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=REGISTRY)
-RETRIES = Counter(f"{PREFIX}_qdrant_retries", "Qdrant calls retried after a transient error", ["call"], registry=REGISTRY)
+RETRIES = Counter(
+    f"{PREFIX}_qdrant_retries", "Qdrant calls retried after a transient error", ["call"], registry=REGISTRY
+)
 VERIFICATIONS = Counter(f"{PREFIX}_verifications", "Verification outcomes", ["status"], registry=REGISTRY)
 WINDOW_EVENTS = Histogram(f"{PREFIX}_window_events", "Records per window (window fill)", ["topic"], registry=REGISTRY,
                           buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000))

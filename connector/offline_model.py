@@ -79,4 +79,4 @@ def assemble_all(root: Path | None = None) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(assemble_all(Path(sys.argv[1]) if len(sys.argv) > 1 else None)))
+    print(json.dumps(assemble_all(Path(sys.argv[1]) if len(sys.argv) > 1 else None)))  # noqa: T201 - the script's output

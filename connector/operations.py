@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from connector.events import (
     ChangeEvent,
@@ -19,6 +19,7 @@ from connector.events import (
     DeletePayloadEvent,
     DeleteVectorsEvent,
     OverwritePayloadEvent,
+    PointId,
     SetPayloadEvent,
     SparseVector,
     UpdateVectorsEvent,
@@ -26,7 +27,7 @@ from connector.events import (
     normalize_id,
 )
 
-PointKey = Union[int, str]
+PointKey = int | str
 OpKind = Literal[
     "upsert",
     "delete",
@@ -49,7 +50,8 @@ class Sparse:
     values: tuple[float, ...]
 
 
-Vector = Union[tuple[float, ...], Sparse]
+Vector = tuple[float, ...] | Sparse
+VectorKind = Literal["dense", "sparse"]
 DEFAULT_VECTOR = ""  # Qdrant's name for the unnamed vector
 
 
@@ -142,7 +144,8 @@ def op_from_patch(event: ChangeEvent, position: int, embedded: dict[PointKey, Ve
             merged.update(named_vectors(vp.vector))
             points[pid] = PointData(vectors=merged)
         return Op("update_vectors", points=points, sources=src)
-    ids = _dedupe([normalize_id(i) for i in event.ids]) if getattr(event, "ids", None) else None
+    event_ids: list[PointId] | None = getattr(event, "ids", None)
+    ids = _dedupe([normalize_id(i) for i in event_ids]) if event_ids else None
     flt = getattr(event, "filter", None)
     if isinstance(event, DeleteEvent):
         return Op("delete", ids=ids, filter=flt, sources=src)

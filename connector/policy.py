@@ -23,9 +23,13 @@ def check_policy(event: ChangeEvent, topic: str, settings: Settings) -> Rejectio
         return reject("collection_not_allowed", f"topic {topic!r} may not change collection {event.collection!r}")
     name = operation_name(event)
     if name in settings.denied_operations or event.op in settings.denied_operations:
-        return reject("operation_denied", f"operation {name!r} is denied by the connector's policy (QCC_DENIED_OPERATIONS)")
+        return reject(
+            "operation_denied", f"operation {name!r} is denied by the connector's policy (QCC_DENIED_OPERATIONS)"
+        )
     if getattr(event, "blast_radius_override", False) and not settings.allow_blast_radius_override:
-        return reject("override_denied", "this connector does not permit blast_radius_override (QCC_ALLOW_BLAST_RADIUS_OVERRIDE)")
+        return reject(
+            "override_denied", "this connector does not permit blast_radius_override (QCC_ALLOW_BLAST_RADIUS_OVERRIDE)"
+        )
     return None
 
 

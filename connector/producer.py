@@ -46,7 +46,7 @@ def build_event(document: dict[str, Any]) -> ChangeEvent:
     document = {"schema_version": 1, **document}
     if document.get("kind") == "reembed":
         return REEMBED_ADAPTER.validate_python(document)
-    return PATCH_ADAPTER.validate_python(document)  # type: ignore[no-any-return]
+    return PATCH_ADAPTER.validate_python(document)
 
 
 def encode_event(event: ChangeEvent) -> bytes:
@@ -111,7 +111,9 @@ class ChangeProducer:
         return await self.send({"op": "update_vectors", "collection": collection, "points": points})
 
     async def delete_vectors(self, collection: str, vector_names: list[str], **selector: Any) -> Any:
-        return await self.send({"op": "delete_vectors", "collection": collection, "vector_names": vector_names, **selector})
+        return await self.send(
+            {"op": "delete_vectors", "collection": collection, "vector_names": vector_names, **selector}
+        )
 
     async def reembed(self, collection: str, **fields: Any) -> Any:
         """Publish a re-embed. One that reads its text from the payload (``text_field``) is sent

@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     )
     qdrant_path: Path = Field(Path("./qdrant-data"), description="Local-mode storage folder (when no URL)")
     qdrant_prefer_grpc: bool = Field(False, description="Talk gRPC instead of REST")
-    qdrant_grpc_port: int = Field(6334, ge=1, le=65535, description="The server's gRPC port (with QCC_QDRANT_PREFER_GRPC)")
+    qdrant_grpc_port: int = Field(
+        6334, ge=1, le=65535, description="The server's gRPC port (with QCC_QDRANT_PREFER_GRPC)"
+    )
     qdrant_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Qdrant request")
     qdrant_max_request_bytes: int = Field(
         16 * 1024 * 1024, ge=65_536,

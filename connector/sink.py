@@ -30,7 +30,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from qdrant_client import AsyncQdrantClient
@@ -55,6 +55,7 @@ from connector.operations import DEFAULT_VECTOR, Op, Sparse, Vector
 from connector.request_size import halve, point_count, requests_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # Local mode persists every write to SQLite in its folder; these mean that folder cannot take it.
@@ -122,7 +123,7 @@ def _seconds(value: str | None) -> float | None:
 def _response_text(exc: UnexpectedResponse) -> str:
     try:
         return str(exc.content.decode("utf-8", "replace"))[:500]
-    except Exception:  # pragma: no cover - content missing
+    except Exception:  # noqa: BLE001 - describing an error must not raise another  # pragma: no cover
         return exc.reason_phrase or ""
 
 
@@ -198,11 +199,17 @@ def to_qdrant(op: Op) -> qm.UpdateOperation:
         )
         return qm.DeleteOperation(delete=selector)
     if op.kind == "set_payload":
-        return qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=op.payload or {}, key=op.key, **_selector_fields(op)))
+        return qm.SetPayloadOperation(
+            set_payload=qm.SetPayload(payload=op.payload or {}, key=op.key, **_selector_fields(op))
+        )
     if op.kind == "overwrite_payload":
-        return qm.OverwritePayloadOperation(overwrite_payload=qm.SetPayload(payload=op.payload or {}, **_selector_fields(op)))
+        return qm.OverwritePayloadOperation(
+            overwrite_payload=qm.SetPayload(payload=op.payload or {}, **_selector_fields(op))
+        )
     if op.kind == "delete_payload":
-        return qm.DeletePayloadOperation(delete_payload=qm.DeletePayload(keys=list(op.keys or ()), **_selector_fields(op)))
+        return qm.DeletePayloadOperation(
+            delete_payload=qm.DeletePayload(keys=list(op.keys or ()), **_selector_fields(op))
+        )
     if op.kind == "clear_payload":
         selector = (
             qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
@@ -347,7 +354,7 @@ class QdrantSink:
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
 
-    async def call(self, what: str, fn: Callable[[], Awaitable[Any]], *, raise_rate_limit: bool = False) -> Any:
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the
         server asked for), others raised mapped. ``raise_rate_limit`` hands a rate limit to the
         caller instead, after its wait."""
@@ -431,7 +438,8 @@ class QdrantSink:
             parts = _halves(request)
             if parts is None:
                 if isinstance(exc, RateLimited):  # one point: cannot be cut, the wait is done
-                    return await self._send(collection, request)
+                    await self._send(collection, request)
+                    return
                 raise PermanentError(f"a single point is too large for Qdrant even alone: {exc}") from exc
             if isinstance(exc, RequestTooLarge):  # a limit of the server: remember it (a rate limit passes)
                 self.max_request_points = max(1, min(self.max_request_points or points, points // 2))

@@ -30,7 +30,9 @@ def describe(topic_kind: str, record: dict[str, Any], original: bytes | None = N
             f"{record['latency']['window_seconds'] * 1000:.0f}ms" + (f" [red]dead={dead}[/red]" if dead else "")
         )
     source = record["source"]
-    shown = repr(original[:40]) + "..." if original is not None else f"(original not carried: {record['original_form']})"
+    shown = (
+        repr(original[:40]) + "..." if original is not None else f"(original not carried: {record['original_form']})"
+    )
     return (
         f"[red]DEAD    [/red] {record['error']['code']}: {record['error']['message']} "
         f"({source['topic']}[{source['partition']}]@{source['offset']}) {shown}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,10 +18,10 @@ from connector.events import (
     UpdateVectorsEvent,
     UpsertEvent,
 )
-from connector.operations import DEFAULT_VECTOR
+from connector.operations import DEFAULT_VECTOR, VectorKind
 
 
-def vector_kind(schema: CollectionSchema, name: str) -> str | None:
+def vector_kind(schema: CollectionSchema, name: str) -> VectorKind | None:
     if name in schema.dense:
         return "dense"
     if name in schema.sparse:
@@ -80,10 +81,12 @@ def check_event(event: ChangeEvent, schema: CollectionSchema, allowed_models: se
 
 
 def _check_embedding_target(schema: CollectionSchema, vector_name: str | None, model: str | None,
-                            allowed_models: set[str], reject: Any) -> Rejection | None:
+                            allowed_models: set[str], reject: Callable[[str, str], Rejection]) -> Rejection | None:
     name = vector_name or DEFAULT_VECTOR
     if vector_kind(schema, name) is None:
         return reject("unknown_vector", f"collection {schema.name!r} has no {_describe(name)} to embed into")
     if model is not None and model not in allowed_models:
-        return reject("unknown_model", f"model {model!r} is not allowed here; allowed: {', '.join(sorted(allowed_models))}")
+        return reject(
+            "unknown_model", f"model {model!r} is not allowed here; allowed: {', '.join(sorted(allowed_models))}"
+        )
     return None

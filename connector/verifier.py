@@ -12,11 +12,11 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from qdrant_client import models as qm
 
-from connector.events import Mismatch, VerificationOutcome
+from connector.events import Mismatch, VerificationOutcome, normalize_id
 from connector.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
 from connector.semantics import PointState, State, apply_all, copy_state
 
@@ -58,7 +58,7 @@ def state_from_records(records: Iterable[qm.Record]) -> State:
                     vectors[name] = Sparse(tuple(value.indices), tuple(value.values))
                 elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
                     vectors[name] = tuple(value)
-        state[record.id] = PointState(payload=dict(record.payload or {}), vectors=vectors)
+        state[normalize_id(record.id)] = PointState(payload=dict(record.payload or {}), vectors=vectors)
     return state
 
 
@@ -71,14 +71,14 @@ def vectors_equal(expected: Vector, actual: Vector, cosine: bool) -> bool:
     if isinstance(expected, Sparse) or isinstance(actual, Sparse):
         if not (isinstance(expected, Sparse) and isinstance(actual, Sparse)):
             return False
-        e = dict(zip(expected.indices, expected.values))
-        a = dict(zip(actual.indices, actual.values))
+        e = dict(zip(expected.indices, expected.values, strict=True))
+        a = dict(zip(actual.indices, actual.values, strict=True))
         return e.keys() == a.keys() and all(math.isclose(e[k], a[k], abs_tol=TOLERANCE) for k in e)
     if len(expected) != len(actual):
         return False
     if cosine:
         expected = _normalized(expected)
-    return all(math.isclose(x, y, abs_tol=TOLERANCE) for x, y in zip(expected, actual))
+    return all(math.isclose(x, y, abs_tol=TOLERANCE) for x, y in zip(expected, actual, strict=True))
 
 
 def compare(
@@ -102,7 +102,9 @@ def compare(
         checked += 1
         differences = _differences(pid, expected.get(pid), actual.get(pid), vectors_touched, cosine_names)
         (changed_by_rejected if pid in rejected_ids else mismatches).extend(differences)
-    status = "mismatch" if mismatches else "partial" if changed_by_rejected else "verified"
+    status: Literal["mismatch", "partial", "verified"] = (
+        "mismatch" if mismatches else "partial" if changed_by_rejected else "verified"
+    )
     return VerificationOutcome(
         status=status,
         checked_points=checked,
@@ -137,7 +139,9 @@ def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
         differences.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
     for name in sorted(vectors_touched.get(pid, ())):
         w, g = want.vectors.get(name), got.vectors.get(name)
-        same = (w is None and g is None) or (w is not None and g is not None and vectors_equal(w, g, name in cosine_names))
+        same = (w is None and g is None) or (
+            w is not None and g is not None and vectors_equal(w, g, name in cosine_names)
+        )
         if not same:
             differences.append(Mismatch(id=pid, field=f"vector:{name}", expected=_show(w), actual=_show(g)))
     return differences

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -114,7 +115,8 @@ def collection_plan(info: qm.CollectionInfo) -> CollectionPlan:
 
 def info_to_json(info: qm.CollectionInfo) -> dict[str, Any]:
     """A collection info as JSON, every field kept (None included: local mode is told by one)."""
-    return json.loads(info.model_dump_json())  # type: ignore[no-any-return]
+    data: dict[str, Any] = json.loads(info.model_dump_json())
+    return data
 
 
 _INFO = TypeAdapter(qm.CollectionInfo)
@@ -138,8 +140,8 @@ async def create_from_plan(sink: QdrantSink, collection: str, plan: CollectionPl
     client = sink.client
     await sink.call(f"create_collection({collection})", lambda: client.create_collection(collection, **plan.create))
     for index in plan.payload_indexes:  # local mode ignores them (qdrant-client warns)
-        await sink.call(f"create_payload_index({collection}.{index.field_name})", lambda: client.create_payload_index(
-            collection, index.field_name, field_schema=index.field_schema, wait=True))
+        await sink.call(f"create_payload_index({collection}.{index.field_name})", partial(
+            client.create_payload_index, collection, index.field_name, field_schema=index.field_schema, wait=True))
 
 
 async def finish_from_plan(sink: QdrantSink, collection: str, plan: CollectionPlan) -> None:

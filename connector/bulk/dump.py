@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from qdrant_client import models as qm
 
@@ -43,11 +44,10 @@ def canonical_vectors(vectors: Any, precise: bool = False) -> dict[str, Any]:
     if isinstance(vectors, list):
         vectors = {DEFAULT_VECTOR: vectors}
     out: dict[str, Any] = {}
-    for name, value in vectors.items():
-        if isinstance(value, qm.SparseVector):
-            value = {"indices": value.indices, "values": value.values}
+    for name, given in vectors.items():
+        value = {"indices": given.indices, "values": given.values} if isinstance(given, qm.SparseVector) else given
         if isinstance(value, dict):
-            pairs = sorted(zip(value["indices"], value["values"]))
+            pairs = sorted(zip(value["indices"], value["values"], strict=True))
             out[name] = {"indices": [int(i) for i, _ in pairs], "values": [rnd(v) for _, v in pairs]}
         else:
             out[name] = [rnd(v) for v in value]
@@ -68,9 +68,9 @@ def id_key(point_id: Any) -> str:
     return json.dumps(point_id)
 
 
-def open_dump(path: Path, mode: str) -> IO[str]:
+def open_dump(path: Path, mode: Literal["r", "w", "a"]) -> IO[str]:
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+        return io.TextIOWrapper(gzip.GzipFile(path, mode), encoding="utf-8")  # what gzip.open does in text mode
     return path.open(mode, encoding="utf-8")
 
 

@@ -7,6 +7,7 @@ A gzip dump is written one gzip member per page, so a cut at a page boundary sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,25 @@ class ExportSummary:
     resumed_from: int
 
 
+def _start_dump(dump: Path, resume_bytes: int | None) -> dict[str, str] | None:
+    """Cut an existing dump back to ``resume_bytes`` and return the digests of what it keeps;
+    else (no resume point, or no dump) start an empty dump and return None."""
+    if resume_bytes is None or not dump.exists():
+        dump.write_bytes(b"")
+        return None
+    with dump.open("r+b") as handle:
+        handle.truncate(resume_bytes)
+    return {id_key(line["id"]): digest(line) for line in read_dump(dump)}
+
+
+def _append(dump: Path, lines: list[dict[str, Any]]) -> int:
+    """Append one page (one gzip member) to the dump; the dump's size after it."""
+    with open_dump(dump, "a") as handle:
+        for line in lines:
+            handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return dump.stat().st_size
+
+
 async def export_collection(
     sink: QdrantSink,
     collection: str,
@@ -54,32 +74,29 @@ async def export_collection(
     total = await count_points(sink, collection, scroll_filter)
     checkpoint = Checkpoint(dump.with_name(dump.name + ".progress.json"))
     state = checkpoint.load() if resume else None
-    digests: dict[str, str] = {}
-    start: Any = None
-    if state is not None and dump.exists():
-        with dump.open("r+b") as handle:
-            handle.truncate(state["bytes"])
-        for line in read_dump(dump):
-            digests[id_key(line["id"])] = digest(line)
-        start = state["next_offset"]
-    else:
-        dump.write_bytes(b"")
+    kept = await asyncio.to_thread(_start_dump, dump, None if state is None else state["bytes"])
+    start: Any = None if kept is None or state is None else state["next_offset"]
+    digests: dict[str, str] = kept or {}
     resumed_from = len(digests)
     with PointsProgress(f"export {collection}", total, show_progress) as progress:
         progress.skip_to(resumed_from)
-        async for page, next_offset in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=with_payload,
-                                                    with_vectors=with_vectors, page_size=page_size, start=start):
+        async for page, next_offset in scroll_pages(
+            sink,
+            collection,
+            scroll_filter=scroll_filter,
+            with_payload=with_payload,
+            with_vectors=with_vectors,
+            page_size=page_size,
+            start=start,
+        ):
             lines = [point_line(record) for record in page]
-            with open_dump(dump, "a") as handle:
-                for line in lines:
-                    handle.write(json.dumps(line, separators=(",", ":")) + "\n")
-                    digests[id_key(line["id"])] = digest(line)
-            checkpoint.save({"next_offset": next_offset, "bytes": dump.stat().st_size})
+            size = await asyncio.to_thread(_append, dump, lines)
+            digests.update((id_key(line["id"]), digest(line)) for line in lines)
+            checkpoint.save({"next_offset": next_offset, "bytes": size})
             progress.advance(len(lines))
     manifest = {
         "tool": "qdrant-change-connector",
         "version": __version__,
-        "collection": collection,
         "config": vectors_config(info),  # vectors only: what dumps before "collection" carried
         "collection": info_to_json(info),  # the whole configuration, payload indexes included
         "filter": scroll_filter.model_dump(mode="json", exclude_none=True) if scroll_filter else None,

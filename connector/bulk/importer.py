@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ async def import_dump(sink: QdrantSink, dump: Path, collection: str, *, batch_si
         progress.skip_to(done)
         while batch := list(islice(lines, batch_size)):
             points = [_point(line) for line in batch]
-            await sink.call("upsert", lambda: sink.client.upsert(collection, points, wait=True))
+            await sink.call("upsert", partial(sink.client.upsert, collection, points, wait=True))
             done += len(batch)
             checkpoint.save({"lines": done, "created": created})
             progress.advance(len(batch))

@@ -36,7 +36,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -54,6 +55,7 @@ from connector.bulk.verify import VerifyReport, verify_collections
 from connector.embedder import Embedder
 from connector.events import (
     ChangeEvent,
+    FenceRecord,
     ReembedEvent,
     Rejection,
     UpdateVectorsEvent,
@@ -115,10 +117,12 @@ def retarget(alias: str, old: str, new: str, vector_name: str, model: str, touch
                 if isinstance(vector, dict) and vector_name in vector:
                     touch_up.add(normalize_id(point.id))
                     rest = {k: v for k, v in vector.items() if k != vector_name}
-                    point = point.model_copy(update={"vector": rest or None})
-                if isinstance(event, UpdateVectorsEvent) and point.vector is None:
+                    kept = point.model_copy(update={"vector": rest or None})
+                else:
+                    kept = point
+                if isinstance(event, UpdateVectorsEvent) and kept.vector is None:
                     continue
-                points.append(point)
+                points.append(kept)
             if not points:
                 return None
             update["points"] = points
@@ -148,7 +152,8 @@ class Migration:
         if not vector_name:
             raise MigrationError("migrate needs a named vector (--vector-name)")
         self.settings, self.sink, self.embedder = settings, sink, embedder
-        self.alias, self.new, self.text_field, self.vector_name, self.model = alias, new_collection, text_field, vector_name, model
+        self.alias, self.new, self.text_field = alias, new_collection, text_field
+        self.vector_name, self.model = vector_name, model
         self.distance, self.page_size, self.fence_seconds = distance, page_size, fence_seconds
         self.verify_seconds, self.drop_old, self.show_progress = verify_seconds, drop_old, show_progress
         self.topics = [settings.patch_topic, settings.reembed_topic]
@@ -182,13 +187,15 @@ class Migration:
             verification, in_flight = await self._verify_until_equal(old, tail, fences)
             report.verification = {**json.loads(verification.to_json()), "in_flight_points": len(in_flight)}
             if not verification.ok:
-                raise MigrationError(f"old and new collections differ after {self.verify_seconds}s; alias not switched: "
-                                     f"{verification.missing_count} missing, {verification.extra_count} extra, "
-                                     f"{verification.mismatched_count} differ")
+                raise MigrationError(
+                    f"old and new collections differ after {self.verify_seconds}s; alias not switched: "
+                    f"{verification.missing_count} missing, {verification.extra_count} extra, "
+                    f"{verification.mismatched_count} differ"
+                )
             if datetime.now(timezone.utc) > self._fence_expiry - timedelta(seconds=5):
                 raise MigrationError("the fences are about to expire; alias not switched (raise --fence-seconds)")
             await self.finish_new_collection(plan)
-            await self._switch(old)
+            await self._switch()
             report.switched = True
         finally:
             await consumer.stop()
@@ -229,23 +236,34 @@ class Migration:
         copied = without_text = 0
         total = await count_points(self.sink, old)
         with PointsProgress(f"fill {self.new}", total, self.show_progress) as progress:
-            async for page, _ in scroll_pages(self.sink, old, with_payload=True, with_vectors=True, page_size=self.page_size):
-                texts = {r.id: text_at(r.payload, self.text_field) for r in page}
-                ids = [pid for pid, t in texts.items() if t is not None]
-                vectors = dict(zip(ids, await self.embedder.embed(self.model, "dense", [texts[i] for i in ids])))  # type: ignore[misc]
+            async for page, _ in scroll_pages(
+                self.sink, old, with_payload=True, with_vectors=True, page_size=self.page_size
+            ):
+                texts = {
+                    pid: t for pid, t in ((r.id, text_at(r.payload, self.text_field)) for r in page) if t is not None
+                }
+                ids = list(texts)
+                vectors = dict(
+                    zip(ids, await self.embedder.embed(self.model, "dense", list(texts.values())), strict=True)
+                )
                 points = []
                 for record in page:
-                    named = {k: v for k, v in (record.vector or {}).items() if k != self.vector_name}  # type: ignore[union-attr]
+                    old_vectors = record.vector or {}
+                    if not isinstance(old_vectors, dict):  # migrated_plan allows only named vectors
+                        raise MigrationError(f"point {record.id} of {old!r} has an unnamed vector")
+                    named = {k: v for k, v in old_vectors.items() if k != self.vector_name}
                     if record.id in vectors:
                         named[self.vector_name] = list(vectors[record.id])
                     points.append(qm.PointStruct(id=record.id, vector=named, payload=record.payload or {}))
-                await self.sink.call("upsert", lambda: self.client.upsert(self.new, points, wait=True))
+                await self.sink.call("upsert", partial(self.client.upsert, self.new, points, wait=True))
                 copied += len(points)
                 without_text += len(page) - len(ids)
                 progress.advance(len(page))
         return copied, without_text
 
-    async def _applied_offsets(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def _applied_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
         """Where the replay starts: offsets below which the workers have applied everything.
 
         The workers' committed offsets qualify (a worker commits only applied windows); where
@@ -286,17 +304,24 @@ class Migration:
         done = 0
         for start in range(0, len(ids), self.page_size):
             chunk = ids[start : start + self.page_size]
-            records = await self.sink.call("retrieve", lambda: self.client.retrieve(self.new, chunk, with_payload=[self.text_field.split(".")[0]]))
-            texts = {r.id: text_at(r.payload, self.text_field) for r in records}
-            found = [pid for pid, t in texts.items() if t is not None]
-            vectors = await self.embedder.embed(self.model, "dense", [texts[i] for i in found])  # type: ignore[misc]
+            records = await self.sink.call(
+                "retrieve", partial(self.client.retrieve, self.new, chunk, with_payload=[self.text_field.split(".")[0]])
+            )
+            texts = {
+                pid: t for pid, t in ((r.id, text_at(r.payload, self.text_field)) for r in records) if t is not None
+            }
+            found = list(texts)
+            vectors = await self.embedder.embed(self.model, "dense", list(texts.values()))
             if found:
-                pvs = [qm.PointVectors(id=pid, vector={self.vector_name: list(v)}) for pid, v in zip(found, vectors)]
-                await self.sink.call("update_vectors", lambda: self.client.update_vectors(self.new, pvs, wait=True))
+                pvs = [qm.PointVectors(id=pid, vector={self.vector_name: list(v)})
+                       for pid, v in zip(found, vectors, strict=True)]
+                await self.sink.call("update_vectors", partial(self.client.update_vectors, self.new, pvs, wait=True))
             done += len(found)
         return done
 
-    async def _verify_until_equal(self, old: str, tail: _Tail, fences: dict[TopicPartition, int]) -> tuple[VerifyReport, set[Any]]:
+    async def _verify_until_equal(
+        self, old: str, tail: _Tail, fences: dict[TopicPartition, int]
+    ) -> tuple[VerifyReport, set[Any]]:
         """Old and new must hold the same points and payloads, except points still in flight.
 
         A worker holds a whole topic at the first fence it meets, so events of other partitions
@@ -319,7 +344,7 @@ class Migration:
         committed = await self._admin.list_consumer_group_offsets(self.settings.consumer_group)
         return {tp: committed[tp].offset for tp in partitions if tp in committed and committed[tp].offset >= 0}
 
-    async def _switch(self, old: str) -> None:
+    async def _switch(self) -> None:
         operations = [
             qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias)),
             qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=self.new, alias_name=self.alias)),
@@ -336,11 +361,15 @@ class _Tail:
             "allowed_models": sorted(migration.settings.models_allowed() | {migration.model}),
             "collections": None,
         })
-        rewrite = retarget(migration.alias, old, migration.new, migration.vector_name, migration.model, migration.touch_up)
+        rewrite = retarget(
+            migration.alias, old, migration.new, migration.vector_name, migration.model, migration.touch_up
+        )
+        kinds: tuple[tuple[str, Literal["patch", "reembed"]], ...] = (
+            (settings.patch_topic, "patch"), (settings.reembed_topic, "reembed"))
         self.processors = {
-            t: WindowProcessor(settings, migration.client, migration.sink, migration.embedder, kind,  # type: ignore[arg-type]
+            t: WindowProcessor(settings, migration.client, migration.sink, migration.embedder, kind,
                                retarget=rewrite, honor_fences=False)
-            for t, kind in ((settings.patch_topic, "patch"), (settings.reembed_topic, "reembed"))
+            for t, kind in kinds
         }
         self.consumer = consumer
         self.reembed_topic = settings.reembed_topic
@@ -351,7 +380,9 @@ class _Tail:
         self.events = self.dead_letters = 0
         self.touched: dict[TopicPartition, dict[int, list[PointKey] | None]] = {tp: {} for tp in partitions}
 
-    def points_between(self, committed: dict[TopicPartition, int], fences: dict[TopicPartition, int]) -> set[PointKey] | None:
+    def points_between(
+        self, committed: dict[TopicPartition, int], fences: dict[TopicPartition, int]
+    ) -> set[PointKey] | None:
         """Points named by events from the committed offsets up to the fences; None if unbounded."""
         points: set[PointKey] = set()
         for tp, fence in fences.items():
@@ -375,8 +406,11 @@ class _Tail:
                 records = [Record(m.topic, m.partition, m.offset, m.value, m.key, m.timestamp) for m in kept]
                 for record in records:
                     event = parse_change(record.value, expect="reembed" if tp.topic == self.reembed_topic else "patch")
-                    filtered = getattr(event, "filter", None) is not None
-                    self.touched[tp][record.offset] = None if filtered else (point_ids_of(event) if not isinstance(event, Rejection) else [])
+                    if isinstance(event, (Rejection, FenceRecord)):
+                        self.touched[tp][record.offset] = []
+                    else:
+                        filtered = getattr(event, "filter", None) is not None
+                        self.touched[tp][record.offset] = None if filtered else point_ids_of(event)
                 if records:
                     result = await self.processors[tp.topic].process(records)
                     self.events += len(records)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import models as qm
 
 from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
-from connector.embedder import Embedder, VectorKind
-from connector.operations import DEFAULT_VECTOR, Op, PointData
+from connector.embedder import Embedder
+from connector.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
 from connector.semantics import text_at
 from connector.sink import QdrantSink, to_qdrant
 
@@ -61,23 +62,32 @@ async def reembed_collection(
     if state is None:
         checkpoint.clear()
     total = await count_points(sink, collection, scroll_filter)
-    top_field = text_field.split(".")[0]
+    top_field = text_field.split(".", maxsplit=1)[0]
 
     pages: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
     embedded: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
 
     async def scroll_stage() -> None:
-        async for page, next_offset in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=[top_field],
-                                                    with_vectors=False, page_size=page_size, start=start):
+        async for page, next_offset in scroll_pages(
+            sink,
+            collection,
+            scroll_filter=scroll_filter,
+            with_payload=[top_field],
+            with_vectors=False,
+            page_size=page_size,
+            start=start,
+        ):
             await pages.put((page, next_offset))
         await pages.put(_DONE)
 
     async def embed_stage() -> None:
         while (item := await pages.get()) is not _DONE:
             page, next_offset = item
-            texts = {record.id: text_at(record.payload, text_field) for record in page}
-            ids = [pid for pid, text in texts.items() if text is not None]
-            vectors = await embedder.embed(model, kind, [texts[pid] for pid in ids])  # type: ignore[misc]
+            texts = {
+                pid: text for pid, text in ((r.id, text_at(r.payload, text_field)) for r in page) if text is not None
+            }
+            ids = list(texts)
+            vectors = await embedder.embed(model, kind, list(texts.values()))
             await embedded.put((ids, vectors, len(page) - len(ids), next_offset))
         await embedded.put(_DONE)
 
@@ -86,9 +96,11 @@ async def reembed_collection(
         while (item := await embedded.get()) is not _DONE:
             ids, vectors, without_text, next_offset = item
             if ids:
-                op = Op("update_vectors", points={pid: PointData({vector_name: vec}) for pid, vec in zip(ids, vectors)})
-                operation = to_qdrant(op)
-                await sink.call("update_vectors", lambda: sink.client.batch_update_points(collection, [operation], wait=True))
+                points = {pid: PointData({vector_name: vec}) for pid, vec in zip(ids, vectors, strict=True)}
+                operation = to_qdrant(Op("update_vectors", points=points))
+                await sink.call(
+                    "update_vectors", partial(sink.client.batch_update_points, collection, [operation], wait=True)
+                )
             done += len(ids)
             skipped += without_text
             checkpoint.save({"next_offset": next_offset, "points": done, "skipped": skipped})

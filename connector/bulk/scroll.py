@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,8 @@ async def scroll_pages(
     while True:
         page, next_offset = await sink.call(
             f"scroll({collection})",
-            lambda: client.scroll(collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
-                                  with_payload=with_payload, with_vectors=with_vectors),
+            partial(client.scroll, collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
+                    with_payload=with_payload, with_vectors=with_vectors),
         )
         yield page, next_offset
         if next_offset is None:
@@ -54,7 +54,9 @@ async def scroll_pages(
 
 
 async def count_points(sink: QdrantSink, collection: str, scroll_filter: qm.Filter | None = None) -> int:
-    result = await sink.call(f"count({collection})", lambda: sink.client.count(collection, count_filter=scroll_filter, exact=True))
+    result = await sink.call(
+        f"count({collection})", lambda: sink.client.count(collection, count_filter=scroll_filter, exact=True)
+    )
     return int(result.count)
 
 
@@ -101,12 +103,13 @@ class Checkpoint:
     def load(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        return json.loads(self.path.read_text())  # type: ignore[no-any-return]
+        state: dict[str, Any] = json.loads(self.path.read_text())
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.path)
+        tmp.replace(self.path)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ class VerifyReport:
 
     def ignoring(self, keys: set[str]) -> VerifyReport:
         """The same report without the points in ``keys`` (id keys as in the manifest)."""
-        keep = lambda ids: [i for i in ids if json.dumps(i) not in keys]  # noqa: E731
+        def keep(ids: list[Any]) -> list[Any]:
+            return [i for i in ids if json.dumps(i) not in keys]
+
         missing, extra, mismatched = keep(self.missing), keep(self.extra), keep(self.mismatched)
         return VerifyReport(self.reference, self.target, self.reference_count, self.target_count, missing, extra,
                             mismatched, len(missing), len(extra), len(mismatched))
@@ -74,17 +77,21 @@ def lines_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
     va, vb = canonical_vectors(a.get("vector")), canonical_vectors(b.get("vector"))
     if va.keys() != vb.keys():
         return False
-    for name, x in va.items():
-        y = vb[name]
-        if isinstance(x, dict) != isinstance(y, dict):
+    for name, mine in va.items():
+        theirs = vb[name]
+        if isinstance(mine, dict) != isinstance(theirs, dict):
             return False
-        if isinstance(x, dict):
-            if x["indices"] != y["indices"]:
-                return False
-            x, y = x["values"], y["values"]
-        if len(x) != len(y) or any(abs(p - q) > TOLERANCE * max(1.0, abs(p)) for p, q in zip(x, y)):
+        if isinstance(mine, dict) and mine["indices"] != theirs["indices"]:
+            return False
+        x, y = (mine["values"], theirs["values"]) if isinstance(mine, dict) else (mine, theirs)
+        if len(x) != len(y) or any(abs(p - q) > TOLERANCE * max(1.0, abs(p)) for p, q in zip(x, y, strict=True)):
             return False
     return True
+
+
+def _ids(keys: list[str]) -> list[Any]:
+    """Point ids back from their manifest keys."""
+    return [json.loads(k) for k in keys]
 
 
 def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tuple[str, str],
@@ -94,10 +101,9 @@ def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tu
     missing = sorted(k for k in reference if k not in target)
     extra = sorted(k for k in target if k not in reference)
     mismatched = sorted(k for k in reference if k in target and reference[k] != target[k] and k not in equal_after_all)
-    as_ids = lambda keys: [json.loads(k) for k in keys]  # noqa: E731
     return VerifyReport(
         reference=names[0], target=names[1], reference_count=len(reference), target_count=len(target),
-        missing=as_ids(missing), extra=as_ids(extra), mismatched=as_ids(mismatched),
+        missing=_ids(missing), extra=_ids(extra), mismatched=_ids(mismatched),
         missing_count=len(missing), extra_count=len(extra), mismatched_count=len(mismatched),
     )
 
@@ -142,21 +148,29 @@ async def verify_against_dump(sink: QdrantSink, collection: str, dump: Path, *, 
     return diff_digests(reference, target, names=(str(dump), collection), equal_after_all=equal)
 
 
-async def _lines(sink: QdrantSink, collection: str, keys: set[str], with_payload: Any, with_vectors: Any) -> dict[str, dict[str, Any]]:
+async def _lines(
+    sink: QdrantSink, collection: str, keys: set[str], with_payload: Any, with_vectors: Any
+) -> dict[str, dict[str, Any]]:
     ids = [json.loads(k) for k in keys]
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
-        records = await sink.call("retrieve", lambda: sink.client.retrieve(collection, chunk, with_payload=with_payload,
-                                                                             with_vectors=with_vectors))
+        records = await sink.call(
+            "retrieve",
+            partial(sink.client.retrieve, collection, chunk, with_payload=with_payload, with_vectors=with_vectors),
+        )
         out.update({id_key(r.id): point_line(r) for r in records})
     return out
 
 
 async def verify_collections(sink: QdrantSink, reference: str, target: str, *, with_vectors: bool = True,
                              page_size: int = 256, show_progress: bool = True) -> VerifyReport:
-    a = await collection_digests(sink, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
-    b = await collection_digests(sink, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
+    a = await collection_digests(
+        sink, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
+    )
+    b = await collection_digests(
+        sink, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
+    )
     suspects = {k for k in a if k in b and a[k] != b[k]}
     equal: set[str] = set()
     if suspects:
