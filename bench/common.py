@@ -56,9 +56,15 @@ class QdrantTarget:
         """A client on an empty Qdrant: a new local store (``folder`` on disk), or the server with
         every alias and collection deleted, so that no run inherits another's data."""
         if self.server is None:
-            return AsyncQdrantClient(location=":memory:") if self.name == "memory" else AsyncQdrantClient(path=str(folder))
-        client = AsyncQdrantClient(url=self.server.url, prefer_grpc=self.name == "grpc", grpc_port=self.server.grpc_port,
-                                   timeout=REQUEST_TIMEOUT)  # type: ignore[arg-type]  # seconds, float as in connector/qdrant.py
+            return (
+                AsyncQdrantClient(location=":memory:") if self.name == "memory" else AsyncQdrantClient(path=str(folder))
+            )
+        client = AsyncQdrantClient(
+            url=self.server.url,
+            prefer_grpc=self.name == "grpc",
+            grpc_port=self.server.grpc_port,
+            timeout=REQUEST_TIMEOUT,
+        )  # type: ignore[arg-type]  # seconds, float as in connector/qdrant.py
         for alias in (await client.get_aliases()).aliases:
             await client.delete_alias(alias.alias_name)
         for collection in (await client.get_collections()).collections:
@@ -68,9 +74,12 @@ class QdrantTarget:
     def worker_env(self, folder: Path) -> dict[str, str]:
         """The QCC_ settings that point a worker process at this Qdrant (``folder`` on disk)."""
         if self.server is not None:
-            return {"QCC_QDRANT_URL": self.server.url, "QCC_QDRANT_PREFER_GRPC": "true" if self.name == "grpc" else "false",
-                    "QCC_QDRANT_GRPC_PORT": str(self.server.grpc_port),
-                    "QCC_QDRANT_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT)}
+            return {
+                "QCC_QDRANT_URL": self.server.url,
+                "QCC_QDRANT_PREFER_GRPC": "true" if self.name == "grpc" else "false",
+                "QCC_QDRANT_GRPC_PORT": str(self.server.grpc_port),
+                "QCC_QDRANT_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT),
+            }
         if self.name == "memory":
             raise ValueError("local mode in memory lives in one process: a worker process needs disk or a server")
         return {"QCC_QDRANT_PATH": str(folder)}
@@ -78,7 +87,9 @@ class QdrantTarget:
     def describe(self) -> str:
         if self.server is None:
             return "embedded local mode " + ("in memory" if self.name == "memory" else "on disk")
-        return f"Qdrant {server_version(self.server)} server on loopback over {'gRPC' if self.name == 'grpc' else 'REST'}"
+        return (
+            f"Qdrant {server_version(self.server)} server on loopback over {'gRPC' if self.name == 'grpc' else 'REST'}"
+        )
 
 
 def server_version(server: QdrantServer) -> str:
@@ -135,9 +146,14 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {
-        "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1), "cpu": cpu,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "versions": {p: version(p) for p in ("qdrant-client", "fastembed", "faust-streaming", "aiokafka", "onnxruntime")},
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            p: version(p) for p in ("qdrant-client", "fastembed", "faust-streaming", "aiokafka", "onnxruntime")
+        },
         "kafka": "Apache Kafka 4.0.1, one KRaft node on loopback",
     }
 
@@ -160,8 +176,14 @@ async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv") ->
     await client.create_collection(name, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
                                    sparse_vectors_config={"s": qm.SparseVectorParams()})
     for start in range(0, points, 1000):
-        await client.upsert(name, [qm.PointStruct(id=i, vector={"d": [1.0, float(i)]}, payload={"v": i % 100, "body": f"doc {i}"})
-                                   for i in range(start, min(points, start + 1000))], wait=True)
+        await client.upsert(
+            name,
+            [
+                qm.PointStruct(id=i, vector={"d": [1.0, float(i)]}, payload={"v": i % 100, "body": f"doc {i}"})
+                for i in range(start, min(points, start + 1000))
+            ],
+            wait=True,
+        )
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],

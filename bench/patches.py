@@ -67,11 +67,16 @@ async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[st
     await create_kv(client, points)
     settings = ctx.settings("patches", window_max_events=WINDOW)
     try:
-        async with InProcessConnector(settings, client), Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
+        async with (
+            InProcessConnector(settings, client),
+            Confirmations(ctx.bootstrap, settings.verification_topic) as seen,
+        ):
             warm = await produce(ctx.bootstrap, settings.patch_topic, [(b"kv/0", json.dumps(events[0]).encode())])
             await seen.wait(settings.patch_topic, warm)
             start = time.time()
-            sent = await produce(ctx.bootstrap, settings.patch_topic, [(_key(e), json.dumps(e).encode()) for e in events])
+            sent = await produce(
+                ctx.bootstrap, settings.patch_topic, [(_key(e), json.dumps(e).encode()) for e in events]
+            )
             done = await seen.wait(settings.patch_topic, sent)
             return len(events) / (done - start)
     finally:
@@ -116,8 +121,10 @@ async def run_ceiling(ctx: Context, target: QdrantTarget, events: list[dict[str,
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     # the seeded points first, so that the reference rejects exactly the events on missing points
-    seeded = [{"schema_version": 1, "collection": "kv", "op": "upsert", "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]}
-              for i in range(points)]
+    seeded = [
+        {"schema_version": 1, "collection": "kv", "op": "upsert", "points": [{"id": i, "vector": {"d": [1.0, 0.0]}}]}
+        for i in range(points)
+    ]
     _, rejected = reference_kv(seeded + events)
     ops = [to_qdrant(op_from_patch(parse_change(json.dumps(e).encode(), expect="patch"), i))  # type: ignore[arg-type]
            for i, e in enumerate(events) if i + points not in rejected]
@@ -139,21 +146,31 @@ async def measure(ctx: Context) -> dict[str, Any]:
         events = {n: workload(kind, n, points) for n in set(sizes.values())}
         for _ in range(ctx.repeats):
             for target in targets:
-                mine, n = runs[target.name].setdefault(kind, {"connector": [], "naive": [], "ceiling": []}), sizes[target.name]
+                mine, n = (
+                    runs[target.name].setdefault(kind, {"connector": [], "naive": [], "ceiling": []}),
+                    sizes[target.name],
+                )
                 mine["connector"].append(await run_connector(ctx, target, events[n], points))
                 mine["naive"].append(await run_naive(ctx, target, events[n], points))
                 mine["ceiling"].append(await run_ceiling(ctx, target, events[n], points))
         for target in targets:
             r = runs[target.name][kind]
-            print(f"patches {target.name} {kind}: connector {summary(r['connector'])['median']:.0f}/s, "
-                  f"naive {summary(r['naive'])['median']:.0f}/s, ceiling {summary(r['ceiling'])['median']:.0f}/s", flush=True)
+            print(
+                f"patches {target.name} {kind}: connector {summary(r['connector'])['median']:.0f}/s, "
+                f"naive {summary(r['naive'])['median']:.0f}/s, ceiling {summary(r['ceiling'])['median']:.0f}/s",
+                flush=True,
+            )
     out: dict[str, Any] = {"points": points, "window_max_events": WINDOW, "targets": {}}
     for target in targets:
         workloads = {}
         for kind, r in runs[target.name].items():
             result = {name: summary(values) for name, values in r.items()}
-            result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(r["connector"], r["naive"])])
-            result["connector_vs_ceiling"] = summary([c / e for c, e in zip(r["connector"], r["ceiling"])])
+            result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(r["connector"], r["naive"], strict=True)])
+            result["connector_vs_ceiling"] = summary([c / e for c, e in zip(r["connector"], r["ceiling"], strict=True)])
             workloads[kind] = result
-        out["targets"][target.name] = {"events": sizes[target.name], "qdrant": target.describe(), "workloads": workloads}
+        out["targets"][target.name] = {
+            "events": sizes[target.name],
+            "qdrant": target.describe(),
+            "workloads": workloads,
+        }
     return out

@@ -61,8 +61,12 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
     client = await ctx.local(mode).fresh_client(ctx.scratch("qdrant"))
     settings = ctx.settings("profile", window_max_events=window)
     if kind == "reembed":
-        await client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
-        await client.upsert("docs", [qm.PointStruct(id=i, vector={"dense": [1.0] + [0.0] * 383}) for i in range(window)])
+        await client.create_collection(
+            "docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+        )
+        await client.upsert(
+            "docs", [qm.PointStruct(id=i, vector={"dense": [1.0] + [0.0] * 383}) for i in range(window)]
+        )
         events = [{"schema_version": 1, "kind": "reembed", "collection": "docs", "vector_name": "dense",
                    "points": [{"id": i % window, "text": t}]} for i, t in enumerate(texts(windows * window))]
     else:
@@ -70,7 +74,9 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
         events = workload(kind, windows * window, 2000)
     embedder = Embedder(settings)
     embedder.warm_up()
-    processor = WindowProcessor(settings, client, QdrantSink(client), embedder, "reembed" if kind == "reembed" else "patch")
+    processor = WindowProcessor(
+        settings, client, QdrantSink(client), embedder, "reembed" if kind == "reembed" else "patch"
+    )
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:window])  # warm: schema cache, model
     profiler = Profiler(interval=0.0005, async_mode="enabled")
@@ -83,7 +89,9 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
     root = profiler.last_session.root_frame()
     stages = breakdown(root) if root is not None else {}
     total = sum(stages.values())
-    per_event = {name: round(seconds / len(records) * 1e6, 1) for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1])}
+    per_event = {
+        name: round(seconds / len(records) * 1e6, 1) for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1])
+    }
     return {"events": len(records), "window": window, "qdrant": mode, "microseconds_per_event": per_event,
             "share": {name: round(seconds / total, 3) for name, seconds in stages.items()} if total else {},
             "events_per_second_in_process": round(len(records) / total, 1) if total else None}

@@ -20,7 +20,23 @@ from connector.settings import Settings
 
 WINDOW = 500
 SUPPORTED: tuple[TargetName, ...] = ("memory", "rest", "grpc")
-WORDS = "kafka qdrant vector window batch offset replay commit embed model payload point shard search index".split()
+WORDS = [
+    "kafka",
+    "qdrant",
+    "vector",
+    "window",
+    "batch",
+    "offset",
+    "replay",
+    "commit",
+    "embed",
+    "model",
+    "payload",
+    "point",
+    "shard",
+    "search",
+    "index",
+]
 
 
 def texts(n: int) -> list[str]:
@@ -29,17 +45,24 @@ def texts(n: int) -> list[str]:
 
 async def run_connector(ctx: Context, target: QdrantTarget, items: list[str], points: int) -> float:
     client = await target.fresh_client(ctx.scratch("qdrant"))
-    await client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
+    await client.create_collection(
+        "docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+    )
     await client.upsert("docs", [qm.PointStruct(id=i, vector={"dense": [1.0] + [0.0] * 383}) for i in range(points)])
     settings = ctx.settings("reembed", window_max_events=WINDOW)
     events = [{"schema_version": 1, "kind": "reembed", "collection": "docs", "vector_name": "dense",
                "points": [{"id": i % points, "text": text}]} for i, text in enumerate(items)]
     records = [(f"docs/{i % points}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)]
     try:
-        async with InProcessConnector(settings, client), Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
+        async with (
+            InProcessConnector(settings, client),
+            Confirmations(ctx.bootstrap, settings.verification_topic) as seen,
+        ):
             await seen.wait(settings.reembed_topic, await produce(ctx.bootstrap, settings.reembed_topic, records[:1]))
             start = time.time()
-            done = await seen.wait(settings.reembed_topic, await produce(ctx.bootstrap, settings.reembed_topic, records))
+            done = await seen.wait(
+                settings.reembed_topic, await produce(ctx.bootstrap, settings.reembed_topic, records)
+            )
             return len(events) / (done - start)
     finally:
         await client.close()
@@ -70,7 +93,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
     for target in targets:
         r = runs[target.name]
         result: dict[str, Any] = {"qdrant": target.describe(), **{k: summary(v) for k, v in r.items()}}
-        result["connector_vs_raw"] = summary([c / w for c, w in zip(r["connector"], r["raw_fastembed"])])
+        result["connector_vs_raw"] = summary([c / w for c, w in zip(r["connector"], r["raw_fastembed"], strict=True)])
         out["targets"][target.name] = result
         print(f"reembed {target.name}: connector {result['connector']['median']:.0f}/s, "
               f"raw {result['raw_fastembed']['median']:.0f}/s", flush=True)

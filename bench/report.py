@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 GOALS = {"connector_vs_naive": 20.0, "connector_vs_ceiling": 0.5, "connector_vs_raw": 0.9}
 
@@ -36,7 +36,7 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float] | None:
     """a / b per repeat (repeat i of both ran side by side), or None without the raw values."""
     if "values" not in a or "values" not in b or len(a["values"]) != len(b["values"]):
         return None
-    return _summary([x / y for x, y in zip(a["values"], b["values"])])
+    return _summary([x / y for x, y in zip(a["values"], b["values"], strict=True)])
 
 
 def verdict(speedup: dict[str, float] | None) -> str:
@@ -68,14 +68,19 @@ def headline(sections: dict[str, Any]) -> list[str]:
                     f"{_met(r['median'], 0.9)} |")
     if "seed_claim" in sections:
         s = sections["seed_claim"]
-        rows.append(f"| seed claim: request bytes, retrieve+upsert / scroll+update_vectors | > 1× | {s['ratio_request_bytes']}× | "
-                    f"{_met(s['ratio_request_bytes'], 1.0)} |")
+        rows.append(
+            "| seed claim: request bytes, retrieve+upsert / scroll+update_vectors | > 1× | "
+            f"{s['ratio_request_bytes']}× | {_met(s['ratio_request_bytes'], 1.0)} |"
+        )
         rows.append(f"| seed claim: time, same ratio | > 1× | {s['ratio_time']}× | {_met(s['ratio_time'], 1.0)} |")
         rows.append(f"| seed claim: time without embedding | > 1× | {s['ratio_time_without_embedding']}× | "
                     f"{_met(s['ratio_time_without_embedding'], 1.0)} |")
     for target, t in _targets(sections, "scale").items():
         r = t["two_vs_one"]
-        rows.append(f"| scale-out, {TARGET_LABEL[target]}: two workers vs one | > 1× | {_spread(r)}× | {_met(r['median'], 1.0)} |")
+        rows.append(
+            f"| scale-out, {TARGET_LABEL[target]}: two workers vs one | > 1× | {_spread(r)}× | "
+            f"{_met(r['median'], 1.0)} |"
+        )
     if "backlog" in sections:
         b = sections["backlog"]
         first, last = b["rss_mib_at"]["10%"], b["rss_mib_at"]["99%"]
@@ -87,8 +92,8 @@ def headline(sections: dict[str, Any]) -> list[str]:
 
 def patches_table(section: dict[str, Any]) -> list[str]:
     events = ", ".join(f"{t['events']:,} on {TARGET_LABEL[name]}" for name, t in section["targets"].items())
-    rows = [f"Events per workload: {events}; on {section['points']:,} points, windows of "
-            f"{section['window_max_events']}; events/s, median (min–max, n).", "",
+    rows = [(f"Events per workload: {events}; on {section['points']:,} points, windows of "
+             f"{section['window_max_events']}; events/s, median (min–max, n)."), "",
             "| Qdrant | workload | connector | naive | ceiling | vs naive | vs ceiling |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, t in section["targets"].items():
@@ -107,24 +112,23 @@ def protocol_rows(sections: dict[str, Any]) -> list[tuple[str, dict[str, float] 
         for kind in p["grpc"]["workloads"]:
             g, r = p["grpc"]["workloads"][kind], p["rest"]["workloads"].get(kind)
             if r is not None:
-                for who in ("connector", "naive", "ceiling"):
-                    out.append((f"patches, {kind}: {who} events/s", paired(g[who], r[who])))
+                out.extend((f"patches, {kind}: {who} events/s", paired(g[who], r[who]))
+                           for who in ("connector", "naive", "ceiling"))
     e = _targets(sections, "reembed")
     if "rest" in e and "grpc" in e:
         out.append(("re-embed: connector texts/s", paired(e["grpc"]["connector"], e["rest"]["connector"])))
     w = _targets(sections, "windows")
     if "rest" in w and "grpc" in w:
-        cells = list(zip(w["grpc"]["cells"], w["rest"]["cells"]))
+        cells = list(zip(w["grpc"]["cells"], w["rest"]["cells"], strict=True))
         # one value per window setting: its throughput median, and its latencies (REST / gRPC: > 1 is gRPC quicker)
         out.append(("windows: backlog events/s, one value per setting",
                     _summary([g["events_per_second"]["median"] / r["events_per_second"]["median"] for g, r in cells])))
-        for q in ("p50_ms", "p99_ms"):
-            out.append((f"windows: {q[:3]} latency, one value per setting",
-                        _summary([r[q] / g[q] for g, r in cells if g[q] > 0])))
+        out.extend((f"windows: {q[:3]} latency, one value per setting",
+                    _summary([r[q] / g[q] for g, r in cells if g[q] > 0])) for q in ("p50_ms", "p99_ms"))
     s = _targets(sections, "scale")
     if "rest" in s and "grpc" in s:
-        for who in ("one_worker", "two_workers"):
-            out.append((f"scale-out: {who.replace('_', ' ')} events/s", paired(s["grpc"][who], s["rest"][who])))
+        out.extend((f"scale-out: {who.replace('_', ' ')} events/s", paired(s["grpc"][who], s["rest"][who]))
+                   for who in ("one_worker", "two_workers"))
     return out
 
 
@@ -150,8 +154,13 @@ def protocol_table(sections: dict[str, Any]) -> list[str]:
 
 def runs_table(results: dict[str, Any]) -> list[str]:
     """Which run measured what, how long it took, and how busy the machine was meanwhile."""
-    rows = ["| section | Qdrant | size × repeats | started | seconds | load before → after | CPU: this run / other processes | qdrant-client |",
-            "| --- | --- | --- | --- | ---: | --- | --- | --- |"]
+    rows = [
+        (
+            "| section | Qdrant | size × repeats | started | seconds | load before → after "
+            "| CPU: this run / other processes | qdrant-client |"
+        ),
+        "| --- | --- | --- | --- | ---: | --- | --- | --- |",
+    ]
     for name, section in results["sections"].items():
         groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
         for target, part in section.get("targets", {"(its own local mode)": section}).items():
@@ -162,8 +171,10 @@ def runs_table(results: dict[str, Any]) -> list[str]:
             cpu = (f"{stamp['own_cpu_share']:.0%} / {stamp['other_cpu_share']:.0%}" if "other_cpu_share" in stamp
                    else "not recorded")
             size = f"{stamp.get('size', results['size'])} × {stamp.get('repeats', results['repeats'])}"
-            rows.append(f"| {name} | {', '.join(labels)} | {size} | {stamp['started']} | {stamp['seconds']} | {load} | {cpu} | "
-                        f"{stamp.get('qdrant_client', '')} |")
+            rows.append(
+                f"| {name} | {', '.join(labels)} | {size} | {stamp['started']} | {stamp['seconds']} | {load} | {cpu} | "
+                f"{stamp.get('qdrant_client', '')} |"
+            )
     return rows
 
 
@@ -178,20 +189,24 @@ def contention(results: dict[str, Any]) -> list[str]:
     busy = sorted((v for v in stamps.values() if v[0] >= 0.05), reverse=True)
     if not busy:
         return []
-    return [f"**Other processes were running** on this machine while {len(busy)} of the {len(stamps)} recorded "
-            f"section runs ran: they used up to {busy[0][0]:.0%} of the cores' time ({busy[0][1]}; per section in "
-            "*Runs* at the end). "
-            "Absolute events/s are lower and noisier than on an idle machine; the ratios, taken side by side, "
-            "less so.", ""]
+    return [(f"**Other processes were running** on this machine while {len(busy)} of the {len(stamps)} recorded "
+             f"section runs ran: they used up to {busy[0][0]:.0%} of the cores' time ({busy[0][1]}; per section in "
+             "*Runs* at the end). "
+             "Absolute events/s are lower and noisier than on an idle machine; the ratios, taken side by side, "
+             "less so."), ""]
 
 
 def profile_table(section: dict[str, Any]) -> list[str]:
     runs = {k: v for k, v in section.items() if isinstance(v, dict) and "microseconds_per_event" in v}
     stages = sorted({s for v in runs.values() for s in v["microseconds_per_event"]})
     rows = ["| stage (µs per event) | " + " | ".join(runs) + " |", "| --- |" + " ---: |" * len(runs)]
-    for stage in stages:
-        rows.append(f"| {stage} | " + " | ".join(f"{v['microseconds_per_event'].get(stage, 0):.0f}" for v in runs.values()) + " |")
-    rows.append("| **total** | " + " | ".join(f"{sum(v['microseconds_per_event'].values()):.0f}" for v in runs.values()) + " |")
+    rows.extend(
+        f"| {stage} | " + " | ".join(f"{v['microseconds_per_event'].get(stage, 0):.0f}" for v in runs.values()) + " |"
+        for stage in stages
+    )
+    rows.append(
+        "| **total** | " + " | ".join(f"{sum(v['microseconds_per_event'].values()):.0f}" for v in runs.values()) + " |"
+    )
     return rows
 
 
@@ -205,10 +220,15 @@ def plot_windows(section: dict[str, Any], path: Path) -> None:
         colour = COLOURS[target]
         for cell in t["cells"]:
             left.scatter(cell["p99_ms"], cell["events_per_second"]["median"], color=colour)
-            left.annotate(f"{cell['max_events']}/{cell['max_wait_seconds']}s", (cell["p99_ms"], cell["events_per_second"]["median"]),
-                          fontsize=7, xytext=(3, 3), textcoords="offset points")
+            left.annotate(
+                f"{cell['max_events']}/{cell['max_wait_seconds']}s",
+                (cell["p99_ms"], cell["events_per_second"]["median"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         left.scatter([], [], color=colour, label=TARGET_LABEL[target])
-        for style, wait in zip(styles * 3, sorted({c["max_wait_seconds"] for c in t["cells"]})):
+        for style, wait in zip(styles * 3, sorted({c["max_wait_seconds"] for c in t["cells"]}), strict=False):
             cells = sorted((c for c in t["cells"] if c["max_wait_seconds"] == wait), key=lambda c: c["max_events"])
             right.plot([c["max_events"] for c in cells], [c["p99_ms"] for c in cells], marker="o", linestyle=style,
                        color=colour, label=f"{TARGET_LABEL[target]}, wait {wait}s")
@@ -300,10 +320,10 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                    for key, t in _targets(sections, name).items() if key in ("rest", "grpc")), None)
     lines = [
         "# Benchmarks", "",
-        "Generated by `python -m bench.run` (raw numbers: `bench/results/`; which run measured which section on "
-        "which Qdrant, and how busy the machine was, is in *Runs* at the end). Every headline figure is a ratio of "
-        "two things measured side by side in the same run, repeated: median (min–max, n). Nothing here is a test "
-        "and nothing in the test suite asserts on time.", "",
+        ("Generated by `python -m bench.run` (raw numbers: `bench/results/`; which run measured which section on "
+         "which Qdrant, and how busy the machine was, is in *Runs* at the end). Every headline figure is a ratio of "
+         "two things measured side by side in the same run, repeated: median (min–max, n). Nothing here is a test "
+         "and nothing in the test suite asserts on time."), "",
         *contention(results),
         f"**Machine:** {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, no GPU; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; {m['kafka']}.", "",
@@ -320,26 +340,26 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
     ]
     if "patches" in sections:
         lines += ["## 1. Payload-patch throughput", "",
-                  "connector: the Faust app in this process through the real broker (windows, coalescing, existence "
-                  "screening, read-back verification, verification events). naive: an aiokafka consumer sending one "
-                  "`batch_update_points` request with one operation per event, `wait=true`. ceiling: the same "
-                  "operations, parsed and grouped beforehand (not timed), sent straight to Qdrant in window-sized "
-                  "`batch_update_points` calls. Fresh identical collections for each; in each repeat the three run "
-                  "one after the other on each target in turn.", "",
+                  ("connector: the Faust app in this process through the real broker (windows, coalescing, existence "
+                   "screening, read-back verification, verification events). naive: an aiokafka consumer sending one "
+                   "`batch_update_points` request with one operation per event, `wait=true`. ceiling: the same "
+                   "operations, parsed and grouped beforehand (not timed), sent straight to Qdrant in window-sized "
+                   "`batch_update_points` calls. Fresh identical collections for each; in each repeat the three run "
+                   "one after the other on each target in turn."), "",
                   *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", ""]
     if protocol_rows(sections):
         lines += ["## REST or gRPC", "",
-                  "gRPC's speed-up over REST on the same server: events/s over gRPC divided by events/s over REST, "
-                  "per repeat (the two ran next to each other in each repeat), and for the window settings one value "
-                  "per setting (for latency, REST's divided by gRPC's). Above 1, gRPC was faster; *faster* names a "
-                  "protocol only when every value agrees.", "",
+                  ("gRPC's speed-up over REST on the same server: events/s over gRPC divided by events/s over REST, "
+                   "per repeat (the two ran next to each other in each repeat), and for the window settings one value "
+                   "per setting (for latency, REST's divided by gRPC's). Above 1, gRPC was faster; *faster* names a "
+                   "protocol only when every value agrees."), "",
                   *protocol_table(sections), "", *protocol_summary(sections)]
     if "reembed" in sections:
         r = sections["reembed"]
         lines += ["## 2. Re-embed throughput", "",
-                  f"{r['events']:,} re-embed events (inline texts, {r['model']}, windows of {r['window_max_events']}) "
-                  "through the connector against raw fastembed embedding the same texts in window-sized calls in "
-                  "one process; each connector run is followed by a raw run.", "",
+                  (f"{r['events']:,} re-embed events (inline texts, {r['model']}, windows of {r['window_max_events']}) "
+                   "through the connector against raw fastembed embedding the same texts in window-sized calls in "
+                   "one process; each connector run is followed by a raw run."), "",
                   "| Qdrant | connector texts/s | raw fastembed texts/s | ratio |", "| --- | ---: | ---: | ---: |"]
         for name, t in r["targets"].items():
             lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['connector'], 1)} | {_spread(t['raw_fastembed'], 1)} | "
@@ -349,72 +369,111 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         s = sections["seed_claim"]
         a, b = s["scroll_update_vectors"], s["retrieve_upsert"]
         lines += ["## 3. The seed's claim: scroll → update_vectors vs retrieve → embed → upsert", "",
-                  f"{s['points']:,} points with {s['payload_bytes']:,}-byte payloads, Qdrant {s['qdrant']}; "
-                  "bytes are the JSON request and response bodies the REST client would send and receive.", "",
+                  (f"{s['points']:,} points with {s['payload_bytes']:,}-byte payloads, Qdrant {s['qdrant']}; "
+                   "bytes are the JSON request and response bodies the REST client would send and receive."), "",
                   "| | scroll + update_vectors | retrieve + upsert | ratio |", "| --- | ---: | ---: | ---: |",
                   f"| request bytes | {a['request_bytes']:,} | {b['request_bytes']:,} | {s['ratio_request_bytes']}× |",
-                  f"| request + response bytes | {a['request_bytes'] + a['response_bytes']:,} | "
-                  f"{b['request_bytes'] + b['response_bytes']:,} | {s['ratio_network_bytes']}× |",
+                  (f"| request + response bytes | {a['request_bytes'] + a['response_bytes']:,} | "
+                   f"{b['request_bytes'] + b['response_bytes']:,} | {s['ratio_network_bytes']}× |"),
                   f"| seconds (median) | {a['median_seconds']} | {b['median_seconds']} | {s['ratio_time']}× |",
-                  f"| seconds without embedding | {a['median_seconds_without_embedding']} | "
-                  f"{b['median_seconds_without_embedding']} | {s['ratio_time_without_embedding']}× |", ""]
+                  (f"| seconds without embedding | {a['median_seconds_without_embedding']} | "
+                   f"{b['median_seconds_without_embedding']} | {s['ratio_time_without_embedding']}× |"), ""]
     if "windows" in sections:
         w = sections["windows"]
-        lines += ["## 4. Window settings", "",
-                  f"Backlog of {w['backlog_events']:,} distinct patches for throughput, then latency from the producer's "
-                  "send to the verification event's arrival at a steady rate below capacity; on each target in turn "
-                  "at each setting. A window that cannot fill closes after max wait, so on a short backlog a large "
-                  "window with a long wait loses throughput to its last, partial window (2,000 events / 2 s on a "
-                  "5,000-event backlog spends ~2 s waiting); on a steady stream the same wait shows as latency.", "",
-                  "| Qdrant | max events | max wait (s) | backlog events/s | steady rate (events/s) | p50 (ms) | p99 (ms) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "## 4. Window settings",
+            "",
+            (
+                f"Backlog of {w['backlog_events']:,} distinct patches for throughput, then latency from the producer's "
+                "send to the verification event's arrival at a steady rate below capacity; on each target in turn "
+                "at each setting. A window that cannot fill closes after max wait, so on a short backlog a large "
+                "window with a long wait loses throughput to its last, partial window (2,000 events / 2 s on a "
+                "5,000-event backlog spends ~2 s waiting); on a steady stream the same wait shows as latency."
+            ),
+            "",
+            "| Qdrant | max events | max wait (s) | backlog events/s | steady rate (events/s) | p50 (ms) | p99 (ms) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for name, t in w["targets"].items():
             for c in t["cells"]:
-                lines.append(f"| {TARGET_LABEL[name]} | {c['max_events']} | {c['max_wait_seconds']} | "
-                             f"{_spread(c['events_per_second'], 0)} | {c['latency_rate']:g} | {c['p50_ms']} | {c['p99_ms']} |")
+                lines.append(
+                    f"| {TARGET_LABEL[name]} | {c['max_events']} | {c['max_wait_seconds']} | "
+                    f"{_spread(c['events_per_second'], 0)} | {c['latency_rate']:g} | {c['p50_ms']} | {c['p99_ms']} |"
+                )
         lines += ["", f"![windows]({images['windows']})", ""]
     if "pages" in sections:
         p = sections["pages"]
-        lines += ["## 5. Scroll page size (export)", "",
-                  f"{p['points']:,} points ({p['vector']}, {p['payload_bytes']}-byte payloads), Qdrant {p['qdrant']}; each "
-                  f"export is its own process; peak RSS from `wait4`. Opening the collection alone peaks at "
-                  f"{p['baseline_open_only_mib']} MiB (local mode loads it into memory) and takes "
-                  f"{p['baseline_open_only_seconds']} s, which is subtracted from the export's time. The export's own "
-                  "memory is its peak Python heap under `tracemalloc`, traced from after the collection is open.", "",
-                  "| page size | points/s | peak RSS (MiB) | RSS above opening (MiB) | export's own heap peak (MiB) |",
-                  "| ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "## 5. Scroll page size (export)",
+            "",
+            (
+                f"{p['points']:,} points ({p['vector']}, {p['payload_bytes']}-byte payloads), Qdrant {p['qdrant']}; "
+                f"each export is its own process; peak RSS from `wait4`. Opening the collection alone peaks at "
+                f"{p['baseline_open_only_mib']} MiB (local mode loads it into memory) and takes "
+                f"{p['baseline_open_only_seconds']} s, which is subtracted from the export's time. The export's own "
+                "memory is its peak Python heap under `tracemalloc`, traced from after the collection is open."
+            ),
+            "",
+            "| page size | points/s | peak RSS (MiB) | RSS above opening (MiB) | export's own heap peak (MiB) |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
         for c in p["cells"]:
-            lines.append(f"| {c['page_size']} | {_spread(c['points_per_second'], 0)} | {_spread(c['peak_rss_mib'], 0)} | "
-                         f"{c['above_baseline_mib']} | {c.get('export_heap_peak_mib', '')} |")
+            lines.append(
+                f"| {c['page_size']} | {_spread(c['points_per_second'], 0)} | {_spread(c['peak_rss_mib'], 0)} | "
+                f"{c['above_baseline_mib']} | {c.get('export_heap_peak_mib', '')} |"
+            )
         lines += ["", f"![pages]({images['pages']})", ""]
     if "backlog" in sections:
         b = sections["backlog"]
-        lines += ["## 6. Memory under backlog", "",
-                  f"{b['events']:,} events produced first ({b['produce_seconds']} s), then one worker process caught up "
-                  f"in {b['catch_up_seconds']} s ({b['events_per_second']:,.0f} events/s; identical patches on 100 points, "
-                  f"Qdrant on disk). Peak RSS {b['peak_rss_mib']} MiB.", "",
-                  "| backlog confirmed | " + " | ".join(b["rss_mib_at"]) + " |", "| --- |" + " ---: |" * len(b["rss_mib_at"]),
-                  "| worker RSS (MiB) | " + " | ".join(str(v) for v in b["rss_mib_at"].values()) + " |", "",
-                  f"![backlog]({images['backlog']})", ""]
+        lines += [
+            "## 6. Memory under backlog",
+            "",
+            (
+                f"{b['events']:,} events produced first ({b['produce_seconds']} s), then one worker process caught "
+                f"up in {b['catch_up_seconds']} s ({b['events_per_second']:,.0f} events/s; identical patches on 100 "
+                f"points, Qdrant on disk). Peak RSS {b['peak_rss_mib']} MiB."
+            ),
+            "",
+            "| backlog confirmed | " + " | ".join(b["rss_mib_at"]) + " |",
+            "| --- |" + " ---: |" * len(b["rss_mib_at"]),
+            "| worker RSS (MiB) | " + " | ".join(str(v) for v in b["rss_mib_at"].values()) + " |",
+            "",
+            f"![backlog]({images['backlog']})",
+            "",
+        ]
     if "scale" in sections:
         s = sections["scale"]
-        lines += ["## 7. Scale-out", "",
-                  f"{s['events']:,} distinct patches on {s['partitions']} partitions; worker processes in one consumer "
-                  "group. On the server both workers write the one collection; local mode allows one process per "
-                  "folder, so there each worker has its own copy (which stands in for a shared store).", "",
-                  "| Qdrant | one worker (events/s) | two workers (events/s) | two / one |", "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "## 7. Scale-out",
+            "",
+            (
+                f"{s['events']:,} distinct patches on {s['partitions']} partitions; worker processes in one consumer "
+                "group. On the server both workers write the one collection; local mode allows one process per "
+                "folder, so there each worker has its own copy (which stands in for a shared store)."
+            ),
+            "",
+            "| Qdrant | one worker (events/s) | two workers (events/s) | two / one |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         for name, t in s["targets"].items():
             lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['one_worker'], 0)} | {_spread(t['two_workers'], 0)} | "
                          f"{_spread(t['two_vs_one'])}× |")
         lines.append("")
     if "profile" in sections:
-        lines += ["## Where the time goes", "",
-                  "pyinstrument on the window processor in this process (no Kafka: consuming and publishing are in the "
-                  "end-to-end numbers above), 500-event windows; each sample goes to the innermost stage on its stack. "
-                  "Embedding runs in the embedding thread and shows as the time the window awaits it.", "",
-                  *profile_table(sections["profile"]), ""]
+        lines += [
+            "## Where the time goes",
+            "",
+            (
+                "pyinstrument on the window processor in this process (no Kafka: consuming and publishing are in the "
+                "end-to-end numbers above), 500-event windows; each sample goes to the innermost stage on its stack. "
+                "Embedding runs in the embedding thread and shows as the time the window awaits it."
+            ),
+            "",
+            *profile_table(sections["profile"]),
+            "",
+        ]
     lines += ["## Runs", "",
-              "Load is the 1-minute load average; CPU is the share of all cores' time used by this run (the bench, "
-              "its broker, server and worker processes) and by every other process on the machine while the "
-              "section ran.", "", *runs_table(results), ""]
+              ("Load is the 1-minute load average; CPU is the share of all cores' time used by this run (the bench, "
+               "its broker, server and worker processes) and by every other process on the machine while the "
+               "section ran."), "", *runs_table(results), ""]
     report.write_text("\n".join(lines))

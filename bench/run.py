@@ -87,7 +87,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp:
             ctx = Context(bootstrap, models, Path(tmp), args.size, args.repeats, targets)
             for name in sections:
-                print(f"== {name} on {', '.join(n for n in names if n in SECTIONS[name][1]) or 'its local mode'}", flush=True)
+                print(
+                    f"== {name} on {', '.join(n for n in names if n in SECTIONS[name][1]) or 'its local mode'}",
+                    flush=True,
+                )
                 started, section_use = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), MachineUse()
                 section = await SECTIONS[name][0](ctx)
                 stamp = {"size": args.size, "repeats": args.repeats, "started": started,
@@ -115,8 +118,9 @@ def merge(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for name, section in new["sections"].items():
         old = sections.get(name, {})
         if "targets" in old and "targets" in section:
-            section = {**old, **section, "targets": {**old["targets"], **section["targets"]}}
-        sections[name] = section
+            sections[name] = {**old, **section, "targets": {**old["targets"], **section["targets"]}}
+        else:
+            sections[name] = section
     return {**previous, **{k: v for k, v in new.items() if k != "sections"}, "sections": sections}
 
 

@@ -66,7 +66,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
         r = runs[target.name]
         result: dict[str, Any] = {"qdrant": target.describe() + ("" if target.is_server else ", one folder per worker"),
                                   **{k: summary(v) for k, v in r.items()}}
-        result["two_vs_one"] = summary([b / a for a, b in zip(r["one_worker"], r["two_workers"])])
+        result["two_vs_one"] = summary([b / a for a, b in zip(r["one_worker"], r["two_workers"], strict=True)])
         out["targets"][target.name] = result
         print(f"scale {target.name}: one {result['one_worker']['median']:.0f}/s, "
               f"two {result['two_workers']['median']:.0f}/s", flush=True)

@@ -40,7 +40,9 @@ def body_bytes(model: Any) -> int:
 
 async def seed(client: AsyncQdrantClient, name: str, points: int, payload_bytes: int) -> None:
     rng = random.Random(3)
-    await client.create_collection(name, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
+    await client.create_collection(
+        name, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+    )
     words = ["vector", "search", "payload", "index", "shard", "replica", "filter", "scroll", "batch", "alias"]
     for start in range(0, points, 500):
         batch = []
@@ -52,7 +54,9 @@ async def seed(client: AsyncQdrantClient, name: str, points: int, payload_bytes:
         await client.upsert(name, batch)
 
 
-async def scroll_update_vectors(client: AsyncQdrantClient, embedder: Embedder, model: str, name: str, page: int) -> dict[str, float]:
+async def scroll_update_vectors(
+    client: AsyncQdrantClient, embedder: Embedder, model: str, name: str, page: int
+) -> dict[str, float]:
     """The seed's way: scroll(text field only) -> embed -> update_vectors (ids + vectors)."""
     sent = received = 0
     offset = None
@@ -61,12 +65,16 @@ async def scroll_update_vectors(client: AsyncQdrantClient, embedder: Embedder, m
     while True:
         request = qm.ScrollRequest(limit=page, offset=offset, with_payload=["body"], with_vector=False)
         sent += body_bytes(request)
-        records, offset = await client.scroll(name, limit=page, offset=offset, with_payload=["body"], with_vectors=False)
+        records, offset = await client.scroll(
+            name, limit=page, offset=offset, with_payload=["body"], with_vectors=False
+        )
         received += sum(body_bytes(r) for r in records)
         t0 = time.perf_counter()
         vectors = embedder.embed_sync(model, "dense", [r.payload["body"] for r in records])
         embed_seconds += time.perf_counter() - t0
-        update = qm.UpdateVectors(points=[qm.PointVectors(id=r.id, vector={"dense": list(v)}) for r, v in zip(records, vectors)])
+        update = qm.UpdateVectors(
+            points=[qm.PointVectors(id=r.id, vector={"dense": list(v)}) for r, v in zip(records, vectors, strict=True)]
+        )
         sent += body_bytes(update)
         await client.update_vectors(name, update.points)
         if offset is None:
@@ -75,7 +83,9 @@ async def scroll_update_vectors(client: AsyncQdrantClient, embedder: Embedder, m
     return {"seconds": total, "embed_seconds": embed_seconds, "request_bytes": sent, "response_bytes": received}
 
 
-async def retrieve_upsert(client: AsyncQdrantClient, embedder: Embedder, model: str, name: str, ids: list[int]) -> dict[str, float]:
+async def retrieve_upsert(
+    client: AsyncQdrantClient, embedder: Embedder, model: str, name: str, ids: list[int]
+) -> dict[str, float]:
     """The naive way: per point, retrieve (with payload) -> embed -> upsert the whole point."""
     sent = received = 0
     embed_seconds = 0.0
@@ -116,19 +126,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         runs: dict[str, list[dict[str, float]]] = {"scroll_update_vectors": [], "retrieve_upsert": []}
         for _ in range(args.repeats):  # alternate, so that drift on a noisy machine hits both
             runs["scroll_update_vectors"].append(await scroll_update_vectors(client, embedder, model, "a", 100))
-            runs["retrieve_upsert"].append(await retrieve_upsert(client, embedder, model, "b", list(range(args.points))))
+            runs["retrieve_upsert"].append(
+                await retrieve_upsert(client, embedder, model, "b", list(range(args.points)))
+            )
         for name, values in runs.items():
             seconds = sorted(v["seconds"] for v in values)
-            results[name] = {"median_seconds": round(seconds[len(seconds) // 2], 2), "min_seconds": round(seconds[0], 2),
-                             "max_seconds": round(seconds[-1], 2),
-                             "median_seconds_without_embedding": round(sorted(v["seconds"] - v["embed_seconds"] for v in values)[len(values) // 2], 3),
-                             "request_bytes": int(values[0]["request_bytes"]),
-                             "response_bytes": int(values[0]["response_bytes"])}
+            results[name] = {
+                "median_seconds": round(seconds[len(seconds) // 2], 2),
+                "min_seconds": round(seconds[0], 2),
+                "max_seconds": round(seconds[-1], 2),
+                "median_seconds_without_embedding": round(
+                    sorted(v["seconds"] - v["embed_seconds"] for v in values)[len(values) // 2], 3
+                ),
+                "request_bytes": int(values[0]["request_bytes"]),
+                "response_bytes": int(values[0]["response_bytes"]),
+            }
         a, b = results["scroll_update_vectors"], results["retrieve_upsert"]
         results["ratio_request_bytes"] = round(b["request_bytes"] / a["request_bytes"], 2)
-        results["ratio_network_bytes"] = round((b["request_bytes"] + b["response_bytes"]) / (a["request_bytes"] + a["response_bytes"]), 2)
+        results["ratio_network_bytes"] = round(
+            (b["request_bytes"] + b["response_bytes"]) / (a["request_bytes"] + a["response_bytes"]), 2
+        )
         results["ratio_time"] = round(b["median_seconds"] / a["median_seconds"], 2)
-        results["ratio_time_without_embedding"] = round(b["median_seconds_without_embedding"] / max(a["median_seconds_without_embedding"], 1e-9), 2)
+        results["ratio_time_without_embedding"] = round(
+            b["median_seconds_without_embedding"] / max(a["median_seconds_without_embedding"], 1e-9), 2
+        )
 
         sink = QdrantSink(client)
         sweep: dict[str, Any] = {}

@@ -30,14 +30,25 @@ from bench.patches import workload
 SUPPORTED: tuple[TargetName, ...] = ("memory", "rest", "grpc")
 
 
-async def one_setting(ctx: Context, target: QdrantTarget, max_events: int, max_wait: float, backlog: int, rate: float, seconds: float,
-                      points: int) -> dict[str, Any]:
+async def one_setting(
+    ctx: Context,
+    target: QdrantTarget,
+    max_events: int,
+    max_wait: float,
+    backlog: int,
+    rate: float,
+    seconds: float,
+    points: int,
+) -> dict[str, Any]:
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     settings = ctx.settings("windows", window_max_events=max_events, window_max_wait_seconds=max_wait)
     events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", backlog, points)]
     try:
-        async with InProcessConnector(settings, client), Confirmations(ctx.bootstrap, settings.verification_topic) as seen:
+        async with (
+            InProcessConnector(settings, client),
+            Confirmations(ctx.bootstrap, settings.verification_topic) as seen,
+        ):
             await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, events[:1]))
             throughput = []
             for _ in range(ctx.repeats):
@@ -50,9 +61,15 @@ async def one_setting(ctx: Context, target: QdrantTarget, max_events: int, max_w
             latencies = [seen.seen[(settings.patch_topic, p, o)] - stamp for p, o, stamp in sent]
     finally:
         await client.close()
-    return {"max_events": max_events, "max_wait_seconds": max_wait, "events_per_second": summary(throughput),
-            "latency_rate": rate, "latency_events": len(latencies),
-            "p50_ms": round(percentile(latencies, 0.5) * 1000, 1), "p99_ms": round(percentile(latencies, 0.99) * 1000, 1)}
+    return {
+        "max_events": max_events,
+        "max_wait_seconds": max_wait,
+        "events_per_second": summary(throughput),
+        "latency_rate": rate,
+        "latency_events": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+    }
 
 
 async def measure(ctx: Context) -> dict[str, Any]:
@@ -62,7 +79,10 @@ async def measure(ctx: Context) -> dict[str, Any]:
     grid_wait = [0.1, 0.5, 2.0] if full else [0.2]
     backlog, rate, seconds = (5000, 300.0, 12.0) if full else (200, 100.0, 1.0)
     points = 2000 if full else 100
-    out: dict[str, Any] = {"backlog_events": backlog, "targets": {t.name: {"qdrant": t.describe(), "cells": []} for t in targets}}
+    out: dict[str, Any] = {
+        "backlog_events": backlog,
+        "targets": {t.name: {"qdrant": t.describe(), "cells": []} for t in targets},
+    }
     for max_events in grid_events:
         for max_wait in grid_wait:
             for target in targets:

@@ -35,7 +35,7 @@ def kafka() -> Iterator[KafkaBroker]:
         broker.cleanup()
 
 
-@pytest.fixture()
+@pytest.fixture
 def model_env(model_paths: dict[str, str]) -> dict[str, str]:
     return {"QCC_MODEL_PATHS": json.dumps(model_paths)}
 

@@ -36,22 +36,31 @@ def check_profile(profile: dict[str, Any]) -> None:
     known = set(STAGES.values()) | {"other (connector and asyncio)"}
     for key in PROFILE_RUNS:
         per_event = profile[key]["microseconds_per_event"]
-        assert per_event and set(per_event) <= known, (key, per_event)
+        assert per_event, (key, per_event)
+        assert set(per_event) <= known, (key, per_event)
 
 
-def test_runner_writes_results_report_and_plots(kafka, model_paths, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("model_paths")  # the models are assembled before the bench needs them
+def test_runner_writes_results_report_and_plots(kafka, tmp_path: Path) -> None:
     out, report = tmp_path / "results" / "latest.json", tmp_path / "BENCHMARKS.md"
     results = run_bench(kafka.bootstrap, out, report, "--qdrant", "local")
     assert set(results["sections"]) == set(SECTIONS)
     assert results["machine"]["cores"] == os.cpu_count()
     patches = results["sections"]["patches"]["targets"]
-    assert set(patches) == {"memory", "disk"} and set(patches["memory"]["workloads"]) == {"identical", "distinct", "mixed"}
-    assert all(r["connector"]["median"] > 0 and r["connector_vs_naive"]["n"] == 1 for r in patches["memory"]["workloads"].values())
+    assert set(patches) == {"memory", "disk"}
+    assert set(patches["memory"]["workloads"]) == {"identical", "distinct", "mixed"}
+    assert all(
+        r["connector"]["median"] > 0 and r["connector_vs_naive"]["n"] == 1
+        for r in patches["memory"]["workloads"].values()
+    )
     assert set(results["sections"]["scale"]["targets"]) == {"disk"}  # worker processes cannot share memory
-    assert patches["disk"]["run"]["size"] == "tiny" and 0 <= patches["disk"]["run"]["other_cpu_share"] <= 1
+    assert patches["disk"]["run"]["size"] == "tiny"
+    assert 0 <= patches["disk"]["run"]["other_cpu_share"] <= 1
     check_profile(results["sections"]["profile"])
     text = report.read_text()
-    assert "## Headline ratios" in text and "vs naive consumer" in text and "Where the time goes" in text
+    assert "## Headline ratios" in text
+    assert "vs naive consumer" in text
+    assert "Where the time goes" in text
     assert "server" not in text.split("## Headline ratios")[1].split("## 1.")[0]
     for plot in ("patches", "windows", "pages", "backlog"):
         image = tmp_path / "results" / "plots" / f"{plot}.png"
@@ -59,7 +68,8 @@ def test_runner_writes_results_report_and_plots(kafka, model_paths, tmp_path: Pa
         assert f"](results/plots/{plot}.png)" in text
 
 
-def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, model_paths, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("model_paths")
+def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, tmp_path: Path) -> None:
     """``--qdrant grpc`` runs only the sections a server can serve, on a server of its own, and
     adds its targets to the results file next to the local ones measured before."""
     script, reason = server_start_script()
@@ -71,11 +81,13 @@ def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, mod
     for name in server["sections"]:
         assert set(server["sections"][name]["targets"]) == {"grpc"}
     patches = server["sections"]["patches"]["targets"]["grpc"]
-    assert "server" in patches["qdrant"] and "gRPC" in patches["qdrant"]
+    assert "server" in patches["qdrant"]
+    assert "gRPC" in patches["qdrant"]
     assert all(r["connector"]["median"] > 0 for r in patches["workloads"].values())
     assert server["sections"]["scale"]["targets"]["grpc"]["two_workers"]["n"] == 1
     text = report.read_text()
-    assert "| server gRPC |" in text and "patches, mixed, server gRPC: connector vs naive consumer" in text
+    assert "| server gRPC |" in text
+    assert "patches, mixed, server gRPC: connector vs naive consumer" in text
     assert "## REST or gRPC" not in text  # one protocol measured: nothing to compare
 
     earlier = {"size": "full", "repeats": 3, "machine": {}, "started": "earlier", "sections": {

@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qdrant_client import AsyncQdrantClient
@@ -40,17 +42,25 @@ async def _seed(client: AsyncQdrantClient, name: str = "src", n: int = 300) -> N
     )
     points = [
         qm.PointStruct(
-            id=i if i else UUID,
-            vector={"dense": [1.0, i / 7, 0.5, -0.25], "raw": [i * 0.1, 3.0],
-                    "bm25": qm.SparseVector(indices=[i % 11, 20 + i % 3], values=[0.5, 1.5])},
-            payload={"n": i, "user": "u-123" if i % 3 == 0 else "u-7", "body": f"text of point {i}", "nested": {"a": [1, {"b": i}]}},
+            id=i or UUID,
+            vector={
+                "dense": [1.0, i / 7, 0.5, -0.25],
+                "raw": [i * 0.1, 3.0],
+                "bm25": qm.SparseVector(indices=[i % 11, 20 + i % 3], values=[0.5, 1.5]),
+            },
+            payload={
+                "n": i,
+                "user": "u-123" if i % 3 == 0 else "u-7",
+                "body": f"text of point {i}",
+                "nested": {"a": [1, {"b": i}]},
+            },
         )
         for i in range(n)
     ]
     await client.upsert(name, points)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def sink(qdrant_target: QdrantTarget):
     client = qdrant_target.async_client()
     await _seed(client)
@@ -64,16 +74,25 @@ async def test_export_import_verify_round_trip_is_exact(sink: QdrantSink, tmp_pa
     summary = await export_collection(sink, "src", dump, page_size=64, show_progress=False)
     assert summary.points == 300
     manifest = json.loads(manifest_path(dump).read_text())
-    assert manifest["count"] == 300 and set(manifest["config"]["dense"]) == {"dense", "raw"}
+    assert manifest["count"] == 300
+    assert set(manifest["config"]["dense"]) == {"dense", "raw"}
     imported = await import_dump(sink, dump, "copy", batch_size=50, show_progress=False)
-    assert imported.created and imported.verification.ok
+    assert imported.created
+    assert imported.verification.ok
     same = await verify_collections(sink, "src", "copy", show_progress=False)
-    assert same.ok and same.reference_count == same.target_count == 300
+    assert same.ok
+    assert same.reference_count == same.target_count == 300
     a = (await sink.client.scroll("src", limit=500, with_vectors=True))[0]
     b = (await sink.client.scroll("copy", limit=500, with_vectors=True))[0]
-    assert [(p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in a] == [(p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in b]
+    assert [(p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in a] == [
+        (p.id, p.payload, p.vector["raw"], p.vector["bm25"]) for p in b
+    ]
     # Qdrant normalises cosine vectors on every write: the copy may differ by one float32 ulp
-    assert all(abs(x - y) < 2e-7 for pa, pb in zip(a, b) for x, y in zip(pa.vector["dense"], pb.vector["dense"]))
+    assert all(
+        abs(x - y) < 2e-7
+        for pa, pb in zip(a, b, strict=True)
+        for x, y in zip(pa.vector["dense"], pb.vector["dense"], strict=True)
+    )
 
 
 async def test_verify_finds_every_planted_difference(sink: QdrantSink, tmp_path: Path) -> None:
@@ -84,11 +103,14 @@ async def test_verify_finds_every_planted_difference(sink: QdrantSink, tmp_path:
     await client.upsert("src", [qm.PointStruct(id=999, vector={"dense": [1, 0, 0, 0], "raw": [1, 1]})])  # extra
     await client.set_payload("src", {"n": -1}, [3])                            # payload changed
     await client.update_vectors("src", [qm.PointVectors(id=4, vector={"raw": [9.0, 9.0]})])  # dense vector changed
-    await client.update_vectors("src", [qm.PointVectors(id=5, vector={"bm25": qm.SparseVector(indices=[1], values=[1.0])})])
+    await client.update_vectors(
+        "src", [qm.PointVectors(id=5, vector={"bm25": qm.SparseVector(indices=[1], values=[1.0])})]
+    )
     await client.delete_vectors("src", ["bm25"], [6])                           # vector removed
     report = await verify_against_dump(sink, "src", dump, show_progress=False)
     assert not report.ok
-    assert report.missing == [1, 2] and report.extra == [999]
+    assert report.missing == [1, 2]
+    assert report.extra == [999]
     assert sorted(report.mismatched) == [3, 4, 5, 6]
 
 
@@ -112,7 +134,7 @@ async def test_export_resumes_after_an_interruption(sink: QdrantSink, tmp_path: 
     calls = 0
     original = sink.call
 
-    async def failing_call(what, fn):  # noqa: ANN001, ANN202 - interrupts the fourth scroll
+    async def failing_call(what: str, fn: Callable[[], Awaitable[Any]]) -> Any:  # interrupts the fourth scroll
         nonlocal calls
         if what.startswith("scroll"):
             calls += 1
@@ -126,25 +148,51 @@ async def test_export_resumes_after_an_interruption(sink: QdrantSink, tmp_path: 
     sink.call = original  # type: ignore[method-assign]
     summary = await export_collection(sink, "src", part, page_size=40, resume=True, show_progress=False)
     assert summary.resumed_from == 120
-    assert json.loads(manifest_path(part).read_text())["digests"] == json.loads(manifest_path(full).read_text())["digests"]
+    assert (
+        json.loads(manifest_path(part).read_text())["digests"] == json.loads(manifest_path(full).read_text())["digests"]
+    )
 
 
 async def test_reembed_changes_only_the_chosen_vector(sink: QdrantSink, model_paths, tmp_path: Path) -> None:
     client = sink.client
-    await client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE),
-                                                            "other": qm.VectorParams(size=2, distance=qm.Distance.DOT)})
-    await client.upsert("docs", [qm.PointStruct(id=i, vector={"dense": [1.0] + [0.0] * 383, "other": [i, 1]},
-                                                payload={"body": f"document about topic {i}", "user": "u-123" if i % 2 else "u-9"})
-                                 for i in range(40)] + [qm.PointStruct(id=40, vector={"dense": [1.0] + [0.0] * 383, "other": [0, 1]}, payload={"user": "u-123"})])
+    await client.create_collection(
+        "docs",
+        vectors_config={
+            "dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE),
+            "other": qm.VectorParams(size=2, distance=qm.Distance.DOT),
+        },
+    )
+    await client.upsert(
+        "docs",
+        [
+            qm.PointStruct(
+                id=i,
+                vector={"dense": [1.0] + [0.0] * 383, "other": [i, 1]},
+                payload={"body": f"document about topic {i}", "user": "u-123" if i % 2 else "u-9"},
+            )
+            for i in range(40)
+        ]
+        + [qm.PointStruct(id=40, vector={"dense": [1.0] + [0.0] * 383, "other": [0, 1]}, payload={"user": "u-123"})],
+    )
     before = {p.id: p for p in (await client.scroll("docs", limit=100, with_vectors=True))[0]}
     embedder = Embedder(Settings(model_paths=model_paths))
-    summary = await reembed_collection(sink, embedder, "docs", text_field="body", vector_name="dense",
-                                       scroll_filter=qm.Filter(must=[qm.FieldCondition(key="user", match=qm.MatchValue(value="u-123"))]),
-                                       page_size=7, checkpoint_file=tmp_path / "ck.json", show_progress=False)
-    assert summary.points == 20 and summary.skipped_without_text == 1
+    summary = await reembed_collection(
+        sink,
+        embedder,
+        "docs",
+        text_field="body",
+        vector_name="dense",
+        scroll_filter=qm.Filter(must=[qm.FieldCondition(key="user", match=qm.MatchValue(value="u-123"))]),
+        page_size=7,
+        checkpoint_file=tmp_path / "ck.json",
+        show_progress=False,
+    )
+    assert summary.points == 20
+    assert summary.skipped_without_text == 1
     after = {p.id: p for p in (await client.scroll("docs", limit=100, with_vectors=True))[0]}
     for pid, point in after.items():
-        assert point.payload == before[pid].payload and point.vector["other"] == before[pid].vector["other"]
+        assert point.payload == before[pid].payload
+        assert point.vector["other"] == before[pid].vector["other"]
         changed = point.vector["dense"] != before[pid].vector["dense"]
         assert changed == (pid % 2 == 1 and pid < 40)
     assert not (tmp_path / "ck.json").exists()
@@ -152,7 +200,7 @@ async def test_reembed_changes_only_the_chosen_vector(sink: QdrantSink, model_pa
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "connector.cli", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -178,7 +226,8 @@ def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path, r
     assert exported.returncode == 0, exported.stderr
     assert json.loads(manifest_path(dump).read_text())["count"] == 120
     imported = _cli("import", str(dump), "copy", "--batch-size", "32", env=env)
-    assert imported.returncode == 0 and "verification: OK" in imported.stderr, imported.stdout + imported.stderr
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "verification: OK" in imported.stderr, imported.stdout + imported.stderr
     for against in (str(dump), "src"):
         same = _cli("verify", "copy", against, env=env)
         assert same.returncode == 0, same.stdout + same.stderr
@@ -192,45 +241,57 @@ def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path, r
     differ = _cli("verify", "copy", str(dump), "--report", str(report), env=env)
     assert differ.returncode == 1
     diff = json.loads(report.read_text())
-    assert diff["missing"] == [4] and diff["mismatched"] == [3], diff
+    assert diff["missing"] == [4], diff
+    assert diff["mismatched"] == [3], diff
 
 
 # 2 x 3,000 points embedded: the kill and resume are the same over REST and gRPC
 @only_targets("local", "rest")
-def test_reembed_resumes_after_a_kill_with_the_same_result(model_paths, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+def test_reembed_resumes_after_a_kill_with_the_same_result(
+    model_paths, tmp_path: Path, qdrant_target: QdrantTarget
+) -> None:
     """One run straight through into docs_a, one killed and resumed into docs_b; then the two agree."""
     client = qdrant_target.client()
     try:
         for name in ("docs_a", "docs_b"):
             client.create_collection(name, vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
-            client.upsert(name, [qm.PointStruct(id=i, vector=[1.0] + [0.0] * 383, payload={"body": f"text number {i} on {i % 13}"})
-                                 for i in range(3000)])
+            client.upsert(
+                name,
+                [
+                    qm.PointStruct(id=i, vector=[1.0] + [0.0] * 383, payload={"body": f"text number {i} on {i % 13}"})
+                    for i in range(3000)
+                ],
+            )
     finally:
         client.close()  # local mode: one process at a time holds the folder
 
     env = {**os.environ, **qdrant_target.env(), "QCC_MODEL_PATHS": json.dumps(model_paths)}
     cmd = [sys.executable, "-m", "connector.cli", "reembed", "--text-field", "body", "--page-size", "100"]
-    subprocess.run(cmd + ["docs_a", "--checkpoint", str(tmp_path / "a.ck")], env=env, check=True, capture_output=True)
+    subprocess.run([*cmd, "docs_a", "--checkpoint", str(tmp_path / "a.ck")], env=env, check=True, capture_output=True)
     checkpoint = tmp_path / "b.ck"
-    proc = subprocess.Popen(cmd + ["docs_b", "--checkpoint", str(checkpoint)], env=env,
+    proc = subprocess.Popen([*cmd, "docs_b", "--checkpoint", str(checkpoint)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (checkpoint.exists() and json.loads(checkpoint.read_text())["points"] >= 500):
-        assert time.monotonic() < deadline and proc.poll() is None
+        assert time.monotonic() < deadline
+        assert proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = json.loads(checkpoint.read_text())["points"]
     assert 0 < done_before < 3000
-    subprocess.run(cmd + ["docs_b", "--checkpoint", str(checkpoint), "--resume"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*cmd, "docs_b", "--checkpoint", str(checkpoint), "--resume"], env=env, check=True, capture_output=True
+    )
     result = subprocess.run([sys.executable, "-m", "connector.cli", "verify", "docs_b", "docs_a"], env=env,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     client = qdrant_target.client()
     try:
         pa = {p.id: p.vector for p in client.scroll("docs_a", limit=5000, with_vectors=True)[0]}
         pb = {p.id: p.vector for p in client.scroll("docs_b", limit=5000, with_vectors=True)[0]}
-        assert pa.keys() == pb.keys() and all(abs(x - y) < 1e-6 for k in pa for x, y in zip(pa[k], pb[k]))
+        assert pa.keys() == pb.keys()
+        assert all(abs(x - y) < 1e-6 for k in pa for x, y in zip(pa[k], pb[k], strict=True))
         assert pa[7] != [1.0] + [0.0] * 383
     finally:
         client.close()

@@ -36,53 +36,101 @@ pytestmark = pytest.mark.integration
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 POINTS = 230  # more than one strict-mode page (100) and upsert (50), fewer than one default page (256)
-STRICT = qm.StrictModeConfig(enabled=True, max_query_limit=100, upsert_max_batchsize=50, search_max_hnsw_ef=256,
-                             unindexed_filtering_retrieve=True, sparse_config={"bm25": qm.StrictModeSparse(max_length=1000)})
+STRICT = qm.StrictModeConfig(
+    enabled=True,
+    max_query_limit=100,
+    upsert_max_batchsize=50,
+    search_max_hnsw_ef=256,
+    unindexed_filtering_retrieve=True,
+    sparse_config={"bm25": qm.StrictModeSparse(max_length=1000)},
+)
 
 
 async def create_source(client: AsyncQdrantClient, name: str = "src") -> None:
     await client.create_collection(
         name,
         vectors_config={
-            "dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE, on_disk=True, datatype=qm.Datatype.FLOAT16,
-                                     hnsw_config=qm.HnswConfigDiff(m=8)),
-            "raw": qm.VectorParams(size=3, distance=qm.Distance.DOT,
-                                   quantization_config=qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=True))),
+            "dense": qm.VectorParams(
+                size=4,
+                distance=qm.Distance.COSINE,
+                on_disk=True,
+                datatype=qm.Datatype.FLOAT16,
+                hnsw_config=qm.HnswConfigDiff(m=8),
+            ),
+            "raw": qm.VectorParams(
+                size=3,
+                distance=qm.Distance.DOT,
+                quantization_config=qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=True)),
+            ),
         },
-        sparse_vectors_config={"bm25": qm.SparseVectorParams(
-            modifier=qm.Modifier.IDF, index=qm.SparseIndexParams(on_disk=True, full_scan_threshold=1234))},
-        shard_number=3, replication_factor=2, write_consistency_factor=2, on_disk_payload=False,
-        hnsw_config=qm.HnswConfigDiff(m=24, ef_construct=123, full_scan_threshold=5000, on_disk=True, payload_m=20,
-                                      max_indexing_threads=2),
-        optimizers_config=qm.OptimizersConfigDiff(deleted_threshold=0.3, vacuum_min_vector_number=500, default_segment_number=3,
-                                                  indexing_threshold=12345, flush_interval_sec=7, max_optimization_threads=1,
-                                                  max_segment_size=100000),
+        sparse_vectors_config={
+            "bm25": qm.SparseVectorParams(
+                modifier=qm.Modifier.IDF, index=qm.SparseIndexParams(on_disk=True, full_scan_threshold=1234)
+            )
+        },
+        shard_number=3,
+        replication_factor=2,
+        write_consistency_factor=2,
+        on_disk_payload=False,
+        hnsw_config=qm.HnswConfigDiff(
+            m=24, ef_construct=123, full_scan_threshold=5000, on_disk=True, payload_m=20, max_indexing_threads=2
+        ),
+        optimizers_config=qm.OptimizersConfigDiff(
+            deleted_threshold=0.3,
+            vacuum_min_vector_number=500,
+            default_segment_number=3,
+            indexing_threshold=12345,
+            flush_interval_sec=7,
+            max_optimization_threads=1,
+            max_segment_size=100000,
+        ),
         wal_config=qm.WalConfigDiff(wal_capacity_mb=16, wal_segments_ahead=1),
-        quantization_config=qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.95,
-                                                                                     always_ram=True)),
+        quantization_config=qm.ScalarQuantization(
+            scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.95, always_ram=True)
+        ),
         metadata={"owner": "team-a", "generation": 3},
     )
     for field_name, schema in (
         ("kind", qm.PayloadSchemaType.KEYWORD),
         ("tenant", qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)),
-        ("body", qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True, min_token_len=2)),
+        (
+            "body",
+            qm.TextIndexParams(
+                type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True, min_token_len=2
+            ),
+        ),
         ("n", qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=False, range=True)),
         ("when", qm.PayloadSchemaType.DATETIME),
         ("where", qm.PayloadSchemaType.GEO),
     ):
         await client.create_payload_index(name, field_name, field_schema=schema, wait=True)
     points = [
-        qm.PointStruct(id=i, payload={"kind": f"k{i % 3}", "tenant": f"t{i % 2}", "body": f"article number {i}", "n": i,
-                                      "when": f"2024-01-{1 + i % 28:02d}T00:00:00Z", "where": {"lat": 52.0, "lon": 13.0 + i / 1000}},
-                       vector={"dense": [1.0, i / 10, 0.5, -1.0], "raw": [i / 7, 1.0, -0.5],
-                               "bm25": qm.SparseVector(indices=[i % 11, 20 + i % 5], values=[0.5, 1.5])})
+        qm.PointStruct(
+            id=i,
+            payload={
+                "kind": f"k{i % 3}",
+                "tenant": f"t{i % 2}",
+                "body": f"article number {i}",
+                "n": i,
+                "when": f"2024-01-{1 + i % 28:02d}T00:00:00Z",
+                "where": {"lat": 52.0, "lon": 13.0 + i / 1000},
+            },
+            vector={
+                "dense": [1.0, i / 10, 0.5, -1.0],
+                "raw": [i / 7, 1.0, -0.5],
+                "bm25": qm.SparseVector(indices=[i % 11, 20 + i % 5], values=[0.5, 1.5]),
+            },
+        )
         for i in range(POINTS)
     ]
     for start in range(0, POINTS, 50):
         await client.upsert(name, points[start : start + 50], wait=True)
     # strict mode and read fan-out last, as a collection in use would have them
-    await client.update_collection(name, strict_mode_config=STRICT,
-                                   collection_params=qm.CollectionParamsDiff(read_fan_out_factor=2, read_fan_out_delay_ms=7))
+    await client.update_collection(
+        name,
+        strict_mode_config=STRICT,
+        collection_params=qm.CollectionParamsDiff(read_fan_out_factor=2, read_fan_out_delay_ms=7),
+    )
 
 
 def _rounded(value: Any) -> Any:
@@ -110,7 +158,9 @@ async def test_the_source_sets_every_item_away_from_the_defaults(server_target: 
     client = server_target.async_client()
     try:
         await create_source(client)
-        await client.create_collection("plain", vectors_config={"dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE)})
+        await client.create_collection(
+            "plain", vectors_config={"dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE)}
+        )
         src, plain = await configuration(client, "src"), await configuration(client, "plain")
     finally:
         await client.close()
@@ -118,12 +168,23 @@ async def test_the_source_sets_every_item_away_from_the_defaults(server_target: 
     for key in ("shard_number", "replication_factor", "write_consistency_factor", "on_disk_payload",
                 "read_fan_out_factor", "read_fan_out_delay_ms"):
         assert params[key] != plain_params[key], key
-    for key in ("hnsw_config", "optimizer_config", "wal_config", "quantization_config", "strict_mode_config", "metadata"):
+    for key in (
+        "hnsw_config",
+        "optimizer_config",
+        "wal_config",
+        "quantization_config",
+        "strict_mode_config",
+        "metadata",
+    ):
         assert src["config"][key] != plain["config"][key], key
-    assert params["sparse_vectors"] and len(src["payload_schema"]) == 6 and plain["payload_schema"] == {}
+    assert params["sparse_vectors"]
+    assert len(src["payload_schema"]) == 6
+    assert plain["payload_schema"] == {}
 
 
-async def test_import_from_an_export_recreates_the_whole_configuration(server_target: QdrantTarget, tmp_path: Path) -> None:
+async def test_import_from_an_export_recreates_the_whole_configuration(
+    server_target: QdrantTarget, tmp_path: Path
+) -> None:
     client = server_target.async_client()
     sink = QdrantSink(client)
     try:
@@ -134,16 +195,21 @@ async def test_import_from_an_export_recreates_the_whole_configuration(server_ta
         manifest = json.loads(manifest_path(dump).read_text())
         assert manifest["collection"]["config"]["params"]["shard_number"] == 3
         summary = await import_dump(sink, dump, "copy", show_progress=False)
-        assert summary.created and summary.points == POINTS and summary.verification.ok
+        assert summary.created
+        assert summary.points == POINTS
+        assert summary.verification.ok
         assert await configuration(client, "copy") == await configuration(client, "src")
         # into the existing copy (now under strict mode): batches of 256 would be refused
         again = await import_dump(sink, dump, "copy", show_progress=False)
-        assert not again.created and again.verification.ok
+        assert not again.created
+        assert again.verification.ok
     finally:
         await client.close()
 
 
-async def test_an_old_dump_without_the_collection_info_still_imports(server_target: QdrantTarget, tmp_path: Path) -> None:
+async def test_an_old_dump_without_the_collection_info_still_imports(
+    server_target: QdrantTarget, tmp_path: Path
+) -> None:
     client = server_target.async_client()
     sink = QdrantSink(client)
     try:
@@ -154,29 +220,48 @@ async def test_an_old_dump_without_the_collection_info_still_imports(server_targ
         del manifest["collection"]  # what dumps made before it carried
         manifest_path(dump).write_text(json.dumps(manifest))
         summary = await import_dump(sink, dump, "copy", show_progress=False)
-        assert summary.created and summary.verification.ok
+        assert summary.created
+        assert summary.verification.ok
         copy, src = await configuration(client, "copy"), await configuration(client, "src")
         assert copy["config"]["params"]["vectors"] == src["config"]["params"]["vectors"]
         assert copy["config"]["params"]["sparse_vectors"] == src["config"]["params"]["sparse_vectors"]
-        assert copy["config"]["params"]["shard_number"] == 1 and copy["payload_schema"] == {}
+        assert copy["config"]["params"]["shard_number"] == 1
+        assert copy["payload_schema"] == {}
     finally:
         await client.close()
 
 
-async def test_migrate_creates_the_new_collection_like_the_old(server_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+async def test_migrate_creates_the_new_collection_like_the_old(
+    server_target: QdrantTarget, model_paths: dict[str, str]
+) -> None:
     client = server_target.async_client()
     sink = QdrantSink(client)
     settings = Settings(model_paths=model_paths)  # type: ignore[arg-type]
     try:
         await create_source(client)
-        migration = Migration(settings, sink, Embedder(settings), alias="docs", new_collection="src_v2", text_field="body",
-                              vector_name="dense", model=MODEL, distance=qm.Distance.EUCLID, show_progress=False)
+        migration = Migration(
+            settings,
+            sink,
+            Embedder(settings),
+            alias="docs",
+            new_collection="src_v2",
+            text_field="body",
+            vector_name="dense",
+            model=MODEL,
+            distance=qm.Distance.EUCLID,
+            show_progress=False,
+        )
         plan = await migration.create_new_collection("src")
         new = await configuration(client, "src_v2")
-        assert new["config"]["strict_mode_config"] != (await configuration(client, "src"))["config"]["strict_mode_config"]
+        assert (
+            new["config"]["strict_mode_config"] != (await configuration(client, "src"))["config"]["strict_mode_config"]
+        )
         await migration.finish_new_collection(plan)  # what run() does once the copy is verified
         old, new = await configuration(client, "src"), await configuration(client, "src_v2")
-        old_dense, new_dense = old["config"]["params"]["vectors"].pop("dense"), new["config"]["params"]["vectors"].pop("dense")
+        old_dense, new_dense = (
+            old["config"]["params"]["vectors"].pop("dense"),
+            new["config"]["params"]["vectors"].pop("dense"),
+        )
         assert (new_dense["size"], new_dense["distance"]) == (384, "Euclid")
         assert {**new_dense, "size": 4, "distance": "Cosine"} == old_dense  # its HNSW, datatype, on-disk kept
         assert new == old
@@ -206,16 +291,23 @@ def test_create_collection_like_copies_the_configuration(server_target: QdrantTa
     assert twin == src
 
 
-async def test_a_local_mode_dump_brings_no_placeholders_to_the_server(server_target: QdrantTarget, tmp_path: Path) -> None:
+async def test_a_local_mode_dump_brings_no_placeholders_to_the_server(
+    server_target: QdrantTarget, tmp_path: Path
+) -> None:
     """Local mode reports fixed HNSW, optimizer and WAL values it does not use (one optimization
     thread among them): a server copy keeps the server's defaults instead."""
     local = AsyncQdrantClient(path=str(tmp_path / "local"))
     dump = tmp_path / "local.jsonl"
     try:
-        await local.create_collection("src", vectors_config={"dense": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
-                                      sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-                                      metadata={"owner": "demo"})
-        await local.upsert("src", [qm.PointStruct(id=i, vector={"dense": [1.0, float(i)]}, payload={"n": i}) for i in range(5)])
+        await local.create_collection(
+            "src",
+            vectors_config={"dense": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
+            sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            metadata={"owner": "demo"},
+        )
+        await local.upsert(
+            "src", [qm.PointStruct(id=i, vector={"dense": [1.0, float(i)]}, payload={"n": i}) for i in range(5)]
+        )
         await export_collection(QdrantSink(local), "src", dump, show_progress=False)
     finally:
         await local.close()
@@ -224,9 +316,12 @@ async def test_a_local_mode_dump_brings_no_placeholders_to_the_server(server_tar
     try:
         summary = await import_dump(sink, dump, "copy", show_progress=False)
         assert summary.verification.ok
-        await client.create_collection("plain", vectors_config={"dense": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
-                                       sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-                                       metadata={"owner": "demo"})
+        await client.create_collection(
+            "plain",
+            vectors_config={"dense": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
+            sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            metadata={"owner": "demo"},
+        )
         assert await configuration(client, "copy") == await configuration(client, "plain")
     finally:
         await client.close()

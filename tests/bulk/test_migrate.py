@@ -37,15 +37,30 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 def test_retarget_moves_events_and_drops_old_model_vectors() -> None:
     touch: set = set()
     rewrite = retarget("docs", "docs_v1", "docs_v2", "dense", MODEL, touch)
-    upsert = parse_change(json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
-                                      "points": [{"id": 1, "vector": {"dense": [1, 2], "other": [3.0]}}]}).encode(), expect="patch")
+    upsert = parse_change(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "collection": "docs",
+                "op": "upsert",
+                "points": [{"id": 1, "vector": {"dense": [1, 2], "other": [3.0]}}],
+            }
+        ).encode(),
+        expect="patch",
+    )
     moved = rewrite(upsert)
-    assert isinstance(moved, UpsertEvent) and moved.collection == "docs_v2" and moved.points[0].vector == {"other": [3.0]}
+    assert isinstance(moved, UpsertEvent)
+    assert moved.collection == "docs_v2"
+    assert moved.points[0].vector == {"other": [3.0]}
     only = parse_change(json.dumps({"schema_version": 1, "collection": "docs_v1", "op": "update_vectors",
                                     "points": [{"id": 2, "vector": {"dense": [1, 2]}}]}).encode(), expect="patch")
-    assert isinstance(only, UpdateVectorsEvent) and rewrite(only) is None
+    assert isinstance(only, UpdateVectorsEvent)
+    assert rewrite(only) is None
     assert touch == {1, 2}
-    other = parse_change(json.dumps({"schema_version": 1, "collection": "elsewhere", "op": "delete", "ids": [1]}).encode(), expect="patch")
+    other = parse_change(
+        json.dumps({"schema_version": 1, "collection": "elsewhere", "op": "delete", "ids": [1]}).encode(),
+        expect="patch",
+    )
     assert rewrite(other) is other
 
 
@@ -60,12 +75,32 @@ def _events(rng: random.Random, n: int, first_new_id: int) -> list[dict[str, Any
         elif roll < 0.45:
             events.append({**base, "op": "delete_payload", "ids": [pid], "keys": ["tag"]})
         elif roll < 0.55:
-            events.append({**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}})
+            events.append(
+                {**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}}
+            )
         elif roll < 0.75:
-            events.append({**base, "op": "upsert", "vector_name": "dense",
-                           "points": [{"id": pid, "text": f"article {pid} version {i}", "payload": {"body": f"article {pid} version {i}"}}]})
+            events.append(
+                {
+                    **base,
+                    "op": "upsert",
+                    "vector_name": "dense",
+                    "points": [
+                        {
+                            "id": pid,
+                            "text": f"article {pid} version {i}",
+                            "payload": {"body": f"article {pid} version {i}"},
+                        }
+                    ],
+                }
+            )
         elif roll < 0.85:
-            events.append({**base, "op": "update_vectors", "points": [{"id": pid, "vector": {"dense": [rng.random() for _ in range(384)]}}]})
+            events.append(
+                {
+                    **base,
+                    "op": "update_vectors",
+                    "points": [{"id": pid, "vector": {"dense": [rng.random() for _ in range(384)]}}],
+                }
+            )
         elif roll < 0.92:
             events.append({**base, "op": "delete", "ids": [pid]})
         else:
@@ -74,7 +109,7 @@ def _events(rng: random.Random, n: int, first_new_id: int) -> list[dict[str, Any
 
 
 def _reference(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict]:
-    state = {pid: p for pid, p in initial.items()}
+    state = dict(initial)
     for position, e in enumerate(events):
         if e.get("kind") == "reembed":
             continue  # vectors only
@@ -91,10 +126,17 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
     from connector.semantics import PointState
 
     for name, value in {
-        "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "QCC_CONSUMER_GROUP": "migrate-test",
-        "QCC_PATCH_TOPIC": "m-patches", "QCC_REEMBED_TOPIC": "m-reembeds", "QCC_VERIFICATION_TOPIC": "m-verifications",
-        "QCC_DEAD_LETTER_TOPIC": "m-dead", "QCC_DATA_DIR": str(tmp_path / "state"), "QCC_SESSION_TIMEOUT_SECONDS": "6",
-        "QCC_MODEL_PATHS": json.dumps(model_paths), "QCC_WINDOW_MAX_EVENTS": "100", "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
+        "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "QCC_CONSUMER_GROUP": "migrate-test",
+        "QCC_PATCH_TOPIC": "m-patches",
+        "QCC_REEMBED_TOPIC": "m-reembeds",
+        "QCC_VERIFICATION_TOPIC": "m-verifications",
+        "QCC_DEAD_LETTER_TOPIC": "m-dead",
+        "QCC_DATA_DIR": str(tmp_path / "state"),
+        "QCC_SESSION_TIMEOUT_SECONDS": "6",
+        "QCC_MODEL_PATHS": json.dumps(model_paths),
+        "QCC_WINDOW_MAX_EVENTS": "100",
+        "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
         "QCC_QDRANT_PATH": str(tmp_path / "qdrant"),
     }.items():
         monkeypatch.setenv(name, value)  # the settings of this test only, not of the tests after it
@@ -103,12 +145,21 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
     client = AsyncQdrantClient(path=str(tmp_path / "qdrant"))
     # one real model is at hand offline: the "switch" is to the same model with another distance,
     # which exercises every step (fill, re-embed, replay, fence, switch) all the same
-    await client.create_collection("docs_v1", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
+    await client.create_collection(
+        "docs_v1", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+    )
     first_new_id = 300
     initial = {i: PointState(payload={"body": f"article {i} first version", "n": i}) for i in range(first_new_id)}
-    await client.upsert("docs_v1", [qm.PointStruct(id=i, vector={"dense": [1.0, float(i)] + [0.0] * 382}, payload=p.payload)
-                                    for i, p in initial.items()])
-    await client.update_collection_aliases([qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="docs_v1", alias_name="docs"))])
+    await client.upsert(
+        "docs_v1",
+        [
+            qm.PointStruct(id=i, vector={"dense": [1.0, float(i)] + [0.0] * 382}, payload=p.payload)
+            for i, p in initial.items()
+        ],
+    )
+    await client.update_collection_aliases(
+        [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="docs_v1", alias_name="docs"))]
+    )
 
     app = create_app(settings, client=client)
     app.finalize()
@@ -132,24 +183,42 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
             await producer.stop()
 
     sink = QdrantSink(client)
-    migration = Migration(settings, sink, Embedder(settings), alias="docs", new_collection="docs_v2", text_field="body",
-                          vector_name="dense", model=MODEL, distance=qm.Distance.EUCLID, fence_seconds=60, verify_seconds=30,
-                          show_progress=False)
+    migration = Migration(
+        settings,
+        sink,
+        Embedder(settings),
+        alias="docs",
+        new_collection="docs_v2",
+        text_field="body",
+        vector_name="dense",
+        model=MODEL,
+        distance=qm.Distance.EUCLID,
+        fence_seconds=60,
+        verify_seconds=30,
+        show_progress=False,
+    )
     streaming = asyncio.create_task(stream())
     try:
         await asyncio.sleep(2)
         report = await migration.run()
         migration_done.set()
         await streaming
-        await read_topic(kafka.bootstrap, settings.patch_topic.replace("patches", "verifications"),
-                         until=lambda rs: all_covered(sent[settings.patch_topic])([r for r in rs if r["topic"] == settings.patch_topic]),
-                         timeout=120)
+        await read_topic(
+            kafka.bootstrap,
+            settings.patch_topic.replace("patches", "verifications"),
+            until=lambda rs: all_covered(sent[settings.patch_topic])(
+                [r for r in rs if r["topic"] == settings.patch_topic]
+            ),
+            timeout=120,
+        )
         verifications = await read_topic(kafka.bootstrap, settings.verification_topic, timeout=5)
     finally:
         if not streaming.done():
             streaming.cancel()
         await app.stop()
-    assert report.switched and report.fence_offsets and report.tail_events > 0
+    assert report.switched
+    assert report.fence_offsets
+    assert report.tail_events > 0
     aliases = (await client.get_aliases()).aliases
     assert [(a.alias_name, a.collection_name) for a in aliases] == [("docs", "docs_v2")]
     points = {}

@@ -50,7 +50,9 @@ def stream_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
         elif roll < 0.45:
             events.append({**base, "op": "delete_payload", "ids": [pid], "keys": ["tag"]})
         elif roll < 0.55:
-            events.append({**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}})
+            events.append(
+                {**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}}
+            )
         elif roll < 0.75:
             text = f"article {pid} version {i}"
             events.append({**base, "op": "upsert", "vector_name": "dense",
@@ -99,7 +101,7 @@ def texts_to_embed(events: list[dict[str, Any]], payloads: dict[Any, dict[str, A
 
 
 def cosine(a: Any, b: Any) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return float(dot / ((sum(x * x for x in a) ** 0.5) * (sum(y * y for y in b) ** 0.5)))
 
 
@@ -111,7 +113,9 @@ async def committed_to_end(stack: Stack, timeout: float = 120) -> None:
     await consumer.start()
     await admin.start()
     try:
-        partitions = [TopicPartition(t, p) for t in (settings.patch_topic, settings.reembed_topic) for p in range(PARTITIONS)]
+        partitions = [
+            TopicPartition(t, p) for t in (settings.patch_topic, settings.reembed_topic) for p in range(PARTITIONS)
+        ]
         deadline = time.monotonic() + timeout
         while True:
             end = await consumer.end_offsets(partitions)
@@ -136,7 +140,9 @@ async def test_migrate_command_under_a_live_stream(kafka, model_env, model_paths
     client = server_target.client()
     # one real model is at hand offline: the "switch" is to the same model with another distance,
     # which exercises every step (fill, re-embed, replay, fence, switch) all the same
-    client.create_collection("docs_v1", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)})
+    client.create_collection(
+        "docs_v1", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+    )
     initial = {i: PointState(payload={"body": f"article {i} first version", "n": i}) for i in range(FIRST_NEW_ID)}
     client.upsert("docs_v1", [qm.PointStruct(id=i, vector={"dense": [1.0, float(i)] + [0.0] * 382}, payload=p.payload)
                               for i, p in initial.items()])
@@ -187,7 +193,9 @@ async def test_migrate_command_under_a_live_stream(kafka, model_env, model_paths
             streaming.cancel()
         if worker.process.poll() is None:
             worker.kill()
-    assert report["switched"] and report["fence_offsets"] and report["tail_events"] > 0, report
+    assert report["switched"], report
+    assert report["fence_offsets"], report
+    assert report["tail_events"] > 0, report
     assert report["verification"]["ok"], report["verification"]
     assert [(a.alias_name, a.collection_name) for a in client.get_aliases().aliases] == [("docs", "docs_v2")]
     points: dict[Any, Any] = {}
@@ -203,8 +211,12 @@ async def test_migrate_command_under_a_live_stream(kafka, model_env, model_paths
     assert all(len(p.vector["dense"]) == 384 for p in points.values())
     known = texts_to_embed(events, expected)
     embedded = Embedder(Settings(model_paths=model_paths)).embed_sync(MODEL, "dense", list(known.values()))
-    wrong = [pid for pid, want in zip(known, embedded) if cosine(want, points[pid].vector["dense"]) < 0.999]
+    wrong = [
+        pid for pid, want in zip(known, embedded, strict=True) if cosine(want, points[pid].vector["dense"]) < 0.999
+    ]
     assert not wrong, f"{len(wrong)} of {len(known)} points do not hold the embedding of their last text: {wrong[:10]}"
     # the worker met the fences, held its partitions, and passed them when the alias moved
-    assert any("fence" in (v["verification"]["reason"] or "") and "now points at 'docs_v2'" in v["verification"]["reason"]
-               for v in verifications)
+    assert any(
+        "fence" in (v["verification"]["reason"] or "") and "now points at 'docs_v2'" in v["verification"]["reason"]
+        for v in verifications
+    )

@@ -38,8 +38,10 @@ def _files(folder: Path) -> set[str]:
 
 
 def _run(args: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{args} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    assert result.returncode == 0, (
+        f"{args} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -73,7 +75,8 @@ def _user_env(tmp: Path) -> dict[str, str]:
     """A new user's environment: a home and a cache folder of their own, pip's download cache
     kept (it is pip's, not the connector's)."""
     env = _clean_env()
-    pip_cache = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True).stdout.strip()
+    pip_cache = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True,
+                               check=False).stdout.strip()
     if pip_cache:
         env["PIP_CACHE_DIR"] = pip_cache
     env.update(HOME=str(tmp / "home"), XDG_CACHE_HOME=str(tmp / "xdg-cache"))
@@ -83,8 +86,15 @@ def _user_env(tmp: Path) -> dict[str, str]:
 
 def test_the_installed_package_is_the_wheel(installed: Path) -> None:
     """The checks below are about the wheel only if ``connector`` is imported from it."""
-    where = _run([installed / "python", "-c", "import connector, connector.paths as p; print(connector.__file__, p.SOURCE_ROOT)"],
-                 cwd="/", env=_clean_env()).stdout.split()
+    where = _run(
+        [
+            installed / "python",
+            "-c",
+            "import connector, connector.paths as p; print(connector.__file__, p.SOURCE_ROOT)",
+        ],
+        cwd="/",
+        env=_clean_env(),
+    ).stdout.split()
     assert Path(where[0]).is_relative_to(installed.parent), where
     assert where[1] == "None", "an installed package must not take site-packages for a source checkout"
 
@@ -118,4 +128,5 @@ def test_schemas_from_the_wheel_equal_the_published_ones(installed: Path, tmp_pa
          env=_user_env(tmp_path))
     published = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.schema.json")}
     written = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.schema.json")}
-    assert published and written == published
+    assert published
+    assert written == published

@@ -401,9 +401,9 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
             report.unknown_text_vectors += 1  # a text patch after its last re-embed: either text
             continue
         want = expected.get(pid)
-        if pid in rechecked and _cosine(vectors[payload[pid]], docs[pid].vector["dense"]) > 0.99:
-            report.patched_text_vectors += bool(want and want.patched)
-        elif _cosine(vectors[want.text] if want else initial_doc_vector(), docs[pid].vector["dense"]) > 0.99:
+        doc_vector = docs[pid].vector["dense"]
+        holds_recheck = pid in rechecked and _cosine(vectors[payload[pid]], doc_vector) > 0.99  # its last written text
+        if holds_recheck or _cosine(vectors[want.text] if want else initial_doc_vector(), doc_vector) > 0.99:
             report.patched_text_vectors += bool(want and want.patched)
         elif want and want.patched:
             stale.append(pid)

@@ -50,12 +50,21 @@ async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env,
 
 
 async def test_workers_join_and_leave_mid_stream(kafka, model_paths, tmp_path: Path) -> None:
-    os.environ.update({
-        "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "QCC_CONSUMER_GROUP": "scale-test",
-        "QCC_PATCH_TOPIC": "s-patches", "QCC_REEMBED_TOPIC": "s-reembeds", "QCC_VERIFICATION_TOPIC": "s-verifications",
-        "QCC_DEAD_LETTER_TOPIC": "s-dead", "QCC_SESSION_TIMEOUT_SECONDS": "6", "QCC_HTTP_PORT": "0",
-        "QCC_MODEL_PATHS": json.dumps(model_paths), "QCC_WINDOW_MAX_EVENTS": str(WINDOW), "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
-    })
+    os.environ.update(
+        {
+            "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "QCC_CONSUMER_GROUP": "scale-test",
+            "QCC_PATCH_TOPIC": "s-patches",
+            "QCC_REEMBED_TOPIC": "s-reembeds",
+            "QCC_VERIFICATION_TOPIC": "s-verifications",
+            "QCC_DEAD_LETTER_TOPIC": "s-dead",
+            "QCC_SESSION_TIMEOUT_SECONDS": "6",
+            "QCC_HTTP_PORT": "0",
+            "QCC_MODEL_PATHS": json.dumps(model_paths),
+            "QCC_WINDOW_MAX_EVENTS": str(WINDOW),
+            "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
+        }
+    )
     base = Settings()
     await ensure_topics(base, partitions=4)
     client = AsyncQdrantClient(path=str(tmp_path / "qdrant"))
@@ -64,7 +73,7 @@ async def test_workers_join_and_leave_mid_stream(kafka, model_paths, tmp_path: P
                "points": [{"id": i % 200, "vector": [1, i], "payload": {"seq": i}}]} for i in range(8000)]
     apps = []
 
-    async def start_worker(n: int):  # noqa: ANN202
+    async def start_worker(n: int):
         app = create_app(base.model_copy(update={"data_dir": tmp_path / f"state-{n}"}), client=client)
         app.finalize()
         await app.start()
@@ -73,8 +82,13 @@ async def test_workers_join_and_leave_mid_stream(kafka, model_paths, tmp_path: P
 
     first = await start_worker(1)
     second = await start_worker(2)
-    producing = asyncio.create_task(produce(kafka.bootstrap, base.patch_topic,
-                                            [(f"docs/{i % 200}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)]))
+    producing = asyncio.create_task(
+        produce(
+            kafka.bootstrap,
+            base.patch_topic,
+            [(f"docs/{i % 200}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)],
+        )
+    )
     try:
         await read_topic(kafka.bootstrap, base.verification_topic, until=lambda rs: len(rs) >= 10, timeout=90)
         third = await start_worker(3)  # joins mid-stream: a rebalance
@@ -83,7 +97,8 @@ async def test_workers_join_and_leave_mid_stream(kafka, model_paths, tmp_path: P
         apps.remove(first)
         sent = await producing
         verifications = await read_topic(kafka.bootstrap, base.verification_topic, until=all_covered(sent), timeout=180)
-        assert third.consumer.assignment() and second.consumer.assignment()
+        assert third.consumer.assignment()
+        assert second.consumer.assignment()
     finally:
         for app in apps:
             await app.stop()

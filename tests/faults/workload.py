@@ -91,7 +91,21 @@ def _reembed(rng: random.Random) -> dict[str, Any]:
     return e
 
 
-WORDS = "kafka qdrant vector window batch offset replay commit embed model payload point shard".split()
+WORDS = [
+    "kafka",
+    "qdrant",
+    "vector",
+    "window",
+    "batch",
+    "offset",
+    "replay",
+    "commit",
+    "embed",
+    "model",
+    "payload",
+    "point",
+    "shard",
+]
 
 
 def doc_text(pid: int) -> str:
@@ -145,7 +159,7 @@ def make_workload(rng: random.Random, n: int, *, reembed_share: float = 0.03, in
 # --- the reference model ---------------------------------------------------------------------
 
 
-def match_v(condition: dict[str, Any], pid: Any, point: PointState) -> bool:
+def match_v(condition: dict[str, Any], _pid: Any, point: PointState) -> bool:
     """The one filter shape the workload uses: payload ``v`` equals a value."""
     clause = condition["must"][0]
     return point.payload.get(clause["key"]) == clause["match"]["value"]
@@ -305,7 +319,9 @@ def final_dead(verifications: list[dict[str, Any]]) -> tuple[set[tuple[str, int,
     replayed: set[tuple[str, int, int]] = set()
     confirmed: set[tuple[str, int, int]] = set()
     for v in verifications:
-        offsets = {(v["topic"], r["partition"], o) for r in v["ranges"] for o in range(r["first_offset"], r["last_offset"] + 1)}
+        offsets = {
+            (v["topic"], r["partition"], o) for r in v["ranges"] for o in range(r["first_offset"], r["last_offset"] + 1)
+        }
         replayed |= offsets & confirmed
         confirmed |= offsets
         dead -= offsets

@@ -84,7 +84,8 @@ class Worker:
 
         self.process = subprocess.Popen(
             [sys.executable, "-m", "connector.cli", "worker"],
-            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, preexec_fn=limit_files,
+            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            preexec_fn=limit_files,  # noqa: PLW1509 - a file size limit can only be set in the child
         )
 
     def kill(self) -> None:
@@ -119,7 +120,9 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
 
 async def read_topic(bootstrap: str, topic: str, *, until: Any = None, timeout: float = 120) -> list[dict[str, Any]]:
     """Read a topic from the start until ``until(records)`` is true (or timeout: AssertionError)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     records: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -150,7 +153,9 @@ def covered_offsets(verifications: list[dict[str, Any]]) -> dict[int, set[int]]:
     return covered
 
 
-def all_covered(sent: list[tuple[int, int]]):  # noqa: ANN201 - a predicate for read_topic
+def all_covered(sent: list[tuple[int, int]]) -> Callable[[list[dict[str, Any]]], bool]:
+    """A predicate for read_topic: every sent (partition, offset) is in some verification."""
+
     def check(verifications: list[dict[str, Any]]) -> bool:
         covered = covered_offsets(verifications)
         return all(offset in covered.get(partition, ()) for partition, offset in sent)

@@ -66,9 +66,18 @@ async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path, qdrant_ta
     try:
         await _until(port, "/livez", 200)
         await _until(port, "/readyz", 200)
-        events = [{"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]} for i in range(20)]
-        events += [{"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [i], "payload": {"k": 1}} for i in range(10)]
-        records = [(f"docs/{i}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)] + [(None, b"{oops"), (None, b"[]")]
+        events = [
+            {"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]}
+            for i in range(20)
+        ]
+        events += [
+            {"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [i], "payload": {"k": 1}}
+            for i in range(10)
+        ]
+        records = [(f"docs/{i}".encode(), json.dumps(e).encode()) for i, e in enumerate(events)] + [
+            (None, b"{oops"),
+            (None, b"[]"),
+        ]
         sent = await produce(kafka.bootstrap, topic, records)
         await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
         await asyncio.sleep(0.5)
@@ -110,7 +119,9 @@ async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path
     assert worker.stop() == 0  # SIGTERM, mid-stream
     worker = Worker(stack)
     try:
-        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=120)
+        verifications = await read_topic(
+            kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=120
+        )
     finally:
         assert worker.stop() == 0
     seen: dict[tuple[int, int], int] = {}
@@ -126,7 +137,7 @@ async def test_sigterm_mid_stream_loses_nothing(kafka, model_env, tmp_path: Path
     finally:
         client.close()
     last = {}
-    for i, e in enumerate(events):
+    for i in range(len(events)):
         if i >= 200:
             last[i % 200] = i
     assert payloads == {pid: {"seq": seq} for pid, seq in last.items()}
@@ -140,8 +151,11 @@ async def test_secrets_never_reach_logs(kafka, model_env, tmp_path: Path) -> Non
         "QCC_QDRANT_URL": f"http://127.0.0.1:{free_port()}", "QCC_QDRANT_API_KEY": secret,
         "QCC_KAFKA_SASL_PASSWORD": "kafka-" + secret, "QCC_LOG_LEVEL": "debug"})
     await stack.create_topics()
-    await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"],
-                  [(b"docs/1", json.dumps({"schema_version": 1, "collection": "docs", "op": "delete", "ids": [1]}).encode())])
+    await produce(
+        kafka.bootstrap,
+        stack.env["QCC_PATCH_TOPIC"],
+        [(b"docs/1", json.dumps({"schema_version": 1, "collection": "docs", "op": "delete", "ids": [1]}).encode())],
+    )
     worker = Worker(stack)
     await asyncio.sleep(12)  # it joins, takes the window, and retries against the unreachable Qdrant
     worker.stop()

@@ -28,7 +28,10 @@ async def test_oversized_records_are_dead_lettered_and_the_stream_goes_on(kafka,
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
     client.upsert("docs", [qm.PointStruct(id=1, vector=[1, 0])])
     client.close()
-    broken = b'{"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [1], "payload": {"x": "' + b"a" * 900_000
+    broken = (
+        b'{"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [1], "payload": {"x": "'
+        + b"a" * 900_000
+    )
     too_big = b"\xff" * 1_040_000  # over QCC_MAX_EVENT_BYTES and over what the connector may publish
     valid = json.dumps({"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [1],
                         "payload": {"after": True}}).encode()
@@ -50,7 +53,8 @@ async def test_oversized_records_are_dead_lettered_and_the_stream_goes_on(kafka,
         await consumer.stop()
     assert [(e["source"]["offset"], e["original_form"]) for e, _ in letters] == [(0, "record_value"), (1, "omitted")]
     assert letters[0][1] == broken  # the original, byte for byte, not grown
-    assert letters[1][0]["original_value_bytes"] == len(too_big) and letters[1][1] is None
+    assert letters[1][0]["original_value_bytes"] == len(too_big)
+    assert letters[1][1] is None
     assert sum(v["applied_event_count"] for v in verifications) == 1
     client = QdrantClient(path=str(tmp_path / "qdrant"))
     assert client.retrieve("docs", [1])[0].payload == {"after": True}

@@ -33,7 +33,7 @@ NEW = "a brand new text about cooking pasta"
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
@@ -68,10 +68,12 @@ async def test_a_reembed_waits_for_the_text_patch_behind_a_backlog(kafka, model_
     point = client.retrieve("docs", [5], with_payload=True, with_vectors=True)[0]
     client.close()
     assert point.payload == {"text": NEW}
-    assert cosine(point.vector, new_vector) > 0.99, f"embedded {cosine(point.vector, old_vector):.2f}-close to the old text"
+    assert cosine(point.vector, new_vector) > 0.99, (
+        f"embedded {cosine(point.vector, old_vector):.2f}-close to the old text"
+    )
 
 
-async def test_set_text_carries_its_text_into_the_reembed(kafka, model_env, model_paths, tmp_path: Path) -> None:
+async def test_set_text_carries_its_text_into_the_reembed(kafka, model_env, tmp_path: Path) -> None:
     """The SDK's safe way: the patch and a re-embed of the same text, inline; nothing to wait for."""
     stack = Stack(kafka.bootstrap, tmp_path, model_env)
     await stack.create_topics(partitions=2)
@@ -101,7 +103,11 @@ async def test_a_wait_cut_short_marks_payload_text_reembeds_for_a_recheck(model_
 
     processor = WindowProcessor(settings, client, make_sink(settings, client), Embedder(settings), "reembed",
                                 before_payload_texts=watermark)
-    events = [{"ids": [0], "text_field": "text"}, {"points": [{"id": 1, "text": NEW}]}, {"ids": [2, 404], "text_field": "text"}]
+    events = [
+        {"ids": [0], "text_field": "text"},
+        {"points": [{"id": 1, "text": NEW}]},
+        {"ids": [2, 404], "text_field": "text"},
+    ]
     records = [Record("reembeds", 0, offset, json.dumps({"schema_version": 1, "kind": "reembed", "collection": "docs",
                                                           **event}).encode(), b"docs")
                for offset, event in enumerate(events)]
@@ -136,7 +142,7 @@ async def test_a_rebalance_during_the_wait_is_repaired_after_the_patches(kafka, 
     second = None
     try:
         deadline = time.monotonic() + 90
-        while "re-embeds wait for" not in first.output() and time.monotonic() < deadline:
+        while "re-embeds wait for" not in first.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.2)
         assert "re-embeds wait for" in first.output(), first.output()[-3000:]
         second = Worker(stack)  # a rebalance while the re-embed waits
@@ -154,5 +160,7 @@ async def test_a_rebalance_during_the_wait_is_repaired_after_the_patches(kafka, 
     assert codes == [0, 0], output[-3000:]
     assert "a rebalance began while re-embeds waited" in output, "the rebalance came too late to test the gap"
     assert point.payload == {"text": NEW}
-    assert cosine(point.vector, new_vector) > 0.99, f"embedded {cosine(point.vector, old_vector):.2f}-close to the old text"
+    assert cosine(point.vector, new_vector) > 0.99, (
+        f"embedded {cosine(point.vector, old_vector):.2f}-close to the old text"
+    )
     client.close()

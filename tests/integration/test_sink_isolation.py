@@ -26,7 +26,7 @@ from tests.qdrant_targets import QdrantTarget
 SERVER_CHUNK = 32  # ids per step of a server's point operation (Qdrant 1.18)
 
 
-@pytest.fixture()
+@pytest.fixture
 async def client(qdrant_target: QdrantTarget):
     c = qdrant_target.async_client()
     await c.create_collection("c", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
@@ -54,7 +54,8 @@ async def test_a_missing_point_inside_a_coalesced_op_fails_only_its_event(client
     assert "99" in str(result.failed[0].error)
     assert result.requests > 1
     points = {p.id: p for p in await client.retrieve("c", [1, 2, 3, 4, 5], with_vectors=True)}
-    assert points[1].payload == {"n": 1, "tag": "a"} and points[3].payload == {"n": 3, "tag": "a"}
+    assert points[1].payload == {"n": 1, "tag": "a"}
+    assert points[3].payload == {"n": 3, "tag": "a"}
     assert points[2].vector == [9.0, 9.0]
     assert points[4].payload == {}
     assert sorted(s for op in result.applied for s in op.sources) == [0, 1, 3, 4]
@@ -74,7 +75,8 @@ async def test_a_coalesced_op_longer_than_a_server_chunk(client: AsyncQdrantClie
         window = [Op("update_vectors", points={pid: PointData({"": (7.0, float(pid))})}, sources=[k])
                   for k, pid in enumerate(ids)]
     planned = plan(window)
-    assert len(planned) == 1 and len(planned[0].point_ids()) == 81 > 2 * SERVER_CHUNK
+    assert len(planned) == 1
+    assert len(planned[0].point_ids()) == 81 > 2 * SERVER_CHUNK
     result = await QdrantSink(client).apply("c", planned)
     assert [f.position for f in result.failed] == [10]
     after = await _read(client, list(range(1, 81)))
@@ -125,7 +127,7 @@ async def test_a_wrong_vector_size_fails_only_its_event(client: AsyncQdrantClien
 
 
 async def test_several_failures_in_one_window(client: AsyncQdrantClient) -> None:
-    window = [Op("clear_payload", ids=[i], sources=[i]) for i in range(0, 12)]  # 0 and 6..11 are missing
+    window = [Op("clear_payload", ids=[i], sources=[i]) for i in range(12)]  # 0 and 6..11 are missing
     result = await QdrantSink(client).apply("c", plan(window))
     assert sorted(f.position for f in result.failed) == [0, 6, 7, 8, 9, 10, 11]
     # each existing point is still there, with its payload cleared
@@ -143,7 +145,8 @@ async def test_isolation_never_resends_a_filter_op_before_ops_it_could_match(cli
     result = await QdrantSink(client).apply("c", plan(window))
     assert [f.position for f in result.failed] == [2]
     points = {p.id: p.payload for p in await client.retrieve("c", [1, 2, 3, 4, 5])}
-    assert points[2] == {"n": 2, "tag": "x"} and points[3] == {"n": 3, "tag": "z"}
+    assert points[2] == {"n": 2, "tag": "x"}
+    assert points[3] == {"n": 3, "tag": "z"}
     assert len(points) == 5
 
 
@@ -151,4 +154,5 @@ def test_filter_ops_go_alone() -> None:
     f = Op("delete", filter={"must": []}, sources=[9])
     a, b, c = (Op("clear_payload", ids=[i], sources=[i]) for i in range(3))
     assert split_at_filters([a, b, f, c, f, f]) == [[a, b], [f], [c], [f], [f]]
-    assert split_at_filters([f, a]) == [[f], [a]] and split_at_filters([]) == []
+    assert split_at_filters([f, a]) == [[f], [a]]
+    assert split_at_filters([]) == []

@@ -22,7 +22,9 @@ UUID_ID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
 
 
 def cosine(a: list[float], b: tuple[float, ...]) -> float:
-    return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (
+        math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    )
 
 
 def _create_collections(target: QdrantTarget) -> None:
@@ -57,13 +59,19 @@ async def _run(kafka, stack: Stack, patches: list[Any], reembeds: list[Any] = ()
     sent_p = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [encode(e) for e in patches])
     worker = Worker(stack)
     try:
-        ver = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent_p), timeout=120)
+        ver = await read_topic(
+            kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent_p), timeout=120
+        )
         sent_r = []
         if reembeds:
             sent_r = await produce(kafka.bootstrap, stack.env["QCC_REEMBED_TOPIC"], [encode(e) for e in reembeds])
             ver = await read_topic(
-                kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
-                until=lambda rs: all_covered(sent_p)(rs) and all_covered(sent_r)([r for r in rs if r["topic"] == stack.env["QCC_REEMBED_TOPIC"]]),
+                kafka.bootstrap,
+                stack.env["QCC_VERIFICATION_TOPIC"],
+                until=lambda rs: (
+                    all_covered(sent_p)(rs)
+                    and all_covered(sent_r)([r for r in rs if r["topic"] == stack.env["QCC_REEMBED_TOPIC"]])
+                ),
                 timeout=120,
             )
         dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=5)
@@ -81,11 +89,28 @@ async def test_every_operation_and_reembed(kafka, model_env, model_paths, tmp_pa
     await stack.create_topics()
     _create_collections(qdrant_target)
     patches = [
-        ev("upsert", vector_name="dense", points=[
-            {"id": i, "text": f"document number {i}", "payload": {"body": f"the body of document {i}", "user": "u-123" if i % 2 else "u-9"}}
-            for i in range(1, 11)]),
-        ev("upsert", points=[{"id": UUID_ID.upper(), "vector": {"tiny": [1, 2, 3], "bm25": {"indices": [5, 1], "values": [0.5, 0.25]}},
-                              "payload": {"kind": "uuid"}}]),
+        ev(
+            "upsert",
+            vector_name="dense",
+            points=[
+                {
+                    "id": i,
+                    "text": f"document number {i}",
+                    "payload": {"body": f"the body of document {i}", "user": "u-123" if i % 2 else "u-9"},
+                }
+                for i in range(1, 11)
+            ],
+        ),
+        ev(
+            "upsert",
+            points=[
+                {
+                    "id": UUID_ID.upper(),
+                    "vector": {"tiny": [1, 2, 3], "bm25": {"indices": [5, 1], "values": [0.5, 0.25]}},
+                    "payload": {"kind": "uuid"},
+                }
+            ],
+        ),
         ev("set_payload", ids=[1, 2, 3], payload={"archived": True}),
         ev("set_payload", ids=[4], key="meta.review", payload={"by": "ana"}),
         ev("overwrite_payload", ids=[5], payload={"body": "replaced", "user": "u-9"}),
@@ -109,13 +134,16 @@ async def test_every_operation_and_reembed(kafka, model_env, model_paths, tmp_pa
     try:
         pts = {p.id: p for p in client.scroll("docs", limit=100, with_vectors=True)[0]}
         assert set(pts) == set(range(1, 10)) | {UUID_ID}
-        assert pts[1].payload["archived"] is True and pts[3].payload["archived"] is True
+        assert pts[1].payload["archived"] is True
+        assert pts[3].payload["archived"] is True
         assert pts[4].payload["meta"] == {"review": {"by": "ana"}}
         assert pts[5].payload == {"body": "replaced", "user": "u-9", "team": "nine"}
-        assert "user" not in pts[6].payload and "team" not in pts[6].payload
+        assert "user" not in pts[6].payload
+        assert "team" not in pts[6].payload
         assert pts[7].payload == {}
         assert pts[8].vector["tiny"] == [0, 0, 1]
-        assert "bm25" not in pts[UUID_ID].vector and pts[UUID_ID].vector["tiny"] == [1, 2, 3]
+        assert "bm25" not in pts[UUID_ID].vector
+        assert pts[UUID_ID].vector["tiny"] == [1, 2, 3]
         assert pts[2].payload["team"] == "nine"
         # re-embeds. bm25 by filter: written for exactly the points that were u-123 when it ran
         # (5 had become u-9 and 7 had lost its payload), no other
@@ -123,8 +151,15 @@ async def test_every_operation_and_reembed(kafka, model_env, model_paths, tmp_pa
         assert {i for i in range(1, 10) if "bm25" in pts[i].vector} == {1, 3, 9}
         # dense: 2 and 3 now embed their body, 4 the inline text; 1 still embeds its upsert's text
         embedder = Embedder(Settings(model_paths=model_paths))
-        texts = {1: "document number 1", 2: "the body of document 2", 3: "the body of document 3", 4: "fresh text for four"}
-        expected = dict(zip(texts, embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", list(texts.values()))))
+        texts = {
+            1: "document number 1",
+            2: "the body of document 2",
+            3: "the body of document 3",
+            4: "fresh text for four",
+        }
+        expected = dict(
+            zip(texts, embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", list(texts.values())), strict=True)
+        )
         embedder.close()
         closeness = {i: round(cosine(pts[i].vector["dense"], expected[i]), 3) for i in texts}
         assert all(c > 0.99 for c in closeness.values()), closeness
@@ -136,7 +171,9 @@ async def test_every_operation_and_reembed(kafka, model_env, model_paths, tmp_pa
     assert all(v["verification"]["status"] == "verified" for v in reembed_ver)
 
 
-async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+async def test_bad_input_goes_to_dead_letters_with_reasons(
+    kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget
+) -> None:
     stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_MAX_EVENT_BYTES": "2048"}, qdrant=qdrant_target)
     await stack.create_topics()
     _create_collections(qdrant_target)
@@ -158,7 +195,8 @@ async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp
     assert codes == sorted(["invalid_json", "invalid_utf8", "unknown_operation", "schema_violation",
                             "vector_size_mismatch", "unknown_collection", "event_too_large", "point_not_found"])
     for record in dead:
-        assert record["source"]["topic"] == stack.env["QCC_PATCH_TOPIC"] and record["error"]["message"]
+        assert record["source"]["topic"] == stack.env["QCC_PATCH_TOPIC"]
+        assert record["error"]["message"]
         assert (record["source"]["partition"], record["source"]["offset"]) in sent
     dead_refs = sum(len(v["dead_letters"]) for v in ver)
     assert dead_refs == len(dead)
@@ -170,14 +208,20 @@ async def test_bad_input_goes_to_dead_letters_with_reasons(kafka, model_env, tmp
         client.close()
 
 
-async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget) -> None:
+async def test_worker_retries_while_qdrant_is_down(
+    kafka, model_env, tmp_path: Path, qdrant_target: QdrantTarget
+) -> None:
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
-    stack = Stack(kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_FAILPOINTS_DIR": str(failpoints)}, qdrant=qdrant_target)
+    stack = Stack(
+        kafka.bootstrap, tmp_path, model_env, extra_env={"QCC_FAILPOINTS_DIR": str(failpoints)}, qdrant=qdrant_target
+    )
     await stack.create_topics()
     _create_collections(qdrant_target)
     events = [ev("upsert", collection="plain", points=[{"id": i, "vector": [i, 1]}]) for i in range(50)]
-    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [(_key(e), json.dumps(e).encode()) for e in events])
+    sent = await produce(
+        kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [(_key(e), json.dumps(e).encode()) for e in events]
+    )
     with qdrant_outage(qdrant_target, failpoints):
         worker = Worker(stack)
         await asyncio.sleep(8)
@@ -186,7 +230,9 @@ async def test_worker_retries_while_qdrant_is_down(kafka, model_env, tmp_path: P
     try:
         assert early == []  # nothing confirmed while Qdrant is unreachable
         assert "retry" in log_while_down
-        ver = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
+        ver = await read_topic(
+            kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60
+        )
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     assert sum(v["applied_event_count"] for v in ver) == 50
@@ -203,13 +249,25 @@ async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path, q
     await stack.create_topics()
     client = qdrant_target.client()
     client.create_collection("plain", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.EUCLID))
-    client.upsert("plain", [qm.PointStruct(id=i, vector=[i, 1], payload={"tag": "all", "few": i < 5}) for i in range(30)])
+    client.upsert(
+        "plain", [qm.PointStruct(id=i, vector=[i, 1], payload={"tag": "all", "few": i < 5}) for i in range(30)]
+    )
     client.close()
     patches = [
         ev("delete", collection="plain", filter={"must": [{"key": "tag", "match": {"value": "all"}}]}),
         ev("clear_payload", collection="plain", ids=[1]),
-        ev("set_payload", collection="plain", filter={"must": [{"key": "few", "match": {"value": True}}]}, payload={"seen": 1}),
-        ev("delete", collection="plain", filter={"must": [{"key": "tag", "match": {"value": "all"}}]}, blast_radius_override=True),
+        ev(
+            "set_payload",
+            collection="plain",
+            filter={"must": [{"key": "few", "match": {"value": True}}]},
+            payload={"seen": 1},
+        ),
+        ev(
+            "delete",
+            collection="plain",
+            filter={"must": [{"key": "tag", "match": {"value": "all"}}]},
+            blast_radius_override=True,
+        ),
     ]
     _, dead, _ = await _run(kafka, stack, patches)
     reasons = {d["error"]["code"]: d["error"]["message"] for d in dead}
@@ -218,6 +276,12 @@ async def test_policy_and_blast_radius_guard(kafka, model_env, tmp_path: Path, q
     client = qdrant_target.client()
     try:
         assert client.count("plain").count == 30  # no filter delete went through
-        assert sorted(p.id for p in client.scroll("plain", limit=50)[0] if p.payload.get("seen") == 1) == [0, 1, 2, 3, 4]
+        assert sorted(p.id for p in client.scroll("plain", limit=50)[0] if p.payload.get("seen") == 1) == [
+            0,
+            1,
+            2,
+            3,
+            4,
+        ]
     finally:
         client.close()

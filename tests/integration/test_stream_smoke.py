@@ -21,15 +21,30 @@ async def test_patches_are_applied_and_confirmed(kafka, model_env, tmp_path: Pat
     client.create_collection("docs", vectors_config=qm.VectorParams(size=4, distance=qm.Distance.DOT))
     client.close()
     events = [
-        {"schema_version": 1, "collection": "docs", "op": "upsert",
-         "points": [{"id": i, "vector": [1, 0, 0, float(i)], "payload": {"n": i}}]}
+        {
+            "schema_version": 1,
+            "collection": "docs",
+            "op": "upsert",
+            "points": [{"id": i, "vector": [1, 0, 0, float(i)], "payload": {"n": i}}],
+        }
         for i in range(20)
-    ] + [{"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [i], "payload": {"seen": True}} for i in range(20)]
-    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"],
-                         [(f"docs/{e.get('ids', [None])[0] if 'ids' in e else e['points'][0]['id']}".encode(), json.dumps(e).encode()) for e in events])
+    ] + [
+        {"schema_version": 1, "collection": "docs", "op": "set_payload", "ids": [i], "payload": {"seen": True}}
+        for i in range(20)
+    ]
+    sent = await produce(
+        kafka.bootstrap,
+        stack.env["QCC_PATCH_TOPIC"],
+        [
+            (f"docs/{e.get('ids', [None])[0] if 'ids' in e else e['points'][0]['id']}".encode(), json.dumps(e).encode())
+            for e in events
+        ],
+    )
     worker = Worker(stack)
     try:
-        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=90)
+        verifications = await read_topic(
+            kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=90
+        )
     except AssertionError:
         print(worker.output()[-5000:])
         raise

@@ -23,7 +23,7 @@ PASSWORD = "scram-s3cret-value"
 
 
 @pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def secure_broker(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("tls")
     certs = make_certificates(folder / "certs")
     sasl_port, mtls_port = free_port(), free_port()
@@ -65,15 +65,22 @@ async def _can_produce(settings: Settings) -> bool:
 
 
 async def test_sasl_ssl_and_mtls_listeners_accept_the_right_clients_only(secure_broker) -> None:
-    broker, certs, sasl_port, mtls_port = secure_broker
+    _broker, certs, sasl_port, mtls_port = secure_broker
     sasl = _settings(kafka_bootstrap_servers=f"127.0.0.1:{sasl_port}", kafka_security_protocol="SASL_SSL",
                      kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="connector",
                      kafka_sasl_password=PASSWORD, kafka_ssl_cafile=certs["ca.pem"])
     assert await _can_produce(sasl)
-    wrong_password = sasl.model_copy(update={"kafka_sasl_password": Settings(kafka_sasl_password="nope").kafka_sasl_password})
+    wrong_password = sasl.model_copy(
+        update={"kafka_sasl_password": Settings(kafka_sasl_password="nope").kafka_sasl_password}
+    )
     assert not await _can_produce(wrong_password)
-    mtls = _settings(kafka_bootstrap_servers=f"127.0.0.1:{mtls_port}", kafka_security_protocol="SSL",
-                     kafka_ssl_cafile=certs["ca.pem"], kafka_ssl_certfile=certs["client.pem"], kafka_ssl_keyfile=certs["client.key"])
+    mtls = _settings(
+        kafka_bootstrap_servers=f"127.0.0.1:{mtls_port}",
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=certs["ca.pem"],
+        kafka_ssl_certfile=certs["client.pem"],
+        kafka_ssl_keyfile=certs["client.key"],
+    )
     assert await _can_produce(mtls)
     no_client_cert = mtls.model_copy(update={"kafka_ssl_certfile": None, "kafka_ssl_keyfile": None})
     assert not await _can_produce(no_client_cert)
@@ -100,7 +107,9 @@ async def test_worker_runs_over_sasl_ssl(secure_broker, model_env, tmp_path: Pat
         sent = []
         for i in range(20):
             event = {"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]}
-            meta = await producer.send_and_wait(settings.patch_topic, json.dumps(event).encode(), key=f"docs/{i}".encode())
+            meta = await producer.send_and_wait(
+                settings.patch_topic, json.dumps(event).encode(), key=f"docs/{i}".encode()
+            )
             sent.append((meta.partition, meta.offset))
     finally:
         await producer.stop()

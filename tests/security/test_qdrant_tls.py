@@ -175,7 +175,7 @@ async def test_tls_custom_ca_and_credential(kafka, model_env, tmp_path: Path, tl
             return "Qdrant probe failed" in worker.output() and _get(http_port, "/livez")[0] == 200
 
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not await asyncio.to_thread(settled):
+        while time.monotonic() < deadline and not await asyncio.to_thread(settled):  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.5)  # another probe either way
         status, _ = await asyncio.to_thread(_get, http_port, "/readyz")
@@ -196,14 +196,17 @@ async def test_tls_custom_ca_and_credential(kafka, model_env, tmp_path: Path, tl
             assert '"GET /collections HTTP/1.1" 200' in server_log  # the probe's key was accepted
     elif not trust_ca:
         assert "CERTIFICATE_VERIFY_FAILED" in output or "certificate verify failed" in output
-        assert "GET /collections" not in server_log and "gRPC /qdrant" not in server_log  # no request got through
+        assert "GET /collections" not in server_log
+        assert "gRPC /qdrant" not in server_log
     else:
         in_output, in_server_log = REFUSALS[transport, case]
         assert in_output in output  # the refusal is logged...
         assert in_server_log in server_log
     assert "qdrant_connector_" in metrics
-    dump = subprocess.run([sys.executable, "-m", "connector.cli", "settings"], env={**os.environ, **stack.env},
-                          capture_output=True, text=True, check=True).stdout
+    dump = (await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "connector.cli", "settings"],
+                                    env={**os.environ, **stack.env}, capture_output=True, text=True, check=True)).stdout
     assert '"qdrant_api_key": "**********"' in dump
     for text in (output, metrics, dump):
-        assert key not in text and key[:20] not in text and key[-20:] not in text  # ...without the credential
+        assert key not in text
+        assert key[:20] not in text
+        assert key[-20:] not in text

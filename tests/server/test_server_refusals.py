@@ -47,7 +47,9 @@ def upsert(first: int, count: int, dim: int = DIM) -> Op:
 
 
 async def create(client: AsyncQdrantClient, name: str = "docs", **options: Any) -> None:
-    await client.create_collection(name, vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE), **options)
+    await client.create_collection(
+        name, vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE), **options
+    )
 
 
 class Retries:
@@ -56,7 +58,7 @@ class Retries:
     def __init__(self) -> None:
         self.errors: list[TransientError] = []
 
-    def __call__(self, what: str, error: TransientError) -> None:
+    def __call__(self, _what: str, error: TransientError) -> None:
         self.errors.append(error)
 
 
@@ -85,9 +87,11 @@ async def test_a_body_over_the_servers_limit_is_split_not_blamed(small_body_serv
     result = await sink.apply("docs", ops)
     assert result.failed == []
     assert (await sink.client.count("docs")).count == 400
-    assert sink.max_request_points is not None and sink.max_request_points < 400  # it learned to send less
+    assert sink.max_request_points is not None
+    assert sink.max_request_points < 400
     again = await sink.apply("docs", [upsert(1000, 300)])  # the next window is cut before it is sent
-    assert again.failed == [] and (await sink.client.count("docs")).count == 700
+    assert again.failed == []
+    assert (await sink.client.count("docs")).count == 700
     await sink.client.close()
 
 
@@ -97,7 +101,8 @@ async def test_requests_are_cut_by_estimated_size_before_sending(small_body_serv
     sink = sink_for(target, Retries(), qdrant_max_request_bytes=512 * 1024)
     await create(sink.client)
     result = await sink.apply("docs", [upsert(0, 400)])
-    assert result.failed == [] and (await sink.client.count("docs")).count == 400
+    assert result.failed == []
+    assert (await sink.client.count("docs")).count == 400
     assert sink.max_request_points is None  # never refused: the estimate alone kept it under 1 MiB
     await sink.client.close()
 
@@ -107,10 +112,13 @@ async def test_rate_limit_splits_beyond_capacity_and_waits_as_told(server_target
     sink = sink_for(server_target, retries)
     await create(sink.client)
     # 1,200 points a minute (20 a second), a bucket of 1,200 tokens, one token per point
-    await sink.client.update_collection("docs", strict_mode_config=qm.StrictModeConfig(enabled=True, write_rate_limit=1200))
+    await sink.client.update_collection(
+        "docs", strict_mode_config=qm.StrictModeConfig(enabled=True, write_rate_limit=1200)
+    )
     beyond_capacity = await sink.apply("docs", [upsert(0, 1210)])  # more than the bucket holds: split, not retried
     assert beyond_capacity.failed == []
-    assert sink.max_request_points is not None and sink.max_request_points < 1210
+    assert sink.max_request_points is not None
+    assert sink.max_request_points < 1210
     short = await sink.apply("docs", [upsert(2000, 60)])  # the bucket is nearly empty: "Retry after Ns"
     assert short.failed == []
     assert any(isinstance(e, RateLimited) and e.retry_after for e in retries.errors), retries.errors
@@ -122,7 +130,8 @@ async def test_strict_mode_batch_limit_is_split(server_target: QdrantTarget) -> 
     sink = sink_for(server_target, Retries())
     await create(sink.client, strict_mode_config=qm.StrictModeConfig(enabled=True, upsert_max_batchsize=50))
     result = await sink.apply("docs", [upsert(0, 60), upsert(100, 30)])
-    assert result.failed == [] and (await sink.client.count("docs")).count == 90
+    assert result.failed == []
+    assert (await sink.client.count("docs")).count == 90
     await sink.client.close()
 
 
@@ -133,13 +142,20 @@ async def test_a_read_only_key_is_retried_not_blamed(qdrant_server_with_keys: An
     admin.wipe()
     async_admin = admin.async_client()
     await create(async_admin)
-    for name, key in (("rest", READ_ONLY_API_KEY), ("grpc", READ_ONLY_API_KEY), ("rest", "not-a-key"), ("grpc", "nope")):
+    for name, key in (
+        ("rest", READ_ONLY_API_KEY),
+        ("grpc", READ_ONLY_API_KEY),
+        ("rest", "not-a-key"),
+        ("grpc", "nope"),
+    ):
         retries = Retries()
         sink = sink_for(QdrantTarget(name, server=qdrant_server_with_keys, api_key=key), retries)
         with pytest.raises(asyncio.TimeoutError):  # retried for as long as it takes, never raised
             await asyncio.wait_for(sink.apply("docs", [upsert(0, 3)]), timeout=2)
-        assert retries.errors and all(isinstance(e, AccessDenied) for e in retries.errors), retries.errors
-        assert sink.failure is not None and "QCC_QDRANT_API_KEY" in sink.failure
+        assert retries.errors, retries.errors
+        assert all(isinstance(e, AccessDenied) for e in retries.errors), retries.errors
+        assert sink.failure is not None
+        assert "QCC_QDRANT_API_KEY" in sink.failure
         await sink.client.close()
     assert (await async_admin.count("docs")).count == 0
     await async_admin.close()
@@ -188,7 +204,9 @@ async def test_unindexed_filter_refused_by_strict_mode_fails_only_its_event(serv
     processor = processor_for(server_target)
     await create(processor.client, strict_mode_config=qm.StrictModeConfig(
         enabled=True, unindexed_filtering_retrieve=False, unindexed_filtering_update=False))
-    await processor.client.upsert("docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(5)])
+    await processor.client.upsert(
+        "docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(5)]
+    )
     window = [
         record(0, ev("set_payload", ids=[1], payload={"a": 1})),
         record(1, ev("delete", filter={"must": [{"key": "n", "match": {"value": 3}}]})),  # "n" has no index
@@ -211,7 +229,9 @@ async def test_collections_and_vectors_changed_under_the_catalog(server_target: 
     assert not first.dead_letters  # the catalog now holds "docs" with one unnamed vector
     # Recreated with a named vector: events for it are healthy and must not be refused from the cache.
     await processor.client.delete_collection("docs")
-    await processor.client.create_collection("docs", vectors_config={"dense": qm.VectorParams(size=3, distance=qm.Distance.DOT)})
+    await processor.client.create_collection(
+        "docs", vectors_config={"dense": qm.VectorParams(size=3, distance=qm.Distance.DOT)}
+    )
     second = await processor.process([record(1, ev("upsert", points=[{"id": 7, "vector": {"dense": [1, 2, 3]}}]))])
     assert not second.dead_letters, second.dead_letters
     assert (await processor.client.retrieve("docs", [7], with_vectors=True))[0].vector == {"dense": [1.0, 2.0, 3.0]}
@@ -237,7 +257,9 @@ async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: Qdran
     which of its points were changed anyway, and still verifies the events that were applied."""
     processor = processor_for(qdrant_target)
     await create(processor.client)
-    await processor.client.upsert("docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(301)])
+    await processor.client.upsert(
+        "docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(301)]
+    )
     apply = processor.sink.apply
 
     async def apply_after_another_writer(collection: str, ops: list[Op]) -> Any:
@@ -251,12 +273,15 @@ async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: Qdran
     outcome = result.verifications[0].verification
     tagged = sorted(p.id for p in (await processor.client.scroll("docs", limit=400, with_payload=True))[0]
                     if (p.payload or {}).get("tag") == "x")
-    assert outcome.mismatch_count == 0 and outcome.status == "partial"
+    assert outcome.mismatch_count == 0
+    assert outcome.status == "partial"
     # exactly what happened, no more: the tagged points, and point 150 that no longer exists
     assert outcome.changed_by_rejected_count == len(tagged) + 1
-    assert {m.id for m in outcome.changed_by_rejected} <= {*tagged, 150} and len(outcome.changed_by_rejected) == 20
+    assert {m.id for m in outcome.changed_by_rejected} <= {*tagged, 150}
+    assert len(outcome.changed_by_rejected) == 20
     if qdrant_target.is_server:  # in chunks, up to the chunk that names the missing point
-        assert tagged and max(tagged) < 199
+        assert tagged
+        assert max(tagged) < 199
     else:  # local mode changes every point it finds, then raises
         assert tagged == [i for i in range(200) if i != 150]
     assert (await processor.client.retrieve("docs", [300]))[0].payload == {"n": 300, "b": 1}

@@ -72,7 +72,9 @@ async def test_a_window_over_the_body_limit_is_applied_whole(kafka, model_env, t
     await stack.create_topics(partitions=1)
     events = []
     for e in range(40):  # ~4 MB of vectors in one window of 100
-        points = [{"id": e * 20 + i, "vector": [round(0.001 * (e + i), 6)] * DIM, "payload": {"e": e}} for i in range(20)]
+        points = [
+            {"id": e * 20 + i, "vector": [round(0.001 * (e + i), 6)] * DIM, "payload": {"e": e}} for i in range(20)
+        ]
         events.append((f"docs/{e}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
                                                          "points": points}).encode()))
     sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], events)
@@ -113,12 +115,18 @@ async def test_a_key_that_may_not_write_holds_the_stream_not_ready(kafka, model_
                 if status == 503 and any("QCC_QDRANT_API_KEY" in r for r in body.get("reasons", [])):
                     break
                 await asyncio.sleep(0.5)
-            assert status == 503 and any("QCC_QDRANT_API_KEY" in r for r in body["reasons"]), (body, worker.output()[-3000:])
+            assert status == 503, (body, worker.output()[-3000:])
+            assert any("QCC_QDRANT_API_KEY" in r for r in body["reasons"]), (body, worker.output()[-3000:])
         finally:
             assert worker.stop() == 0, worker.output()[-3000:]
         assert await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], timeout=3) == []
         assert await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3) == []
-    assert client.count("docs", count_filter=qm.Filter(must=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key="v"))])).count == 50
+    assert (
+        client.count(
+            "docs", count_filter=qm.Filter(must=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key="v"))])
+        ).count
+        == 50
+    )
     # Fixed: every event is still there to apply (nothing was committed past the refusals).
     stack.qdrant = admin
     worker = Worker(stack)
@@ -155,5 +163,7 @@ async def test_write_rate_limit_slows_the_stream_and_loses_nothing(kafka, model_
     assert dead == []
     assert sum(v["applied_event_count"] for v in verifications) == 1500
     assert "rate limit" in output  # it was limited, and waited
-    assert [p.payload["v"] for p in sorted(client.scroll("docs", limit=300)[0], key=lambda p: p.id)] == list(range(1200, 1500))
+    assert [p.payload["v"] for p in sorted(client.scroll("docs", limit=300)[0], key=lambda p: p.id)] == list(
+        range(1200, 1500)
+    )
     client.close()

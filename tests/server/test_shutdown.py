@@ -46,7 +46,7 @@ async def test_sigterm_while_reembeds_wait_for_patches(kafka, model_env, tmp_pat
     worker = Worker(stack)
     try:
         deadline = time.monotonic() + 60  # the first re-embed window waits (logged after 5 s)
-        while "re-embeds wait for 1 earlier patches" not in worker.output() and time.monotonic() < deadline:
+        while "re-embeds wait for 1 earlier patches" not in worker.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.2)
         assert "re-embeds wait for 1 earlier patches" in worker.output(), worker.output()[-3000:]
         # more re-embeds arrive while it waits: the stream takes one and holds it for the next window

@@ -24,7 +24,9 @@ def vectors() -> st.SearchStrategy[dict[str, Any]]:
 
 def payloads(allow_null: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     leaf = VALUES if allow_null else VALUES.filter(lambda v: v is not None)
-    return st.dictionaries(KEYS, st.one_of(leaf, st.dictionaries(st.sampled_from(["x", "y"]), leaf, max_size=2)), max_size=3)
+    return st.dictionaries(
+        KEYS, st.one_of(leaf, st.dictionaries(st.sampled_from(["x", "y"]), leaf, max_size=2)), max_size=3
+    )
 
 
 def id_lists() -> st.SearchStrategy[list[Any]]:
@@ -35,7 +37,7 @@ def tag_filters() -> st.SearchStrategy[dict[str, Any]]:
     return st.sampled_from(["x", "y"]).map(lambda v: {"must": [{"key": "tag", "match": {"value": v}}]})
 
 
-def match_tag(flt: dict[str, Any], pid: Any, point: PointState) -> bool:
+def match_tag(flt: dict[str, Any], _pid: Any, point: PointState) -> bool:
     """The one filter shape the generated windows use: payload ``tag`` equals a value."""
     condition = flt["must"][0]
     return point.payload.get(condition["key"]) == condition["match"]["value"]

@@ -26,33 +26,67 @@ from connector.bulk.importer import manifest_plan
 from connector.bulk.migrate import migrated_plan
 
 SERVER_INFO: dict[str, Any] = {
-    "status": "green", "optimizer_status": "ok", "segments_count": 3, "points_count": 10, "indexed_vectors_count": 0,
+    "status": "green",
+    "optimizer_status": "ok",
+    "segments_count": 3,
+    "points_count": 10,
+    "indexed_vectors_count": 0,
     "config": {
         "params": {
             "vectors": {
-                "dense": {"size": 4, "distance": "Cosine", "on_disk": True, "datatype": "float16", "hnsw_config": {"m": 8}},
+                "dense": {
+                    "size": 4,
+                    "distance": "Cosine",
+                    "on_disk": True,
+                    "datatype": "float16",
+                    "hnsw_config": {"m": 8},
+                },
                 "raw": {"size": 3, "distance": "Dot", "quantization_config": {"binary": {"always_ram": True}}},
             },
-            "shard_number": 3, "replication_factor": 2, "write_consistency_factor": 2, "on_disk_payload": False,
-            "read_fan_out_factor": 2, "read_fan_out_delay_ms": 7,
+            "shard_number": 3,
+            "replication_factor": 2,
+            "write_consistency_factor": 2,
+            "on_disk_payload": False,
+            "read_fan_out_factor": 2,
+            "read_fan_out_delay_ms": 7,
             "sparse_vectors": {"bm25": {"modifier": "idf", "index": {"on_disk": True, "full_scan_threshold": 1234}}},
         },
-        "hnsw_config": {"m": 24, "ef_construct": 123, "full_scan_threshold": 5000, "max_indexing_threads": 2,
-                        "on_disk": True, "payload_m": 20},
-        "optimizer_config": {"deleted_threshold": 0.3, "vacuum_min_vector_number": 500, "default_segment_number": 3,
-                             "max_segment_size": 100000, "indexing_threshold": 12345, "flush_interval_sec": 7,
-                             "max_optimization_threads": 1},
+        "hnsw_config": {
+            "m": 24,
+            "ef_construct": 123,
+            "full_scan_threshold": 5000,
+            "max_indexing_threads": 2,
+            "on_disk": True,
+            "payload_m": 20,
+        },
+        "optimizer_config": {
+            "deleted_threshold": 0.3,
+            "vacuum_min_vector_number": 500,
+            "default_segment_number": 3,
+            "max_segment_size": 100000,
+            "indexing_threshold": 12345,
+            "flush_interval_sec": 7,
+            "max_optimization_threads": 1,
+        },
         "wal_config": {"wal_capacity_mb": 16, "wal_segments_ahead": 1, "wal_retain_closed": 1},
         "quantization_config": {"scalar": {"type": "int8", "quantile": 0.95, "always_ram": True}},
-        "strict_mode_config": {"enabled": True, "max_query_limit": 500, "upsert_max_batchsize": 300,
-                               "search_max_hnsw_ef": 256, "sparse_config": {"bm25": {"max_length": 1000}}},
+        "strict_mode_config": {
+            "enabled": True,
+            "max_query_limit": 500,
+            "upsert_max_batchsize": 300,
+            "search_max_hnsw_ef": 256,
+            "sparse_config": {"bm25": {"max_length": 1000}},
+        },
         "metadata": {"owner": "team-a"},
     },
     "payload_schema": {
         "kind": {"data_type": "keyword", "points": 4},
         "tenant": {"data_type": "keyword", "params": {"type": "keyword", "is_tenant": True}, "points": 4},
-        "body": {"data_type": "text", "params": {"type": "text", "tokenizer": "word", "lowercase": True, "min_token_len": 2},
-                 "points": 4},
+        "body": {
+            "data_type": "text",
+            "params": {"type": "text", "tokenizer": "word", "lowercase": True, "min_token_len": 2},
+            "points": 4,
+        },
         "n": {"data_type": "integer", "params": {"type": "integer", "lookup": False, "range": True}, "points": 4},
     },
 }
@@ -68,8 +102,13 @@ def test_every_configuration_item_maps_to_its_argument() -> None:
     assert set(create) == {"vectors_config", "sparse_vectors_config", "shard_number", "replication_factor",
                            "write_consistency_factor", "on_disk_payload", "hnsw_config", "optimizers_config",
                            "wal_config", "quantization_config", "metadata"}
-    assert create["vectors_config"]["dense"] == qm.VectorParams(size=4, distance=qm.Distance.COSINE, on_disk=True,
-                                                                datatype=qm.Datatype.FLOAT16, hnsw_config=qm.HnswConfigDiff(m=8))
+    assert create["vectors_config"]["dense"] == qm.VectorParams(
+        size=4,
+        distance=qm.Distance.COSINE,
+        on_disk=True,
+        datatype=qm.Datatype.FLOAT16,
+        hnsw_config=qm.HnswConfigDiff(m=8),
+    )
     assert create["vectors_config"]["raw"].quantization_config == qm.BinaryQuantization(
         binary=qm.BinaryQuantizationConfig(always_ram=True))
     assert create["sparse_vectors_config"]["bm25"] == qm.SparseVectorParams(
@@ -93,8 +132,13 @@ def test_every_configuration_item_maps_to_its_argument() -> None:
         PayloadIndex("tenant", qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)),
     )
     assert plan.finish == {
-        "strict_mode_config": qm.StrictModeConfig(enabled=True, max_query_limit=500, upsert_max_batchsize=300,
-                                                  search_max_hnsw_ef=256, sparse_config={"bm25": qm.StrictModeSparse(max_length=1000)}),
+        "strict_mode_config": qm.StrictModeConfig(
+            enabled=True,
+            max_query_limit=500,
+            upsert_max_batchsize=300,
+            search_max_hnsw_ef=256,
+            sparse_config={"bm25": qm.StrictModeSparse(max_length=1000)},
+        ),
         "collection_params": qm.CollectionParamsDiff(read_fan_out_factor=2, read_fan_out_delay_ms=7),
     }
 
@@ -127,7 +171,8 @@ def test_unset_items_are_left_to_the_server_defaults() -> None:
     data["payload_schema"] = {}
     plan = collection_plan(qm.CollectionInfo.model_validate(data))
     assert not {"quantization_config", "metadata", "sparse_vectors_config"} & set(plan.create)
-    assert plan.payload_indexes == () and plan.finish == {}
+    assert plan.payload_indexes == ()
+    assert plan.finish == {}
 
 
 def test_strict_mode_that_is_only_reported_empty_is_not_copied() -> None:
@@ -145,7 +190,8 @@ def test_local_mode_placeholders_are_not_copied_as_settings() -> None:
     data["config"].update(quantization_config=None, strict_mode_config=None)
     data["payload_schema"] = {}
     info = qm.CollectionInfo.model_validate(data)
-    assert is_local_mode_info(info) and not is_local_mode_info(server_info())
+    assert is_local_mode_info(info)
+    assert not is_local_mode_info(server_info())
     plan = collection_plan(info)
     assert set(plan.create) == {"vectors_config", "sparse_vectors_config", "metadata"}
     assert plan.finish == {}
@@ -178,7 +224,12 @@ def test_migration_changes_only_the_migrated_vector() -> None:
     plan = migrated_plan(server_info(), "dense", 384, qm.Distance.EUCLID)
     before = collection_plan(server_info())
     assert plan.create["vectors_config"]["dense"] == qm.VectorParams(
-        size=384, distance=qm.Distance.EUCLID, on_disk=True, datatype=qm.Datatype.FLOAT16, hnsw_config=qm.HnswConfigDiff(m=8))
+        size=384,
+        distance=qm.Distance.EUCLID,
+        on_disk=True,
+        datatype=qm.Datatype.FLOAT16,
+        hnsw_config=qm.HnswConfigDiff(m=8),
+    )
     assert plan.create["vectors_config"]["raw"] == before.create["vectors_config"]["raw"]
     assert {k: v for k, v in plan.create.items() if k != "vectors_config"} == {
         k: v for k, v in before.create.items() if k != "vectors_config"}
@@ -195,7 +246,8 @@ def test_an_unnamed_vector_cannot_be_replaced_by_name() -> None:
 
 def test_strict_limits_count_only_when_strict_mode_is_on() -> None:
     info = server_info()
-    assert strict_limit(info, "max_query_limit") == 500 and strict_limit(info, "upsert_max_batchsize") == 300
+    assert strict_limit(info, "max_query_limit") == 500
+    assert strict_limit(info, "upsert_max_batchsize") == 300
     assert strict_limit(info, "search_max_batchsize") is None
     info.config.strict_mode_config.enabled = False  # type: ignore[union-attr]
     assert strict_limit(info, "max_query_limit") is None

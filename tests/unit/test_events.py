@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from connector.events import PATCH_OPS, FenceRecord, ReembedEvent, Rejection, SetPayloadEvent, parse_change
 
 
-def _patch(**fields) -> bytes:  # noqa: ANN003
+def _patch(**fields) -> bytes:
     return json.dumps({"schema_version": 1, "collection": "docs", **fields}).encode()
 
 
@@ -25,12 +25,21 @@ def _patch(**fields) -> bytes:  # noqa: ANN003
         (b"\xff", "invalid_utf8"),
         (b"[1,2]", "schema_violation"),
         (b'{"schema_version": 1, "schema_version": 1}', "invalid_json"),
-        (b'{"schema_version": 1, "collection": "d", "op": "upsert", "points": [{"id": 1, "vector": [Infinity]}]}', "invalid_json"),
-        (_patch(op="delete", ids=[1]).replace(b'"schema_version": 1', b'"schema_version": 9'), "unsupported_schema_version"),
+        (
+            b'{"schema_version": 1, "collection": "d", "op": "upsert", "points": [{"id": 1, "vector": [Infinity]}]}',
+            "invalid_json",
+        ),
+        (
+            _patch(op="delete", ids=[1]).replace(b'"schema_version": 1', b'"schema_version": 9'),
+            "unsupported_schema_version",
+        ),
         (_patch(op="frobnicate", ids=[1]), "unknown_operation"),
         (_patch(op="delete"), "schema_violation"),
         (_patch(op="delete", ids=[1], extra=1), "schema_violation"),
-        (_patch(op="update_vectors", points=[{"id": 1, "vector": {"s": {"indices": [1, 2], "values": [1.0]}}}]), "schema_violation"),
+        (
+            _patch(op="update_vectors", points=[{"id": 1, "vector": {"s": {"indices": [1, 2], "values": [1.0]}}}]),
+            "schema_violation",
+        ),
         (_patch(op="delete", ids=list(range(20))), "too_many_ids"),
         (_patch(op="set_payload", ids=[1], payload={"x": "y" * 5000}), "event_too_large"),
         (_patch(kind="reembed", points=[{"id": 1, "text": "x"}]), "wrong_topic"),
@@ -47,7 +56,9 @@ def test_rejections_have_codes(value: bytes | None, code: str) -> None:
 
 def test_a_valid_patch_keeps_collection_and_normalizes_nothing_it_should_not() -> None:
     event = parse_change(_patch(op="set_payload", ids=[1], key="a.b", payload={"x": None}), expect="patch")
-    assert isinstance(event, SetPayloadEvent) and event.key == "a.b" and event.payload == {"x": None}
+    assert isinstance(event, SetPayloadEvent)
+    assert event.key == "a.b"
+    assert event.payload == {"x": None}
 
 
 def test_reembed_by_filter() -> None:
@@ -56,7 +67,8 @@ def test_reembed_by_filter() -> None:
                     "filter": {"must": [{"key": "user_id", "match": {"value": "u-123"}}]}}).encode(),
         expect="reembed",
     )
-    assert isinstance(event, ReembedEvent) and event.filter is not None
+    assert isinstance(event, ReembedEvent)
+    assert event.filter is not None
 
 
 FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "3000"))  # 100000+ for the on-demand run
@@ -84,17 +96,21 @@ def test_arbitrary_bytes_never_raise(value: bytes) -> None:
         try:
             document = json.loads(value.decode("utf-8"))
         except UnicodeDecodeError:
-            assert isinstance(result, Rejection) and result.code == "invalid_utf8", result
+            assert isinstance(result, Rejection), result
+            assert result.code == "invalid_utf8", result
             continue
         except ValueError:
-            assert isinstance(result, Rejection) and result.code == "invalid_json", result
+            assert isinstance(result, Rejection), result
+            assert result.code == "invalid_json", result
             continue
         if isinstance(result, Rejection):
-            assert result.code in PARSER_CODES and result.message, result
+            assert result.code in PARSER_CODES, result
+            assert result.message, result
             if not isinstance(document, dict):
                 assert result.code == "schema_violation", result
         else:
-            assert isinstance(document, dict) and _accepted_kind_fits(result, expect), (value, result)
+            assert isinstance(document, dict), (value, result)
+            assert _accepted_kind_fits(result, expect), (value, result)
 
 
 JSON = st.recursive(
@@ -105,10 +121,22 @@ JSON = st.recursive(
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
-@given(st.fixed_dictionaries({"schema_version": st.just(1), "collection": st.just("docs")},
-                             optional={"op": st.sampled_from(["upsert", "delete", "set_payload", "update_vectors", "x"]),
-                                       "ids": JSON, "filter": JSON, "payload": JSON, "points": JSON, "key": JSON,
-                                       "keys": JSON, "vector_names": JSON, "kind": st.sampled_from(["patch", "reembed"])}))
+@given(
+    st.fixed_dictionaries(
+        {"schema_version": st.just(1), "collection": st.just("docs")},
+        optional={
+            "op": st.sampled_from(["upsert", "delete", "set_payload", "update_vectors", "x"]),
+            "ids": JSON,
+            "filter": JSON,
+            "payload": JSON,
+            "points": JSON,
+            "key": JSON,
+            "keys": JSON,
+            "vector_names": JSON,
+            "kind": st.sampled_from(["patch", "reembed"]),
+        },
+    )
+)
 def test_arbitrary_json_events_never_raise(document: dict) -> None:
     """Each answer is an event of the topic's kind or a rejection with the reason the document
     shows: not JSON (an infinite number), a kind for the other topic, an op that does not
@@ -122,13 +150,19 @@ def test_arbitrary_json_events_never_raise(document: dict) -> None:
         result = parse_change(json.dumps(document).encode(), expect=expect)  # type: ignore[arg-type]
         kind = document.get("kind", "patch")
         if not standard:
-            assert isinstance(result, Rejection) and result.code == "invalid_json", result
+            assert isinstance(result, Rejection), result
+            assert result.code == "invalid_json", result
             continue
         if kind != expect:
-            assert isinstance(result, Rejection) and result.code == "wrong_topic", result
+            assert isinstance(result, Rejection), result
+            assert result.code == "wrong_topic", result
         elif expect == "patch" and document.get("op") not in PATCH_OPS:
-            assert isinstance(result, Rejection) and result.code == "unknown_operation", result
+            assert isinstance(result, Rejection), result
+            assert result.code == "unknown_operation", result
         if isinstance(result, Rejection):
-            assert result.code in PARSER_CODES and result.message and result.collection == "docs", result
+            assert result.code in PARSER_CODES, result
+            assert result.message, result
+            assert result.collection == "docs", result
         else:
-            assert _accepted_kind_fits(result, expect) and result.collection == "docs", result
+            assert _accepted_kind_fits(result, expect), result
+            assert result.collection == "docs", result

@@ -9,7 +9,7 @@ from connector.policy import check_blast_radius, check_policy, operation_name
 from connector.settings import Settings
 
 
-def _event(**fields):  # noqa: ANN003, ANN202
+def _event(**fields):
     return parse_change(json.dumps({"schema_version": 1, "collection": "docs", **fields}).encode(), expect="patch")
 
 
@@ -24,7 +24,8 @@ def test_operation_names_tell_filter_addressing_apart() -> None:
 def test_topics_may_change_only_their_collections() -> None:
     settings = Settings(topic_collections={"billing.patches": ["invoices"]})
     rejection = check_policy(_event(op="delete", ids=[1]), "billing.patches", settings)
-    assert rejection is not None and rejection.code == "collection_not_allowed"
+    assert rejection is not None
+    assert rejection.code == "collection_not_allowed"
     assert check_policy(_event(op="delete", ids=[1]), "other.patches", settings) is None
 
 
@@ -40,7 +41,9 @@ def test_blast_radius_guard_and_its_override() -> None:
     event = _event(**CLEAR_BY_FILTER)
     assert check_blast_radius(event, 100, strict) is None
     rejection = check_blast_radius(event, 5_000_000, strict)
-    assert rejection is not None and rejection.code == "blast_radius_exceeded" and "5000000" in rejection.message
+    assert rejection is not None
+    assert rejection.code == "blast_radius_exceeded"
+    assert "5000000" in rejection.message
     overriding = _event(**CLEAR_BY_FILTER, blast_radius_override=True)
     assert check_policy(overriding, "t", strict).code == "override_denied"
     permissive = Settings(filter_blast_radius=100, allow_blast_radius_override=True)

@@ -47,11 +47,18 @@ def test_every_dead_letter_fits_and_keeps_what_it_can(length: int, limit: int) -
     assert size(value, headers) <= limit
     envelope, carried = read_dead_letter(value, headers)
     assert dict(headers)[HEADER_FORM].decode() == form == envelope["original_form"]
-    assert envelope["source"] == {"topic": "patches", "partition": 3, "offset": 41, "timestamp_ms": None, "key": "docs/5"}
+    assert envelope["source"] == {
+        "topic": "patches",
+        "partition": 3,
+        "offset": 41,
+        "timestamp_ms": None,
+        "key": "docs/5",
+    }
     assert envelope["original_value_bytes"] == length
     assert envelope["original_value_sha256"] == hashlib.sha256(original).hexdigest()
     if form == "omitted":
-        assert carried is None and length + RECORD_OVERHEAD > limit - 4096
+        assert carried is None
+        assert length + RECORD_OVERHEAD > limit - 4096
     else:
         assert carried == original  # the original, byte for byte
     if form == "record_value":
@@ -62,7 +69,9 @@ def test_every_dead_letter_fits_and_keeps_what_it_can(length: int, limit: int) -
 def test_the_report_that_opened_it_a_900_kb_record() -> None:
     original = b"{" + b"a" * 900_000
     value, headers, form = dead_letter_message(dead(original), original, LIMIT)
-    assert form == "record_value" and value == original and size(value, headers) <= LIMIT
+    assert form == "record_value"
+    assert value == original
+    assert size(value, headers) <= LIMIT
 
 
 def verification(dead_letters: int, ranges: int) -> VerificationEvent:
@@ -81,12 +90,21 @@ def verification(dead_letters: int, ranges: int) -> VerificationEvent:
 
 def test_verification_events_are_compacted_to_fit() -> None:
     small = json.loads(verification_value(verification(3, 3), LIMIT))
-    assert len(small["dead_letters"]) == 3 and small["ranges_exact"] and not small["lists_omitted"]
+    assert len(small["dead_letters"]) == 3
+    assert small["ranges_exact"]
+    assert not small["lists_omitted"]
     big = json.loads(verification_value(verification(5000, 10), 200_000))  # 5,000 listed refs do not fit
-    assert big["lists_omitted"] and big["dead_letters"] == [] and big["dead_letter_count"] == 5000
-    assert big["points"]["ids"] is None and big["points"]["digest"] == "d" * 64
-    assert big["ranges_exact"] and len(big["ranges"]) == 10
+    assert big["lists_omitted"]
+    assert big["dead_letters"] == []
+    assert big["dead_letter_count"] == 5000
+    assert big["points"]["ids"] is None
+    assert big["points"]["digest"] == "d" * 64
+    assert big["ranges_exact"]
+    assert len(big["ranges"]) == 10
     huge = verification_value(verification(10, 40_000), 200_000)  # even the exact ranges do not fit
     spans = json.loads(huge)
-    assert len(huge) <= 200_000 and not spans["ranges_exact"]
-    assert spans["ranges"] == [{"partition": p, "first_offset": 2 * p, "last_offset": 2 * (39_996 + p)} for p in range(4)]
+    assert len(huge) <= 200_000
+    assert not spans["ranges_exact"]
+    assert spans["ranges"] == [
+        {"partition": p, "first_offset": 2 * p, "last_offset": 2 * (39_996 + p)} for p in range(4)
+    ]

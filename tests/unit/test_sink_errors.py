@@ -32,8 +32,10 @@ UNINDEXED = 'Bad request: Index required but not found for "a" of one of the fol
 
 
 def _response(status: int, error: str = "boom", headers: dict[str, str] | None = None) -> UnexpectedResponse:
-    content = ('{"status":{"error":%s}}' % json.dumps(error)).encode()
-    return UnexpectedResponse(status_code=status, reason_phrase="x", content=content, headers=httpx.Headers(headers or {}))
+    content = json.dumps({"status": {"error": error}}, separators=(",", ":")).encode()
+    return UnexpectedResponse(
+        status_code=status, reason_phrase="x", content=content, headers=httpx.Headers(headers or {})
+    )
 
 
 def _rpc(code: grpc.StatusCode, details: str) -> AioRpcError:

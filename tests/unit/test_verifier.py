@@ -14,7 +14,8 @@ def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None
     expected = expected_state(before, ops)
     actual = {1: PointState(payload={"a": 1, "b": 2}, vectors={"d": (0.6, 0.8)})}
     outcome = compare(expected, actual, [1], touched_vectors(ops), cosine_names={"d"})
-    assert outcome.status == "verified" and outcome.checked_points == 1
+    assert outcome.status == "verified"
+    assert outcome.checked_points == 1
 
 
 def test_compare_reports_payload_vector_and_existence_mismatches() -> None:
