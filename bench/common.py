@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.app import create_app
-from connector.devqdrant import QdrantServer
-from connector.kafka_admin import ensure_topics
+from connector.dev.qdrant_server import QdrantServer
 from connector.settings import Settings
+from connector.stream.app import create_app
+from connector.stream.kafka_admin import ensure_topics
 from tests.integration.harness import TopicFollower
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ class QdrantTarget:
             prefer_grpc=self.name == "grpc",
             grpc_port=self.server.grpc_port,
             timeout=REQUEST_TIMEOUT,
-        )  # type: ignore[arg-type]  # seconds, float as in connector/qdrant.py
+        )  # type: ignore[arg-type]  # seconds, float as in connector/qdrant/client.py
         for alias in (await client.get_aliases()).aliases:
             await client.delete_alias(alias.alias_name)
         for collection in (await client.get_collections()).collections:

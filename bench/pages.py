@@ -23,7 +23,7 @@ from qdrant_client import models as qm
 
 from bench.common import ROOT, Context, summary
 from connector.bulk.export import export_collection
-from connector.sink import QdrantSink
+from connector.qdrant import RetryingClient
 
 OPEN_ONLY = "from qdrant_client import QdrantClient; import sys; print(QdrantClient(path=sys.argv[1]).count('pages'))"
 
@@ -55,7 +55,7 @@ async def export_heap_peak(path: Path, page_size: int, dump: Path) -> int:
     try:
         await client.count("pages")  # opened and loaded before tracing starts
         tracemalloc.start()
-        await export_collection(QdrantSink(client), "pages", dump, page_size=page_size, show_progress=False)
+        await export_collection(RetryingClient(client), "pages", dump, page_size=page_size, show_progress=False)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

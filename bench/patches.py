@@ -32,9 +32,9 @@ from bench.common import (
     produce,
     summary,
 )
-from connector.events import parse_change
-from connector.operations import op_from_patch
-from connector.sink import to_qdrant
+from connector.domain.events import parse_change
+from connector.domain.operations import op_from_patch
+from connector.qdrant import to_qdrant
 from tests.faults.workload import make_workload, reference_kv
 
 WINDOW = 500

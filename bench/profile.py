@@ -17,25 +17,25 @@ from qdrant_client import models as qm
 from bench.common import Context, TargetName, create_kv
 from bench.patches import workload
 from bench.reembed import texts
-from connector.embedder import Embedder
-from connector.pipeline import Record, WindowProcessor
-from connector.sink import QdrantSink
+from connector.qdrant import RetryingClient
+from connector.stream.embedder import Embedder
+from connector.stream.window import Record, WindowProcessor
 
 # (file suffix, function) -> stage; the innermost match on a stack wins
 STAGES: dict[tuple[str, str], str] = {
-    ("connector/events.py", "_decode_json"): "JSON decode",
-    ("connector/events.py", "parse_change"): "event model (pydantic)",
-    ("connector/validation.py", "check_event"): "validation",
-    ("connector/pipeline.py", "_schema_or_reject"): "validation",
-    ("connector/planner.py", "plan"): "planning",
-    ("connector/planner.py", "screen_existence"): "planning",
-    ("connector/pipeline.py", "_to_ops"): "planning",
-    ("connector/pipeline.py", "_read"): "Qdrant retrieve (existence before, read-back after)",
-    ("connector/sink.py", "apply"): "Qdrant batch_update_points",
-    ("connector/pipeline.py", "_verify"): "verification: expected state + compare",
-    ("connector/pipeline.py", "_embed"): "embedding",
-    ("connector/pipeline.py", "_texts_to_embed"): "embedding",
-    ("connector/pipeline.py", "_report"): "verification event + dead letters",
+    ("connector/domain/events.py", "_decode_json"): "JSON decode",
+    ("connector/domain/events.py", "parse_change"): "event model (pydantic)",
+    ("connector/domain/validation.py", "check_event"): "validation",
+    ("connector/stream/window/admission.py", "admit"): "validation",
+    ("connector/domain/planner.py", "plan"): "planning",
+    ("connector/domain/planner.py", "screen_existence"): "planning",
+    ("connector/stream/window/embedding.py", "operations_for"): "planning",
+    ("connector/stream/window/readback.py", "read_state"): "Qdrant retrieve (existence before, read-back after)",
+    ("connector/qdrant/apply.py", "apply"): "Qdrant batch_update_points",
+    ("connector/stream/window/readback.py", "verify_applied"): "verification: expected state + compare",
+    ("connector/stream/window/embedding.py", "embed_texts"): "embedding",
+    ("connector/stream/window/texts.py", "texts"): "embedding",
+    ("connector/stream/window/report.py", "report_batch"): "verification event + dead letters",
 }
 
 
@@ -75,7 +75,7 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
     embedder = Embedder(settings)
     embedder.warm_up()
     processor = WindowProcessor(
-        settings, client, QdrantSink(client), embedder, "reembed" if kind == "reembed" else "patch"
+        settings, client, RetryingClient(client), embedder, "reembed" if kind == "reembed" else "patch"
     )
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:window])  # warm: schema cache, model

@@ -330,12 +330,12 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         "**Qdrant targets:** `local memory` is qdrant-client's embedded local mode with `location=':memory:'`, "
         "`local disk` the same with a storage folder (SQLite, one commit per point written): no network and no "
         "server-side batching, so a request costs little and a point written costs a lot. "
-        + (f"`server REST` and `server gRPC` are a real {server.rsplit(' over ', 1)[0]} (connector/devqdrant.py: free "
-           "ports, empty temporary storage, SIGKILLed at the end), one server for both protocols; every run on it "
-           "starts by deleting every collection. It runs on the same 2 cores as the broker, the connector and the "
-           "baselines, so its CPU is part of every number, as the network round trip is: each request pays one, "
-           "which the naive consumer pays per event and the connector per window (existence read, batch, "
-           "read-back)." if server else "No server was measured.") , "",
+        + (f"`server REST` and `server gRPC` are a real {server.rsplit(' over ', 1)[0]} "
+           "(connector/dev/qdrant_server.py: free ports, empty temporary storage, SIGKILLed at the end), one "
+           "server for both protocols; every run on it starts by deleting every collection. It runs on the same "
+           "2 cores as the broker, the connector and the baselines, so its CPU is part of every number, as the "
+           "network round trip is: each request pays one, which the naive consumer pays per event and the "
+           "connector per window (existence read, batch, read-back)." if server else "No server was measured.") , "",
         "## Headline ratios", "", *headline(sections), "",
     ]
     if "patches" in sections:

@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.run --qdrant server # only the measurements on a Qdrant server
 
 ``--qdrant`` chooses the Qdrant targets: ``memory`` and ``disk`` (embedded local mode), ``rest``
-and ``grpc`` (a real Qdrant server started for the run by connector/devqdrant.py on free
+and ``grpc`` (a real Qdrant server started for the run by connector/dev/qdrant_server.py on free
 loopback ports with temporary storage, and killed at the end); ``local`` and ``server`` name
 both of a kind. Default: all four, or the local two with the reason when no server can start.
 Sections that measure on none of the chosen targets are skipped. A partial run (``--only`` or
@@ -31,9 +31,9 @@ from typing import Any
 from bench import backlog, pages, patches, profile, reembed, scale, seed_claim, windows
 from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
-from connector.devbroker import KafkaBroker
-from connector.devqdrant import QdrantServer, server_start_script
-from connector.offline_model import assemble_all
+from connector.dev.broker import KafkaBroker
+from connector.dev.offline_model import assemble_all
+from connector.dev.qdrant_server import QdrantServer, server_start_script
 
 Section = Callable[[Context], Awaitable[dict[str, Any]]]
 # each section and the targets it can measure on; the local-only ones pick their own local mode

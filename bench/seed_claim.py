@@ -28,10 +28,10 @@ from qdrant_client import models as qm
 from bench.common import ROOT, Context
 from connector.bulk.export import export_collection
 from connector.bulk.reembed import reembed_collection
-from connector.embedder import Embedder
-from connector.offline_model import assemble_all
+from connector.dev.offline_model import assemble_all
+from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.embedder import Embedder
 
 
 def body_bytes(model: Any) -> int:
@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             b["median_seconds_without_embedding"] / max(a["median_seconds_without_embedding"], 1e-9), 2
         )
 
-        sink = QdrantSink(client)
+        sink = RetryingClient(client)
         sweep: dict[str, Any] = {}
         for page in args.pages:
             t0 = time.perf_counter()

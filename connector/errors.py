@@ -1,7 +1,7 @@
 """The connector's exceptions: one root, and an attribute that says whether to retry.
 
 Callers read ``retriable`` instead of matching on types or messages; the one place that
-translates qdrant-client and network errors into these is :func:`connector.sink.classify`.
+translates qdrant-client and network errors into these is :func:`connector.qdrant.errors.classify`.
 """
 
 from __future__ import annotations

@@ -7,12 +7,11 @@ batch ids never become labels.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from connector.pipeline import WindowResult
+from connector.domain.events import DeadLetterRecord, VerificationEvent
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "qdrant_connector"
@@ -54,11 +53,12 @@ def call_name(what: str) -> str:
     return what.split("(", 1)[0]
 
 
-def observe_window(topic: str, consumed: int, result: WindowResult) -> None:
+def observe_window(topic: str, consumed: int, verifications: Sequence[VerificationEvent],
+                   dead_letters: Sequence[DeadLetterRecord]) -> None:
     """Count one published window: its records, batches, operations, outcomes, dead letters."""
     EVENTS_CONSUMED.labels(topic).inc(consumed)
     WINDOW_EVENTS.labels(topic).observe(consumed)
-    for verification in result.verifications:
+    for verification in verifications:
         BATCHES_APPLIED.labels(verification.collection or "none").inc()
         VERIFICATIONS.labels(verification.verification.status).inc()
         POINTS_TOUCHED.inc(verification.points.count)
@@ -66,5 +66,5 @@ def observe_window(topic: str, consumed: int, result: WindowResult) -> None:
             OPERATIONS.labels(op).inc(count)
         if verification.latency.max_event_age_seconds is not None:
             END_TO_END_SECONDS.observe(verification.latency.max_event_age_seconds)
-    for dead in result.dead_letters:
+    for dead in dead_letters:
         DEAD_LETTERS.labels(dead.error.code).inc()

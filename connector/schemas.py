@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from connector.events import (
+from connector.domain.events import (
     FENCE_ADAPTER,
     PATCH_ADAPTER,
     REEMBED_ADAPTER,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.devbroker import KafkaBroker
-from connector.devqdrant import QdrantServer, server_start_script
-from connector.offline_model import assemble_all
+from connector.dev.broker import KafkaBroker
+from connector.dev.offline_model import assemble_all
+from connector.dev.qdrant_server import QdrantServer, server_start_script
 from tests.qdrant_targets import TARGETS, QdrantTarget
 
 PROJECT = Path(__file__).resolve().parent.parent

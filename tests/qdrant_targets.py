@@ -20,7 +20,7 @@ import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client import models as qm
 
-from connector.devqdrant import QdrantServer
+from connector.dev.qdrant_server import QdrantServer
 
 TARGET_NAMES = ("local", "rest", "grpc")
 

@@ -26,7 +26,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from qdrant_client import models as qm
 
-from connector.sink import QdrantSink
+from connector.errors import ConnectorError
+from connector.qdrant import RetryingClient
 
 # CollectionParams fields that create_collection takes under the same name
 CREATE_PARAMS = ("shard_number", "sharding_method", "replication_factor", "write_consistency_factor",
@@ -35,7 +36,7 @@ CREATE_PARAMS = ("shard_number", "sharding_method", "replication_factor", "write
 UPDATE_PARAMS = ("read_fan_out_factor", "read_fan_out_delay_ms")
 
 
-class CollectionConfigError(ValueError):
+class CollectionConfigError(ConnectorError, ValueError):
     """The collection has configuration that a copy cannot reproduce by itself."""
 
 
@@ -126,27 +127,18 @@ def info_from_json(data: dict[str, Any]) -> qm.CollectionInfo:
     return _INFO.validate_python(data)
 
 
-def strict_limit(info: qm.CollectionInfo, name: str) -> int | None:
-    """A strict-mode limit (``max_query_limit``, ``upsert_max_batchsize``) when strict mode is on."""
-    strict = info.config.strict_mode_config
-    if strict is None or not strict.enabled:
-        return None
-    value = getattr(strict, name)
-    return int(value) if value is not None else None
-
-
-async def create_from_plan(sink: QdrantSink, collection: str, plan: CollectionPlan) -> None:
+async def create_from_plan(qdrant: RetryingClient, collection: str, plan: CollectionPlan) -> None:
     """Create the collection and its payload indexes (indexes first, so loaded points are indexed)."""
-    client = sink.client
-    await sink.call(f"create_collection({collection})", lambda: client.create_collection(collection, **plan.create))
+    client = qdrant.client
+    await qdrant.call(f"create_collection({collection})", lambda: client.create_collection(collection, **plan.create))
     for index in plan.payload_indexes:  # local mode ignores them (qdrant-client warns)
-        await sink.call(f"create_payload_index({collection}.{index.field_name})", partial(
+        await qdrant.call(f"create_payload_index({collection}.{index.field_name})", partial(
             client.create_payload_index, collection, index.field_name, field_schema=index.field_schema, wait=True))
 
 
-async def finish_from_plan(sink: QdrantSink, collection: str, plan: CollectionPlan) -> None:
+async def finish_from_plan(qdrant: RetryingClient, collection: str, plan: CollectionPlan) -> None:
     """What a collection gets after its data is in: strict mode, read fan-out."""
     if plan.finish:
-        await sink.call(f"update_collection({collection})",
-                        lambda: sink.client.update_collection(collection, **plan.finish))
+        await qdrant.call(f"update_collection({collection})",
+                        lambda: qdrant.client.update_collection(collection, **plan.finish))
 

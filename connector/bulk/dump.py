@@ -24,7 +24,7 @@ from typing import IO, Any, Literal
 
 from qdrant_client import models as qm
 
-from connector.operations import DEFAULT_VECTOR
+from connector.domain.operations import DEFAULT_VECTOR
 
 MANIFEST_SUFFIX = ".manifest.json"
 

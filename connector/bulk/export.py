@@ -26,8 +26,9 @@ from connector.bulk.dump import (
     read_dump,
     vectors_config,
 )
-from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
-from connector.sink import QdrantSink
+from connector.bulk.scroll import Checkpoint, PointsProgress
+from connector.qdrant import RetryingClient
+from connector.qdrant.reads import count_points, scroll_pages
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _append(dump: Path, lines: list[dict[str, Any]]) -> int:
 
 
 async def export_collection(
-    sink: QdrantSink,
+    qdrant: RetryingClient,
     collection: str,
     dump: Path,
     *,
@@ -70,8 +71,8 @@ async def export_collection(
     resume: bool = False,
     show_progress: bool = True,
 ) -> ExportSummary:
-    info = await sink.call(f"get_collection({collection})", lambda: sink.client.get_collection(collection))
-    total = await count_points(sink, collection, scroll_filter)
+    info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
+    total = await count_points(qdrant, collection, scroll_filter)
     checkpoint = Checkpoint(dump.with_name(dump.name + ".progress.json"))
     state = checkpoint.load() if resume else None
     kept = await asyncio.to_thread(_start_dump, dump, None if state is None else state["bytes"])
@@ -81,7 +82,7 @@ async def export_collection(
     with PointsProgress(f"export {collection}", total, show_progress) as progress:
         progress.skip_to(resumed_from)
         async for page, next_offset in scroll_pages(
-            sink,
+            qdrant,
             collection,
             scroll_filter=scroll_filter,
             with_payload=with_payload,

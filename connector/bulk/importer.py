@@ -23,12 +23,12 @@ from connector.bulk.collection_config import (
     create_from_plan,
     finish_from_plan,
     info_from_json,
-    strict_limit,
 )
 from connector.bulk.dump import create_collection_args, manifest_path, read_dump
 from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.bulk.verify import VerifyReport, verify_against_dump
-from connector.sink import QdrantSink
+from connector.qdrant import RetryingClient
+from connector.qdrant.reads import strict_limit
 
 
 @dataclass(frozen=True)
@@ -54,31 +54,31 @@ def manifest_plan(manifest: dict[str, Any]) -> CollectionPlan:
     return CollectionPlan(create_collection_args(manifest["config"]))
 
 
-async def import_dump(sink: QdrantSink, dump: Path, collection: str, *, batch_size: int = 256,
+async def import_dump(qdrant: RetryingClient, dump: Path, collection: str, *, batch_size: int = 256,
                       resume: bool = False, show_progress: bool = True) -> ImportSummary:
     manifest = json.loads(manifest_path(dump).read_text())
     checkpoint = Checkpoint(dump.with_name(f"{dump.name}.import-{collection}.progress.json"))
     state = (checkpoint.load() or {}) if resume else {}
     done, created = state.get("lines", 0), state.get("created", False)  # an interrupted run may have created it
     plan = manifest_plan(manifest)
-    if not await sink.call("collection_exists", lambda: sink.client.collection_exists(collection)):
-        await create_from_plan(sink, collection, plan)
+    if not await qdrant.call("collection_exists", lambda: qdrant.client.collection_exists(collection)):
+        await create_from_plan(qdrant, collection, plan)
         created = True
         checkpoint.save({"lines": done, "created": created})
     elif not created:
-        info = await sink.call(f"get_collection({collection})", lambda: sink.client.get_collection(collection))
+        info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
         batch_size = min(batch_size, strict_limit(info, "upsert_max_batchsize") or batch_size)
     lines = islice(read_dump(dump), done, None)
     with PointsProgress(f"import {collection}", manifest["count"], show_progress) as progress:
         progress.skip_to(done)
         while batch := list(islice(lines, batch_size)):
             points = [_point(line) for line in batch]
-            await sink.call("upsert", partial(sink.client.upsert, collection, points, wait=True))
+            await qdrant.call("upsert", partial(qdrant.client.upsert, collection, points, wait=True))
             done += len(batch)
             checkpoint.save({"lines": done, "created": created})
             progress.advance(len(batch))
-    report = await verify_against_dump(sink, collection, dump, show_progress=show_progress)
+    report = await verify_against_dump(qdrant, collection, dump, show_progress=show_progress)
     if created:
-        await finish_from_plan(sink, collection, plan)
+        await finish_from_plan(qdrant, collection, plan)
     checkpoint.clear()
     return ImportSummary(collection, done, created, report)

@@ -50,10 +50,9 @@ from connector.bulk.collection_config import (
     create_from_plan,
     finish_from_plan,
 )
-from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
+from connector.bulk.scroll import PointsProgress
 from connector.bulk.verify import VerifyReport, verify_collections
-from connector.embedder import Embedder
-from connector.events import (
+from connector.domain.events import (
     ChangeEvent,
     FenceRecord,
     ReembedEvent,
@@ -64,17 +63,26 @@ from connector.events import (
     parse_change,
     point_ids_of,
 )
-from connector.kafka_options import client_options
-from connector.operations import PointKey
-from connector.pipeline import Record, WindowProcessor
-from connector.semantics import text_at
+from connector.domain.operations import PointKey, Sparse, Vector
+from connector.errors import ConnectorError
+from connector.qdrant import RetryingClient
+from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.embedder import Embedder
+from connector.stream.kafka_options import client_options
+from connector.stream.window import Record, WindowProcessor
 
 TAIL_WINDOW = 500
 
 
-class MigrationError(Exception):
+def dense(vector: Vector) -> list[float]:
+    """A dense vector as qdrant-client takes it (the migrated vector is always dense)."""
+    if isinstance(vector, Sparse):
+        raise MigrationError("a migration re-embeds a dense vector only")
+    return list(vector)
+
+
+class MigrationError(ConnectorError):
     """The migration stopped before the switch; the alias still points at the old collection."""
 
 
@@ -145,13 +153,14 @@ def migrated_plan(info: qm.CollectionInfo, vector_name: str, size: int, distance
 
 
 class Migration:
-    def __init__(self, settings: Settings, sink: QdrantSink, embedder: Embedder, *, alias: str, new_collection: str,
+    def __init__(self, settings: Settings, qdrant: RetryingClient, embedder: Embedder, *, alias: str,
+                 new_collection: str,
                  text_field: str, vector_name: str, model: str, distance: qm.Distance = qm.Distance.COSINE,
                  page_size: int = 256, fence_seconds: float = 120.0, verify_seconds: float = 60.0,
                  drop_old: bool = False, show_progress: bool = True) -> None:
         if not vector_name:
             raise MigrationError("migrate needs a named vector (--vector-name)")
-        self.settings, self.sink, self.embedder = settings, sink, embedder
+        self.settings, self.qdrant, self.embedder = settings, qdrant, embedder
         self.alias, self.new, self.text_field = alias, new_collection, text_field
         self.vector_name, self.model = vector_name, model
         self.distance, self.page_size, self.fence_seconds = distance, page_size, fence_seconds
@@ -162,7 +171,7 @@ class Migration:
 
     @property
     def client(self) -> Any:
-        return self.sink.client
+        return self.qdrant.client
 
     async def run(self) -> MigrationReport:
         started = time.monotonic()
@@ -201,13 +210,13 @@ class Migration:
             await consumer.stop()
             await self._admin.close()
         if self.drop_old:
-            await self.sink.call("delete_collection", lambda: self.client.delete_collection(old))
+            await self.qdrant.call("delete_collection", lambda: self.client.delete_collection(old))
             report.dropped_old = True
         report.seconds = round(time.monotonic() - started, 2)
         return report
 
     async def _old_collection(self) -> str:
-        aliases = await self.sink.call("get_aliases", self.client.get_aliases)
+        aliases = await self.qdrant.call("get_aliases", self.client.get_aliases)
         for alias in aliases.aliases:
             if alias.alias_name == self.alias:
                 return str(alias.collection_name)
@@ -216,36 +225,30 @@ class Migration:
     async def create_new_collection(self, old: str) -> CollectionPlan:
         """Create the new collection like ``old`` but for the migrated vector; returns the plan,
         whose finishing step (strict mode, read fan-out) waits until the copy is verified."""
-        if await self.sink.call("collection_exists", lambda: self.client.collection_exists(self.new)):
+        if await self.qdrant.call("collection_exists", lambda: self.client.collection_exists(self.new)):
             raise MigrationError(f"collection {self.new!r} already exists")
-        info = await self.sink.call("get_collection", lambda: self.client.get_collection(old))
+        info = await self.qdrant.call("get_collection", lambda: self.client.get_collection(old))
         probe = await self.embedder.embed(self.model, "dense", ["dimension probe"])
         try:
             plan = migrated_plan(info, self.vector_name, len(probe[0]), self.distance)
         except CollectionConfigError as exc:
             raise MigrationError(f"collection {old!r}: {exc}") from None
-        await create_from_plan(self.sink, self.new, plan)
+        await create_from_plan(self.qdrant, self.new, plan)
         return plan
 
     async def finish_new_collection(self, plan: CollectionPlan) -> None:
         """The old collection's strict mode and read fan-out, once the new one holds the data."""
-        await finish_from_plan(self.sink, self.new, plan)
+        await finish_from_plan(self.qdrant, self.new, plan)
 
     async def _fill(self, old: str) -> tuple[int, int]:
         """Copy payload and the other vectors; embed the text with the new model."""
         copied = without_text = 0
-        total = await count_points(self.sink, old)
+        total = await count_points(self.qdrant, old)
         with PointsProgress(f"fill {self.new}", total, self.show_progress) as progress:
             async for page, _ in scroll_pages(
-                self.sink, old, with_payload=True, with_vectors=True, page_size=self.page_size
+                self.qdrant, old, with_payload=True, with_vectors=True, page_size=self.page_size
             ):
-                texts = {
-                    pid: t for pid, t in ((r.id, text_at(r.payload, self.text_field)) for r in page) if t is not None
-                }
-                ids = list(texts)
-                vectors = dict(
-                    zip(ids, await self.embedder.embed(self.model, "dense", list(texts.values())), strict=True)
-                )
+                vectors = await self.embedder.embed_payload_texts(self.model, "dense", page, self.text_field)
                 points = []
                 for record in page:
                     old_vectors = record.vector or {}
@@ -253,11 +256,11 @@ class Migration:
                         raise MigrationError(f"point {record.id} of {old!r} has an unnamed vector")
                     named = {k: v for k, v in old_vectors.items() if k != self.vector_name}
                     if record.id in vectors:
-                        named[self.vector_name] = list(vectors[record.id])
+                        named[self.vector_name] = dense(vectors[record.id])
                     points.append(qm.PointStruct(id=record.id, vector=named, payload=record.payload or {}))
-                await self.sink.call("upsert", partial(self.client.upsert, self.new, points, wait=True))
+                await self.qdrant.call("upsert", partial(self.client.upsert, self.new, points, wait=True))
                 copied += len(points)
-                without_text += len(page) - len(ids)
+                without_text += len(page) - len(vectors)
                 progress.advance(len(page))
         return copied, without_text
 
@@ -284,15 +287,15 @@ class Migration:
 
     async def _write_fences(self) -> dict[TopicPartition, int]:
         self._fence_expiry = datetime.now(timezone.utc) + timedelta(seconds=self.fence_seconds)
-        fence = {"schema_version": 1, "kind": "fence", "collection": self.alias, "target": self.new,
-                 "migration_id": uuid.uuid4().hex, "expires_at": self._fence_expiry.isoformat()}
+        fence = FenceRecord(schema_version=1, kind="fence", collection=self.alias, target=self.new,
+                            migration_id=uuid.uuid4().hex, expires_at=self._fence_expiry).model_dump_json().encode()
         producer = AIOKafkaProducer(acks="all", **client_options(self.settings))
         await producer.start()
         try:
             offsets = {}
             for topic in self.topics:
                 for partition in sorted(await producer.partitions_for(topic)):
-                    meta = await producer.send_and_wait(topic, json.dumps(fence).encode(), partition=partition)
+                    meta = await producer.send_and_wait(topic, fence, partition=partition)
                     offsets[TopicPartition(topic, partition)] = meta.offset
             return offsets
         finally:
@@ -304,19 +307,12 @@ class Migration:
         done = 0
         for start in range(0, len(ids), self.page_size):
             chunk = ids[start : start + self.page_size]
-            records = await self.sink.call(
-                "retrieve", partial(self.client.retrieve, self.new, chunk, with_payload=[self.text_field.split(".")[0]])
-            )
-            texts = {
-                pid: t for pid, t in ((r.id, text_at(r.payload, self.text_field)) for r in records) if t is not None
-            }
-            found = list(texts)
-            vectors = await self.embedder.embed(self.model, "dense", list(texts.values()))
-            if found:
-                pvs = [qm.PointVectors(id=pid, vector={self.vector_name: list(v)})
-                       for pid, v in zip(found, vectors, strict=True)]
-                await self.sink.call("update_vectors", partial(self.client.update_vectors, self.new, pvs, wait=True))
-            done += len(found)
+            records = await retrieve_chunked(self.qdrant, self.new, chunk, with_payload=[self.text_field.split(".")[0]])
+            vectors = await self.embedder.embed_payload_texts(self.model, "dense", records, self.text_field)
+            if vectors:
+                pvs = [qm.PointVectors(id=pid, vector={self.vector_name: dense(v)}) for pid, v in vectors.items()]
+                await self.qdrant.call("update_vectors", partial(self.client.update_vectors, self.new, pvs, wait=True))
+            done += len(vectors)
         return done
 
     async def _verify_until_equal(
@@ -333,7 +329,7 @@ class Migration:
         deadline = time.monotonic() + self.verify_seconds
         while True:
             in_flight = tail.points_between(await self._committed(list(fences)), fences)
-            report = await verify_collections(self.sink, old, self.new, with_vectors=False, show_progress=False)
+            report = await verify_collections(self.qdrant, old, self.new, with_vectors=False, show_progress=False)
             if in_flight is not None:
                 report = report.ignoring({json.dumps(i) for i in in_flight})
             if report.ok or time.monotonic() > deadline:
@@ -349,7 +345,7 @@ class Migration:
             qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias)),
             qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=self.new, alias_name=self.alias)),
         ]
-        await self.sink.call("update_collection_aliases", lambda: self.client.update_collection_aliases(operations))
+        await self.qdrant.call("update_collection_aliases", lambda: self.client.update_collection_aliases(operations))
 
 
 class _Tail:
@@ -367,7 +363,7 @@ class _Tail:
         kinds: tuple[tuple[str, Literal["patch", "reembed"]], ...] = (
             (settings.patch_topic, "patch"), (settings.reembed_topic, "reembed"))
         self.processors = {
-            t: WindowProcessor(settings, migration.client, migration.sink, migration.embedder, kind,
+            t: WindowProcessor(settings, migration.client, migration.qdrant, migration.embedder, kind,
                                retarget=rewrite, honor_fences=False)
             for t, kind in kinds
         }

@@ -18,11 +18,11 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.bulk.scroll import Checkpoint, PointsProgress, count_points, scroll_pages
-from connector.embedder import Embedder
-from connector.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
-from connector.semantics import text_at
-from connector.sink import QdrantSink, to_qdrant
+from connector.bulk.scroll import Checkpoint, PointsProgress
+from connector.domain.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
+from connector.qdrant import RetryingClient, to_qdrant
+from connector.qdrant.reads import count_points, scroll_pages
+from connector.stream.embedder import Embedder
 
 _DONE = object()
 
@@ -38,7 +38,7 @@ class ReembedSummary:
 
 
 async def reembed_collection(
-    sink: QdrantSink,
+    qdrant: RetryingClient,
     embedder: Embedder,
     collection: str,
     *,
@@ -51,7 +51,7 @@ async def reembed_collection(
     resume: bool = False,
     show_progress: bool = True,
 ) -> ReembedSummary:
-    info = await sink.call(f"get_collection({collection})", lambda: sink.client.get_collection(collection))
+    info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
     sparse_names = set((info.config.params.sparse_vectors or {}).keys())
     kind: VectorKind = "sparse" if vector_name in sparse_names else "dense"
     model = model or embedder.default_model(kind)
@@ -61,7 +61,7 @@ async def reembed_collection(
     done, skipped = (state["points"], state["skipped"]) if state else (0, 0)
     if state is None:
         checkpoint.clear()
-    total = await count_points(sink, collection, scroll_filter)
+    total = await count_points(qdrant, collection, scroll_filter)
     top_field = text_field.split(".", maxsplit=1)[0]
 
     pages: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
@@ -69,7 +69,7 @@ async def reembed_collection(
 
     async def scroll_stage() -> None:
         async for page, next_offset in scroll_pages(
-            sink,
+            qdrant,
             collection,
             scroll_filter=scroll_filter,
             with_payload=[top_field],
@@ -83,12 +83,8 @@ async def reembed_collection(
     async def embed_stage() -> None:
         while (item := await pages.get()) is not _DONE:
             page, next_offset = item
-            texts = {
-                pid: text for pid, text in ((r.id, text_at(r.payload, text_field)) for r in page) if text is not None
-            }
-            ids = list(texts)
-            vectors = await embedder.embed(model, kind, list(texts.values()))
-            await embedded.put((ids, vectors, len(page) - len(ids), next_offset))
+            vectors = await embedder.embed_payload_texts(model, kind, page, text_field)
+            await embedded.put((list(vectors), list(vectors.values()), len(page) - len(vectors), next_offset))
         await embedded.put(_DONE)
 
     async def write_stage(progress: PointsProgress) -> None:
@@ -98,8 +94,8 @@ async def reembed_collection(
             if ids:
                 points = {pid: PointData({vector_name: vec}) for pid, vec in zip(ids, vectors, strict=True)}
                 operation = to_qdrant(Op("update_vectors", points=points))
-                await sink.call(
-                    "update_vectors", partial(sink.client.batch_update_points, collection, [operation], wait=True)
+                await qdrant.call(
+                    "update_vectors", partial(qdrant.client.batch_update_points, collection, [operation], wait=True)
                 )
             done += len(ids)
             skipped += without_text

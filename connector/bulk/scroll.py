@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 from rich.progress import (
     BarColumn,
@@ -19,45 +16,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
-from connector.bulk.collection_config import strict_limit
-from connector.sink import QdrantSink
-
-
-async def scroll_pages(
-    sink: QdrantSink,
-    collection: str,
-    *,
-    scroll_filter: qm.Filter | None = None,
-    with_payload: bool | list[str] = True,
-    with_vectors: bool | list[str] = True,
-    page_size: int = 256,
-    start: Any = None,
-) -> AsyncIterator[tuple[list[qm.Record], Any]]:
-    """Yield (page, next_offset) in id order from ``start``; next_offset is None on the last page.
-
-    Pages are no larger than the collection's strict-mode query limit, which would refuse them."""
-    client: AsyncQdrantClient = sink.client
-    info = await sink.call(f"get_collection({collection})", lambda: client.get_collection(collection))
-    page_size = min(page_size, strict_limit(info, "max_query_limit") or page_size)
-    offset = start
-    while True:
-        page, next_offset = await sink.call(
-            f"scroll({collection})",
-            partial(client.scroll, collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
-                    with_payload=with_payload, with_vectors=with_vectors),
-        )
-        yield page, next_offset
-        if next_offset is None:
-            return
-        offset = next_offset
-
-
-async def count_points(sink: QdrantSink, collection: str, scroll_filter: qm.Filter | None = None) -> int:
-    result = await sink.call(
-        f"count({collection})", lambda: sink.client.count(collection, count_filter=scroll_filter, exact=True)
-    )
-    return int(result.count)
 
 
 class PointsProgress:

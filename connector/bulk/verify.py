@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from connector.bulk.dump import (
     point_line,
     read_dump,
 )
-from connector.bulk.scroll import PointsProgress, count_points, scroll_pages
-from connector.sink import QdrantSink
+from connector.bulk.scroll import PointsProgress
+from connector.qdrant import RetryingClient
+from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
 
 LISTED = 100
 
@@ -109,14 +109,14 @@ def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tu
 
 
 async def collection_digests(
-    sink: QdrantSink, collection: str, *, scroll_filter: qm.Filter | None = None,
+    qdrant: RetryingClient, collection: str, *, scroll_filter: qm.Filter | None = None,
     with_payload: bool | list[str] = True, with_vectors: bool | list[str] = True,
     page_size: int = 256, show_progress: bool = True,
 ) -> dict[str, str]:
-    total = await count_points(sink, collection, scroll_filter)
+    total = await count_points(qdrant, collection, scroll_filter)
     digests: dict[str, str] = {}
     with PointsProgress(f"read {collection}", total, show_progress) as progress:
-        async for page, _ in scroll_pages(sink, collection, scroll_filter=scroll_filter, with_payload=with_payload,
+        async for page, _ in scroll_pages(qdrant, collection, scroll_filter=scroll_filter, with_payload=with_payload,
                                           with_vectors=with_vectors, page_size=page_size):
             for record in page:
                 digests[id_key(record.id)] = digest(point_line(record))
@@ -130,51 +130,44 @@ def dump_digests(dump: Path) -> tuple[dict[str, str], dict[str, Any]]:
     return {id_key(line["id"]): digest(line) for line in read_dump(dump)}, manifest
 
 
-async def verify_against_dump(sink: QdrantSink, collection: str, dump: Path, *, page_size: int = 256,
+async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Path, *, page_size: int = 256,
                               show_progress: bool = True) -> VerifyReport:
     reference, manifest = dump_digests(dump)
     if reference != manifest["digests"]:
         raise ValueError(f"{dump} does not match its manifest: the dump is damaged or incomplete")
     scroll_filter = qm.Filter.model_validate(manifest["filter"]) if manifest.get("filter") else None
     with_payload, with_vectors = manifest["with_payload"], manifest["with_vectors"]
-    target = await collection_digests(sink, collection, scroll_filter=scroll_filter, with_payload=with_payload,
+    target = await collection_digests(qdrant, collection, scroll_filter=scroll_filter, with_payload=with_payload,
                                       with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
     suspects = {k for k in reference if k in target and reference[k] != target[k]}
     equal: set[str] = set()
     if suspects:
         ref_lines = {id_key(line["id"]): line for line in read_dump(dump) if id_key(line["id"]) in suspects}
-        got = await _lines(sink, collection, suspects, with_payload, with_vectors)
+        got = await _lines(qdrant, collection, suspects, with_payload, with_vectors)
         equal = {k for k in suspects if k in got and lines_equal(ref_lines[k], got[k])}
     return diff_digests(reference, target, names=(str(dump), collection), equal_after_all=equal)
 
 
 async def _lines(
-    sink: QdrantSink, collection: str, keys: set[str], with_payload: Any, with_vectors: Any
+    qdrant: RetryingClient, collection: str, keys: set[str], with_payload: Any, with_vectors: Any
 ) -> dict[str, dict[str, Any]]:
     ids = [json.loads(k) for k in keys]
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        records = await sink.call(
-            "retrieve",
-            partial(sink.client.retrieve, collection, chunk, with_payload=with_payload, with_vectors=with_vectors),
-        )
-        out.update({id_key(r.id): point_line(r) for r in records})
-    return out
+    records = await retrieve_chunked(qdrant, collection, ids, with_payload=with_payload, with_vectors=with_vectors)
+    return {id_key(r.id): point_line(r) for r in records}
 
 
-async def verify_collections(sink: QdrantSink, reference: str, target: str, *, with_vectors: bool = True,
+async def verify_collections(qdrant: RetryingClient, reference: str, target: str, *, with_vectors: bool = True,
                              page_size: int = 256, show_progress: bool = True) -> VerifyReport:
     a = await collection_digests(
-        sink, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
+        qdrant, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
     )
     b = await collection_digests(
-        sink, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
+        qdrant, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
     )
     suspects = {k for k in a if k in b and a[k] != b[k]}
     equal: set[str] = set()
     if suspects:
-        la = await _lines(sink, reference, suspects, True, with_vectors)
-        lb = await _lines(sink, target, suspects, True, with_vectors)
+        la = await _lines(qdrant, reference, suspects, True, with_vectors)
+        lb = await _lines(qdrant, target, suspects, True, with_vectors)
         equal = {k for k in suspects if k in la and k in lb and lines_equal(la[k], lb[k])}
     return diff_digests(a, b, names=(reference, target), equal_after_all=equal)

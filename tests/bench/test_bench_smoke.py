@@ -13,7 +13,7 @@ import pytest
 
 from bench.profile import STAGES
 from bench.run import SECTIONS, merge
-from connector.devqdrant import server_start_script
+from connector.dev.qdrant_server import server_start_script
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]

@@ -25,9 +25,9 @@ from connector.bulk.export import export_collection
 from connector.bulk.importer import import_dump
 from connector.bulk.reembed import reembed_collection
 from connector.bulk.verify import verify_against_dump, verify_collections
-from connector.embedder import Embedder
+from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.embedder import Embedder
 from tests.qdrant_targets import QdrantTarget, only_targets
 
 UUID = "0b3f5a3e-3e1b-4a59-9d1c-6a9b1c2d3e4f"
@@ -64,12 +64,12 @@ async def _seed(client: AsyncQdrantClient, name: str = "src", n: int = 300) -> N
 async def sink(qdrant_target: QdrantTarget):
     client = qdrant_target.async_client()
     await _seed(client)
-    yield QdrantSink(client)
+    yield RetryingClient(client)
     await client.close()
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
-async def test_export_import_verify_round_trip_is_exact(sink: QdrantSink, tmp_path: Path, suffix: str) -> None:
+async def test_export_import_verify_round_trip_is_exact(sink: RetryingClient, tmp_path: Path, suffix: str) -> None:
     dump = tmp_path / f"src{suffix}"
     summary = await export_collection(sink, "src", dump, page_size=64, show_progress=False)
     assert summary.points == 300
@@ -95,7 +95,7 @@ async def test_export_import_verify_round_trip_is_exact(sink: QdrantSink, tmp_pa
     )
 
 
-async def test_verify_finds_every_planted_difference(sink: QdrantSink, tmp_path: Path) -> None:
+async def test_verify_finds_every_planted_difference(sink: RetryingClient, tmp_path: Path) -> None:
     dump = tmp_path / "src.jsonl"
     await export_collection(sink, "src", dump, show_progress=False)
     client = sink.client
@@ -114,7 +114,7 @@ async def test_verify_finds_every_planted_difference(sink: QdrantSink, tmp_path:
     assert sorted(report.mismatched) == [3, 4, 5, 6]
 
 
-async def test_a_damaged_dump_is_refused(sink: QdrantSink, tmp_path: Path) -> None:
+async def test_a_damaged_dump_is_refused(sink: RetryingClient, tmp_path: Path) -> None:
     dump = tmp_path / "src.jsonl"
     await export_collection(sink, "src", dump, show_progress=False)
     lines = dump.read_text().splitlines()
@@ -123,7 +123,7 @@ async def test_a_damaged_dump_is_refused(sink: QdrantSink, tmp_path: Path) -> No
         await verify_against_dump(sink, "src", dump, show_progress=False)
 
 
-async def test_export_resumes_after_an_interruption(sink: QdrantSink, tmp_path: Path) -> None:
+async def test_export_resumes_after_an_interruption(sink: RetryingClient, tmp_path: Path) -> None:
     full = tmp_path / "full.jsonl.gz"
     await export_collection(sink, "src", full, page_size=40, show_progress=False)
     part = tmp_path / "part.jsonl.gz"
@@ -153,7 +153,7 @@ async def test_export_resumes_after_an_interruption(sink: QdrantSink, tmp_path: 
     )
 
 
-async def test_reembed_changes_only_the_chosen_vector(sink: QdrantSink, model_paths, tmp_path: Path) -> None:
+async def test_reembed_changes_only_the_chosen_vector(sink: RetryingClient, model_paths, tmp_path: Path) -> None:
     client = sink.client
     await client.create_collection(
         "docs",

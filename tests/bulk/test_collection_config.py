@@ -27,9 +27,9 @@ from connector.bulk.export import export_collection
 from connector.bulk.importer import import_dump
 from connector.bulk.migrate import Migration
 from connector.cli import cli
-from connector.embedder import Embedder
+from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.embedder import Embedder
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ async def test_import_from_an_export_recreates_the_whole_configuration(
     server_target: QdrantTarget, tmp_path: Path
 ) -> None:
     client = server_target.async_client()
-    sink = QdrantSink(client)
+    sink = RetryingClient(client)
     try:
         await create_source(client)
         dump = tmp_path / "src.jsonl.gz"
@@ -211,7 +211,7 @@ async def test_an_old_dump_without_the_collection_info_still_imports(
     server_target: QdrantTarget, tmp_path: Path
 ) -> None:
     client = server_target.async_client()
-    sink = QdrantSink(client)
+    sink = RetryingClient(client)
     try:
         await create_source(client)
         dump = tmp_path / "src.jsonl"
@@ -235,7 +235,7 @@ async def test_migrate_creates_the_new_collection_like_the_old(
     server_target: QdrantTarget, model_paths: dict[str, str]
 ) -> None:
     client = server_target.async_client()
-    sink = QdrantSink(client)
+    sink = RetryingClient(client)
     settings = Settings(model_paths=model_paths)  # type: ignore[arg-type]
     try:
         await create_source(client)
@@ -308,11 +308,11 @@ async def test_a_local_mode_dump_brings_no_placeholders_to_the_server(
         await local.upsert(
             "src", [qm.PointStruct(id=i, vector={"dense": [1.0, float(i)]}, payload={"n": i}) for i in range(5)]
         )
-        await export_collection(QdrantSink(local), "src", dump, show_progress=False)
+        await export_collection(RetryingClient(local), "src", dump, show_progress=False)
     finally:
         await local.close()
     client = server_target.async_client()
-    sink = QdrantSink(client)
+    sink = RetryingClient(client)
     try:
         summary = await import_dump(sink, dump, "copy", show_progress=False)
         assert summary.verification.ok

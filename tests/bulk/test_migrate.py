@@ -19,15 +19,15 @@ from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.app import create_app
 from connector.bulk.migrate import Migration, retarget
-from connector.embedder import Embedder
-from connector.events import UpdateVectorsEvent, UpsertEvent, parse_change
-from connector.kafka_admin import ensure_topics
-from connector.operations import op_from_patch
-from connector.semantics import NEEDS_EXISTING_POINT, State, apply_op  # type: ignore[attr-defined]
+from connector.domain.events import UpdateVectorsEvent, UpsertEvent, parse_change
+from connector.domain.operations import op_from_patch
+from connector.domain.semantics import NEEDS_EXISTING_POINT, State, apply_op  # type: ignore[attr-defined]
+from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.app import create_app
+from connector.stream.embedder import Embedder
+from connector.stream.kafka_admin import ensure_topics
 from tests.integration.harness import all_covered, read_topic
 
 pytestmark = pytest.mark.integration
@@ -123,7 +123,7 @@ def _reference(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict]:
 
 async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from connector.semantics import PointState
+    from connector.domain.semantics import PointState
 
     for name, value in {
         "QCC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
@@ -182,7 +182,7 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
         finally:
             await producer.stop()
 
-    sink = QdrantSink(client)
+    sink = RetryingClient(client)
     migration = Migration(
         settings,
         sink,

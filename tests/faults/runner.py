@@ -33,14 +33,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from connector.app import RECHECK_HEADER
-from connector.devbroker import KafkaBroker, free_port
-from connector.devqdrant import QdrantServer
-from connector.embedder import Embedder
-from connector.offline_model import assemble_all
-from connector.publishing import HEADER_FORM, read_dead_letter
+from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.offline_model import assemble_all
+from connector.dev.qdrant_server import QdrantServer
+from connector.domain.verifier import state_from_records
 from connector.settings import Settings
-from connector.verifier import state_from_records
+from connector.stream.app import RECHECK_HEADER
+from connector.stream.embedder import Embedder
+from connector.stream.publishing import HEADER_FORM, read_dead_letter
 from tests.faults.workload import (
     DOCS,
     DOCS_POINTS,
@@ -655,7 +655,7 @@ def retried_calls(worker: Worker, skip: int) -> tuple[dict[str, int], int]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("logger") == "connector.sink" and " failed (" in entry.get("message", ""):
+        if entry.get("logger") == "connector.qdrant.retrying" and " failed (" in entry.get("message", ""):
             call = entry["message"].split("(", 1)[0]
             counts[call] = counts.get(call, 0) + 1
     return counts, len(lines)
@@ -773,7 +773,7 @@ async def scenario_hostile(run: Run, tail: Tail, rng: random.Random, events: int
     Not JSON, a wrong vector size, a ~900 KB record that is not JSON (its dead letter keeps
     the original as the record value), and records carrying the marker of a ``poison-<stage>``
     failpoint for each stage (validation, planning, embedding, the Qdrant request,
-    verification; connector/failpoints.py). One worker must take them all without exiting:
+    verification; connector/dev/failpoints.py). One worker must take them all without exiting:
     every poison record dead-lettered as ``poison_record``, everything else as by the other
     scenarios, every offset confirmed and committed.
     """

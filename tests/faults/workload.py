@@ -2,7 +2,7 @@
 
 Pure: no broker, no Qdrant. A workload is a list of :class:`Record` (key, value, what the
 connector must do with it); the reference model applies the valid ones one by one with
-:mod:`connector.semantics`, so the expected collection does not depend on the connector's
+:mod:`connector.domain.semantics`, so the expected collection does not depend on the connector's
 windows, coalescing or retries.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from connector.events import parse_change
-from connector.operations import NEEDS_EXISTING_POINT, Sparse, Vector, op_from_patch
-from connector.semantics import PointState, State, apply_op
+from connector.domain.events import parse_change
+from connector.domain.operations import NEEDS_EXISTING_POINT, Sparse, Vector, op_from_patch
+from connector.domain.semantics import PointState, State, apply_op
 
 KV = "kv"  # patched collection: dense "d" (2, dot) and sparse "s"
 DOCS = "docs"  # re-embedded collection: dense "dense" (384, cosine), payload "text"

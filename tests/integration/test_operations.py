@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from qdrant_client import models as qm
 
-from connector.devbroker import free_port
+from connector.dev.broker import free_port
 from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, qdrant_outage, read_topic
 from tests.qdrant_targets import QdrantTarget, only_targets
 

@@ -3,7 +3,7 @@
 The race: a text patch waits behind a backlog on the patch topic while its re-embed, on an
 idle re-embed topic, runs first and embeds the old text; every verification event says
 'verified'. The worker now holds a re-embed that reads payload text until the patch topic is
-applied up to where it was when the re-embed was read (connector/patch_watermark.py).
+applied up to where it was when the re-embed was read (connector/stream/patch_watermark.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from connector.embedder import Embedder
-from connector.pipeline import Record, WindowProcessor
 from connector.producer import ChangeProducer
-from connector.qdrant import make_client, make_sink
+from connector.qdrant import make_client, make_retrying
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
+from connector.stream.embedder import Embedder
+from connector.stream.window import Record, WindowProcessor
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
 
@@ -101,7 +101,7 @@ async def test_a_wait_cut_short_marks_payload_text_reembeds_for_a_recheck(model_
         waits.append(settled)
         return settled
 
-    processor = WindowProcessor(settings, client, make_sink(settings, client), Embedder(settings), "reembed",
+    processor = WindowProcessor(settings, client, make_retrying(settings, client), Embedder(settings), "reembed",
                                 before_payload_texts=watermark)
     events = [
         {"ids": [0], "text_field": "text"},

@@ -1,4 +1,4 @@
-"""connector.semantics agrees with Qdrant, local mode and the real server, on random operations.
+"""connector.domain.semantics agrees with Qdrant, local mode and the real server, on random operations.
 
 The planner's property test and the verifier both trust this model, so it is checked here
 against the real engines: the same random ops go through ``batch_update_points`` one at a
@@ -23,23 +23,23 @@ from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from connector.operations import Op, PointData
-from connector.semantics import PointMissing, PointState, State, apply_op
-from connector.sink import classify, to_qdrant, to_requests
-from connector.verifier import state_from_records
+from connector.domain.operations import Op, PointData
+from connector.domain.semantics import PointMissing, PointState, State, apply_op
+from connector.domain.verifier import state_from_records
+from connector.qdrant import classify, to_qdrant, to_requests
 from tests.qdrant_targets import QdrantTarget
 from tests.unit.strategies import match_tag, ops, states
 
 LOCAL_NULL_REASON = ("qdrant-client 1.19.1 local mode stores a null given to set_payload; the server removes the key, "
-                     "as connector.semantics.merge_payload does")
+                     "as connector.domain.semantics.merge_payload does")
 NO_PAYLOAD_NULL_REASON = (
     "on a point with no payload stored (after clear_payload; after an upsert without payload over "
-    "gRPC) the server stores a null given to set_payload; connector.semantics.merge_payload "
+    "gRPC) the server stores a null given to set_payload; connector.domain.semantics.merge_payload "
     "removes the key (it does not tell 'no payload' from an empty one)"
 )
 SERVER_CHUNK_REASON = (
     "the Qdrant server applies a point operation in chunks of 32 ids and stops after the chunk "
-    "holding a missing id; connector.semantics.apply_op (and local mode) change every existing point"
+    "holding a missing id; connector.domain.semantics.apply_op (and local mode) change every existing point"
 )
 
 

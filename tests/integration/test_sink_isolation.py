@@ -16,11 +16,11 @@ import pytest
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.operations import Op, PointData
-from connector.planner import plan
-from connector.semantics import PointState, State, apply_all
-from connector.sink import QdrantSink, split_at_filters
-from connector.verifier import state_from_records
+from connector.domain.operations import Op, PointData
+from connector.domain.planner import plan
+from connector.domain.semantics import PointState, State, apply_all
+from connector.domain.verifier import state_from_records
+from connector.qdrant import BatchApplier, RetryingClient, split_at_filters
 from tests.qdrant_targets import QdrantTarget
 
 SERVER_CHUNK = 32  # ids per step of a server's point operation (Qdrant 1.18)
@@ -49,7 +49,7 @@ async def test_a_missing_point_inside_a_coalesced_op_fails_only_its_event(client
     ]
     planned = plan(window)
     assert len(planned) == 3  # the three set_payload events became one op
-    result = await QdrantSink(client).apply("c", planned)
+    result = await BatchApplier(RetryingClient(client)).apply("c", planned)
     assert [f.position for f in result.failed] == [2]
     assert "99" in str(result.failed[0].error)
     assert result.requests > 1
@@ -77,7 +77,7 @@ async def test_a_coalesced_op_longer_than_a_server_chunk(client: AsyncQdrantClie
     planned = plan(window)
     assert len(planned) == 1
     assert len(planned[0].point_ids()) == 81 > 2 * SERVER_CHUNK
-    result = await QdrantSink(client).apply("c", planned)
+    result = await BatchApplier(RetryingClient(client)).apply("c", planned)
     assert [f.position for f in result.failed] == [10]
     after = await _read(client, list(range(1, 81)))
     if kind == "set_payload":
@@ -90,13 +90,13 @@ async def test_a_coalesced_op_longer_than_a_server_chunk(client: AsyncQdrantClie
 async def test_a_failing_event_leaves_what_the_model_predicts(
     client: AsyncQdrantClient, qdrant_target: QdrantTarget, request: pytest.FixtureRequest, where: str
 ) -> None:
-    """The verifier and the planner's property test predict with connector.semantics, which
+    """The verifier and the planner's property test predict with connector.domain.semantics, which
     says a failing op still changes every existing point it names (local mode does). One event
     naming 80 points, one of them missing: the server stops after the missing id's chunk."""
     if qdrant_target.is_server:
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
             "the Qdrant server applies a point operation in chunks of 32 ids and stops after the chunk holding "
-            "a missing id; connector.semantics.apply_op (and local mode) change every existing point first")))
+            "a missing id; connector.domain.semantics.apply_op (and local mode) change every existing point first")))
     await client.upsert("c", [qm.PointStruct(id=i, vector=[1, i], payload={"n": i}) for i in range(6, 81)])
     ids = list(range(1, 81))
     ids.insert(10 if where == "first chunk" else 40, 999)
@@ -107,7 +107,7 @@ async def test_a_failing_event_leaves_what_the_model_predicts(
     before = await _read(client, list(range(1, 81)))
     predicted: State = {pid: PointState(copy.deepcopy(p.payload), dict(p.vectors)) for pid, p in before.items()}
     assert len(apply_all(predicted, window)) == 1
-    result = await QdrantSink(client).apply("c", plan(window))
+    result = await BatchApplier(RetryingClient(client)).apply("c", plan(window))
     assert [f.position for f in result.failed] == [0]
     after = await _read(client, list(range(1, 81)))
     unchanged = sorted(pid for pid in after if after[pid].payload.get("tag") != "a")
@@ -120,7 +120,7 @@ async def test_a_wrong_vector_size_fails_only_its_event(client: AsyncQdrantClien
         Op("update_vectors", points={1: PointData({"": (1.0, 2.0, 3.0)})}, sources=[0]),
         Op("set_payload", ids=[5], payload={"ok": True}, sources=[1]),
     ]
-    result = await QdrantSink(client).apply("c", plan(window))
+    result = await BatchApplier(RetryingClient(client)).apply("c", plan(window))
     assert [f.position for f in result.failed] == [0]
     assert "dimension" in str(result.failed[0].error).lower()
     assert (await client.retrieve("c", [5]))[0].payload == {"n": 5, "ok": True}
@@ -128,7 +128,7 @@ async def test_a_wrong_vector_size_fails_only_its_event(client: AsyncQdrantClien
 
 async def test_several_failures_in_one_window(client: AsyncQdrantClient) -> None:
     window = [Op("clear_payload", ids=[i], sources=[i]) for i in range(12)]  # 0 and 6..11 are missing
-    result = await QdrantSink(client).apply("c", plan(window))
+    result = await BatchApplier(RetryingClient(client)).apply("c", plan(window))
     assert sorted(f.position for f in result.failed) == [0, 6, 7, 8, 9, 10, 11]
     # each existing point is still there, with its payload cleared
     assert {p.id: p.payload for p in await client.retrieve("c", [1, 2, 3, 4, 5])} == {i: {} for i in range(1, 6)}
@@ -142,7 +142,7 @@ async def test_isolation_never_resends_a_filter_op_before_ops_it_could_match(cli
         Op("set_payload", ids=[99], payload={"tag": "y"}, sources=[2]),  # missing: isolation runs
         Op("set_payload", ids=[3], payload={"tag": "z"}, sources=[3]),
     ]
-    result = await QdrantSink(client).apply("c", plan(window))
+    result = await BatchApplier(RetryingClient(client)).apply("c", plan(window))
     assert [f.position for f in result.failed] == [2]
     points = {p.id: p.payload for p in await client.retrieve("c", [1, 2, 3, 4, 5])}
     assert points[2] == {"n": 2, "tag": "x"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigurationError
-from connector.qdrant import check_local_storage
+from connector.qdrant.client import check_local_storage
 
 
 def test_a_folder_under_a_file_is_refused(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from qdrant_client import models as qm
 
-from connector.devbroker import KafkaBroker, free_port
-from connector.kafka_options import client_options
+from connector.dev.broker import KafkaBroker, free_port
 from connector.settings import Settings
+from connector.stream.kafka_options import client_options
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
 from tests.qdrant_targets import QdrantTarget, only_targets
 from tests.security.certs import make_certificates

@@ -17,13 +17,12 @@ import pytest
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.embedder import Embedder
+from connector.domain.operations import Op, PointData
 from connector.errors import AccessDenied, RateLimited, TransientError
-from connector.operations import Op, PointData
-from connector.pipeline import Record, WindowProcessor
-from connector.qdrant import make_client, make_sink
+from connector.qdrant import BatchApplier, make_client, make_retrying
 from connector.settings import Settings
-from connector.sink import QdrantSink
+from connector.stream.embedder import Embedder
+from connector.stream.window import Record, WindowProcessor
 from tests.conftest import READ_ONLY_API_KEY
 from tests.qdrant_targets import QdrantTarget
 
@@ -62,10 +61,11 @@ class Retries:
         self.errors.append(error)
 
 
-def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> QdrantSink:
-    sink = make_sink(settings_for(target, **settings))
-    sink._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
-    return sink
+def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> BatchApplier:
+    config = settings_for(target, **settings)
+    qdrant = make_retrying(config)
+    qdrant._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
+    return BatchApplier(qdrant, config.qdrant_max_request_bytes)
 
 
 @pytest.fixture(scope="module")
@@ -82,37 +82,37 @@ async def test_a_body_over_the_servers_limit_is_split_not_blamed(small_body_serv
     retries = Retries()
     # the estimate allows 64 MiB, so the server's 400 "larger than allowed" is what must split it
     sink = sink_for(target, retries, qdrant_max_request_bytes=64 * 1024 * 1024)
-    await create(sink.client)
+    await create(sink.qdrant.client)
     ops = [upsert(i * 100, 100) for i in range(4)]  # ~4 MB of JSON in one request
     result = await sink.apply("docs", ops)
     assert result.failed == []
-    assert (await sink.client.count("docs")).count == 400
+    assert (await sink.qdrant.client.count("docs")).count == 400
     assert sink.max_request_points is not None
     assert sink.max_request_points < 400
     again = await sink.apply("docs", [upsert(1000, 300)])  # the next window is cut before it is sent
     assert again.failed == []
-    assert (await sink.client.count("docs")).count == 700
-    await sink.client.close()
+    assert (await sink.qdrant.client.count("docs")).count == 700
+    await sink.qdrant.client.close()
 
 
 async def test_requests_are_cut_by_estimated_size_before_sending(small_body_server: Any) -> None:
     target = QdrantTarget("rest", server=small_body_server)
     target.wipe()
     sink = sink_for(target, Retries(), qdrant_max_request_bytes=512 * 1024)
-    await create(sink.client)
+    await create(sink.qdrant.client)
     result = await sink.apply("docs", [upsert(0, 400)])
     assert result.failed == []
-    assert (await sink.client.count("docs")).count == 400
+    assert (await sink.qdrant.client.count("docs")).count == 400
     assert sink.max_request_points is None  # never refused: the estimate alone kept it under 1 MiB
-    await sink.client.close()
+    await sink.qdrant.client.close()
 
 
 async def test_rate_limit_splits_beyond_capacity_and_waits_as_told(server_target: QdrantTarget) -> None:
     retries = Retries()
     sink = sink_for(server_target, retries)
-    await create(sink.client)
+    await create(sink.qdrant.client)
     # 1,200 points a minute (20 a second), a bucket of 1,200 tokens, one token per point
-    await sink.client.update_collection(
+    await sink.qdrant.client.update_collection(
         "docs", strict_mode_config=qm.StrictModeConfig(enabled=True, write_rate_limit=1200)
     )
     beyond_capacity = await sink.apply("docs", [upsert(0, 1210)])  # more than the bucket holds: split, not retried
@@ -122,17 +122,17 @@ async def test_rate_limit_splits_beyond_capacity_and_waits_as_told(server_target
     short = await sink.apply("docs", [upsert(2000, 60)])  # the bucket is nearly empty: "Retry after Ns"
     assert short.failed == []
     assert any(isinstance(e, RateLimited) and e.retry_after for e in retries.errors), retries.errors
-    assert (await sink.client.count("docs")).count == 1270
-    await sink.client.close()
+    assert (await sink.qdrant.client.count("docs")).count == 1270
+    await sink.qdrant.client.close()
 
 
 async def test_strict_mode_batch_limit_is_split(server_target: QdrantTarget) -> None:
     sink = sink_for(server_target, Retries())
-    await create(sink.client, strict_mode_config=qm.StrictModeConfig(enabled=True, upsert_max_batchsize=50))
+    await create(sink.qdrant.client, strict_mode_config=qm.StrictModeConfig(enabled=True, upsert_max_batchsize=50))
     result = await sink.apply("docs", [upsert(0, 60), upsert(100, 30)])
     assert result.failed == []
-    assert (await sink.client.count("docs")).count == 90
-    await sink.client.close()
+    assert (await sink.qdrant.client.count("docs")).count == 90
+    await sink.qdrant.client.close()
 
 
 async def test_a_read_only_key_is_retried_not_blamed(qdrant_server_with_keys: Any) -> None:
@@ -154,9 +154,9 @@ async def test_a_read_only_key_is_retried_not_blamed(qdrant_server_with_keys: An
             await asyncio.wait_for(sink.apply("docs", [upsert(0, 3)]), timeout=2)
         assert retries.errors, retries.errors
         assert all(isinstance(e, AccessDenied) for e in retries.errors), retries.errors
-        assert sink.failure is not None
-        assert "QCC_QDRANT_API_KEY" in sink.failure
-        await sink.client.close()
+        assert sink.qdrant.failure is not None
+        assert "QCC_QDRANT_API_KEY" in sink.qdrant.failure
+        await sink.qdrant.client.close()
     assert (await async_admin.count("docs")).count == 0
     await async_admin.close()
 
@@ -165,7 +165,7 @@ async def test_the_configured_timeout_is_kept_as_given(server_target: QdrantTarg
     assert server_target.server is not None
     settings = settings_for(server_target, qdrant_timeout_seconds=0.5)
     retries = Retries()
-    sink = make_sink(settings)
+    sink = make_retrying(settings)
     sink._on_retry = retries  # noqa: SLF001
     await create(sink.client)
     server_target.server.pause()
@@ -197,7 +197,7 @@ def ev(op: str, **fields: Any) -> dict[str, Any]:
 def processor_for(target: QdrantTarget, **settings: Any) -> WindowProcessor:
     config = settings_for(target, **settings)
     client = make_client(config)
-    return WindowProcessor(config, client, make_sink(config, client), Embedder(config), "patch")
+    return WindowProcessor(config, client, make_retrying(config, client), Embedder(config), "patch")
 
 
 async def test_unindexed_filter_refused_by_strict_mode_fails_only_its_event(server_target: QdrantTarget) -> None:
@@ -260,13 +260,13 @@ async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: Qdran
     await processor.client.upsert(
         "docs", [qm.PointStruct(id=i, vector=[0.5] * DIM, payload={"n": i}) for i in range(301)]
     )
-    apply = processor.sink.apply
+    apply = processor.applier.apply
 
     async def apply_after_another_writer(collection: str, ops: list[Op]) -> Any:
         await processor.client.delete(collection, [150])
         return await apply(collection, ops)
 
-    processor.sink.apply = apply_after_another_writer  # type: ignore[method-assign]
+    processor.applier.apply = apply_after_another_writer  # type: ignore[method-assign]
     result = await processor.process([record(0, ev("set_payload", ids=list(range(200)), payload={"tag": "x"})),
                                       record(1, ev("set_payload", ids=[300], payload={"b": 1}))])
     assert [(d.source.offset, d.error.code) for d in result.dead_letters] == [(0, "qdrant_rejected")]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from connector.devbroker import free_port
+from connector.dev.broker import free_port
 from tests.conftest import API_KEY, READ_ONLY_API_KEY, _server_or_skip
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 from tests.qdrant_targets import QdrantTarget

@@ -16,9 +16,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from connector.events import ChangeEvent, FenceRecord, Rejection, parse_change
-    from connector.operations import normalize_id, op_from_patch
-    from connector.planner import plan
+    from connector.domain.events import ChangeEvent, FenceRecord, Rejection, parse_change
+    from connector.domain.operations import normalize_id, op_from_patch
+    from connector.domain.planner import plan
 
 
 def one_input(data: bytes) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from connector.operations import Op, PointData, Sparse
-from connector.semantics import PointState, State
+from connector.domain.operations import Op, PointData, Sparse
+from connector.domain.semantics import PointState, State
 
 IDS = st.sampled_from([1, 2, 3, 4, 5, "6f1c1d2e-0000-4000-8000-000000000007"])
 KEYS = st.sampled_from(["a", "b", "tag", "m"])

@@ -20,10 +20,10 @@ from connector.bulk.collection_config import (
     info_from_json,
     info_to_json,
     is_local_mode_info,
-    strict_limit,
 )
 from connector.bulk.importer import manifest_plan
 from connector.bulk.migrate import migrated_plan
+from connector.qdrant.reads import strict_limit
 
 SERVER_INFO: dict[str, Any] = {
     "status": "green",

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from hypothesis import example, given, settings
 
-from connector.operations import NEEDS_EXISTING_POINT, Op
-from connector.planner import plan, screen_existence
-from connector.semantics import PointState, State, apply_all, apply_op
+from connector.domain.operations import NEEDS_EXISTING_POINT, Op
+from connector.domain.planner import plan, screen_existence
+from connector.domain.semantics import PointState, State, apply_all, apply_op
 from tests.unit.strategies import match_tag, states, windows
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.events import (
+from connector.domain.events import (
     DeadLetterRecord,
     DeadLetterRef,
     ErrorInfo,
@@ -20,7 +20,13 @@ from connector.events import (
     VerificationEvent,
     VerificationOutcome,
 )
-from connector.publishing import HEADER_FORM, RECORD_OVERHEAD, dead_letter_message, read_dead_letter, verification_value
+from connector.stream.publishing import (
+    HEADER_FORM,
+    RECORD_OVERHEAD,
+    dead_letter_message,
+    read_dead_letter,
+    verification_value,
+)
 
 LIMIT = 1_000_000
 

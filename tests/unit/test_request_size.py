@@ -7,9 +7,9 @@ import copy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from connector.operations import Op, PointData
-from connector.request_size import estimated_bytes, halve, point_count, requests_for
-from connector.semantics import State, apply_all
+from connector.domain.operations import Op, PointData
+from connector.domain.semantics import State, apply_all
+from connector.qdrant.request_size import estimated_bytes, halve, point_count, requests_for
 from tests.unit.strategies import match_tag, states, windows
 
 
@@ -42,7 +42,7 @@ def test_a_large_upsert_is_cut_by_points_in_order() -> None:
 
 
 def test_estimate_is_above_the_real_json_size() -> None:
-    from connector.sink import to_qdrant
+    from connector.qdrant import to_qdrant
 
     vector = tuple(-0.012345678918063641 + i * 1e-9 for i in range(384))
     op = Op("upsert", points={i: PointData(vectors={"dense": vector}, payload={"text": "x" * 50}) for i in range(20)})

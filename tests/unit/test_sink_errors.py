@@ -22,7 +22,7 @@ from connector.errors import (
     RequestTooLarge,
     TransientError,
 )
-from connector.sink import Backoff, classify
+from connector.qdrant import Backoff, classify
 
 BODY_LIMIT = "JSON payload (1577820 bytes) is larger than allowed (limit: 1048576 bytes)."
 CAPACITY = ("Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, "

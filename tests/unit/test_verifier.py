@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from connector.operations import Op, PointData, Sparse
-from connector.pipeline import Record, batch_id_for, offset_ranges
-from connector.semantics import PointState
-from connector.verifier import compare, expected_state, touched_vectors
+from connector.domain.operations import Op, PointData, Sparse
+from connector.domain.semantics import PointState
+from connector.domain.verifier import compare, expected_state, touched_vectors
+from connector.stream.window import Record, batch_id_for, offset_ranges
 
 
 def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None:

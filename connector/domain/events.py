@@ -2,7 +2,7 @@
 
 ``parse_change(bytes)`` turns one Kafka record value into a patch or re-embed event, or into
 a :class:`Rejection` that names the reason; it never raises on bad input. Checks that need
-the collection's configuration (vector names and sizes) live in :mod:`connector.validation`.
+the collection's configuration (vector names and sizes) live in :mod:`connector.domain.validation`.
 """
 
 from __future__ import annotations
@@ -303,8 +303,38 @@ class SourceRecord(_Strict):
     key: str | None = Field(None, description="Record key as text (UTF-8, or base64 when not text)")
 
 
+# Why an event is dead-lettered: a closed set, so that consumers of dead letters can rely on it
+# (docs/design.md, "Dead-letter codes", says what each means). mypy holds every code written.
+RejectionCode = Literal[
+    "blast_radius_exceeded",
+    "blast_radius_unknown",
+    "collection_not_allowed",
+    "empty_record",
+    "event_too_large",
+    "invalid_filter",
+    "invalid_json",
+    "invalid_utf8",
+    "operation_denied",
+    "override_denied",
+    "point_not_found",
+    "poison_record",
+    "qdrant_rejected",
+    "schema_violation",
+    "text_missing",
+    "too_many_ids",
+    "too_many_points",
+    "unknown_collection",
+    "unknown_model",
+    "unknown_operation",
+    "unknown_vector",
+    "unsupported_schema_version",
+    "vector_size_mismatch",
+    "wrong_topic",
+]
+
+
 class ErrorInfo(_Strict):
-    code: str = Field(description="Stable machine-readable reason, e.g. invalid_json, point_not_found")
+    code: RejectionCode = Field(description="Stable machine-readable reason, e.g. invalid_json, point_not_found")
     message: str
 
 
@@ -372,7 +402,7 @@ class VerificationOutcome(_Strict):
 class DeadLetterRef(_Strict):
     partition: int
     offset: int
-    code: str
+    code: RejectionCode
     message: str
 
 
@@ -415,7 +445,7 @@ class VerificationEvent(_Strict):
 class Rejection(_Strict):
     """Why a record cannot become an event; it goes to the dead-letter topic as is."""
 
-    code: str
+    code: RejectionCode
     message: str
     collection: str | None = None
     event_id: str | None = None
@@ -475,7 +505,7 @@ def parse_change(
     collection = document.get("collection") if isinstance(document.get("collection"), str) else None
     event_id = document.get("event_id") if isinstance(document.get("event_id"), str) else None
 
-    def reject(code: str, message: str) -> Rejection:
+    def reject(code: RejectionCode, message: str) -> Rejection:
         return Rejection(code=code, message=message, collection=collection, event_id=event_id)
 
     version = document.get("schema_version")

@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from connector.kafka_options import client_options
 from connector.settings import Settings
+from connector.stream.kafka_options import client_options
 
 
 async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:

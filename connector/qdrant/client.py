@@ -9,10 +9,10 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
+from connector.dev.failpoints import Failpoints
 from connector.errors import ConfigurationError
-from connector.failpoints import Failpoints
+from connector.qdrant.retrying import RetryingClient
 from connector.settings import Settings
-from connector.sink import QdrantSink
 
 
 def make_client(settings: Settings) -> AsyncQdrantClient:
@@ -27,7 +27,7 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             prefer_grpc=settings.qdrant_prefer_grpc,
             grpc_port=settings.qdrant_grpc_port,
             # Not int(): 0.5 would become 0. qdrant-client rounds it up to whole seconds; the
-            # sink bounds each call by the exact value (make_sink).
+            # sink bounds each call by the exact value (make_retrying).
             timeout=settings.qdrant_timeout_seconds,  # type: ignore[arg-type]
             # The client's version check is a plain HTTPS GET without the custom CA: it would
             # only warn "Failed to obtain server version" at every start.
@@ -38,16 +38,14 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
     return AsyncQdrantClient(path=str(settings.qdrant_path))
 
 
-def make_sink(settings: Settings, client: AsyncQdrantClient | None = None,
-              failpoints: Failpoints | None = None) -> QdrantSink:
-    """The retrying sender on ``client`` (else a new client), with the settings' retries,
-    timeout and request size."""
-    return QdrantSink(
+def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
+                  failpoints: Failpoints | None = None) -> RetryingClient:
+    """``client`` (else a new one) with the settings' retries and call timeout."""
+    return RetryingClient(
         client or make_client(settings),
         retry_initial=settings.retry_initial_seconds,
         retry_max=settings.retry_max_seconds,
         timeout=settings.qdrant_timeout_seconds if settings.qdrant_url else None,
-        max_request_bytes=settings.qdrant_max_request_bytes,
         failpoints=failpoints,
     )
 

@@ -16,12 +16,12 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from rich.console import Console
 
-from connector.devbroker import KafkaBroker, free_port
-from connector.kafka_admin import ensure_topics
-from connector.kafka_options import client_options
-from connector.offline_model import assemble_all, models_dir
+from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.offline_model import assemble_all, models_dir
 from connector.producer import ChangeProducer, build_event
 from connector.settings import Settings
+from connector.stream.kafka_admin import ensure_topics
+from connector.stream.kafka_options import client_options
 from connector.tail import decode, describe
 
 COLLECTION = "articles"

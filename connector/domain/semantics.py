@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.operations import NEEDS_EXISTING_POINT, Op, PointKey, Vector
+from connector.domain.operations import NEEDS_EXISTING_POINT, Op, PointKey, Vector
+from connector.errors import ConnectorError
 
 
-class PointMissing(Exception):
+class PointMissing(ConnectorError):
     """An operation named a point that does not exist (Qdrant answers 404)."""
 
     def __init__(self, point_id: PointKey) -> None:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from connector.devbroker import _stop_with_parent, free_port
+from connector.dev.broker import _stop_with_parent, free_port
 from connector.paths import SOURCE_ROOT
 
 # beside a source checkout only: an installed package has no such neighbour

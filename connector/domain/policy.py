@@ -3,7 +3,7 @@ guard for filter-addressed operations. Pure: the caller supplies the filter's ma
 
 from __future__ import annotations
 
-from connector.events import ChangeEvent, Rejection
+from connector.domain.events import ChangeEvent, Rejection, RejectionCode
 from connector.settings import Settings
 
 
@@ -15,7 +15,7 @@ def operation_name(event: ChangeEvent) -> str:
 def check_policy(event: ChangeEvent, topic: str, settings: Settings) -> Rejection | None:
     """A rejection when the settings forbid this event from this topic, else None."""
 
-    def reject(code: str, message: str) -> Rejection:
+    def reject(code: RejectionCode, message: str) -> Rejection:
         return Rejection(code=code, message=message, collection=event.collection, event_id=event.event_id)
 
     allowed = settings.topic_collections.get(topic)

@@ -1,7 +1,7 @@
 """Read-back verification: what the touched points must be now, and whether they are.
 
 The expectation is the state read before the batch with the applied ops replayed on it by
-:mod:`connector.semantics`; the comparison is pure. Only what the batch touched is checked:
+:mod:`connector.domain.semantics`; the comparison is pure. Only what the batch touched is checked:
 existence, the whole payload, and the vectors it wrote or deleted. A concurrent writer to the
 same points shows up as a mismatch, which is what an audit wants to know.
 """
@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from qdrant_client import models as qm
 
-from connector.events import Mismatch, VerificationOutcome, normalize_id
-from connector.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
-from connector.semantics import PointState, State, apply_all, copy_state
+from connector.domain.events import Mismatch, VerificationOutcome, normalize_id
+from connector.domain.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
+from connector.domain.semantics import PointState, State, apply_all, copy_state
 
 MAX_LISTED_MISMATCHES = 20
 MAX_LISTED_VALUE_BYTES = 1024  # a listed expected/actual larger than this is shown by size and digest

@@ -2,7 +2,7 @@
 
 Models are named as fastembed names them (``sentence-transformers/all-MiniLM-L6-v2``,
 ``Qdrant/bm25``) and downloaded from the model hub when it is reachable. Where it is not,
-``Settings.model_paths`` maps a name to a local folder (see :mod:`connector.offline_model`).
+``Settings.model_paths`` maps a name to a local folder (see :mod:`connector.dev.offline_model`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from connector import metrics
+from connector.dev.failpoints import Failpoints
+from connector.domain.operations import Sparse, Vector, VectorKind
+from connector.domain.semantics import text_at
 from connector.errors import ConfigurationError
-from connector.failpoints import Failpoints
-from connector.operations import Sparse, Vector, VectorKind
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,13 @@ class Embedder:
         metrics.EMBED_SECONDS.labels(model).observe(time.monotonic() - started)
         metrics.TEXTS_EMBEDDED.labels(model).inc(len(texts))
         return vectors
+
+    async def embed_payload_texts(self, model: str, kind: VectorKind, records: Sequence[Any],
+                                  text_field: str) -> dict[Any, Vector]:
+        """The vectors of the points among ``records`` (Qdrant records) whose payload has a
+        text at ``text_field``, by point id; points without one are left out. One model call."""
+        texts = {r.id: t for r in records if (t := text_at(r.payload or {}, text_field)) is not None}
+        return dict(zip(texts, await self.embed(model, kind, list(texts.values())), strict=True))
 
     def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
         encoder = self._load(model, kind)

@@ -2,7 +2,7 @@
 
 Contract: applying ``plan(ops)`` in order has exactly the effect of applying ``ops`` one by
 one in order (the window's offset order). ``tests/unit/test_planner_property.py`` checks it
-with hypothesis against :mod:`connector.semantics`.
+with hypothesis against :mod:`connector.domain.semantics`.
 
 Why coalescing is safe: an op may move back to merge into an earlier op of the same kind and
 parameters only if no op in between touches any of its points and no filter-addressed op is
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from connector.operations import NEEDS_EXISTING_POINT, Op, PointData, PointKey
+from connector.domain.operations import NEEDS_EXISTING_POINT, Op, PointData, PointKey
 
 
 def plan(ops: list[Op]) -> list[Op]:

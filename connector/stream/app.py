@@ -21,27 +21,28 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import faust
+from faust.streams import Stream
 from faust.types import EventT
 from qdrant_client import AsyncQdrantClient
 
-from connector.embedder import Embedder
+from connector.dev.failpoints import Failpoints
 from connector.errors import StorageError, WindowAbandoned
-from connector.failpoints import Failpoints
-from connector.health import Readiness, probe_qdrant, serve
-from connector.kafka_options import ssl_context
 from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, observe_window
-from connector.pipeline import (
+from connector.qdrant import make_client, make_retrying
+from connector.settings import Settings
+from connector.stream.embedder import Embedder
+from connector.stream.health import Readiness, probe_qdrant, serve
+from connector.stream.kafka_options import ssl_context
+from connector.stream.patch_watermark import PatchWatermark
+from connector.stream.publishing import dead_letter_message, verification_value
+from connector.stream.window import (
     Record,
     WindowProcessor,
     WindowResult,
 )
-from connector.patch_watermark import PatchWatermark
-from connector.publishing import dead_letter_message, verification_value
-from connector.qdrant import make_client, make_sink
-from connector.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,20 @@ class Runtime:
             if self._client is None:
                 self._client = make_client(self.settings)
             if expect not in self._processors:
-                sink = make_sink(self.settings, self._client, self.failpoints)
-                sink.stopping = self.stopping
+                qdrant = make_retrying(self.settings, self._client, self.failpoints)
+                qdrant.stopping = self.stopping
                 wait_for_patches = None
                 if expect == "reembed" and self.settings.reembed_waits_for_patches:
                     wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping,
                                                       rebalancing=self.rebalancing).wait
                 self._processors[expect] = WindowProcessor(
-                    self.settings, self._client, sink, self.embedder, expect, failpoints=self.failpoints,
+                    self.settings, self._client, qdrant, self.embedder, expect, failpoints=self.failpoints,
                     before_payload_texts=wait_for_patches,
                 )
             return self._processors[expect]
 
 
-def _record(event: EventT) -> Record:
+def _record(event: EventT[Any]) -> Record:
     message = event.message
     stamp = message.timestamp
     return Record(
@@ -93,7 +94,7 @@ def _record(event: EventT) -> Record:
     )
 
 
-def _observe_lag(app: faust.App, events: Sequence[EventT]) -> None:
+def _observe_lag(app: faust.App, events: Sequence[EventT[Any]]) -> None:
     last: dict[Any, int] = {}
     for event in events:
         last[event.message.tp] = max(last.get(event.message.tp, -1), event.message.offset)
@@ -103,7 +104,7 @@ def _observe_lag(app: faust.App, events: Sequence[EventT]) -> None:
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
 
 
-def abandon(events: Sequence[EventT]) -> None:
+def abandon(events: Sequence[EventT[Any]]) -> None:
     """Make Faust skip acknowledging these events, so their offsets are never committed.
 
     Only safe when no later event of the same partition is acknowledged in this process:
@@ -203,7 +204,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
     runtime.rebalancing = lambda: bool(app.rebalancing)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
-    async def run_windows(stream: faust.StreamT, expect: Literal["patch", "reembed"]) -> None:
+    async def run_windows(stream: Stream[Any], expect: Literal["patch", "reembed"]) -> None:
         processor = await runtime.processor(expect)
         async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):
             if runtime.stopping():  # a window the stream buffered before shutdown: the next owner replays it
@@ -236,10 +237,11 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                                  "free space or make %s writable, then restart: the window is replayed",
                                  exc, len(events), settings.qdrant_path)
                 else:
-                    log.critical("window of %d events failed; exiting so that it is replayed", len(events), exc_info=True)
+                    log.critical("window of %d events failed; exiting so that it is replayed", len(events),
+                                 exc_info=True)
                 logging.shutdown()
                 os._exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_BUG)
-            observe_window(events[0].message.topic, len(events), result)
+            observe_window(events[0].message.topic, len(events), result.verifications, result.dead_letters)
             _observe_lag(app, events)
             for v in result.verifications:
                 log.info(
@@ -254,19 +256,19 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
     reembed_topic = app.topic(settings.reembed_topic, key_type=bytes, value_type=bytes)
 
     @app.agent(patch_topic, concurrency=1, name="patches")
-    async def patches(stream: faust.StreamT) -> None:
-        await run_windows(stream, "patch")
+    async def patches(stream: faust.StreamT[Any]) -> None:
+        await run_windows(cast(Stream[Any], stream), "patch")
 
     @app.agent(reembed_topic, concurrency=1, name="reembeds")
-    async def reembeds(stream: faust.StreamT) -> None:
-        await run_windows(stream, "reembed")
+    async def reembeds(stream: faust.StreamT[Any]) -> None:
+        await run_windows(cast(Stream[Any], stream), "reembed")
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def warm_up() -> None:
         log.info("settings: %s", json.dumps(settings.public_dump(), default=str))
         await asyncio.get_running_loop().run_in_executor(None, runtime.embedder.warm_up)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def http_endpoints() -> None:
         if settings.http_port == 0:
             return
@@ -278,8 +280,8 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
             fault = runtime.failpoints.qdrant_fault()
             if fault is not None:
                 raise fault
-            if processor.sink.failure is not None:
-                raise ConnectionError(f"a Qdrant call is being retried: {processor.sink.failure}")
+            if processor.qdrant.failure is not None:
+                raise ConnectionError(f"a Qdrant call is being retried: {processor.qdrant.failure}")
             await processor.client.get_collections()
 
         await probe_qdrant(readiness, probe)

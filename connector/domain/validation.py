@@ -8,17 +8,18 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client import models as qm
 
-from connector.catalog import CollectionSchema
-from connector.events import (
+from connector.domain.events import (
     ChangeEvent,
     DeleteVectorsEvent,
     ReembedEvent,
     Rejection,
+    RejectionCode,
     SparseVector,
     UpdateVectorsEvent,
     UpsertEvent,
 )
-from connector.operations import DEFAULT_VECTOR, VectorKind
+from connector.domain.operations import DEFAULT_VECTOR, VectorKind
+from connector.domain.schema import CollectionSchema
 
 
 def vector_kind(schema: CollectionSchema, name: str) -> VectorKind | None:
@@ -52,7 +53,7 @@ def _check_vectors(schema: CollectionSchema, point_id: Any, vector: Any) -> str 
 def check_event(event: ChangeEvent, schema: CollectionSchema, allowed_models: set[str]) -> Rejection | None:
     """A rejection when the event cannot apply to this collection, else None."""
 
-    def reject(code: str, message: str) -> Rejection:
+    def reject(code: RejectionCode, message: str) -> Rejection:
         return Rejection(code=code, message=message, collection=event.collection, event_id=event.event_id)
 
     flt = getattr(event, "filter", None)
@@ -67,7 +68,7 @@ def check_event(event: ChangeEvent, schema: CollectionSchema, allowed_models: se
             if vector is not None:
                 problem = _check_vectors(schema, point.id, vector)
                 if problem:
-                    code = "vector_size_mismatch" if "dimensions" in problem else "unknown_vector"
+                    code: RejectionCode = "vector_size_mismatch" if "dimensions" in problem else "unknown_vector"
                     return reject(code, problem)
         if isinstance(event, UpsertEvent) and any(p.text is not None for p in event.points):
             return _check_embedding_target(schema, event.vector_name, event.model, allowed_models, reject)
@@ -81,7 +82,8 @@ def check_event(event: ChangeEvent, schema: CollectionSchema, allowed_models: se
 
 
 def _check_embedding_target(schema: CollectionSchema, vector_name: str | None, model: str | None,
-                            allowed_models: set[str], reject: Callable[[str, str], Rejection]) -> Rejection | None:
+                            allowed_models: set[str],
+                            reject: Callable[[RejectionCode, str], Rejection]) -> Rejection | None:
     name = vector_name or DEFAULT_VECTOR
     if vector_kind(schema, name) is None:
         return reject("unknown_vector", f"collection {schema.name!r} has no {_describe(name)} to embed into")

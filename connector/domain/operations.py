@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connector.events import (
+from connector.domain.events import (
     ChangeEvent,
     ClearPayloadEvent,
     DeleteEvent,

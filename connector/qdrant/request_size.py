@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 
-from connector.operations import Op, PointData, Sparse
+from connector.domain.operations import Op, PointData, Sparse
 
 # A float as qdrant-client writes it to JSON is up to ~24 characters ("-0.012345678918063641,");
 # overestimating keeps the estimate on the safe side of the server's limit.

@@ -1,0 +1,31 @@
+"""Qdrant access: one client factory, one retrying caller, what an answer means, the request
+shape, applying plans with isolation, and the collection catalog.
+
+Layers, each depending only on those before it: ``errors`` and ``convert`` and
+``request_size`` (pure), ``retrying`` (every call goes through it), ``client`` (builds them
+from settings), ``apply`` and ``catalog`` (built on a :class:`RetryingClient`).
+"""
+
+from connector.qdrant.apply import ApplyResult, BatchApplier, FailedEvent, apply_isolating, split_at_filters
+from connector.qdrant.catalog import CollectionCatalog
+from connector.qdrant.client import check_local_storage, make_client, make_retrying
+from connector.qdrant.convert import to_qdrant, to_requests
+from connector.qdrant.errors import classify
+from connector.qdrant.retrying import Backoff, RetryingClient
+
+__all__ = [
+    "ApplyResult",
+    "Backoff",
+    "BatchApplier",
+    "CollectionCatalog",
+    "FailedEvent",
+    "RetryingClient",
+    "apply_isolating",
+    "check_local_storage",
+    "classify",
+    "make_client",
+    "make_retrying",
+    "split_at_filters",
+    "to_qdrant",
+    "to_requests",
+]

@@ -1,0 +1,183 @@
+"""Apply a plan to Qdrant: ``batch_update_points(wait=True)`` per collection and window.
+
+Contract:
+- A filter-addressed op is sent alone; the id-addressed ops between two of them go as one
+  batch (see :func:`split_at_filters` for why).
+- A batch is not a transaction. When Qdrant rejects a batch, the applier finds the failing op
+  by sending prefixes of the plan (bisection), splits a coalesced op back into its events,
+  drops the single event that fails, and sends the rest again. Re-sending is safe because
+  every id-addressed op is an assignment: applying an applied prefix again in the same order
+  leaves the same state.
+- Every request goes through the :class:`~connector.qdrant.retrying.RetryingClient`: what is
+  not an event's fault is retried, never blamed.
+- Requests are cut by estimated size and point count (:mod:`connector.qdrant.request_size`);
+  one refused as too large (413, the body limit, strict mode's per-request limits, the rate
+  limiter's capacity) is halved and sent in parts, never blamed on an event.
+- The applier never commits anything; the caller confirms and then acknowledges offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from connector.domain.operations import Op
+from connector.errors import PermanentError, RateLimited, RequestTooLarge
+from connector.qdrant.convert import to_requests
+from connector.qdrant.request_size import halve, point_count, requests_for
+from connector.qdrant.retrying import RetryingClient
+
+__all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "apply_isolating", "split_at_filters"]
+
+log = logging.getLogger(__name__)
+
+# --- isolation of failing ops ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    position: int
+    error: PermanentError
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: list[Op]
+    failed: list[FailedEvent]
+    requests: int
+
+
+SendOps = Callable[[list[Op]], Awaitable[None]]
+
+
+async def apply_isolating(ops: list[Op], send: SendOps) -> ApplyResult:
+    """Send ``ops``; on a permanent error, find and drop the failing event, send the rest.
+
+    ``send`` raises :class:`PermanentError` when the destination rejects the ops; any
+    :class:`TransientError` propagates (the caller retries the whole call, which is safe).
+    """
+    ops = list(ops)
+    failed: list[FailedEvent] = []
+    requests = 0
+    while ops:
+        requests += 1
+        try:
+            await send(ops)
+            break
+        except PermanentError as whole_error:
+            index, error, tries = await _first_failing(ops, send, whole_error)
+            requests += tries
+            bad = ops[index]
+            if len(bad.parts) > 1:
+                ops[index : index + 1] = _split(bad)
+                continue
+            failed.append(FailedEvent(bad.sources[0], error))
+            del ops[index]
+    return ApplyResult(applied=ops, failed=failed, requests=requests)
+
+
+def _split(op: Op) -> list[Op]:
+    """A coalesced op back as its single-event ops, each still able to fail alone."""
+    return [part if part.parts else _with_self_part(part) for part in op.parts]
+
+
+def _with_self_part(op: Op) -> Op:
+    op.parts = [op]
+    return op
+
+
+async def _first_failing(ops: list[Op], send: SendOps, whole_error: PermanentError) -> tuple[int, PermanentError, int]:
+    """Bisect for the shortest failing prefix; its last op is the one that fails."""
+    ok, failing, error, tries = 0, len(ops), whole_error, 0
+    while failing - ok > 1:
+        mid = (ok + failing) // 2
+        tries += 1
+        try:
+            await send(ops[:mid])
+            ok = mid
+        except PermanentError as exc:
+            failing, error = mid, exc
+    return failing - 1, error, tries
+
+
+class BatchApplier:
+    """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
+
+    def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024) -> None:
+        """``max_request_bytes`` bounds the estimated body of one batch request."""
+        self.qdrant = qdrant
+        self.max_request_bytes = max_request_bytes
+        self.max_request_points: int | None = None  # learned from servers that refused a request as too large
+
+    async def apply(self, collection: str, ops: list[Op]) -> ApplyResult:
+        """Apply a plan with ``wait=True``; see the module docstring for the contract."""
+
+        async def send(batch: list[Op]) -> None:
+            for request in requests_for(batch, self.max_request_bytes, self.max_request_points):
+                await self._send(collection, request)
+
+        applied: list[Op] = []
+        failed: list[FailedEvent] = []
+        requests = 0
+        for run in split_at_filters(ops):
+            result = await apply_isolating(run, send)
+            applied += result.applied
+            failed += result.failed
+            requests += result.requests
+        return ApplyResult(applied=applied, failed=failed, requests=requests)
+
+    async def _send(self, collection: str, request: list[Op]) -> None:
+        """One batch request. Refused as too large, it is halved and both halves sent in order;
+        only one point that is too large alone is an event's fault. Rate limited, it is halved
+        too after the wait: Qdrant takes the tokens op by op and refuses at the first op it
+        cannot pay, after applying the ones before, so re-sending the whole request would spend
+        the refilled tokens on that prefix again, every time."""
+        operations = [operation for op in request for operation in to_requests(op)]
+        points = sum(point_count(op) for op in request)
+        try:
+            await self.qdrant.call(
+                f"batch_update_points({collection}, {len(operations)} ops)",
+                lambda: self.qdrant.client.batch_update_points(collection, operations, wait=True),
+                raise_rate_limit=points > 1,
+            )
+            return
+        except (RequestTooLarge, RateLimited) as exc:
+            parts = _halves(request)
+            if parts is None:
+                if isinstance(exc, RateLimited):  # one point: cannot be cut, the wait is done
+                    await self._send(collection, request)
+                    return
+                raise PermanentError(f"a single point is too large for Qdrant even alone: {exc}") from exc
+            if isinstance(exc, RequestTooLarge):  # a limit of the server: remember it (a rate limit passes)
+                self.max_request_points = max(1, min(self.max_request_points or points, points // 2))
+            log.warning("request of %d points refused (%s); sending it in two parts", points, exc)
+        for part in parts:
+            await self._send(collection, part)
+
+
+def _halves(request: list[Op]) -> tuple[list[Op], list[Op]] | None:
+    """The request as two requests in order: split between ops, else split its one op."""
+    if len(request) > 1:
+        middle = len(request) // 2
+        return request[:middle], request[middle:]
+    halves = halve(request[0])
+    return None if halves is None else ([halves[0]], [halves[1]])
+
+
+def split_at_filters(ops: list[Op]) -> list[list[Op]]:
+    """Runs of id-addressed ops, and each filter-addressed op alone, in order.
+
+    Isolation re-sends prefixes, and a retry re-sends a whole request: safe for id-addressed
+    ops (assignments), and for one filter-addressed op alone (it assigns constants to the
+    points it matches, so twice is once), but not for a filter op followed by ops it could
+    match: [delete where a=1, set a=1 on X] sent twice deletes X. So a filter op never shares
+    a request.
+    """
+    runs: list[list[Op]] = []
+    for op in ops:
+        if op.by_filter or not runs or runs[-1][0].by_filter:
+            runs.append([op])
+        else:
+            runs[-1].append(op)
+    return runs

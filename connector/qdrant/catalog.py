@@ -1,0 +1,34 @@
+"""Collection schemas (connector/domain/schema.py), fetched from Qdrant and cached for a while."""
+
+from __future__ import annotations
+
+import time
+
+from connector.domain.schema import CollectionSchema, schema_from_info
+from connector.qdrant.retrying import RetryingClient
+
+__all__ = ["CollectionCatalog"]
+
+
+class CollectionCatalog:
+    """Caches collection schemas for ``ttl`` seconds; ``None`` means the collection does not exist."""
+
+    def __init__(self, qdrant: RetryingClient, ttl: float = 30.0) -> None:
+        self._qdrant, self._ttl = qdrant, ttl
+        self._cache: dict[str, tuple[float, CollectionSchema | None]] = {}
+
+    async def get(self, name: str, *, fresh: bool = False) -> CollectionSchema | None:
+        """The schema, from the cache unless ``fresh`` (collections and their named vectors
+        change at runtime: ask again before refusing an event for what the cache says)."""
+        hit = self._cache.get(name)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._ttl and not fresh:
+            return hit[1]
+        client = self._qdrant.client
+        exists = await self._qdrant.call(f"collection_exists({name})", lambda: client.collection_exists(name))
+        schema = None
+        if exists:
+            info = await self._qdrant.call(f"get_collection({name})", lambda: client.get_collection(name))
+            schema = schema_from_info(name, info)
+        self._cache[name] = (now, schema)
+        return schema

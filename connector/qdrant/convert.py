@@ -1,0 +1,94 @@
+"""Op -> qdrant-client models: the one request shape for local mode and a server. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.domain.operations import DEFAULT_VECTOR, Op, Sparse, Vector
+
+__all__ = ["to_qdrant", "to_requests"]
+
+
+def _vector_model(vector: Vector) -> Any:
+    if isinstance(vector, Sparse):
+        return qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
+    return list(vector)
+
+
+def _vector_struct(vectors: dict[str, Vector]) -> Any:
+    if set(vectors) == {DEFAULT_VECTOR}:
+        return _vector_model(vectors[DEFAULT_VECTOR])
+    return {name: _vector_model(v) for name, v in vectors.items()}
+
+
+def _selector_fields(op: Op) -> dict[str, Any]:
+    if op.filter is not None:
+        return {"filter": qm.Filter.model_validate(op.filter)}
+    return {"points": list(op.ids or [])}
+
+
+def to_qdrant(op: Op) -> qm.UpdateOperation:
+    """The qdrant-client model of one op (the same request shape for local mode and server)."""
+    if op.kind == "upsert":
+        assert op.points is not None
+        points = [
+            qm.PointStruct(id=pid, vector=_vector_struct(d.vectors) if d.vectors else {}, payload=d.payload or {})
+            for pid, d in op.points.items()
+        ]
+        return qm.UpsertOperation(upsert=qm.PointsList(points=points))
+    if op.kind == "update_vectors":
+        assert op.points is not None
+        pvs = [qm.PointVectors(id=pid, vector=_vector_struct(d.vectors)) for pid, d in op.points.items()]
+        return qm.UpdateVectorsOperation(update_vectors=qm.UpdateVectors(points=pvs))
+    if op.kind == "delete":
+        selector: Any = (
+            qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
+            if op.filter is not None
+            else qm.PointIdsList(points=list(op.ids or []))
+        )
+        return qm.DeleteOperation(delete=selector)
+    if op.kind == "set_payload":
+        return qm.SetPayloadOperation(
+            set_payload=qm.SetPayload(payload=op.payload or {}, key=op.key, **_selector_fields(op))
+        )
+    if op.kind == "overwrite_payload":
+        return qm.OverwritePayloadOperation(
+            overwrite_payload=qm.SetPayload(payload=op.payload or {}, **_selector_fields(op))
+        )
+    if op.kind == "delete_payload":
+        return qm.DeletePayloadOperation(
+            delete_payload=qm.DeletePayload(keys=list(op.keys or ()), **_selector_fields(op))
+        )
+    if op.kind == "clear_payload":
+        selector = (
+            qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
+            if op.filter is not None
+            else qm.PointIdsList(points=list(op.ids or []))
+        )
+        return qm.ClearPayloadOperation(clear_payload=selector)
+    if op.kind == "delete_vectors":
+        return qm.DeleteVectorsOperation(
+            delete_vectors=qm.DeleteVectors(vector=list(op.vector_names or ()), **_selector_fields(op))
+        )
+    raise ValueError(f"unknown op kind {op.kind}")
+
+
+def to_requests(op: Op) -> list[qm.UpdateOperation]:
+    """The operations the sink sends for one op: :func:`to_qdrant`, except that an id-addressed
+    ``set_payload`` with null values becomes a ``delete_payload`` of those keys and a
+    ``set_payload`` of the rest. Engines disagree on a null (local mode stores it; a server
+    removes the key, but stores it on a point without payload); the connector's meaning, and
+    every engine's once split, is "remove the key". A filter-addressed one is sent as it is:
+    two ops on one filter can change what the second matches."""
+    nulls = [k for k, v in (op.payload or {}).items() if v is None] if op.kind == "set_payload" else []
+    if not nulls or op.filter is not None:
+        return [to_qdrant(op)]
+    paths = [f"{op.key}.{k}" if op.key else k for k in nulls]
+    delete = qm.DeletePayloadOperation(delete_payload=qm.DeletePayload(keys=paths, points=list(op.ids or [])))
+    rest = {k: v for k, v in (op.payload or {}).items() if v is not None}
+    # with a key, the model walks (creating objects) even when nothing is left to set
+    return [delete, to_qdrant(replace(op, payload=rest))] if rest or op.key else [delete]
+

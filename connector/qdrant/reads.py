@@ -1,0 +1,79 @@
+"""The connector's reads, each written once: points by id (chunked), pages of a scroll, a count.
+
+The stream (existence, texts, read-back), the bulk tools and the migration all read through
+these, so every read is retried the same way and respects the same limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.qdrant.retrying import RetryingClient
+
+__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "scroll_pages", "strict_limit"]
+
+READ_CHUNK = 1000  # ids per retrieve: a request of a few hundred KiB at most
+
+
+def strict_limit(info: qm.CollectionInfo, name: str) -> int | None:
+    """A strict-mode limit (``max_query_limit``, ``upsert_max_batchsize``) when strict mode is on."""
+    strict = info.config.strict_mode_config
+    if strict is None or not strict.enabled:
+        return None
+    value = getattr(strict, name)
+    return int(value) if value is not None else None
+
+
+async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
+                           with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
+                           chunk: int = READ_CHUNK) -> list[qm.Record]:
+    """The existing points among ``ids`` (absent ones are simply not returned), ``chunk`` ids per call."""
+    records: list[qm.Record] = []
+    for start in range(0, len(ids), chunk):
+        part = list(ids[start : start + chunk])
+        records += await qdrant.call(
+            f"retrieve({collection}, {len(part)} ids)",
+            partial(qdrant.client.retrieve, collection, part, with_payload=with_payload, with_vectors=with_vectors),
+        )
+    return records
+
+
+async def scroll_pages(
+    qdrant: RetryingClient,
+    collection: str,
+    *,
+    scroll_filter: qm.Filter | None = None,
+    with_payload: bool | list[str] = True,
+    with_vectors: bool | list[str] = True,
+    page_size: int = 256,
+    start: Any = None,
+) -> AsyncIterator[tuple[list[qm.Record], Any]]:
+    """Yield (page, next_offset) in id order from ``start``; next_offset is None on the last page.
+
+    Pages are no larger than the collection's strict-mode query limit, which would refuse them."""
+    client = qdrant.client
+    info = await qdrant.call(f"get_collection({collection})", partial(client.get_collection, collection))
+    page_size = min(page_size, strict_limit(info, "max_query_limit") or page_size)
+    offset = start
+    while True:
+        page, next_offset = await qdrant.call(
+            f"scroll({collection})",
+            partial(client.scroll, collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
+                    with_payload=with_payload, with_vectors=with_vectors),
+        )
+        yield page, next_offset
+        if next_offset is None:
+            return
+        offset = next_offset
+
+
+async def count_points(qdrant: RetryingClient, collection: str, count_filter: qm.Filter | None = None) -> int:
+    """How many points match ``count_filter`` now (exact)."""
+    result = await qdrant.call(
+        f"count({collection})", partial(qdrant.client.count, collection, count_filter=count_filter, exact=True)
+    )
+    return int(result.count)

@@ -1,0 +1,120 @@
+"""The one retrying Qdrant caller: every Qdrant call of the connector (stream, catalog, bulk
+tools) goes through :meth:`RetryingClient.call`.
+
+Transient errors (timeouts, refused connections, 5xx, gRPC UNAVAILABLE) are retried with
+exponential backoff and full jitter, for as long as it takes: the caller does not advance the
+stream meanwhile, so nothing is lost while Qdrant is down. A rate limit (429) waits as long as
+the server says; a refused API key (401/403) is retried the same way and reported not-ready
+(``failure``): neither is an event's fault. Anything else is raised, mapped
+(:func:`connector.qdrant.errors.classify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from qdrant_client import AsyncQdrantClient
+
+from connector import metrics
+from connector.dev.failpoints import Failpoints
+from connector.errors import AccessDenied, RateLimited, TransientError, WindowAbandoned
+from connector.qdrant.errors import classify
+
+__all__ = ["Backoff", "RetryingClient"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Backoff:
+    """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**n))."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum, self.attempt = initial, maximum, 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.maximum, self.initial * 2**self.attempt))
+        self.attempt += 1
+        return max(delay, self.initial / 2)
+
+
+
+
+class RetryingClient:
+    """One Qdrant (server or local mode) and the retry policy every call to it follows."""
+
+    def __init__(
+        self,
+        client: AsyncQdrantClient,
+        *,
+        retry_initial: float = 0.2,
+        retry_max: float = 30.0,
+        timeout: float | None = None,
+        failpoints: Failpoints | None = None,
+        on_retry: Callable[[str, TransientError], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
+        seconds); ``stopping`` says the worker is shutting down, which ends a retry loop (the
+        caller abandons its window, to be replayed). A rebalance waits for the retries instead."""
+        self.client = client
+        self._retry_initial, self._retry_max = retry_initial, retry_max
+        self._timeout = timeout
+        self._failpoints = failpoints or Failpoints(None)
+        self._on_retry = on_retry
+        self.stopping = stopping
+        self.failure: str | None = None  # why the current call is being retried (readiness reads it)
+
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
+        """Run one Qdrant call; transient errors are retried with backoff (or after the wait the
+        server asked for), others raised mapped. ``raise_rate_limit`` hands a rate limit to the
+        caller instead, after its wait."""
+        backoff = Backoff(self._retry_initial, self._retry_max)
+        name = metrics.call_name(what)
+        while True:
+            started = time.monotonic()
+            try:
+                fault = self._failpoints.qdrant_fault()
+                if fault is not None:
+                    raise fault
+                result = await (asyncio.wait_for(fn(), self._timeout) if self._timeout else fn())
+                metrics.QDRANT_SECONDS.labels(name).observe(time.monotonic() - started)
+                self.failure = None
+                return result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = classify(exc)
+                if not error.retriable:
+                    raise error from exc
+                assert isinstance(error, TransientError)
+                self.failure = str(error)
+                delay = backoff.next_delay()
+                if error.retry_after is not None:  # the server said when: earlier is refused again
+                    delay = error.retry_after + random.uniform(0, self._retry_initial)
+                level = logging.ERROR if isinstance(error, AccessDenied) else logging.WARNING
+                log.log(level, "%s failed (%s); retry %d in %.2fs", what, error, backoff.attempt, delay)
+                metrics.RETRIES.labels(name).inc()
+                if self._on_retry is not None:
+                    self._on_retry(what, error)
+                await self._sleep_unless_stopping(delay, what)
+                if raise_rate_limit and isinstance(error, RateLimited):
+                    raise error from exc
+
+    async def _sleep_unless_stopping(self, delay: float, what: str) -> None:
+        """Sleep before a retry; at shutdown, give up the call instead. (Faust waits for the window
+        in hand before it stops; a retry loop must not hold it forever.)"""
+        deadline = time.monotonic() + delay
+        while True:
+            if self.stopping():
+                raise WindowAbandoned(f"{what}: not retried, the worker is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.5))
+

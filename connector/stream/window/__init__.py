@@ -1,0 +1,12 @@
+"""One window of Kafka records -> applied Qdrant batches, verification events, dead letters.
+
+:class:`WindowProcessor` (processor.py) runs the stages, one module each: parse, admission,
+texts, embedding, readback, report; quarantine.py finds the records that break a window.
+"""
+
+from connector.stream.window.items import Record, WindowResult
+from connector.stream.window.processor import WindowProcessor
+from connector.stream.window.quarantine import is_infrastructure
+from connector.stream.window.report import batch_id_for, offset_ranges
+
+__all__ = ["Record", "WindowProcessor", "WindowResult", "batch_id_for", "is_infrastructure", "offset_ranges"]

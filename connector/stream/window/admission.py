@@ -1,0 +1,78 @@
+"""Stage 2: which events of a collection may be applied (the collection, the allowed list,
+policy, the schema, a filter's blast radius); the others fail with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import models as qm
+
+from connector.dev.failpoints import Failpoints
+from connector.domain.events import ChangeEvent, Rejection
+from connector.domain.policy import check_blast_radius, check_policy
+from connector.domain.schema import CollectionSchema
+from connector.domain.validation import check_event
+from connector.errors import PermanentError
+from connector.qdrant.catalog import CollectionCatalog
+from connector.qdrant.reads import count_points
+from connector.qdrant.retrying import RetryingClient
+from connector.settings import Settings
+from connector.stream.window.items import Item, fail
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    def __init__(self, settings: Settings, qdrant: RetryingClient, catalog: CollectionCatalog,
+                 failpoints: Failpoints) -> None:
+        self.settings, self.qdrant, self.catalog, self.failpoints = settings, qdrant, catalog, failpoints
+
+    async def admit(self, collection: str | None, items: list[Item]) -> CollectionSchema | None:
+        """The collection's schema when any of ``items`` may be applied; refused items fail."""
+        pending = [item for item in items if item.error is None]
+        if collection is None or not pending:
+            return None
+        self.failpoints.poison("validate", [item.record.value for item in pending])
+        allowed = self.settings.collections
+        if allowed is not None and collection not in allowed:
+            for item in pending:
+                fail(item, "collection_not_allowed",
+                     f"collection {collection!r} is not in the connector's allowed list")
+            return None
+        schema = await self.catalog.get(collection)
+        if schema is None or self._refuses_any(schema, pending):
+            # The cache may predate a collection or a named vector created since: ask again
+            # before refusing healthy events for it.
+            schema = await self.catalog.get(collection, fresh=True)
+        if schema is None:
+            for item in pending:
+                fail(item, "unknown_collection", f"collection {collection!r} does not exist")
+            return None
+        for item in pending:
+            if item.event is None:
+                continue
+            rejection = check_policy(item.event, item.record.topic, self.settings) or check_event(
+                item.event, schema, self.settings.models_allowed()
+            )
+            flt = getattr(item.event, "filter", None)
+            if rejection is None and flt is not None:
+                rejection = await self._check_blast_radius(collection, item.event, flt)
+            if rejection is not None:
+                fail(item, rejection.code, rejection.message)
+        return schema
+
+    def _refuses_any(self, schema: CollectionSchema, items: list[Item]) -> bool:
+        """Whether the schema refuses any of these events (unknown vector, wrong size)."""
+        allowed = self.settings.models_allowed()
+        return any(item.event is not None and check_event(item.event, schema, allowed) is not None for item in items)
+
+    async def _check_blast_radius(self, collection: str, event: ChangeEvent, flt: dict[str, Any]) -> Rejection | None:
+        if self.settings.filter_blast_radius is None:
+            return check_blast_radius(event, 0, self.settings)
+        try:
+            matched = await count_points(self.qdrant, collection, qm.Filter.model_validate(flt))
+        except PermanentError as exc:  # e.g. strict mode refuses a filter on an unindexed key
+            return Rejection(code="blast_radius_unknown", collection=collection, event_id=event.event_id,
+                             message=f"Qdrant refused to count the points of this filter, so its blast radius "
+                                     f"cannot be checked: {exc}")
+        return check_blast_radius(event, matched, self.settings)

@@ -1,0 +1,80 @@
+"""The data the window stages share: a consumed record, what the stages learn about it, and
+what a window hands back to be published. No IO."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from connector.domain.events import (
+    ChangeEvent,
+    DeadLetterRecord,
+    ErrorInfo,
+    FenceRecord,
+    RejectionCode,
+    VerificationEvent,
+)
+from connector.domain.operations import Op, PointKey
+
+__all__ = ["Item", "Record", "Retarget", "WindowResult", "fail", "ids_of", "listed"]
+
+Retarget = Callable[[ChangeEvent], "ChangeEvent | None"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, as the window needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class Item:
+    """One record in a window, as the stages see it: parsed, then failed or not."""
+
+    position: int
+    record: Record
+    event: ChangeEvent | None = None
+    error: ErrorInfo | None = None
+    claimed_collection: str | None = None  # from a rejected event, when it names one validly
+    fence: FenceRecord | None = None
+    skipped: bool = False  # nothing to apply (a retargeted event with nothing left)
+    recheck: bool = False  # read its texts before every earlier patch was applied (a rebalance cut the wait short)
+
+    @property
+    def collection(self) -> str | None:
+        return self.event.collection if self.event is not None else self.claimed_collection
+
+
+@dataclass
+class WindowResult:
+    verifications: list[VerificationEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    # Re-embeds applied from texts that may predate earlier patches: published again to the
+    # re-embed topic before the window is committed, so they are re-done after those patches.
+    rechecks: list[Record] = field(default_factory=list)
+
+    def extend(self, other: WindowResult) -> None:
+        self.verifications += other.verifications
+        self.dead_letters += other.dead_letters
+        self.rechecks += other.rechecks
+
+
+def fail(item: Item, code: RejectionCode, message: str) -> None:
+    """Mark an item failed (dead-lettered with this code); the first failure stays."""
+    if item.error is None:
+        item.error = ErrorInfo(code=code, message=message)
+
+
+def ids_of(ops: Sequence[Op]) -> list[PointKey]:
+    return list(dict.fromkeys(pid for op in ops for pid in op.point_ids()))
+
+
+def listed(ids: Sequence[PointKey], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")

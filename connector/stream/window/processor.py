@@ -1,0 +1,207 @@
+"""One window of Kafka records -> applied Qdrant batches, verification events, dead letters.
+
+Independent of Faust so that it can be driven by the stream app, the tests and the
+benchmarks alike. The window is cut at migration fences, then each collection's part goes
+through the stages, each a module of its own:
+
+1. parse (:mod:`.parse`): records -> events, fences or rejections;
+2. admit (:mod:`.admission`): the collection, policy, schema and blast radius;
+3. texts (:mod:`.texts`): inline, or read from payload fields after earlier patches;
+4. embed (:mod:`.embedding`): one call per model and vector name, then one op per event;
+5. read the touched points, screen and plan (connector/domain/planner.py), apply
+   (connector/qdrant/apply.py), read back and compare (:mod:`.readback`);
+6. report (:mod:`.report`): the verification event and the dead letters.
+
+The caller publishes what :meth:`WindowProcessor.process` returns and only then lets the
+source offsets be committed. A window that breaks is quarantined (:mod:`.quarantine`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from typing import Literal
+
+from qdrant_client import AsyncQdrantClient
+
+from connector.dev.failpoints import Failpoints
+from connector.domain.events import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
+from connector.domain.operations import Op
+from connector.domain.planner import plan, screen_existence
+from connector.domain.schema import CollectionSchema
+from connector.errors import CollectionMissing
+from connector.qdrant import BatchApplier, RetryingClient
+from connector.qdrant.catalog import CollectionCatalog
+from connector.settings import Settings
+from connector.stream.embedder import Embedder
+from connector.stream.window.admission import Admission
+from connector.stream.window.embedding import embed_texts, operations_for
+from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, ids_of, listed
+from connector.stream.window.parse import parse_record
+from connector.stream.window.quarantine import process_quarantining
+from connector.stream.window.readback import read_state, verify_applied
+from connector.stream.window.report import Timings, report_batch
+from connector.stream.window.texts import TextReader
+
+__all__ = ["WindowProcessor"]
+
+log = logging.getLogger(__name__)
+
+Report = tuple[VerificationEvent, list[DeadLetterRecord]]
+
+
+class WindowProcessor:
+    """Turns a window of records into applied batches; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: AsyncQdrantClient,
+        qdrant: RetryingClient,
+        embedder: Embedder,
+        expect: Literal["patch", "reembed"],
+        catalog: CollectionCatalog | None = None,
+        failpoints: Failpoints | None = None,
+        *,
+        retarget: Retarget | None = None,
+        honor_fences: bool = True,
+        before_payload_texts: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """``retarget`` (used by a migration) maps an event to the collection and form to apply;
+        ``honor_fences=False`` passes migration fences without waiting (the migration's own tail);
+        ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py)."""
+        self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
+        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes)
+        self.catalog = catalog or CollectionCatalog(qdrant)
+        self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
+        self.retarget = retarget
+        self.honor_fences = honor_fences
+        self.admission = Admission(settings, qdrant, self.catalog, self.failpoints)
+        self.texts = TextReader(settings, qdrant, before_payload_texts)
+        self.stage = "parsing"  # where the window being processed is (named in poison_record dead letters)
+
+    async def process_quarantining(self, records: Sequence[Record]) -> WindowResult:
+        """:meth:`process`, with the records that break it dead-lettered (connector/stream/window/quarantine.py)."""
+        return await process_quarantining(self.process, self._poisoned, lambda: self.stage, records)
+
+    def _poisoned(self, record: Record, message: str) -> WindowResult:
+        """A record that fails alone: dead-lettered with where it failed, its offset confirmed."""
+        item = parse_record(0, record, self.settings, self.expect, self.retarget)
+        item.error = ErrorInfo(code="poison_record", message=message)
+        outcome = VerificationOutcome(status="skipped", reason="a record that breaks the pipeline (poison_record)")
+        verification, dead = report_batch(item.collection, [item], [], 0, outcome, Timings(), time.monotonic())
+        return WindowResult([verification], dead)
+
+    async def process(self, records: Sequence[Record]) -> WindowResult:
+        """Apply a window; a migration fence splits it and holds it until the fence is passed."""
+        started = time.monotonic()
+        self.stage = "parsing"
+        result = WindowResult()
+        segment: list[Item] = []
+        for position, record in enumerate(records):
+            item = parse_record(position, record, self.settings, self.expect, self.retarget)
+            if item.fence is None:
+                segment.append(item)
+                continue
+            await self._process_segment(segment, started, result)
+            segment = []
+            result.verifications.append(await self._pass_fence(item, started))
+        await self._process_segment(segment, started, result)
+        return result
+
+    async def _process_segment(self, items: list[Item], started: float, result: WindowResult) -> None:
+        groups: dict[str | None, list[Item]] = {}
+        for item in items:
+            groups.setdefault(item.collection, []).append(item)
+        for collection, members in groups.items():
+            try:
+                verification, dead = await self._process_collection(collection, members, started)
+            except CollectionMissing as exc:  # deleted under the catalog's cache: nothing of it can apply
+                log.warning("collection %r vanished while its window was processed: %s", collection, exc)
+                for item in members:
+                    fail(item, "unknown_collection", f"collection {collection!r} does not exist (deleted meanwhile)")
+                await self.catalog.get(collection or "", fresh=True)
+                verification, dead = report_batch(collection, members, [], 0,
+                                                  VerificationOutcome(status="skipped", reason=str(exc)),
+                                                  Timings(), started)
+            result.verifications.append(verification)
+            result.dead_letters.extend(dead)
+            result.rechecks += [item.record for item in members if item.recheck and item.error is None]
+
+    async def _pass_fence(self, item: Item, started: float) -> VerificationEvent:
+        """Wait until the fence's alias points at its target, or the fence expires."""
+        fence = item.fence
+        if fence is None:
+            raise ValueError("not a fence")
+        waited = time.monotonic()
+        reason = "migration fence passed by the migration's own tail"
+        while self.honor_fences:
+            aliases = await self.qdrant.call("get_aliases", self.client.get_aliases)
+            if any(a.alias_name == fence.collection and a.collection_name == fence.target for a in aliases.aliases):
+                reason = f"migration fence: alias {fence.collection!r} now points at {fence.target!r}"
+                break
+            if datetime.now(timezone.utc) >= fence.expires_at:
+                reason = f"migration fence expired: alias {fence.collection!r} was not switched to {fence.target!r}"
+                log.warning(reason)
+                break
+            await asyncio.sleep(0.2)
+        outcome = VerificationOutcome(status="skipped", reason=f"{reason} (held {time.monotonic() - waited:.1f}s)")
+        verification, _ = report_batch(fence.collection, [item], [], 0, outcome, Timings(), started)
+        return verification
+
+    async def _process_collection(self, collection: str | None, items: list[Item], started: float) -> Report:
+        timings = Timings()
+        self.stage = "validation"
+        schema = await self.admission.admit(collection, items)
+        if schema is None:
+            return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
+                                reason="no operation to apply"), timings, started)
+        t0 = time.monotonic()
+        self.stage = "embedding"
+        live = [item for item in items if item.error is None and not item.skipped]
+        texts = await self.texts.texts(schema, live)
+        ops = operations_for(live, await embed_texts(self.embedder, schema, live, texts))
+        timings.embed = time.monotonic() - t0
+        if not ops:
+            return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
+                                reason="no operation to apply"), timings, started)
+        return await self._apply(schema, items, ops, timings, started)
+
+    async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
+                     started: float) -> Report:
+        """Screen (which points exist), plan, apply, read back and compare."""
+        before = await read_state(self.qdrant, schema.name, ids_of(ops), payload=self.settings.verify_after_apply)
+        screened = screen_existence(ops, set(before))
+        by_position = {item.position: item for item in items}
+        for op, absent in screened.missing:
+            fail(by_position[op.sources[0]], "point_not_found", f"points not found: {listed(absent)}")
+        self.stage = "planning"
+        self.failpoints.poison("plan", [item.record.value for item in items])
+        planned = plan(screened.accepted)
+        applied: list[Op] = []
+        rejected: list[Op] = []
+        requests = 0
+        t0 = time.monotonic()
+        if planned:
+            self.stage = "the Qdrant request"
+            self.failpoints.poison("apply", [item.record.value for item in items])
+            result = await self.applier.apply(schema.name, planned)
+            applied, requests = result.applied, result.requests
+            failed_positions = {failure.position for failure in result.failed}
+            rejected = [op for op in screened.accepted if op.sources[0] in failed_positions]
+            for failure in result.failed:
+                fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
+        timings.apply = time.monotonic() - t0
+        self.failpoints.crash_if_active("crash-after-apply")
+        t0 = time.monotonic()
+        self.stage = "verification, after its operations were applied"
+        self.failpoints.poison("verify", [item.record.value for item in items])
+        if self.settings.verify_after_apply:
+            outcome = await verify_applied(self.qdrant, schema, before, applied, rejected)
+        else:
+            outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
+        timings.verify = time.monotonic() - t0
+        return report_batch(schema.name, items, applied, requests, outcome, timings, started)

@@ -1,0 +1,39 @@
+"""Reads of the touched points: before planning (which exist, their payload) and after applying
+(read back and compared with what the plan should have left: connector/domain/verifier.py)."""
+
+from __future__ import annotations
+
+from connector.domain.events import VerificationOutcome
+from connector.domain.operations import Op, PointKey
+from connector.domain.schema import CollectionSchema
+from connector.domain.semantics import State
+from connector.domain.verifier import compare, expected_state, state_from_records, touched_vectors
+from connector.qdrant.reads import retrieve_chunked
+from connector.qdrant.retrying import RetryingClient
+from connector.stream.window.items import ids_of
+
+__all__ = ["read_state", "verify_applied"]
+
+
+async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey], *,
+                     payload: bool | list[str], vectors: bool = False) -> State:
+    """The existing points among ``ids``, as the verifier models them."""
+    records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors)
+    return state_from_records(records)
+
+
+async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, before: State, applied: list[Op],
+                         rejected: list[Op]) -> VerificationOutcome:
+    """Read back the points of the applied ops, and of the rejected ones: a server applies a
+    multi-point op in chunks up to the chunk naming a missing point, so a dead-lettered event
+    may have changed some of its points (their payload and existence are checked; ``before``
+    holds no vectors to compare theirs with)."""
+    if not applied and not rejected:
+        return VerificationOutcome(status="skipped", reason="no operation was applied")
+    if any(op.by_filter for op in applied + rejected):
+        return VerificationOutcome(status="skipped", reason="the batch has filter-addressed operations")
+    ids = ids_of(applied + rejected)
+    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=True)
+    expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
+    return compare(expected, after, ids, touched_vectors(applied), schema.cosine_names(),
+                   rejected_ids=set(ids_of(rejected)))
