@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench import report_peer
+
 GOALS = {"connector_vs_naive": 20.0, "connector_vs_ceiling": 0.5, "connector_vs_raw": 0.9}
 
 
@@ -87,6 +89,8 @@ def headline(sections: dict[str, Any]) -> list[str]:
         rows.append(f"| backlog of {b['events']:,} events: RSS at 99% / RSS at 10% | ≈ 1× (bounded) | "
                     f"{last / first:.2f}× ({first:.0f} → {last:.0f} MiB, peak {b['peak_rss_mib']:.0f}) | "
                     f"{'yes' if last / first < 1.25 else '**no**'} |")
+    if "peer" in sections:
+        rows += report_peer.headline_rows(sections["peer"])
     return rows
 
 
@@ -459,6 +463,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
             lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['one_worker'], 0)} | {_spread(t['two_workers'], 0)} | "
                          f"{_spread(t['two_vs_one'])}× |")
         lines.append("")
+    if "peer" in sections:
+        lines += report_peer.section_lines(sections["peer"], m["cores"])
     if "profile" in sections:
         lines += [
             "## Where the time goes",

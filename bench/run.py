@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.run --size tiny     # every section at a toy size (the smoke test)
     .venv/bin/python -m bench.run --only patches --only windows
     .venv/bin/python -m bench.run --qdrant server # only the measurements on a Qdrant server
+    .venv/bin/python -m bench.run --only peer --qdrant server  # upserts beside the official Qdrant sink
 
 ``--qdrant`` chooses the Qdrant targets: ``memory`` and ``disk`` (embedded local mode), ``rest``
 and ``grpc`` (a real Qdrant server started for the run by connector/dev/qdrant_server.py on free
@@ -11,6 +12,10 @@ loopback ports with temporary storage, and killed at the end); ``local`` and ``s
 both of a kind. Default: all four, or the local two with the reason when no server can start.
 Sections that measure on none of the chosen targets are skipped. A partial run (``--only`` or
 ``--qdrant``) keeps the other sections and targets of the results file it updates.
+
+``peer`` (bench/peer.py) runs only when named with ``--only``: it needs Java, the official
+sink from ``../shared/peers/qdrant-kafka/`` and, once, Maven to fetch its dependencies; without
+them it says why and keeps what the results file holds.
 
 Every headline number is a ratio of two things measured in the same run, repeated; the report
 gives the median and the spread. Nothing here is a test: nothing asserts on time.
@@ -28,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, pages, patches, profile, reembed, scale, seed_claim, windows
+from bench import backlog, pages, patches, peer, profile, reembed, scale, seed_claim, windows
 from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
 from connector.dev.broker import KafkaBroker
@@ -47,6 +52,9 @@ SECTIONS: dict[str, tuple[Section, tuple[TargetName, ...]]] = {
     "scale": (scale.measure, scale.SUPPORTED),
     "profile": (profile.measure, ("memory", "disk")),
 }
+# run only when named with --only (an outside peer, Java, minutes of Kafka Connect start-ups)
+OPT_IN: dict[str, tuple[Section, tuple[TargetName, ...]]] = {"peer": (peer.measure, peer.SUPPORTED)}
+ALL = {**SECTIONS, **OPT_IN}
 GROUPS: dict[str, tuple[TargetName, ...]] = {"local": LOCAL, "server": SERVER}
 
 
@@ -69,7 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"size": args.size, "repeats": args.repeats, "machine": machine(),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "sections": {}}
     names = chosen_targets(args.qdrant)
-    sections = [s for s in (args.only or list(SECTIONS)) if set(SECTIONS[s][1]) & set(names)]
+    sections = [s for s in (args.only or list(SECTIONS)) if set(ALL[s][1]) & set(names)]
     skipped = sorted(set(args.only or SECTIONS) - set(sections))
     if skipped:
         print(f"skipped (they measure on none of {', '.join(names)}): {', '.join(skipped)}", flush=True)
@@ -88,11 +96,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ctx = Context(bootstrap, models, Path(tmp), args.size, args.repeats, targets)
             for name in sections:
                 print(
-                    f"== {name} on {', '.join(n for n in names if n in SECTIONS[name][1]) or 'its local mode'}",
+                    f"== {name} on {', '.join(n for n in names if n in ALL[name][1]) or 'its local mode'}",
                     flush=True,
                 )
                 started, section_use = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), MachineUse()
-                section = await SECTIONS[name][0](ctx)
+                section = await ALL[name][0](ctx)
+                if "skipped" in section:  # it said why; the results file keeps what it had
+                    continue
                 stamp = {"size": args.size, "repeats": args.repeats, "started": started,
                          "qdrant_client": results["machine"]["versions"]["qdrant-client"],
                          "seconds": round(time.monotonic() - section_use.wall, 1), **section_use.result()}
@@ -128,7 +138,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="full")
     parser.add_argument("--repeats", type=int, help="repeats of each side-by-side measurement (default 3, tiny 1)")
-    parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="repeatable; default: all")
+    parser.add_argument("--only", action="append", choices=sorted(ALL),
+                        help="repeatable; default: all but the opt-in peer")
     parser.add_argument("--qdrant", action="append", choices=[*TARGETS, *GROUPS],
                         help="repeatable: Qdrant targets to measure on; default: all (see above)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start one")

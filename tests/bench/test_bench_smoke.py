@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.peer_sink import unavailable as peer_unavailable
 from bench.profile import STAGES
 from bench.run import SECTIONS, merge
 from connector.dev.qdrant_server import server_start_script
@@ -96,3 +97,30 @@ def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, tmp
     assert merged["sections"]["pages"] == {"kept": True}
     assert set(merged["sections"]["scale"]["targets"]) == {"disk", "grpc"}
     assert merged["sections"]["scale"]["targets"]["disk"] == {"kept": True}
+
+
+@pytest.mark.usefixtures("model_paths")
+def test_peer_section_beside_the_official_sink(kafka, tmp_path: Path) -> None:
+    """``--only peer`` at toy size on a gRPC server: the official sink, the connector, the naive
+    consumer and the ceiling each measured, and the report's peer tables; skipped where the
+    server or the sink (Java, ../shared/peers/qdrant-kafka, Maven for its jars) cannot run."""
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    reason = peer_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    out, report = tmp_path / "results" / "latest.json", tmp_path / "BENCHMARKS.md"
+    results = run_bench(kafka.bootstrap, out, report, "--only", "peer", "--qdrant", "grpc")
+    if "peer" not in results["sections"]:
+        pytest.skip("the sink's dependencies could not be fetched from Maven Central (the run printed why)")
+    peer = results["sections"]["peer"]
+    assert set(peer["targets"]) == {"grpc"}
+    t = peer["targets"]["grpc"]
+    assert all(t[who]["median"] > 0 and t[who]["n"] == 1 for who in ("sink", "connector", "naive", "ceiling"))
+    assert t["connector_windows"]["not_verified"] == 0
+    assert t["connector_windows"]["dead_letters"] == 0
+    assert t["startup_seconds"]["sink"]["median"] > 0
+    text = report.read_text()
+    assert "## Peer: the official Qdrant Kafka sink" in text
+    assert "upserts, server gRPC: connector vs the official Qdrant sink (gRPC)" in text
