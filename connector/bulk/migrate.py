@@ -56,11 +56,9 @@ from connector.domain.events import (
     ChangeEvent,
     FenceRecord,
     ReembedEvent,
-    Rejection,
     UpdateVectorsEvent,
     UpsertEvent,
     normalize_id,
-    parse_change,
     point_ids_of,
 )
 from connector.domain.operations import PointKey, Sparse, Vector
@@ -400,15 +398,17 @@ class _Tail:
                     # records past the target belong to a later run_until (or to the workers only)
                     self.consumer.seek(tp, kept[-1].offset + 1 if kept else self.position[tp])
                 records = [Record(m.topic, m.partition, m.offset, m.value, m.key, m.timestamp) for m in kept]
-                for record in records:
-                    event = parse_change(record.value, expect="reembed" if tp.topic == self.reembed_topic else "patch")
-                    if isinstance(event, (Rejection, FenceRecord)):
-                        self.touched[tp][record.offset] = []
+                processor = self.processors[tp.topic]
+                items = processor.parse(records)
+                for item in items:
+                    event = item.event
+                    if event is None:  # a rejection or a fence
+                        self.touched[tp][item.record.offset] = []
                     else:
                         filtered = getattr(event, "filter", None) is not None
-                        self.touched[tp][record.offset] = None if filtered else point_ids_of(event)
+                        self.touched[tp][item.record.offset] = None if filtered else point_ids_of(event)
                 if records:
-                    result = await self.processors[tp.topic].process(records)
+                    result = await processor.process_parsed(items)
                     self.events += len(records)
                     self.dead_letters += len(result.dead_letters)
                     self.position[tp] = records[-1].offset + 1

@@ -73,6 +73,18 @@ class Screened:
     missing: list[tuple[Op, list[PointKey]]]
 
 
+def ids_to_read(ops: list[Op]) -> list[PointKey]:
+    """The ids whose state before the window matters: screening and verification need a point
+    only when its first id-addressed op in the window is not an ``upsert`` or a ``delete`` (both
+    leave the same point whatever was there). An upsert-only window reads nothing before it."""
+    first: dict[PointKey, str] = {}
+    for op in ops:
+        if not op.by_filter:
+            for pid in op.point_ids():
+                first.setdefault(pid, op.kind)
+    return [pid for pid, kind in first.items() if kind not in ("upsert", "delete")]
+
+
 def screen_existence(ops: list[Op], existing: set[PointKey]) -> Screened:
     """Drop the ops that name points which will not exist when they run.
 

@@ -72,7 +72,7 @@ SERVERS = ("rest", "grpc")  # a Qdrant server, over REST or gRPC
 TARGET_NAMES = ("local", *SERVERS)
 SERVER_TIMEOUT_SECONDS = 2.0  # the client's request timeout in server-pause: the pause outlasts it
 TEXT_SHARE = 0.02  # records that are a docs text patch or the re-embed that follows it
-SCALE_WAIT = 120  # seconds a scale-out step may take (a join takes ~10 s on 2 busy cores)
+SCALE_WAIT = 240  # seconds a scale-out step may take: ~10 s on 2 busy cores, > 120 s seen under far heavier load
 
 
 @dataclass

@@ -31,6 +31,11 @@ WINDOW = 50
 EVENTS = int(os.environ.get("QCC_FAULT_EVENTS", "3000"))
 
 
+def worker_log_tails(folder: Path, lines: int = 25) -> str:
+    return "\n".join(f"--- {log.name}, last lines\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                     for log in sorted(folder.rglob("worker-*.log")))
+
+
 # one transport: the rebalances are the same over gRPC, and this test is one of the slower ones
 @pytest.mark.parametrize("server_target", [pytest.param("rest", marks=pytest.mark.server)], indirect=True)
 async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env, model_paths, tmp_path: Path,
@@ -43,6 +48,8 @@ async def test_worker_processes_go_one_three_one_on_the_server(kafka, model_env,
                                 embedder=Embedder(Settings(model_paths=model_paths)), qdrant=server_target.name,
                                 server=server_target.server)
     print(markdown([report]))
+    if not report.passed:  # what each worker was doing: shown with the failure
+        print(worker_log_tails(tmp_path))
     assert report.passed, report.problems
     assert [f.kind for f in report.faults] == ["join", "leave"]
     assert all(f.recovered_seconds is not None for f in report.faults)

@@ -30,7 +30,7 @@ from qdrant_client import AsyncQdrantClient
 from connector.dev.failpoints import Failpoints
 from connector.domain.events import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.operations import Op
-from connector.domain.planner import plan, screen_existence
+from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.schema import CollectionSchema
 from connector.errors import CollectionMissing
 from connector.qdrant import BatchApplier, RetryingClient
@@ -39,7 +39,7 @@ from connector.settings import Settings
 from connector.stream.embedder import Embedder
 from connector.stream.window.admission import Admission
 from connector.stream.window.embedding import embed_texts, operations_for
-from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, ids_of, listed
+from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, listed
 from connector.stream.window.parse import parse_record
 from connector.stream.window.quarantine import process_quarantining
 from connector.stream.window.readback import read_state, verify_applied
@@ -95,14 +95,22 @@ class WindowProcessor:
         verification, dead = report_batch(item.collection, [item], [], 0, outcome, Timings(), time.monotonic())
         return WindowResult([verification], dead)
 
+    def parse(self, records: Sequence[Record]) -> list[Item]:
+        """Stage 1 for a whole window (a migration reads the parsed events too)."""
+        self.stage = "parsing"
+        return [parse_record(position, record, self.settings, self.expect, self.retarget)
+                for position, record in enumerate(records)]
+
     async def process(self, records: Sequence[Record]) -> WindowResult:
         """Apply a window; a migration fence splits it and holds it until the fence is passed."""
+        return await self.process_parsed(self.parse(records))
+
+    async def process_parsed(self, items: list[Item]) -> WindowResult:
+        """:meth:`process` after :meth:`parse`."""
         started = time.monotonic()
-        self.stage = "parsing"
         result = WindowResult()
         segment: list[Item] = []
-        for position, record in enumerate(records):
-            item = parse_record(position, record, self.settings, self.expect, self.retarget)
+        for item in items:
             if item.fence is None:
                 segment.append(item)
                 continue
@@ -173,7 +181,8 @@ class WindowProcessor:
     async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
                      started: float) -> Report:
         """Screen (which points exist), plan, apply, read back and compare."""
-        before = await read_state(self.qdrant, schema.name, ids_of(ops), payload=self.settings.verify_after_apply)
+        read = ids_to_read(ops)
+        before = await read_state(self.qdrant, schema.name, read, payload=self.settings.verify_after_apply)
         screened = screen_existence(ops, set(before))
         by_position = {item.position: item for item in items}
         for op, absent in screened.missing:
@@ -200,7 +209,7 @@ class WindowProcessor:
         self.stage = "verification, after its operations were applied"
         self.failpoints.poison("verify", [item.record.value for item in items])
         if self.settings.verify_after_apply:
-            outcome = await verify_applied(self.qdrant, schema, before, applied, rejected)
+            outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected)
         else:
             outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
         timings.verify = time.monotonic() - t0
