@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
+from connector.dev.broker import terminate
 from connector.dev.qdrant_server import QdrantServer
 from connector.settings import Settings
 from connector.stream.app import create_app
@@ -276,12 +277,7 @@ class WorkerProcess:
         return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout=60)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from connector.dev.broker import _stop_with_parent, free_port
+from connector.dev.broker import _stop_with_parent, free_port, terminate
 from connector.paths import SOURCE_ROOT, cache_dir
 
 SHARED_PEER = SOURCE_ROOT.parent / "shared" / "peers" / "qdrant-kafka" if SOURCE_ROOT is not None else None
@@ -139,10 +139,4 @@ class SinkProcess:
             raise RuntimeError(f"Kafka Connect exited with {self.process.returncode}; see {self.log}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)

@@ -95,6 +95,20 @@ def broker_jars() -> Path:
     return libs
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    """SIGTERM a child service (resumed first: a paused one cannot act on it), SIGKILL after
+    ``timeout`` seconds. The dev broker and the dev Qdrant server stop this way."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class KafkaBroker:
     """``with KafkaBroker() as broker: broker.bootstrap`` -> a running broker on loopback."""
 
@@ -202,13 +216,7 @@ class KafkaBroker:
         raise TimeoutError(f"Kafka broker did not listen on {self.bootstrap} within {timeout}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def cleanup(self) -> None:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from connector.dev.broker import _stop_with_parent, free_port
+from connector.dev.broker import _stop_with_parent, free_port, terminate
 from connector.paths import SOURCE_ROOT
 
 # beside a source checkout only: an installed package has no such neighbour
@@ -119,14 +119,7 @@ class QdrantServer:
         self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def cleanup(self) -> None:

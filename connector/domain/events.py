@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -211,7 +211,7 @@ _PatchEvents = (
     | DeleteVectorsEvent
 )
 PatchEvent = Annotated[_PatchEvents, Field(discriminator="op")]
-PATCH_OPS = (
+PatchOp = Literal[
     "upsert",
     "delete",
     "set_payload",
@@ -220,7 +220,8 @@ PATCH_OPS = (
     "clear_payload",
     "update_vectors",
     "delete_vectors",
-)
+]
+PATCH_OPS: tuple[PatchOp, ...] = get_args(PatchOp)
 
 
 # --- re-embed ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from connector.domain.events import (
     DeletePayloadEvent,
     DeleteVectorsEvent,
     OverwritePayloadEvent,
+    PatchOp,
     PointId,
     SetPayloadEvent,
     SparseVector,
@@ -28,16 +29,7 @@ from connector.domain.events import (
 )
 
 PointKey = int | str
-OpKind = Literal[
-    "upsert",
-    "delete",
-    "set_payload",
-    "overwrite_payload",
-    "delete_payload",
-    "clear_payload",
-    "update_vectors",
-    "delete_vectors",
-]
+OpKind = PatchOp  # Qdrant's eight point operations: an op is what a patch event asks for
 # Operations that Qdrant refuses (404) when a named point does not exist.
 NEEDS_EXISTING_POINT: frozenset[str] = frozenset(
     {"set_payload", "overwrite_payload", "delete_payload", "clear_payload", "update_vectors", "delete_vectors"}
