@@ -81,8 +81,8 @@ def section_lines(section: dict[str, Any], cores: int) -> list[str]:
                      f"{up['naive']['median']:.1f} | {cells} |")
     lines += ["", ("The connector's windows, from its verification events (medians over the repeats). Applying and "
                    "reading back are waits on Qdrant; in the rest of the time the worker fetches, parses and "
-                   "validates the events, reads the points' state before applying, plans, and publishes the "
-                   "verification event, one window after another."), "",
+                   "validates the events, plans (an upsert-only window reads nothing before applying), and "
+                   "publishes the verification event, one window after another."), "",
               ("| over | windows | events per window | applying (`wait=true`) | reading back | not verified | "
                "dead letters |"), "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, t in s["targets"].items():
