@@ -130,10 +130,11 @@ async def test_a_rebalance_during_the_wait_is_repaired_after_the_patches(kafka, 
     client = server_target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
     client.upsert("docs", [qm.PointStruct(id=i, vector=old_vector, payload={"text": OLD}) for i in range(100)])
-    # small windows make the backlog slow to apply, so the second worker joins while the re-embed waits
+    # small windows make the backlog slow to apply (~40 s or more; the slower the machine, the
+    # slower both this and the join), so the second worker joins while the re-embed waits
     stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=server_target, extra_env={"QCC_WINDOW_MAX_EVENTS": "5"})
     await stack.create_topics(partitions=2)
-    backlog = [patch(10 + i % 90, {"n": i}) for i in range(3000)] + [patch(5, {"text": NEW})]
+    backlog = [patch(10 + i % 90, {"n": i}) for i in range(10_000)] + [patch(5, {"text": NEW})]
     sent_patches = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], backlog)
     async with ChangeProducer(stack.settings()) as producer:
         meta = await producer.reembed("docs", ids=[5], text_field="text")
