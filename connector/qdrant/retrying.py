@@ -91,6 +91,7 @@ class RetryingClient:
             except Exception as exc:
                 error = classify(exc)
                 if not error.retriable:
+                    self.failure = None  # Qdrant answered: whatever was retried before is over
                     raise error from exc
                 assert isinstance(error, TransientError)
                 self.failure = str(error)
@@ -104,6 +105,7 @@ class RetryingClient:
                     self._on_retry(what, error)
                 await self._sleep_unless_stopping(delay, what)
                 if raise_rate_limit and isinstance(error, RateLimited):
+                    self.failure = None  # the caller takes it from here (it cuts the request)
                     raise error from exc
 
     async def _sleep_unless_stopping(self, delay: float, what: str) -> None:

@@ -22,7 +22,7 @@ from connector.errors import (
     RequestTooLarge,
     TransientError,
 )
-from connector.qdrant import Backoff, classify
+from connector.qdrant import Backoff, RetryingClient, classify
 
 BODY_LIMIT = "JSON payload (1577820 bytes) is larger than allowed (limit: 1048576 bytes)."
 CAPACITY = ("Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, "
@@ -108,3 +108,22 @@ def test_backoff_grows_and_is_capped() -> None:
     delays = [backoff.next_delay() for _ in range(50)]
     assert all(0.05 <= d <= 2.0 for d in delays)
     assert max(delays[10:]) > 0.4  # it grows past the first steps
+
+
+async def test_readiness_is_not_left_failing_when_a_retried_call_ends_in_an_error() -> None:
+    """A timeout, then an answer that is an event's fault: Qdrant is reachable again, so the
+    failure readiness reports must be cleared (it stayed set, and /readyz said 503, until the
+    next call; an idle worker stayed not ready)."""
+    refused = UnexpectedResponse(400, "Bad Request", b"{}", httpx.Headers())
+    answers: list[Exception] = [httpx.ReadTimeout("slow"), refused]
+    seen: list[str | None] = []
+
+    async def call() -> None:
+        raise answers.pop(0)
+
+    qdrant = RetryingClient(None, retry_initial=0.01, retry_max=0.01,  # type: ignore[arg-type]  # no client is used
+                            on_retry=lambda _what, _error: seen.append("retried"))
+    with pytest.raises(PermanentError):
+        await qdrant.call("set_payload", call)
+    assert seen == ["retried"]
+    assert qdrant.failure is None
