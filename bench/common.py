@@ -65,6 +65,7 @@ class QdrantTarget:
             prefer_grpc=self.name == "grpc",
             grpc_port=self.server.grpc_port,
             timeout=REQUEST_TIMEOUT,
+            cloud_inference=True,  # no walk of every request for inference objects, as the worker's client
         )  # type: ignore[arg-type]  # seconds, float as in connector/qdrant/client.py
         for alias in (await client.get_aliases()).aliases:
             await client.delete_alias(alias.alias_name)

@@ -9,6 +9,8 @@ the connector's ``upsert`` events. Then, in each repeat, on a freshly created co
   500-record batches, no ``wait``), :mod:`bench.peer_sink`;
 - connector: a worker process with default settings (every guarantee on: ``wait=true``,
   read-back verification, verification events), over REST and over gRPC;
+- unverified: the same worker with ``QCC_VERIFY_AFTER_APPLY=false`` (no read-back): what
+  the read-back costs;
 - naive: an aiokafka consumer in this process sending one upsert per event with ``wait=true``;
 - ceiling: the points sent straight to Qdrant in 500-point ``upsert`` calls with
   ``wait=true``: no Kafka, no parsing (done beforehand).
@@ -36,8 +38,9 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,7 @@ POLL_SECONDS = 0.05
 TIMEOUT_SECONDS = 900.0
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 SIZES = {"full": (20_000, 2_000), "tiny": (2_400, 1_200)}  # (events, points)
+WHO = ("connector", "unverified", "naive", "ceiling")  # every contender but the sink, per protocol
 
 
 @dataclass(frozen=True)
@@ -274,11 +278,13 @@ async def run_sink(ctx: Context, server: QdrantServer, backlog: Backlog, folder:
         sink.stop()
 
 
-async def run_connector(ctx: Context, target: QdrantTarget, backlog: Backlog) -> Timing:
+async def run_connector(ctx: Context, target: QdrantTarget, backlog: Backlog, *, verify: bool = True) -> Timing:
+    """``verify=False``: the same worker with ``QCC_VERIFY_AFTER_APPLY=false`` (no read-back), to
+    measure what the read-back costs."""
     assert target.server is not None
     folder = ctx.scratch("qdrant")
     await fresh_collection(target, folder)
-    settings = ctx.settings("peer", patch_topic=backlog.connector_topic)
+    settings = ctx.settings("peer", patch_topic=backlog.connector_topic, verify_after_apply=verify)
     await ensure_topics(settings, partitions=PARTITIONS)
     log = ctx.scratch("worker") / "worker.log"
     seen = Confirmations(ctx.bootstrap, settings.verification_topic)
@@ -348,8 +354,9 @@ def _server(target: QdrantTarget) -> QdrantServer:
 
 def _client(target: QdrantTarget) -> AsyncQdrantClient:
     server = _server(target)
+    # cloud_inference: no walk of every request for inference objects, as in the worker's client
     return AsyncQdrantClient(url=server.url, prefer_grpc=target.name == "grpc", grpc_port=server.grpc_port,
-                             timeout=REQUEST_TIMEOUT)  # type: ignore[arg-type]
+                             timeout=REQUEST_TIMEOUT, cloud_inference=True)  # type: ignore[arg-type]
 
 
 def window_summary(timings: list[Timing]) -> dict[str, float]:
@@ -394,9 +401,12 @@ async def measure(ctx: Context) -> dict[str, Any]:
     server = _server(targets[0])
     events, points = SIZES[ctx.size]
     backlog = await make_backlog(ctx, events, points)
-    contenders = ["sink", *(f"{who} {t.name}" for t in targets for who in ("connector", "naive", "ceiling"))]
+    contenders = ["sink", *(f"{who} {t.name}" for t in targets for who in WHO)]
     runs: dict[str, list[Timing]] = {c: [] for c in contenders}
-    runners = {"connector": run_connector, "naive": run_naive, "ceiling": run_ceiling}
+    runners: dict[str, Callable[[Context, QdrantTarget, Backlog], Awaitable[Timing]]] = {
+        "connector": run_connector, "unverified": partial(run_connector, verify=False),
+        "naive": run_naive, "ceiling": run_ceiling,
+    }
     for repeat in range(ctx.repeats):
         for name in rotated(contenders, repeat):
             who, _, protocol = name.partition(" ")
@@ -430,14 +440,16 @@ def summarise(runs: dict[str, list[Timing]], targets: list[str], events: int, po
                            "batch": BATCH, "targets": {},
                            "sink": f"{version} (Kafka Connect standalone, one task, gRPC, its defaults)"}
     for t in targets:
-        names = {"connector": f"connector {t}", "naive": f"naive {t}", "ceiling": f"ceiling {t}", "sink": "sink"}
-        c, n, e = rates(names["connector"]), rates(names["naive"]), rates(names["ceiling"])
+        names = {**{who: f"{who} {t}" for who in WHO}, "sink": "sink"}
+        c, u, n, e = (rates(names[who]) for who in WHO)
         out["targets"][t] = {
-            "qdrant": qdrant[t], "connector": summary(c), "naive": summary(n), "ceiling": summary(e),
-            "sink": summary(sink), "connector_vs_sink": ratio(c, sink), "connector_vs_ceiling": ratio(c, e),
+            "qdrant": qdrant[t], "connector": summary(c), "unverified": summary(u), "naive": summary(n),
+            "ceiling": summary(e), "sink": summary(sink), "connector_vs_sink": ratio(c, sink),
+            "unverified_vs_sink": ratio(u, sink), "connector_vs_unverified": ratio(c, u),
+            "connector_vs_ceiling": ratio(c, e),
             "sink_vs_ceiling": ratio(sink, e), "connector_vs_naive": ratio(c, n),
             "startup_seconds": {who: summary([r.startup_seconds() for r in runs[names[who]]])
-                                for who in ("connector", "naive", "sink")},
+                                for who in ("connector", "unverified", "naive", "sink")},
             "connector_windows": window_summary(runs[names["connector"]]),
             "cpu_ms_per_1000_events": {who: cpu(name) for who, name in names.items()},
         }

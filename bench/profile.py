@@ -1,9 +1,12 @@
 """Where a window's time goes, per event: pyinstrument on the pipeline, in this process.
 
 The window processor (the code between consuming and publishing) runs on prepared records
-with Qdrant in memory and on disk; every sample's time is charged to the innermost stage on
-its stack. Kafka consuming and publishing are not in this picture (they are in the end-to-end
-numbers); embedding runs in the embedding thread and shows as the time the window awaits it.
+with Qdrant in memory, on disk and on the run's server (REST and gRPC, through the client the
+worker makes); every sample's time is charged to the innermost stage on its stack. Kafka
+consuming and publishing are not in this picture (they are in the end-to-end numbers);
+embedding runs in the embedding thread and shows as the time the window awaits it. Workloads:
+distinct and mixed patches (bench/patches.py), 384-d upserts as in the peer section
+(bench/peer.py), and inline-text re-embeds (in memory only: embedding dwarfs the rest).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import json
 from typing import Any
 
 from pyinstrument import Profiler
+from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from bench.common import Context, TargetName, create_kv
+from bench import peer
+from bench.common import Context, QdrantTarget, TargetName, create_kv
 from bench.patches import workload
 from bench.reembed import texts
-from connector.qdrant import RetryingClient
+from connector.qdrant import RetryingClient, make_client
+from connector.settings import Settings
 from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 
@@ -57,9 +63,31 @@ def breakdown(root: Any) -> dict[str, float]:
     return totals
 
 
-async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: int, window: int) -> dict[str, Any]:
-    client = await ctx.local(mode).fresh_client(ctx.scratch("qdrant"))
-    settings = ctx.settings("profile", window_max_events=window)
+SUPPORTED: tuple[TargetName, ...] = ("memory", "disk", "rest", "grpc")
+
+
+async def connector_client(ctx: Context, target: QdrantTarget, settings: Settings) -> AsyncQdrantClient:
+    """An empty Qdrant, and on a server the client the worker would make for it."""
+    client = await target.fresh_client(ctx.scratch("qdrant"))
+    if target.server is None:
+        return client
+    await client.close()
+    return make_client(settings)
+
+
+def upsert_events(n: int, points: int) -> list[dict[str, Any]]:
+    """The peer section's upserts: one 384-d vector and a small payload each."""
+    return [json.loads(peer.upsert_value(i % points, vector, peer.payload(i, n, points)))
+            for i, vector in enumerate(peer.vectors(n))]
+
+
+async def profile_windows(ctx: Context, target: QdrantTarget, kind: str, windows: int, window: int) -> dict[str, Any]:
+    server = target.server
+    settings = ctx.settings(
+        "profile", window_max_events=window, qdrant_url=server.url if server else None,
+        qdrant_prefer_grpc=target.name == "grpc", qdrant_grpc_port=server.grpc_port if server else 6334,
+    )
+    client = await connector_client(ctx, target, settings)
     if kind == "reembed":
         await client.create_collection(
             "docs", vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
@@ -69,6 +97,10 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
         )
         events = [{"schema_version": 1, "kind": "reembed", "collection": "docs", "vector_name": "dense",
                    "points": [{"id": i % window, "text": t}]} for i, t in enumerate(texts(windows * window))]
+    elif kind == "upserts":
+        await client.create_collection(peer.COLLECTION, vectors_config=qm.VectorParams(
+            size=peer.DIMENSIONS, distance=qm.Distance.COSINE))
+        events = upsert_events(windows * window, 2000)
     else:
         await create_kv(client, 2000)
         events = workload(kind, windows * window, 2000)
@@ -92,7 +124,7 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
     per_event = {
         name: round(seconds / len(records) * 1e6, 1) for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1])
     }
-    return {"events": len(records), "window": window, "qdrant": mode, "microseconds_per_event": per_event,
+    return {"events": len(records), "window": window, "qdrant": target.name, "microseconds_per_event": per_event,
             "share": {name: round(seconds / total, 3) for name, seconds in stages.items()} if total else {},
             "events_per_second_in_process": round(len(records) / total, 1) if total else None}
 
@@ -100,11 +132,13 @@ async def profile_windows(ctx: Context, mode: TargetName, kind: str, windows: in
 async def measure(ctx: Context) -> dict[str, Any]:
     full = ctx.size == "full"
     windows, window = (30, 500) if full else (4, 100)
-    out: dict[str, Any] = {}
-    for mode in ("memory", "disk"):
-        for kind in ("distinct", "mixed"):
-            out[f"{kind}_{mode}"] = await profile_windows(ctx, mode, kind, windows, window)
-            print(f"profile {kind} {mode}: {out[f'{kind}_{mode}']['microseconds_per_event']}", flush=True)
-    out["reembed_memory"] = await profile_windows(ctx, "memory", "reembed", max(2, windows // 3), window)
-    print(f"profile reembed: {out['reembed_memory']['microseconds_per_event']}", flush=True)
+    out: dict[str, Any] = {"targets": {}}
+    for target in ctx.chosen(SUPPORTED):
+        runs = out["targets"][target.name] = {}
+        for kind in ("distinct", "mixed", "upserts"):
+            runs[kind] = await profile_windows(ctx, target, kind, windows, window)
+            print(f"profile {kind} {target.name}: {runs[kind]['microseconds_per_event']}", flush=True)
+        if target.name == "memory":
+            runs["reembed"] = await profile_windows(ctx, target, "reembed", max(2, windows // 3), window)
+            print(f"profile reembed: {runs['reembed']['microseconds_per_event']}", flush=True)
     return out

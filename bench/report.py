@@ -201,7 +201,10 @@ def contention(results: dict[str, Any]) -> list[str]:
 
 
 def profile_table(section: dict[str, Any]) -> list[str]:
-    runs = {k: v for k, v in section.items() if isinstance(v, dict) and "microseconds_per_event" in v}
+    """One column per workload and Qdrant target (older results: one level, no targets)."""
+    targets = section.get("targets", {"": section})
+    runs = {f"{kind} {TARGET_LABEL.get(target, '')}".strip(): v for target, t in targets.items()
+            for kind, v in t.items() if isinstance(v, dict) and "microseconds_per_event" in v}
     stages = sorted({s for v in runs.values() for s in v["microseconds_per_event"]})
     rows = ["| stage (µs per event) | " + " | ".join(runs) + " |", "| --- |" + " ---: |" * len(runs)]
     rows.extend(
@@ -472,7 +475,10 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
             (
                 "pyinstrument on the window processor in this process (no Kafka: consuming and publishing are in the "
                 "end-to-end numbers above), 500-event windows; each sample goes to the innermost stage on its stack. "
-                "Embedding runs in the embedding thread and shows as the time the window awaits it."
+                "On a server the Qdrant stages include the client's own work (encoding the request, decoding the "
+                "answer) besides the wait. Embedding runs in the embedding thread and shows as the time the window "
+                "awaits it. Workloads: distinct and mixed patches, the peer section's 384-d upserts, inline-text "
+                "re-embeds."
             ),
             "",
             *profile_table(sections["profile"]),

@@ -45,6 +45,8 @@ def section_lines(section: dict[str, Any], cores: int) -> list[str]:
         f"**sink**: {s['sink']}, upserts without `wait`; "
         "**connector**: a worker process with default settings, every guarantee on (`wait=true`, read-back "
         "verification, a verification event per window, windows of 500 events); "
+        "**unverified**: the same worker with `QCC_VERIFY_AFTER_APPLY=false` (no read-back, the one guarantee "
+        "that can be turned off); "
         "**naive**: an aiokafka consumer sending one upsert per event with `wait=true`; "
         f"**ceiling**: the points sent straight to Qdrant in {s['batch']}-point upserts with `wait=true`, no Kafka."),
         "",
@@ -64,6 +66,13 @@ def section_lines(section: dict[str, Any], cores: int) -> list[str]:
         lines.append(f"| {LABEL[name]} | {_spread(t['sink'], 0)} | {_spread(t['connector'], 0)} | "
                      f"{_spread(t['naive'], 0)} | {_spread(t['ceiling'], 0)} | {_spread(t['connector_vs_sink'])}× | "
                      f"{_spread(t['connector_vs_ceiling'])}× | {_spread(t['sink_vs_ceiling'])}× |")
+    if all("unverified" in t for t in s["targets"].values()):
+        lines += ["", ("What the read-back costs: the connector beside the same worker without it "
+                       "(`QCC_VERIFY_AFTER_APPLY=false`), in the same repeats:"), "",
+                  "| over | unverified | unverified / sink | connector / unverified |", "| --- | ---: | ---: | ---: |"]
+        for name, t in s["targets"].items():
+            lines.append(f"| {LABEL[name]} | {_spread(t['unverified'], 0)} | {_spread(t['unverified_vs_sink'])}× | "
+                         f"{_spread(t['connector_vs_unverified'])}× |")
     lines += [
         "",
         ("Start-up (seconds, median) and CPU per 1,000 events applied (ms, median; the contender's process, and the "

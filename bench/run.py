@@ -50,7 +50,7 @@ SECTIONS: dict[str, tuple[Section, tuple[TargetName, ...]]] = {
     "pages": (pages.measure, ("disk",)),
     "backlog": (backlog.measure, ("disk",)),
     "scale": (scale.measure, scale.SUPPORTED),
-    "profile": (profile.measure, ("memory", "disk")),
+    "profile": (profile.measure, profile.SUPPORTED),
 }
 # run only when named with --only (an outside peer, Java, minutes of Kafka Connect start-ups)
 OPT_IN: dict[str, tuple[Section, tuple[TargetName, ...]]] = {"peer": (peer.measure, peer.SUPPORTED)}

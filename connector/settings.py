@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         "a worker restarted within the session timeout gets its partitions back at once, without a rebalance",
     )
     commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
+    consumer_max_fetch_bytes: int = Field(
+        32 * 1024 * 1024, ge=65_536, description="Most bytes one fetch brings per partition (Kafka's "
+        "max.partition.fetch.bytes); a fetch request brings at most 50 MiB in all",
+    )
 
     # Windows
     window_max_events: int = Field(500, ge=1, le=100_000, description="A window closes at this many events ...")

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import numpy as np
 from qdrant_client import models as qm
 
 from connector.domain.events import Mismatch, VerificationOutcome, normalize_id
@@ -62,9 +63,17 @@ def state_from_records(records: Iterable[qm.Record]) -> State:
     return state
 
 
-def _normalized(vec: tuple[float, ...]) -> tuple[float, ...]:
-    norm = math.sqrt(sum(x * x for x in vec))
-    return tuple(x / norm for x in vec) if norm > 0 else vec
+def _dense_equal(expected: tuple[float, ...], actual: tuple[float, ...], cosine: bool) -> bool:
+    """Element-wise ``math.isclose(e, a, abs_tol=TOLERANCE)``, after scaling ``expected`` to unit
+    length where Qdrant stores it normalised. In numpy: a window reads back hundreds of 384-d
+    vectors, and the loop in Python was a tenth of the worker's CPU on upserts."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if cosine:
+        norm = float(np.sqrt(np.dot(e, e)))
+        if norm > 0:
+            e = e / norm
+    return bool(np.isclose(a, e, rtol=1e-9, atol=TOLERANCE).all())
 
 
 def vectors_equal(expected: Vector, actual: Vector, cosine: bool) -> bool:
@@ -74,11 +83,7 @@ def vectors_equal(expected: Vector, actual: Vector, cosine: bool) -> bool:
         e = dict(zip(expected.indices, expected.values, strict=True))
         a = dict(zip(actual.indices, actual.values, strict=True))
         return e.keys() == a.keys() and all(math.isclose(e[k], a[k], abs_tol=TOLERANCE) for k in e)
-    if len(expected) != len(actual):
-        return False
-    if cosine:
-        expected = _normalized(expected)
-    return all(math.isclose(x, y, abs_tol=TOLERANCE) for x, y in zip(expected, actual, strict=True))
+    return len(expected) == len(actual) and _dense_equal(expected, actual, cosine)
 
 
 def compare(

@@ -193,6 +193,10 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         topic_allow_declare=False,  # topics are created by `qdrant-change-connector topics`
         topic_disable_leader=True,
         producer_acks=-1,
+        # Faust's default is 1 MiB a partition: ~130 upserts of 384-d vectors, so a window of 500
+        # took several fetch round trips, each waiting for the event loop between windows; the
+        # worker stalled on fetching (650 vs 1,650 upserts/s, docs/design.md "Fetch size").
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     runtime = Runtime(settings, client)

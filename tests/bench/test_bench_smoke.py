@@ -27,18 +27,22 @@ def run_bench(bootstrap: str, out: Path, report: Path, *options: str) -> dict[st
     return json.loads(out.read_text())
 
 
-PROFILE_RUNS = {f"{kind}_{mode}" for kind in ("distinct", "mixed") for mode in ("memory", "disk")} | {"reembed_memory"}
+PROFILE_KINDS = {"distinct", "mixed", "upserts"}
 
 
-def check_profile(profile: dict[str, Any]) -> None:
-    """Every profiled run is there, with a time per event for stages the profiler knows.
-    Which stages get samples at this size is chance; what they are is not."""
-    assert set(profile) == PROFILE_RUNS | {"run", "seconds"}
+def check_profile(profile: dict[str, Any], targets: set[str]) -> None:
+    """Every profiled run is there, on every target, with a time per event for stages the
+    profiler knows. Which stages get samples at this size is chance; what they are is not."""
+    assert set(profile["targets"]) == targets
     known = set(STAGES.values()) | {"other (connector and asyncio)"}
-    for key in PROFILE_RUNS:
-        per_event = profile[key]["microseconds_per_event"]
-        assert per_event, (key, per_event)
-        assert set(per_event) <= known, (key, per_event)
+    for target, runs in profile["targets"].items():
+        kinds = PROFILE_KINDS | ({"reembed"} if target == "memory" else set())
+        assert set(runs) == kinds | {"run"}, (target, set(runs))
+        for kind in kinds:
+            per_event = runs[kind]["microseconds_per_event"]
+            assert per_event, (target, kind, per_event)
+            assert set(per_event) <= known, (target, kind, per_event)
+            assert runs[kind]["qdrant"] == target
 
 
 @pytest.mark.usefixtures("model_paths")  # the models are assembled before the bench needs them
@@ -57,7 +61,7 @@ def test_runner_writes_results_report_and_plots(kafka, tmp_path: Path) -> None:
     assert set(results["sections"]["scale"]["targets"]) == {"disk"}  # worker processes cannot share memory
     assert patches["disk"]["run"]["size"] == "tiny"
     assert 0 <= patches["disk"]["run"]["other_cpu_share"] <= 1
-    check_profile(results["sections"]["profile"])
+    check_profile(results["sections"]["profile"], {"memory", "disk"})
     text = report.read_text()
     assert "## Headline ratios" in text
     assert "vs naive consumer" in text
@@ -78,9 +82,10 @@ def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, tmp
         pytest.skip(reason)
     out, report = tmp_path / "results" / "latest.json", tmp_path / "BENCHMARKS.md"
     server = run_bench(kafka.bootstrap, out, report, "--qdrant", "grpc")
-    assert set(server["sections"]) == {"patches", "reembed", "windows", "scale"}
+    assert set(server["sections"]) == {"patches", "reembed", "windows", "scale", "profile"}
     for name in server["sections"]:
         assert set(server["sections"][name]["targets"]) == {"grpc"}
+    check_profile(server["sections"]["profile"], {"grpc"})
     patches = server["sections"]["patches"]["targets"]["grpc"]
     assert "server" in patches["qdrant"]
     assert "gRPC" in patches["qdrant"]
@@ -90,6 +95,7 @@ def test_server_part_alone_measures_on_grpc_and_keeps_earlier_targets(kafka, tmp
     assert "| server gRPC |" in text
     assert "patches, mixed, server gRPC: connector vs naive consumer" in text
     assert "## REST or gRPC" not in text  # one protocol measured: nothing to compare
+    assert "upserts server gRPC" in text.split("## Where the time goes")[1]
 
     earlier = {"size": "full", "repeats": 3, "machine": {}, "started": "earlier", "sections": {
         "scale": {"events": 20_000, "partitions": 4, "targets": {"disk": {"kept": True}}}, "pages": {"kept": True}}}
@@ -117,10 +123,12 @@ def test_peer_section_beside_the_official_sink(kafka, tmp_path: Path) -> None:
     peer = results["sections"]["peer"]
     assert set(peer["targets"]) == {"grpc"}
     t = peer["targets"]["grpc"]
-    assert all(t[who]["median"] > 0 and t[who]["n"] == 1 for who in ("sink", "connector", "naive", "ceiling"))
+    assert all(t[who]["median"] > 0 and t[who]["n"] == 1
+               for who in ("sink", "connector", "unverified", "naive", "ceiling"))
     assert t["connector_windows"]["not_verified"] == 0
     assert t["connector_windows"]["dead_letters"] == 0
     assert t["startup_seconds"]["sink"]["median"] > 0
     text = report.read_text()
     assert "## Peer: the official Qdrant Kafka sink" in text
     assert "upserts, server gRPC: connector vs the official Qdrant sink (gRPC)" in text
+    assert "What the read-back costs" in text

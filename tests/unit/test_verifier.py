@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from connector.domain.operations import Op, PointData, Sparse
 from connector.domain.semantics import PointState
-from connector.domain.verifier import compare, expected_state, touched_vectors
+from connector.domain.verifier import TOLERANCE, compare, expected_state, touched_vectors, vectors_equal
 from connector.stream.window import Record, batch_id_for, offset_ranges
 
 
@@ -49,3 +54,36 @@ def test_offset_ranges_are_exact_runs_and_batch_ids_deterministic() -> None:
     assert [(r.partition, r.first_offset, r.last_offset) for r in ranges] == [(0, 5, 7), (0, 9, 9), (1, 3, 3)]
     assert batch_id_for("t", ranges, "docs") == batch_id_for("t", offset_ranges(list(reversed(records))), "docs")
     assert batch_id_for("t", ranges, "docs") != batch_id_for("t", ranges, "other")
+
+
+def _elementwise_equal(expected: tuple[float, ...], actual: tuple[float, ...], cosine: bool) -> bool:
+    """The comparison's definition, one element at a time."""
+    if len(expected) != len(actual):
+        return False
+    if cosine:
+        norm = math.sqrt(sum(x * x for x in expected))
+        expected = tuple(x / norm for x in expected) if norm > 0 else expected
+    return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=TOLERANCE) for x, y in zip(expected, actual, strict=True))
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@given(
+    expected=st.lists(finite, min_size=1, max_size=8),
+    nudges=st.lists(st.sampled_from([0.0, 0.0, 0.0, 5e-4, -9e-4, 2e-3, -0.5, 1e3]), min_size=8, max_size=8),
+    cosine=st.booleans(),
+    shorter=st.booleans(),
+)
+def test_dense_vectors_compare_as_their_elementwise_definition(
+    expected: list[float], nudges: list[float], cosine: bool, shorter: bool
+) -> None:
+    """The vectorised comparison agrees with element-wise isclose: equal, within tolerance,
+    just outside it, far off, of another length, and with cosine normalisation."""
+    scale = math.sqrt(sum(x * x for x in expected)) if cosine else 1.0
+    target = [x / scale if scale > 0 else x for x in expected]
+    actual = [t + n for t, n in zip(target, nudges, strict=False)]
+    if shorter and len(actual) > 1:
+        actual = actual[:-1]
+    e, a = tuple(expected), tuple(actual)
+    assert vectors_equal(e, a, cosine) == _elementwise_equal(e, a, cosine)
