@@ -38,8 +38,8 @@ from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer
 from connector.domain.verifier import state_from_records
 from connector.settings import Settings
-from connector.stream.app import RECHECK_HEADER
 from connector.stream.embedder import Embedder
+from connector.stream.pipeline import RECHECK_HEADER
 from connector.stream.publishing import HEADER_FORM, read_dead_letter
 from tests.faults.workload import (
     DOCS,
@@ -120,7 +120,7 @@ class Tail(TopicFollower):
     def __init__(self, bootstrap: str, verification_topic: str, dead_letter_topic: str, reembed_topic: str) -> None:
         self.verifications: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
-        self.rechecks: list[dict[str, Any]] = []  # re-embeds a worker published again (app.RECHECK_HEADER)
+        self.rechecks: list[dict[str, Any]] = []  # re-embeds a worker published again (pipeline.RECHECK_HEADER)
         lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
         self._dead_letter_topic, self._reembed_topic = dead_letter_topic, reembed_topic
         super().__init__(bootstrap, [*lists, reembed_topic], lambda topic, record: lists[topic].append(record))

@@ -83,9 +83,20 @@ class WindowProcessor:
         self.texts = TextReader(settings, qdrant, before_payload_texts)
         self.stage = "parsing"  # where the window being processed is (named in poison_record dead letters)
 
-    async def process_quarantining(self, records: Sequence[Record]) -> WindowResult:
-        """:meth:`process`, with the records that break it dead-lettered (connector/stream/window/quarantine.py)."""
-        return await process_quarantining(self.process, self._poisoned, lambda: self.stage, records)
+    async def process_quarantining(self, records: Sequence[Record], parsed: list[Item] | None = None) -> WindowResult:
+        """:meth:`process`, with the records that break it dead-lettered (connector/stream/window/quarantine.py).
+        ``parsed``: the records parsed ahead (:meth:`parse_ahead`), used for the first attempt."""
+        first = None if parsed is None else (lambda: self.process_parsed(parsed))
+        return await process_quarantining(self.process, self._poisoned, lambda: self.stage, records, first=first)
+
+    def parse_ahead(self, records: Sequence[Record]) -> list[Item] | None:
+        """Stage 1 for the next window while this one is applied (connector/stream/pipeline.py);
+        None when it raises: the window is then parsed again where a failure is quarantined."""
+        try:
+            return [parse_record(position, record, self.settings, self.expect, self.retarget)
+                    for position, record in enumerate(records)]
+        except Exception:  # noqa: BLE001  # a record that breaks parsing: the quarantine finds it, not this
+            return None
 
     def _poisoned(self, record: Record, message: str) -> WindowResult:
         """A record that fails alone: dead-lettered with where it failed, its offset confirmed."""

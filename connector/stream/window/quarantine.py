@@ -39,11 +39,13 @@ def poison_message(stage: str, exc: BaseException) -> str:
 
 
 async def process_quarantining(process: Process, poisoned: Poisoned, stage: Callable[[], str],
-                               records: Sequence[Record]) -> WindowResult:
+                               records: Sequence[Record],
+                               first: Callable[[], Awaitable[WindowResult]] | None = None) -> WindowResult:
     """``process(records)``, quarantining the records that break it (see the module docstring).
-    ``poisoned(record, message)`` reports one such record; ``stage()`` says where it failed."""
+    ``poisoned(record, message)`` reports one such record; ``stage()`` says where it failed;
+    ``first()``, when given, makes the first attempt instead (the window parsed ahead)."""
     try:
-        return await process(records)
+        return await (first() if first is not None else process(records))
     except Exception as exc:
         if is_infrastructure(exc):
             raise

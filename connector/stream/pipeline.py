@@ -1,0 +1,252 @@
+"""Windows through an agent, two at a time: the agent collects and parses window N+1 while a
+runner task applies window N.
+
+Commit discipline. Faust acknowledges a window's events when the agent asks ``take_events``
+for the next window, which with a runner is before the window is applied. So the agent takes
+one more reference on each message (Faust's own reference count) before it hands the window
+over; the runner drops it after the window is applied and its verification events, dead
+letters and re-checks are published (``send_and_wait``). Only then does Faust see the message
+acknowledged and commit it. Windows are applied one after another, in order, so per-key order
+and the read-back of each window hold as before; what overlaps is the CPU of the next window
+(Faust's delivery, JSON, the event models) with the current one's waits on Qdrant and Kafka.
+
+A window that is cancelled midway (shutdown) or gives up waiting at shutdown
+(``WindowAbandoned``) is *abandoned*: its messages are marked so that Faust never
+acknowledges them, nothing of it is committed, and the next owner replays it. From then on
+every later window is abandoned too (:func:`abandon` says why). Any other failure exits the
+process: code 74 when local mode cannot write its storage, 70 for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import faust
+from faust.streams import Stream
+from faust.types import EventT
+
+from connector.errors import StorageError, WindowAbandoned
+from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, observe_window
+from connector.settings import Settings
+from connector.stream.publishing import dead_letter_message, verification_value
+from connector.stream.window import Record, WindowProcessor, WindowResult
+from connector.stream.window.items import Item
+
+__all__ = ["EXIT_BUG", "EXIT_STORAGE", "RECHECK_HEADER", "abandon", "publish", "run_windows"]
+
+log = logging.getLogger(__name__)
+
+EXIT_BUG = 70  # EX_SOFTWARE: an unexpected failure in a window
+EXIT_STORAGE = 74  # EX_IOERR: local mode could not write its storage
+RECHECK_HEADER = "qcc.recheck-of"
+
+
+@dataclass
+class Window:
+    """A window handed from the agent to the runner: its events (each holding one reference
+    the runner drops once the window is confirmed), their records, and the records parsed
+    ahead (None when parsing raised: the runner parses again, quarantining what breaks)."""
+
+    events: Sequence[EventT[Any]]
+    records: list[Record]
+    parsed: list[Item] | None
+
+
+def _record(event: EventT[Any]) -> Record:
+    message = event.message
+    stamp = message.timestamp
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        value=message.value,
+        key=message.key,
+        timestamp_ms=int(stamp * 1000) if stamp else None,
+    )
+
+
+def abandon(events: Sequence[EventT[Any]]) -> None:
+    """Make Faust skip acknowledging these events, so their offsets are never committed.
+
+    Only safe when no later event of the same partition is acknowledged in this process:
+    Faust commits past a gap of one offset at the head of a partition's acknowledged offsets.
+    So a worker abandons at shutdown only, and then every window after the first one it
+    abandons too."""
+    for event in events:
+        event.message.acked = True
+
+
+def _confirm(events: Sequence[EventT[Any]]) -> None:
+    """Drop the runner's reference: Faust acknowledges each event (its offset may be committed)."""
+    for event in events:
+        event.ack()
+
+
+def _observe_lag(app: faust.App, events: Sequence[EventT[Any]]) -> None:
+    last: dict[Any, int] = {}
+    for event in events:
+        last[event.message.tp] = max(last.get(event.message.tp, -1), event.message.offset)
+    for tp, offset in last.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+
+
+async def publish(app: faust.App, settings: Settings, result: WindowResult) -> None:
+    """Dead letters first, then re-checks, then verification events; each sized to fit
+    (publishing.py), each waiting for the broker's ack."""
+    for dead in result.dead_letters:
+        original = base64.b64decode(dead.original_value_base64 or "")
+        value, headers, form = dead_letter_message(dead, original, settings.publish_max_bytes)
+        if form != "envelope":
+            log.warning("dead letter of %s:%d:%d published as %s (original of %d bytes)", dead.source.topic,
+                        dead.source.partition, dead.source.offset, form, len(original))
+        await app.producer.send_and_wait(
+            settings.dead_letter_topic,
+            dead.source.key.encode() if dead.source.key else None,
+            value,
+            None,
+            None,
+            headers,
+        )
+    for record in result.rechecks:
+        # The same re-embed again, same key (same partition, after it): re-done once the patches
+        # published before it are applied (docs/design.md, "Re-embeds see the text written before them").
+        source = f"{record.topic}:{record.partition}:{record.offset}"
+        log.warning("re-embed %s read its texts before earlier patches were applied (a rebalance); published again "
+                    "to be re-done after them", source)
+        await app.producer.send_and_wait(settings.reembed_topic, record.key, record.value, None, None,
+                                         [(RECHECK_HEADER, source.encode())])
+        REEMBED_RECHECKS.inc()
+    for verification in result.verifications:
+        await app.producer.send_and_wait(
+            settings.verification_topic,
+            (verification.collection or "").encode(),
+            verification_value(verification, settings.publish_max_bytes),
+            None,
+            None,
+            None,
+        )
+
+
+class Runner:
+    """Applies the windows the agent hands over, in order, one at a time (see the module docstring)."""
+
+    def __init__(self, app: faust.App, settings: Settings, processor: WindowProcessor,
+                 stopping: Callable[[], bool], crash_after_confirm: Callable[[], None]) -> None:
+        self.app, self.settings, self.processor = app, settings, processor
+        self.stopping, self.crash_after_confirm = stopping, crash_after_confirm
+        self.queue: asyncio.Queue[Window] = asyncio.Queue(maxsize=1)
+        self.abandoning = False  # set by the first window abandoned: every later one is too
+
+    def abandon(self, window: Sequence[EventT[Any]], why: str) -> None:
+        self.abandoning = True
+        abandon(window)
+        log.warning("window of %d events abandoned (%s); it will be replayed", len(window), why)
+
+    async def run(self) -> None:
+        while True:
+            window = await self.queue.get()
+            try:
+                await self._one(window)
+            except asyncio.CancelledError:  # the agent stops: this window and those queued are replayed
+                self.abandon(window.events, "the agent stopped")
+                self.drain("the agent stopped")
+                raise
+            finally:
+                self.queue.task_done()
+
+    def drain(self, why: str) -> None:
+        """Abandon every window still queued."""
+        while not self.queue.empty():
+            self.abandon(self.queue.get_nowait().events, why)
+            self.queue.task_done()
+
+    async def close(self, task: asyncio.Future[None]) -> None:
+        """The stream ended (shutdown): abandon what is queued, let the window in hand end
+        (applied, or given up: the Qdrant retries and the patch watermark stop waiting at
+        shutdown), then stop the runner."""
+        self.drain("not started at shutdown")
+        await self.queue.join()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _one(self, window: Window) -> None:
+        events = window.events
+        if self.abandoning or self.stopping():  # buffered before shutdown: the next owner replays it
+            self.abandon(events, "not started at shutdown")
+            return
+        try:
+            result = await self.processor.process_quarantining(window.records, window.parsed)
+            await publish(self.app, self.settings, result)
+            self.crash_after_confirm()
+        except WindowAbandoned as given_up:  # it waited (Qdrant retries, the patch watermark) at shutdown
+            self.abandon(events, str(given_up))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Bad input never gets here (it is dead-lettered): this is local storage that cannot
+            # be written, a bug, a configuration error or a broker failure. Exit at once so the
+            # orchestrator restarts the worker: nothing of this window is committed, and the
+            # restart replays it.
+            abandon(events)
+            if isinstance(exc, StorageError):
+                log.critical("Qdrant local storage failed: %s. Nothing of this window of %d events is committed; "
+                             "free space or make %s writable, then restart: the window is replayed",
+                             exc, len(events), self.settings.qdrant_path)
+            else:
+                log.critical("window of %d events failed; exiting so that it is replayed", len(events),
+                             exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_BUG)
+        _confirm(events)
+        observe_window(events[0].message.topic, len(events), result.verifications, result.dead_letters)
+        _observe_lag(self.app, events)
+        for v in result.verifications:
+            log.info(
+                "batch %s applied: %s, %d/%d events, %s",
+                v.batch_id, v.collection, v.applied_event_count, v.event_count, v.verification.status,
+                extra={"batch_id": v.batch_id, "collection": v.collection, "events": v.event_count,
+                       "applied": v.applied_event_count, "dead_letters": len(v.dead_letters),
+                       "verification": v.verification.status, "topic": v.topic},
+            )
+
+
+async def run_windows(app: faust.App, settings: Settings, processor: WindowProcessor, stream: Stream[Any],
+                      stopping: Callable[[], bool], crash_after_confirm: Callable[[], None],
+                      expect: Literal["patch", "reembed"]) -> None:
+    """The agent's body: collect windows, parse each ahead, hand it to the runner."""
+    runner = Runner(app, settings, processor, stopping, crash_after_confirm)
+    task = asyncio.ensure_future(runner.run())
+    try:
+        async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):
+            if task.done():  # the runner only ends by exiting the process or being cancelled
+                task.result()
+            if runner.abandoning or stopping():
+                # Not raised on: Faust would restart the agent on a new stream, and a window the old
+                # stream had buffered would stay unacknowledged, so shutdown waited for it forever.
+                runner.abandon(events, "not started at shutdown")
+                continue
+            for event in events:
+                event.message.incref()  # the runner's reference: dropped once the window is confirmed
+            try:
+                records = [_record(e) for e in events]
+                window = Window(events, records, processor.parse_ahead(records))
+                await runner.queue.put(window)
+            except asyncio.CancelledError:
+                runner.abandon(events, "the agent stopped")
+                raise
+    except BaseException:
+        task.cancel()  # the runner abandons the window in hand and those queued
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    if not task.done():
+        await runner.close(task)
+    log.debug("%s windows stopped", expect)
