@@ -89,9 +89,10 @@ def section_lines(section: dict[str, Any], cores: int) -> list[str]:
         lines.append(f"| {LABEL[name]} | {up['sink']['median']:.1f} | {up['connector']['median']:.1f} | "
                      f"{up['naive']['median']:.1f} | {cells} |")
     lines += ["", ("The connector's windows, from its verification events (medians over the repeats). Applying and "
-                   "reading back are waits on Qdrant; in the rest of the time the worker fetches, parses and "
-                   "validates the events, plans (an upsert-only window reads nothing before applying), and "
-                   "publishes the verification event, one window after another."), "",
+                   "reading back are the window's waits on Qdrant, the client's encoding and decoding included; "
+                   "besides them the runner validates and plans (an upsert-only window reads nothing before "
+                   "applying) and publishes the verification event, while the agent fetches and parses the next "
+                   "window."), "",
               ("| over | windows | events per window | applying (`wait=true`) | reading back | not verified | "
                "dead letters |"), "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, t in s["targets"].items():
