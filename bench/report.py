@@ -200,6 +200,16 @@ def contention(results: dict[str, Any]) -> list[str]:
              "less so."), ""]
 
 
+NOTES = Path(__file__).resolve().parent / "notes"
+
+
+def notes(section: str) -> list[str]:
+    """Hand-written lines kept under a section (bench/notes/SECTION.md): what changed between runs
+    and why, which the numbers alone do not say. A run of the section rewrites its numbers, not these."""
+    path = NOTES / f"{section}.md"
+    return [*path.read_text().rstrip("\n").splitlines(), ""] if path.exists() else []
+
+
 def profile_table(section: dict[str, Any]) -> list[str]:
     """One column per workload and Qdrant target (older results: one level, no targets)."""
     targets = section.get("targets", {"": section})
@@ -467,7 +477,7 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                          f"{_spread(t['two_vs_one'])}× |")
         lines.append("")
     if "peer" in sections:
-        lines += report_peer.section_lines(sections["peer"], m["cores"])
+        lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
     if "profile" in sections:
         lines += [
             "## Where the time goes",

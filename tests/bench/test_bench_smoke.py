@@ -13,6 +13,7 @@ import pytest
 
 from bench.peer_sink import unavailable as peer_unavailable
 from bench.profile import STAGES
+from bench.report import notes
 from bench.run import SECTIONS, merge
 from connector.dev.qdrant_server import server_start_script
 
@@ -132,3 +133,4 @@ def test_peer_section_beside_the_official_sink(kafka, tmp_path: Path) -> None:
     assert "## Peer: the official Qdrant Kafka sink" in text
     assert "upserts, server gRPC: connector vs the official Qdrant sink (gRPC)" in text
     assert "What the read-back costs" in text
+    assert all(line in text for line in notes("peer"))  # the hand-written lines kept under the section
