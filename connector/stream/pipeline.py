@@ -1,5 +1,5 @@
-"""Windows through an agent, two at a time: the agent collects and parses window N+1 while a
-runner task applies window N.
+"""Windows through an agent, overlapped: while a runner task applies window N, window N+1
+waits parsed in a queue of one and the agent collects and parses the window after it.
 
 Commit discipline. Faust acknowledges a window's events when the agent asks ``take_events``
 for the next window, which with a runner is before the window is applied. So the agent takes
