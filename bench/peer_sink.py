@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from connector.dev.broker import _stop_with_parent, free_port, terminate
+from connector.dev import spawn
+from connector.dev.broker import free_port, terminate
 from connector.paths import SOURCE_ROOT, cache_dir
 
 SHARED_PEER = SOURCE_ROOT.parent / "shared" / "peers" / "qdrant-kafka" if SOURCE_ROOT is not None else None
@@ -129,10 +130,8 @@ class SinkProcess:
         command = ["java", f"-Dlog4j2.configurationFile=file:{folder / 'log4j2.properties'}",
                    f"-Dqk.log.file={self.log}", "-cp", f"{jars / 'connect-libs'}/*",
                    "org.apache.kafka.connect.cli.ConnectStandalone", str(worker), str(sink)]
-        self.process = subprocess.Popen(
-            command, stdout=(workdir / "stdout.log").open("ab"), stderr=subprocess.STDOUT,
-            preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the death signal can only be set in the child
-        )
+        self.process = subprocess.Popen(spawn.command(command), stdout=(workdir / "stdout.log").open("ab"),
+                                        stderr=subprocess.STDOUT)
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:

@@ -9,20 +9,19 @@ is stopped with the context manager.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from types import TracebackType
 
+from connector.dev import spawn
 from connector.paths import cache_dir
 
 POM = Path(__file__).resolve().parent / "kafka-broker.pom.xml"
@@ -32,18 +31,6 @@ log4j.appender.file.File={log}
 log4j.appender.file.layout=org.apache.log4j.PatternLayout
 log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
-
-
-# loaded here, not in the forked child, where loading a library can deadlock
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _stop_with_parent() -> None:
-    """In the broker's process: SIGTERM it when the thread that started it ends (Linux), so a
-    killed test or benchmark run does not leave a broker behind. Start brokers from the main
-    thread."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -197,10 +184,9 @@ class KafkaBroker:
                 stdout=subprocess.DEVNULL,
             )
         with (self.data_dir / "stdout.log").open("ab") as out:  # the broker keeps its own copy
-            self.process = subprocess.Popen(
-                self._java("kafka.Kafka", str(config)), stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the death signal can only be set in the child
-            )
+            # ends with the thread that started it (spawn.py): start brokers from the main thread
+            self.process = subprocess.Popen(spawn.command(self._java("kafka.Kafka", str(config))),
+                                            stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

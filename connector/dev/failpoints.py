@@ -10,6 +10,8 @@ Failpoints:
 - ``crash-while-embedding``: the process exits hard inside a model call;
 - ``crash-after-apply``: ... after a batch is applied, before its verification event;
 - ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged;
+- ``hold-apply``: a window's batch request waits while the file exists, as a slow request in
+  flight does (shutdown does not cut it short);
 - ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;
   that stage raises, as a bug would, for a window holding a record or text with the marker.
   Stands in for inputs that break a stage where no real one is known (poison quarantine).
@@ -17,10 +19,14 @@ Failpoints:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from pathlib import Path
 
 import httpx
+
+log = logging.getLogger(__name__)
 
 
 class Failpoints:
@@ -34,6 +40,13 @@ class Failpoints:
         """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
         if self.active(name):
             os._exit(137)
+
+    async def hold(self, name: str) -> None:
+        """Wait while ``name`` is active."""
+        if self.active(name):
+            log.warning("failpoint %s: holding", name)
+        while self.active(name):  # noqa: ASYNC110 - a file another process removes
+            await asyncio.sleep(0.05)
 
     def poison(self, stage: str, values: list[bytes | None] | list[str]) -> None:
         """Raise if ``poison-<stage>`` is active and one of ``values`` holds its marker."""

@@ -10,9 +10,11 @@ gets free loopback ports and its own storage folder; SIGKILL, SIGSTOP and SIGCON
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -21,8 +23,11 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from connector.dev.broker import _stop_with_parent, free_port, terminate
+from connector.dev import spawn
+from connector.dev.broker import free_port, terminate
 from connector.paths import SOURCE_ROOT
+
+log = logging.getLogger(__name__)
 
 # beside a source checkout only: an installed package has no such neighbour
 SHARED_START = SOURCE_ROOT.parent / "shared" / "qdrant" / "start" if SOURCE_ROOT is not None else None
@@ -39,6 +44,18 @@ def server_start_script() -> tuple[Path | None, str]:
     where = f"{SHARED_START} is absent" if SHARED_START is not None else "QCC_QDRANT_SERVER_START is not set"
     return None, (f"no Qdrant server to start: {where}; set QCC_QDRANT_SERVER_START to a script "
                   "taking STORAGE_DIR HTTP_PORT GRPC_PORT (docs/testing.md)")
+
+
+class ServerExited(RuntimeError):
+    """The server process ended before it was ready; the message ends with its log's last lines."""
+
+    def __init__(self, returncode: int, log_file: Path, lines: int = 15) -> None:
+        try:
+            tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        shown = "\n".join(tail) if tail else "(the log is empty)"
+        super().__init__(f"Qdrant exited with {returncode} before it was ready; {log_file} ends:\n{shown}")
 
 
 class QdrantServer:
@@ -63,6 +80,7 @@ class QdrantServer:
         self.api_key, self.read_only_api_key = api_key, read_only_api_key
         self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self._own_ports = True  # chosen here and not yet served on: may be chosen again
 
     @property
     def url(self) -> str:
@@ -72,7 +90,24 @@ class QdrantServer:
     def log(self) -> Path:
         return self.storage / "server.log"
 
-    def start(self, timeout: float = 60.0) -> QdrantServer:
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> QdrantServer:
+        """Start the server and wait until it is ready. A server that exits before it was ever
+        ready (its port taken between :func:`free_port` and its bind, which is a race no free
+        port avoids) is started again on fresh ports, up to ``attempts`` times in all; a
+        restart (``kill`` then ``start``) keeps its ports."""
+        for attempt in range(1, attempts + 1):
+            self._launch()
+            try:
+                self.wait_ready(timeout)
+                return self
+            except ServerExited as exited:
+                if attempt == attempts or not self._own_ports:
+                    raise
+                log.warning("%s; starting it again on fresh ports", exited)
+                self.http_port, self.grpc_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
         env = {**os.environ, **self.extra_env}
         if self.api_key:
             env["QDRANT_API_KEY"] = self.api_key
@@ -80,23 +115,24 @@ class QdrantServer:
             env["QDRANT_READ_ONLY_API_KEY"] = self.read_only_api_key
         self.storage.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:  # the server keeps its own copy
-            self.process = subprocess.Popen(
-                [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the death signal can only be set in the child
-            )
-        self.wait_ready(timeout)
-        return self
+            # ends with the thread that started it (spawn.py)
+            argv = [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)]
+            self.process = subprocess.Popen(spawn.command(argv), env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """How to trust the server's certificate: none here (plain HTTP); a TLS server says."""
+        return None
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until ``/readyz`` answers 200 (it needs no API key)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Qdrant exited with {self.process.returncode}; see {self.log}")
+                raise ServerExited(self.process.returncode, self.log)
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as answer:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1, context=self.tls_context()) as answer:
                     if answer.status == 200:
+                        self._own_ports = False  # ready once: a restart must keep them (clients know them)
                         return
             except (urllib.error.URLError, OSError):
                 pass

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 import faust
 from faust.streams import Stream
+from faust.types import TP
 from qdrant_client import AsyncQdrantClient
 
 from connector.dev.failpoints import Failpoints
@@ -65,6 +66,27 @@ class Runtime:
             return self._processors[expect]
 
 
+class ConnectorApp(faust.App):
+    """faust.App whose partitions, revoked while it stops, wait for the windows in hand.
+
+    Faust waits for unacknowledged events at a rebalance, except when the app is stopping:
+    then ``_on_partitions_revoked`` closes the consumer at once, and the partitions' next owner
+    replays a window this worker is still applying (pipeline.py). Waiting here holds the
+    rebalance (the consumer keeps heartbeating) until that window is confirmed or given up;
+    at shutdown the Qdrant retries and the patch watermark give up, so the wait is short.
+    ``_on_partitions_revoked`` is Faust's own rebalance callback, not a public hook: checked on
+    faust-streaming 0.15.3, the version pinned in pyproject.toml."""
+
+    windows_in_hand: pipeline.WindowsInHand
+
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        if self.should_stop and self.windows_in_hand.count:
+            log.info("partitions revoked while stopping: waiting for %d window(s) in hand to end first",
+                     self.windows_in_hand.count)
+            await self.windows_in_hand.idle()
+        await super()._on_partitions_revoked(revoked)
+
+
 def _credentials(settings: Settings) -> Any:
     context = ssl_context(settings)
     if settings.kafka_sasl_mechanism:
@@ -87,7 +109,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
     storage folder, so a migration run in the same process must share it).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = ConnectorApp(
         settings.consumer_group,
         broker=settings.kafka_broker_url(),
         broker_credentials=_credentials(settings),
@@ -109,6 +131,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
+    app.windows_in_hand = pipeline.WindowsInHand()
     runtime = Runtime(settings, client)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
@@ -120,7 +143,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
 
     async def run_windows(stream: Stream[Any], expect: Literal["patch", "reembed"]) -> None:
         processor = await runtime.processor(expect)
-        await pipeline.run_windows(app, settings, processor, stream, runtime.stopping,
+        await pipeline.run_windows(app, settings, processor, stream, app.windows_in_hand, runtime.stopping,
                                    lambda: runtime.failpoints.crash_if_active("crash-after-confirm"), expect)
 
     patch_topic = app.topic(settings.patch_topic, key_type=bytes, value_type=bytes)

@@ -10,6 +10,14 @@ acknowledged and commit it. Windows are applied one after another, in order, so 
 and the read-back of each window hold as before; what overlaps is the CPU of the next window
 (Faust's delivery, JSON, the event models) with the current one's waits on Qdrant and Kafka.
 
+Partitions revoked while the worker stops. Faust waits for unacknowledged events when a
+rebalance revokes partitions, but not once the app is stopping: then it closes the consumer
+at once, and the partitions' next owner replays, from the last commit, the window this
+worker may still be applying (two workers stopping together: the second one's revocation).
+Two workers applying the same window at once break per-key order and the read-back. So
+:class:`WindowsInHand` counts the windows being applied, and the app's revocation waits for
+none before it lets the partitions go (app.py).
+
 A window that is cancelled midway (shutdown) or gives up waiting at shutdown
 (``WindowAbandoned``) is *abandoned*: its messages are marked so that Faust never
 acknowledges them, nothing of it is committed, and the next owner replays it. From then on
@@ -38,13 +46,35 @@ from connector.stream.publishing import dead_letter_message, verification_value
 from connector.stream.window import Record, WindowProcessor, WindowResult
 from connector.stream.window.items import Item
 
-__all__ = ["EXIT_BUG", "EXIT_STORAGE", "RECHECK_HEADER", "abandon", "publish", "run_windows"]
+__all__ = ["EXIT_BUG", "EXIT_STORAGE", "RECHECK_HEADER", "WindowsInHand", "abandon", "publish", "run_windows"]
 
 log = logging.getLogger(__name__)
 
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected failure in a window
 EXIT_STORAGE = 74  # EX_IOERR: local mode could not write its storage
 RECHECK_HEADER = "qcc.recheck-of"
+
+
+class WindowsInHand:
+    """How many windows this process's runners are applying (from taking one off the queue
+    to confirming or abandoning it); :meth:`idle` waits until none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
 
 
 @dataclass
@@ -138,9 +168,9 @@ async def publish(app: faust.App, settings: Settings, result: WindowResult) -> N
 class Runner:
     """Applies the windows the agent hands over, in order, one at a time (see the module docstring)."""
 
-    def __init__(self, app: faust.App, settings: Settings, processor: WindowProcessor,
+    def __init__(self, app: faust.App, settings: Settings, processor: WindowProcessor, in_hand: WindowsInHand,
                  stopping: Callable[[], bool], crash_after_confirm: Callable[[], None]) -> None:
-        self.app, self.settings, self.processor = app, settings, processor
+        self.app, self.settings, self.processor, self.in_hand = app, settings, processor, in_hand
         self.stopping, self.crash_after_confirm = stopping, crash_after_confirm
         self.queue: asyncio.Queue[Window] = asyncio.Queue(maxsize=1)
         self.abandoning = False  # set by the first window abandoned: every later one is too
@@ -153,6 +183,7 @@ class Runner:
     async def run(self) -> None:
         while True:
             window = await self.queue.get()
+            self.in_hand.begin()  # before any await: a revocation at shutdown sees it from here on
             try:
                 await self._one(window)
             except asyncio.CancelledError:  # the agent stops: this window and those queued are replayed
@@ -160,6 +191,7 @@ class Runner:
                 self.drain("the agent stopped")
                 raise
             finally:
+                self.in_hand.end()
                 self.queue.task_done()
 
     def drain(self, why: str) -> None:
@@ -220,10 +252,10 @@ class Runner:
 
 
 async def run_windows(app: faust.App, settings: Settings, processor: WindowProcessor, stream: Stream[Any],
-                      stopping: Callable[[], bool], crash_after_confirm: Callable[[], None],
+                      in_hand: WindowsInHand, stopping: Callable[[], bool], crash_after_confirm: Callable[[], None],
                       expect: Literal["patch", "reembed"]) -> None:
     """The agent's body: collect windows, parse each ahead, hand it to the runner."""
-    runner = Runner(app, settings, processor, stopping, crash_after_confirm)
+    runner = Runner(app, settings, processor, in_hand, stopping, crash_after_confirm)
     task = asyncio.ensure_future(runner.run())
     try:
         async for events in stream.take_events(settings.window_max_events, settings.window_max_wait_seconds):

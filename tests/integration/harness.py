@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from connector.dev import spawn
 from connector.settings import Settings
 from connector.stream.kafka_admin import ensure_topics
 from tests.qdrant_targets import QdrantTarget
@@ -72,21 +72,15 @@ class Stack:
 class Worker:
     """A worker subprocess: ``python -m connector.cli worker``."""
 
-    def __init__(self, stack: Stack, *, max_file_bytes: int | None = None) -> None:
-        """``max_file_bytes`` caps every file the worker writes (RLIMIT_FSIZE): a full disk."""
+    def __init__(self, stack: Stack, *, max_file_bytes: int | None = None, env: dict[str, str] | None = None) -> None:
+        """``max_file_bytes`` caps every file the worker writes (RLIMIT_FSIZE): a full disk;
+        ``env`` adds settings of this worker's own to the stack's."""
         self.stack = stack
         self.log = stack.workdir / f"worker-{time.monotonic_ns()}.log"
-        env = {**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}
-
-        def limit_files() -> None:
-            if max_file_bytes is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "connector.cli", "worker"],
-            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-            preexec_fn=limit_files,  # noqa: PLW1509 - a file size limit can only be set in the child
-        )
+        env = {**os.environ, **stack.env, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        argv = spawn.command([sys.executable, "-m", "connector.cli", "worker"], stop_with_parent=False,
+                             max_file_bytes=max_file_bytes)
+        self.process = subprocess.Popen(argv, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -71,20 +71,8 @@ class TlsQdrantServer(QdrantServer):
     def url(self) -> str:
         return f"https://127.0.0.1:{self.http_port}"
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Qdrant exited with {self.process.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1, context=context) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"Qdrant did not become ready on {self.url} within {timeout}s; see {self.log}")
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 @pytest.fixture(scope="module")

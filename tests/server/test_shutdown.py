@@ -1,4 +1,5 @@
-"""SIGTERM while windows wait: the worker exits at once, and nothing it held is committed.
+"""SIGTERM while windows wait: the worker exits at once, and nothing it held is committed;
+SIGTERM while a window is being applied: nobody else applies it until it is done.
 
 Found by the scale-out fault test under load: a re-embed window waiting for earlier patches
 gave up at shutdown, and the window the stream had buffered behind it was never acknowledged,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from qdrant_client import models as qm
 
 from tests.conftest import API_KEY, READ_ONLY_API_KEY
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -72,3 +74,72 @@ async def test_sigterm_while_reembeds_wait_for_patches(kafka, model_env, tmp_pat
     assert sum(v["applied_event_count"] for v in verifications if v["topic"] == topic) == 3
     assert all(p.vector != [1.0] * 384 for p in client.retrieve("docs", [0, 1, 2], with_vectors=True))
     client.close()
+
+
+async def wait_for_line(worker: Worker, line: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in worker.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
+        await asyncio.sleep(0.1)
+    assert line in worker.output(), f"no {line!r} in:\n{worker.output()[-3000:]}"
+
+
+def upserts(first: int, count: int, value: float) -> list[tuple[bytes, bytes]]:
+    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
+                                               "points": [{"id": i, "vector": [value, float(i)]}]}).encode())
+            for i in range(first, first + count)]
+
+
+@pytest.mark.parametrize("server_target", ["rest"], indirect=True)
+async def test_partitions_revoked_while_stopping_wait_for_the_window_in_hand(kafka, model_env, tmp_path: Path,
+                                                                             server_target: QdrantTarget) -> None:
+    """A worker stops while its window's batch request is in flight, and a rebalance (another
+    worker joining) takes a partition from it before that request ends. Faust gives partitions
+    up at once when the app is stopping; the connector holds the rebalance until the window is
+    applied and confirmed, so the next owner never applies it beside the worker still doing so."""
+    client = server_target.client()
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
+    held = tmp_path / "failpoints"
+    held.mkdir()
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=server_target,
+                  extra_env={"QCC_WINDOW_MAX_EVENTS": "40", "QCC_WINDOW_MAX_WAIT_SECONDS": "0.5"})
+    await stack.create_topics(partitions=2)  # the joining worker takes one of the two
+    topic, verifications = stack.env["QCC_PATCH_TOPIC"], stack.env["QCC_VERIFICATION_TOPIC"]
+    first = Worker(stack, env={"QCC_FAILPOINTS_DIR": str(held)})
+    second: Worker | None = None
+    try:
+        before = await produce(kafka.bootstrap, topic, upserts(0, 20, 1.0))
+        await read_topic(kafka.bootstrap, verifications, until=all_covered(before), timeout=90)
+
+        (held / "hold-apply").touch()
+        window = await produce(kafka.bootstrap, topic, upserts(0, 20, 2.0))  # both partitions, one window
+        assert {partition for partition, _ in window} == {0, 1}
+        await wait_for_line(first, "failpoint hold-apply: holding")  # its batch request is in flight
+        first.process.send_signal(signal.SIGTERM)
+        await wait_for_line(first, "Wait for streams")  # stopping: Faust waits for the window...
+        second = Worker(stack)  # ...and a rebalance revokes the partitions meanwhile
+        await wait_for_line(second, "(Re-)joining group")
+        await wait_for_line(first, "Revoking previously assigned partitions frozenset")
+        await asyncio.sleep(8)  # had the first worker let a partition go, the second would replay it by now
+        (held / "hold-apply").unlink()
+        assert first.process.wait(timeout=60) == 0, first.output()[-3000:]
+        published = await read_topic(kafka.bootstrap, verifications, until=all_covered(window), timeout=90)
+    finally:
+        assert first.stop() == 0, first.output()[-3000:]
+        if second is not None:
+            assert second.stop() == 0, second.output()[-3000:]
+    # Whatever the second worker applied of the held window, it applied after the first was done.
+    def offsets(verification: dict[str, Any]) -> set[tuple[int, int]]:
+        return {(p, o) for p, covered in covered_offsets([verification]).items() for o in covered}
+
+    def by_first(verification: dict[str, Any]) -> bool:
+        return bool(verification["worker"].endswith(f":{first.process.pid}"))
+
+    held_window = [i for i, v in enumerate(published) if by_first(v) and offsets(v) & set(window)]
+    assert held_window, "the first worker never applied the window it held"
+    applied_by_first = set().union(*(offsets(published[i]) for i in held_window))
+    for v in published[:max(held_window)]:
+        assert by_first(v) or not offsets(v) & applied_by_first, "a window applied by two workers at once"
+    assert all(v["verification"]["status"] == "verified" for v in published)
+    points = client.retrieve("docs", list(range(20)), with_vectors=True)
+    client.close()
+    assert sorted((p.id, p.vector) for p in points) == [(i, [2.0, float(i)]) for i in range(20)]

@@ -208,6 +208,7 @@ class WindowProcessor:
         if planned:
             self.stage = "the Qdrant request"
             self.failpoints.poison("apply", [item.record.value for item in items])
+            await self.failpoints.hold("hold-apply")
             result = await self.applier.apply(schema.name, planned)
             applied, requests = result.applied, result.requests
             failed_positions = {failure.position for failure in result.failed}

@@ -1,0 +1,63 @@
+"""Start a helper process (broker, Qdrant server, worker) without ``preexec_fn``.
+
+``subprocess.Popen(preexec_fn=...)`` runs Python in the forked child of a process that has
+threads (gRPC's, onnxruntime's, the Kafka clients'): Python's documentation calls that
+unsafe. A Qdrant server started so in CI exited with SIGABRT before it was ready, right after
+gRPC warned that it skipped its fork handlers (the log was lost with the machine, so the
+cause is likely, not proven). So the child is
+started with a plain ``posix_spawn``/``vfork`` as ``python -m connector.dev.spawn ...``, sets
+what it must on itself, then ``exec``\\ s the real command.
+
+    python -m connector.dev.spawn [--parent PID] [--max-file-bytes N] -- COMMAND...
+
+``--parent``: SIGTERM this process when PID ends (Linux ``PR_SET_PDEATHSIG``), so a killed
+test or benchmark run leaves no broker or server behind. ``--max-file-bytes``: cap every file
+it writes (``RLIMIT_FSIZE``), a full disk for the fault tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import resource
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def command(argv: list[str], *, stop_with_parent: bool = True, max_file_bytes: int | None = None) -> list[str]:
+    """``argv`` wrapped so that it ends with this process (Linux) and writes at most
+    ``max_file_bytes`` a file; ``argv`` itself where there is nothing to set."""
+    options: list[str] = []
+    if stop_with_parent and sys.platform.startswith("linux"):
+        options += ["--parent", str(os.getpid())]
+    if max_file_bytes is not None:
+        options += ["--max-file-bytes", str(max_file_bytes)]
+    if not options:
+        return argv
+    return [sys.executable, "-m", "connector.dev.spawn", *options, "--", *argv]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="connector.dev.spawn")
+    parser.add_argument("--parent", type=int)
+    parser.add_argument("--max-file-bytes", type=int)
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        parser.error("no command")
+    if args.parent is not None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != args.parent:  # it ended before the death signal was set
+            sys.exit(f"parent {args.parent} ended before {argv[0]} started")
+    if args.max_file_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.max_file_bytes, args.max_file_bytes))
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()
