@@ -125,6 +125,11 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         topic_allow_declare=False,  # topics are created by `qdrant-change-connector topics`
         topic_disable_leader=True,
         producer_acks=-1,
+        # No tables, so no standby replicas: Faust's default of one keeps a standby of each
+        # partition on a worker, and its assignor hands a partition to a worker holding its
+        # standby first. A third worker joining two that had split four partitions got none
+        # and sat idle (seen in the scale-out fault test; tests/unit/test_assignment.py).
+        table_standby_replicas=0,
         # Faust's default is 1 MiB a partition: ~130 upserts of 384-d vectors, so a window of 500
         # took several fetch round trips, each waiting for the event loop between windows; the
         # worker stalled on fetching (650 vs 1,650 upserts/s, docs/design.md "Fetch size").
