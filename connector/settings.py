@@ -43,7 +43,8 @@ class Settings(BaseSettings):
         None, description="Static group membership (Kafka's group.instance.id), unique per worker, e.g. the pod name: "
         "a worker restarted within the session timeout gets its partitions back at once, without a rebalance",
     )
-    commit_interval_seconds: float = Field(1.0, gt=0, description="How often acknowledged offsets are committed")
+    commit_interval_seconds: float = Field(
+        1.0, gt=0, description="How often acknowledged offsets are committed, besides after each window")
     consumer_max_fetch_bytes: int = Field(
         32 * 1024 * 1024, ge=65_536, description="Most bytes one fetch brings per partition (Kafka's "
         "max.partition.fetch.bytes); a fetch request brings at most 50 MiB in all",

@@ -1,0 +1,67 @@
+"""A partition that moves to another worker is not replayed from far behind.
+
+Faust forgets the offsets a worker acknowledged but had not committed yet when their
+partition is revoked, so with commits only every interval the next owner replayed up to an
+interval's worth of windows after each rebalance. The runner commits after each window
+(pipeline.py); here the interval is a minute, so only those commits can count."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from qdrant_client import models as qm
+
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
+
+pytestmark = [pytest.mark.integration, pytest.mark.server]
+
+
+def upserts(first: int, count: int) -> list[tuple[bytes, bytes]]:
+    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
+                                               "points": [{"id": i, "vector": [1.0, float(i)]}]}).encode())
+            for i in range(first, first + count)]
+
+
+@pytest.mark.parametrize("server_target", ["rest"], indirect=True)
+async def test_a_partition_moved_by_a_join_is_not_replayed(kafka, model_env, tmp_path: Path,
+                                                           server_target: QdrantTarget) -> None:
+    client = server_target.client()
+    client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
+    client.close()
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=server_target, extra_env={
+        "QCC_WINDOW_MAX_EVENTS": "10", "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2", "QCC_COMMIT_INTERVAL_SECONDS": "60"})
+    await stack.create_topics(partitions=2)
+    topic, verifications = stack.env["QCC_PATCH_TOPIC"], stack.env["QCC_VERIFICATION_TOPIC"]
+    first = Worker(stack)
+    second: Worker | None = None
+    try:
+        sent = await produce(kafka.bootstrap, topic, upserts(0, 60))
+        assert {partition for partition, _ in sent} == {0, 1}
+        await read_topic(kafka.bootstrap, verifications, until=all_covered(sent), timeout=90)
+
+        second = Worker(stack)  # joins: one of the two partitions moves to it
+        deadline = time.monotonic() + 90
+        while "Setting newly assigned partitions {" not in second.output():  # noqa: ASYNC110 - polls another process
+            assert time.monotonic() < deadline, second.output()[-3000:]
+            await asyncio.sleep(0.2)
+        # Records after the rebalance, on both partitions: once they are confirmed, whatever the
+        # new owner replayed (which comes before them in its partition) is confirmed too.
+        sent += await produce(kafka.bootstrap, topic, upserts(60, 20))
+        published = await read_topic(kafka.bootstrap, verifications, until=all_covered(sent), timeout=90)
+    finally:
+        assert first.stop() == 0, first.output()[-3000:]
+        if second is not None:
+            assert second.stop() == 0, second.output()[-3000:]
+    assert any(v["worker"].endswith(f":{second.process.pid}") for v in published), "no partition moved"
+    confirmed: dict[tuple[int, int], int] = {}
+    for v in published:
+        for partition, offsets in covered_offsets([v]).items():
+            for offset in offsets:
+                confirmed[(partition, offset)] = confirmed.get((partition, offset), 0) + 1
+    replayed = sorted(key for key, n in confirmed.items() if n > 1)
+    assert not replayed, f"{len(replayed)} offsets applied twice: {replayed[:10]}..."
