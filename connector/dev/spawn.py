@@ -4,9 +4,9 @@
 threads (gRPC's, onnxruntime's, the Kafka clients'): Python's documentation calls that
 unsafe. A Qdrant server started so in CI exited with SIGABRT before it was ready, right after
 gRPC warned that it skipped its fork handlers (the log was lost with the machine, so the
-cause is likely, not proven). So the child is
-started with a plain ``posix_spawn``/``vfork`` as ``python -m connector.dev.spawn ...``, sets
-what it must on itself, then ``exec``\\ s the real command.
+cause is likely, not proven). So the child is started with a plain ``posix_spawn``/``vfork``
+as ``python -m connector.dev.spawn ...``, sets what it must on itself, then execs the real
+command.
 
     python -m connector.dev.spawn [--parent PID] [--max-file-bytes N] -- COMMAND...
 

@@ -212,10 +212,10 @@ class Runner:
 
     async def _commit(self) -> None:
         """Commit what is acknowledged now rather than at the next commit interval. Faust
-        forgets acknowledged offsets not yet committed when their partition is revoked, so
-        the next owner replayed up to an interval's worth of windows after each rebalance
-        (645 offsets in one in-process scale-out run); now at most the windows in hand. Best
-        effort: the interval's commit takes what this one could not."""
+        forgets acknowledged offsets not yet committed when their partition is revoked and
+        seeks each partition it is given to the last commit, so every rebalance replayed up
+        to an interval's worth of windows (tests/server/test_rebalance.py); now at most the
+        windows in hand. Best effort: the interval's commit takes what this one could not."""
         try:
             await self.app.consumer.commit()
         except KafkaError as exc:  # the broker is away or the group rebalancing: the interval retries

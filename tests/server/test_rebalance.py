@@ -46,7 +46,7 @@ async def test_a_partition_moved_by_a_join_is_not_replayed(kafka, model_env, tmp
 
         second = Worker(stack)  # joins: one of the two partitions moves to it
         deadline = time.monotonic() + 90
-        while "Setting newly assigned partitions {" not in second.output():  # noqa: ASYNC110 - polls another process
+        while "Setting newly assigned partitions {" not in second.output():
             assert time.monotonic() < deadline, second.output()[-3000:]
             await asyncio.sleep(0.2)
         # Records after the rebalance, on both partitions: once they are confirmed, whatever the
