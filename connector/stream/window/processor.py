@@ -93,8 +93,7 @@ class WindowProcessor:
         """Stage 1 for the next window while this one is applied (connector/stream/pipeline.py);
         None when it raises: the window is then parsed again where a failure is quarantined."""
         try:
-            return [parse_record(position, record, self.settings, self.expect, self.retarget)
-                    for position, record in enumerate(records)]
+            return self._parse_records(records)
         except Exception:  # noqa: BLE001  # a record that breaks parsing: the quarantine finds it, not this
             return None
 
@@ -109,6 +108,9 @@ class WindowProcessor:
     def parse(self, records: Sequence[Record]) -> list[Item]:
         """Stage 1 for a whole window (a migration reads the parsed events too)."""
         self.stage = "parsing"
+        return self._parse_records(records)
+
+    def _parse_records(self, records: Sequence[Record]) -> list[Item]:
         return [parse_record(position, record, self.settings, self.expect, self.retarget)
                 for position, record in enumerate(records)]
 
