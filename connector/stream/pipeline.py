@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import Stream
 from faust.types import EventT
 
@@ -210,7 +211,7 @@ class Runner:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    async def _commit(self) -> None:
+    async def commit_acknowledged(self) -> None:
         """Commit what is acknowledged now rather than at the next commit interval. Faust
         forgets acknowledged offsets not yet committed when their partition is revoked and
         seeks each partition it is given to the last commit, so every rebalance replayed up
@@ -218,8 +219,10 @@ class Runner:
         windows in hand. Best effort: the interval's commit takes what this one could not."""
         try:
             await self.app.consumer.commit()
-        except KafkaError as exc:  # the broker is away or the group rebalancing: the interval retries
-            log.warning("commit after a window failed (%s); the periodic commit retries it", exc)
+        # the broker is away or the group rebalancing (the interval retries), or the consumer is
+        # already stopped at shutdown (Faust's own last commit, or the replay, covers it)
+        except (KafkaError, ConsumerStoppedError, ConsumerNotStarted) as exc:
+            log.warning("commit after a window failed (%r); the periodic commit retries it", exc)
 
     async def _one(self, window: Window) -> None:
         events = window.events
@@ -251,7 +254,7 @@ class Runner:
             logging.shutdown()
             os._exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_BUG)
         _confirm(events)
-        await self._commit()
+        await self.commit_acknowledged()
         observe_window(events[0].message.topic, len(events), result.verifications, result.dead_letters)
         _observe_lag(self.app, events)
         for v in result.verifications:
