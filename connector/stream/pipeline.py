@@ -15,8 +15,8 @@ rebalance revokes partitions, but not once the app is stopping: then it closes t
 at once, and the partitions' next owner replays, from the last commit, the window this
 worker may still be applying (two workers stopping together: the second one's revocation).
 Two workers applying the same window at once break per-key order and the read-back. So
-:class:`WindowsInHand` counts the windows being applied, and the app's revocation waits for
-none before it lets the partitions go (app.py).
+:class:`WindowsInHand` counts the windows being applied, and the app's revocation waits
+until none is before it lets the partitions go (app.py).
 
 A window that is cancelled midway (shutdown) or gives up waiting at shutdown
 (``WindowAbandoned``) is *abandoned*: its messages are marked so that Faust never
