@@ -34,6 +34,10 @@ from bench.patches import workload
 SUPPORTED: tuple[TargetName, ...] = ("memory", "rest", "grpc")
 
 
+def keyed(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    return [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in events]
+
+
 async def one_setting(
     ctx: Context,
     target: QdrantTarget,
@@ -46,7 +50,7 @@ async def one_setting(
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     settings = ctx.settings("windows", window_max_events=max_events, window_max_wait_seconds=max_wait)
-    events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", backlog, points)]
+    events = keyed(workload("distinct", backlog, points))
     try:
         async with (
             InProcessConnector(settings, client),
@@ -58,15 +62,15 @@ async def one_setting(
                 start = time.time()
                 done = await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, events))
                 throughput.append(len(events) / (done - start))
-            rate = summary(throughput)["median"] / 2
-            steady = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode())
-                      for e in workload("distinct", max(1, int(rate * seconds)), points)]
+            backlog_rate = summary(throughput)["median"]
+            rate = backlog_rate / 2
+            steady = keyed(workload("distinct", max(1, int(rate * seconds)), points))
             sent = await produce(ctx.bootstrap, settings.patch_topic, steady, rate=rate)
             await seen.wait(settings.patch_topic, sent)
             latencies = [seen.seen[(settings.patch_topic, p, o)] - stamp for p, o, stamp in sent]
     finally:
         await client.close()
-    batch_seconds = max_events / summary(throughput)["median"]
+    batch_seconds = max_events / backlog_rate  # one full window at the backlog rate
     return {
         "max_events": max_events,
         "max_wait_seconds": max_wait,

@@ -99,6 +99,20 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def wait_for_line(self, line: str, timeout: float = 60) -> None:
+        """Until the worker's log holds ``line`` (AssertionError with the log's end if not)."""
+        deadline = time.monotonic() + timeout
+        while line not in self.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
+            await asyncio.sleep(0.1)
+        assert line in self.output(), f"no {line!r} in:\n{self.output()[-3000:]}"
+
+
+def upserts(first: int, count: int, value: float = 1.0) -> list[tuple[bytes, bytes]]:
+    """Keyed upsert events of points first.. of a 2-d ``docs`` collection, vector [value, id]."""
+    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
+                                               "points": [{"id": i, "vector": [value, float(i)]}]}).encode())
+            for i in range(first, first + count)]
+
 
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Send records in order; returns (partition, offset) of each."""

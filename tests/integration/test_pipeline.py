@@ -5,7 +5,6 @@ and confirmed, however long the window before it waits."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from qdrant_client import models as qm
 
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic, upserts
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
@@ -40,11 +39,6 @@ async def committed_reaches(bootstrap: str, group: str, topic: str, offset: int,
         assert time.monotonic() < deadline, f"committed {now}, expected {offset}"
         await asyncio.sleep(0.3)
 
-
-def upserts(first: int, count: int) -> list[tuple[bytes, bytes]]:
-    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
-                                               "points": [{"id": i, "vector": [1.0, float(i)]}]}).encode())
-            for i in range(first, first + count)]
 
 
 async def test_windows_taken_ahead_wait_uncommitted_behind_a_stalled_window(kafka, model_env, tmp_path: Path) -> None:

@@ -7,24 +7,16 @@ interval's worth of windows after each rebalance. The runner commits after each 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from pathlib import Path
 
 import pytest
 from qdrant_client import models as qm
 
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic, upserts
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
-
-def upserts(first: int, count: int) -> list[tuple[bytes, bytes]]:
-    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
-                                               "points": [{"id": i, "vector": [1.0, float(i)]}]}).encode())
-            for i in range(first, first + count)]
 
 
 @pytest.mark.parametrize("server_target", ["rest"], indirect=True)
@@ -45,10 +37,7 @@ async def test_a_partition_moved_by_a_join_is_not_replayed(kafka, model_env, tmp
         await read_topic(kafka.bootstrap, verifications, until=all_covered(sent), timeout=90)
 
         second = Worker(stack)  # joins: one of the two partitions moves to it
-        deadline = time.monotonic() + 90
-        while "Setting newly assigned partitions {" not in second.output():
-            assert time.monotonic() < deadline, second.output()[-3000:]
-            await asyncio.sleep(0.2)
+        await second.wait_for_line("Setting newly assigned partitions {", timeout=90)
         # Records after the rebalance, on both partitions: once they are confirmed, whatever the
         # new owner replayed (which comes before them in its partition) is confirmed too.
         sent += await produce(kafka.bootstrap, topic, upserts(60, 20))

@@ -20,7 +20,7 @@ import pytest
 from qdrant_client import models as qm
 
 from tests.conftest import API_KEY, READ_ONLY_API_KEY
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic, upserts
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -76,17 +76,6 @@ async def test_sigterm_while_reembeds_wait_for_patches(kafka, model_env, tmp_pat
     client.close()
 
 
-async def wait_for_line(worker: Worker, line: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in worker.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
-        await asyncio.sleep(0.1)
-    assert line in worker.output(), f"no {line!r} in:\n{worker.output()[-3000:]}"
-
-
-def upserts(first: int, count: int, value: float) -> list[tuple[bytes, bytes]]:
-    return [(f"docs/{i}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
-                                               "points": [{"id": i, "vector": [value, float(i)]}]}).encode())
-            for i in range(first, first + count)]
 
 
 @pytest.mark.parametrize("server_target", ["rest"], indirect=True)
@@ -113,12 +102,12 @@ async def test_partitions_revoked_while_stopping_wait_for_the_window_in_hand(kaf
         (held / "hold-apply").touch()
         window = await produce(kafka.bootstrap, topic, upserts(0, 20, 2.0))  # both partitions, one window
         assert {partition for partition, _ in window} == {0, 1}
-        await wait_for_line(first, "failpoint hold-apply: holding")  # its batch request is in flight
+        await first.wait_for_line("failpoint hold-apply: holding")  # its batch request is in flight
         first.process.send_signal(signal.SIGTERM)
-        await wait_for_line(first, "Wait for streams")  # stopping: Faust waits for the window...
+        await first.wait_for_line("Wait for streams")  # stopping: Faust waits for the window...
         second = Worker(stack)  # ...and a rebalance revokes the partitions meanwhile
-        await wait_for_line(second, "(Re-)joining group")
-        await wait_for_line(first, "Revoking previously assigned partitions frozenset")
+        await second.wait_for_line("(Re-)joining group")
+        await first.wait_for_line("Revoking previously assigned partitions frozenset")
         await asyncio.sleep(8)  # had the first worker let a partition go, the second would replay it by now
         (held / "hold-apply").unlink()
         assert first.process.wait(timeout=60) == 0, first.output()[-3000:]
