@@ -29,7 +29,7 @@ from connector.stream.window import Record, WindowProcessor
 
 # (file suffix, function) -> stage; the innermost match on a stack wins
 STAGES: dict[tuple[str, str], str] = {
-    ("connector/domain/events.py", "_decode_json"): "JSON decode",
+    ("connector/domain/json_decode.py", "decode_event_json"): "JSON decode",
     ("connector/domain/events.py", "parse_change"): "event model (pydantic)",
     ("connector/domain/validation.py", "check_event"): "validation",
     ("connector/stream/window/admission.py", "admit"): "validation",

@@ -7,7 +7,6 @@ the collection's configuration (vector names and sizes) live in :mod:`connector.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
@@ -22,6 +21,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from connector.domain.json_decode import decode_event_json
 
 SCHEMA_VERSION: Final = 1
 
@@ -452,24 +453,6 @@ class Rejection(_Strict):
     event_id: str | None = None
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode_json(value: bytes) -> Any:
-    text = value.decode("utf-8")
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
-
-
 def _validation_message(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False)[:5]:
@@ -494,7 +477,7 @@ def parse_change(
             code="event_too_large", message=f"event is {len(value)} bytes, the limit is {max_event_bytes}"
         )
     try:
-        document = _decode_json(value)
+        document = decode_event_json(value)
     except UnicodeDecodeError as exc:
         return Rejection(code="invalid_utf8", message=f"record value is not UTF-8: {exc.reason} at byte {exc.start}")
     except RecursionError:
