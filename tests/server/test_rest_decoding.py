@@ -1,0 +1,88 @@
+"""The connector's REST client decodes the server's answers with orjson
+(connector/qdrant/client.py): on the real server, every read answers exactly what the client
+answers with its own decoding, errors included."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from connector.dev.qdrant_server import QdrantServer
+from connector.qdrant import client as connector_client
+from connector.qdrant import make_client
+from connector.qdrant.errors import classify
+from connector.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.server]
+
+PAYLOADS: list[dict[str, Any]] = [
+    {"text": "naïve café ✓", "n": 2**63 - 1, "neg": -(2**63), "f": 0.1, "tiny": 5e-324,
+     "nested": {"a": [1, {"b": None}]}},
+    {"empty": {}, "list": [], "flag": False, "big_float": 1.7976931348623157e308},
+    {},
+]
+
+
+@pytest.fixture
+async def clients(qdrant_server: QdrantServer) -> Any:
+    fast = make_client(Settings(qdrant_url=qdrant_server.url, qdrant_prefer_grpc=False))
+    plain = AsyncQdrantClient(url=qdrant_server.url)
+    yield fast, plain
+    await plain.delete_collection("decoding")
+    await fast.close()
+    await plain.close()
+
+
+async def test_reads_answer_what_the_clients_own_decoding_answers(clients: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, plain = clients
+    decoded = 0
+    original = connector_client.orjson_body
+
+    def counting(response: Any, **kwargs: Any) -> Any:
+        nonlocal decoded
+        decoded += 1
+        return original(response, **kwargs)
+
+    monkeypatch.setattr(connector_client, "orjson_body", counting)
+    await plain.create_collection(
+        "decoding",
+        vectors_config={"dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE),
+                        "raw": qm.VectorParams(size=3, distance=qm.Distance.EUCLID)},
+        sparse_vectors_config={"sparse": qm.SparseVectorParams()},
+    )
+    points = [
+        qm.PointStruct(id=i, payload=payload, vector={
+            "dense": [0.1 * (i + 1), -0.2, 0.3, 1e-7], "raw": [1e30, -3.5, 0.0],
+            "sparse": qm.SparseVector(indices=[1, 7], values=[0.5, -2.25]),
+        })
+        for i, payload in enumerate(PAYLOADS)
+    ] + [qm.PointStruct(id="3f2f8c6e-0c5b-4e3a-9a55-1f3b7d0e2a10", payload={"uuid": True}, vector={"raw": [1, 2, 3]})]
+    await plain.upsert("decoding", points, wait=True)
+    ids = [p.id for p in points]
+
+    fast_records = await fast.retrieve("decoding", ids, with_vectors=True)
+    assert fast_records == await plain.retrieve("decoding", ids, with_vectors=True)
+    assert [r.payload for r in sorted(fast_records, key=lambda r: str(r.id))][:3] == PAYLOADS
+    page, _ = await fast.scroll("decoding", with_vectors=True, limit=10)
+    assert page == (await plain.scroll("decoding", with_vectors=True, limit=10))[0]
+    assert await fast.get_collection("decoding") == await plain.get_collection("decoding")
+    assert decoded >= 3
+
+
+async def test_an_error_answer_is_the_same_error(clients: Any) -> None:
+    fast, plain = clients
+    errors = []
+    for client in (fast, plain):
+        with pytest.raises(UnexpectedResponse) as raised:
+            await client.retrieve("no-such-collection", [1])
+        mapped = classify(raised.value)
+        errors.append((raised.value.status_code, json.loads(raised.value.content)["status"], type(mapped),
+                       str(mapped).split('"time"')[0]))  # the server's timing differs
+    assert errors[0] == errors[1]
+    assert errors[0][0] == 404
