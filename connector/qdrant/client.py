@@ -43,6 +43,8 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             **_tls_options(settings.qdrant_ca_file),
         )
         client.http.client.add_middleware(decode_responses_with_orjson)
+        if not settings.qdrant_http_compression:
+            client.http.client.add_middleware(ask_uncompressed)
         return client
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=str(settings.qdrant_path))
@@ -59,6 +61,16 @@ async def decode_responses_with_orjson(
     response = await call_next(request)
     response.json = partial(orjson_body, response)  # type: ignore[method-assign]
     return response
+
+
+async def ask_uncompressed(
+    request: httpx.Request, call_next: Callable[[httpx.Request], Awaitable[httpx.Response]]
+) -> httpx.Response:
+    """No gzip (httpx asks for it, Qdrant obliges): a read-back of 500 384-d points took 44 ms
+    with it and 24 without, the server's CPU 22 -> 8 ms and the client's 28 -> 17 ms, over
+    loopback. ``QCC_QDRANT_HTTP_COMPRESSION`` asks for it again, for a slow link."""
+    request.headers["Accept-Encoding"] = "identity"
+    return await call_next(request)
 
 
 def orjson_body(response: httpx.Response, **_: Any) -> Any:

@@ -86,3 +86,21 @@ async def test_an_error_answer_is_the_same_error(clients: Any) -> None:
                        str(mapped).split('"time"')[0]))  # the server's timing differs
     assert errors[0] == errors[1]
     assert errors[0][0] == 404
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_answers_come_uncompressed_unless_asked(qdrant_server: QdrantServer, compression: bool) -> None:
+    client = make_client(Settings(qdrant_url=qdrant_server.url, qdrant_http_compression=compression))
+    encodings: list[str | None] = []
+
+    async def record_encoding(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        encodings.append(response.headers.get("content-encoding"))
+        return response
+
+    client.http.client.add_middleware(record_encoding)
+    try:
+        await client.get_collections()
+    finally:
+        await client.close()
+    assert encodings == (["gzip"] if compression else [None])
