@@ -39,6 +39,17 @@ def touched_vectors(ops: Iterable[Op]) -> dict[PointKey, set[str]]:
     return touched
 
 
+def vectors_to_read(touched: dict[PointKey, set[str]]) -> bool | list[str]:
+    """Which vectors a read-back fetches: only the names the ops wrote or deleted, since only
+    those are compared. None for a payload-only window (on a collection of 384-d points, a
+    read-back of all vectors was 2.3 MB a window for nothing); all when the unnamed vector is
+    among them (a selector cannot name it)."""
+    names = set().union(*touched.values())
+    if not names:
+        return False
+    return True if DEFAULT_VECTOR in names else sorted(names)
+
+
 def expected_state(before: State, ops: list[Op]) -> State:
     state = copy_state(before)
     apply_all(state, ops)

@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 
 from connector.domain.operations import Op, PointData, Sparse
 from connector.domain.semantics import PointState
-from connector.domain.verifier import TOLERANCE, compare, expected_state, touched_vectors, vectors_equal
+from connector.domain.verifier import (
+    TOLERANCE,
+    compare,
+    expected_state,
+    touched_vectors,
+    vectors_equal,
+    vectors_to_read,
+)
 from connector.stream.window import Record, batch_id_for, offset_ranges
+from tests.unit.strategies import windows
 
 
 def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None:
@@ -87,3 +95,27 @@ def test_dense_vectors_compare_as_their_elementwise_definition(
         actual = actual[:-1]
     e, a = tuple(expected), tuple(actual)
     assert vectors_equal(e, a, cosine) == _elementwise_equal(e, a, cosine)
+
+
+def _upsert(pid: int, vectors: dict[str, tuple[float, ...]]) -> Op:
+    return Op("upsert", points={pid: PointData(vectors=vectors, payload={})}, sources=[pid])
+
+
+def test_a_read_back_fetches_only_the_vectors_the_window_wrote() -> None:
+    payload_only = [Op("set_payload", ids=[1, 2], payload={"a": 1}, sources=[0]),
+                    Op("clear_payload", ids=[3], sources=[1])]
+    assert vectors_to_read(touched_vectors(payload_only)) is False
+    assert vectors_to_read(touched_vectors([*payload_only, _upsert(4, {"": (1.0, 0.0)})])) is True
+    named = [_upsert(5, {"text": (1.0,)}), Op("delete_vectors", ids=[6], vector_names=("image", "text"), sources=[2])]
+    assert vectors_to_read(touched_vectors(named)) == ["image", "text"]
+    # the unnamed vector beside named ones (a sparse vector may sit next to it): all of them
+    assert vectors_to_read(touched_vectors([*named, _upsert(7, {"": (1.0,)})])) is True
+
+
+@given(windows())
+def test_every_vector_compared_is_read(ops: list[Op]) -> None:
+    touched = touched_vectors(ops)
+    selector = vectors_to_read(touched)
+    compared = set().union(*touched.values())
+    assert selector is True or set(selector or []) == compared
+    assert (selector is False) == (not compared)

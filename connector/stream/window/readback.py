@@ -7,7 +7,7 @@ from connector.domain.events import VerificationOutcome
 from connector.domain.operations import Op, PointKey
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import State
-from connector.domain.verifier import compare, expected_state, state_from_records, touched_vectors
+from connector.domain.verifier import compare, expected_state, state_from_records, touched_vectors, vectors_to_read
 from connector.qdrant.reads import retrieve_chunked
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
@@ -16,7 +16,7 @@ __all__ = ["read_state", "verify_applied"]
 
 
 async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey], *,
-                     payload: bool | list[str], vectors: bool = False) -> State:
+                     payload: bool | list[str], vectors: bool | list[str] = False) -> State:
     """The existing points among ``ids``, as the verifier models them."""
     records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors)
     return state_from_records(records)
@@ -37,10 +37,10 @@ async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, befor
     rejected_ids = set(ids_of(rejected))
     unknown = {pid for pid in rejected_ids if pid not in read}
     ids = [pid for pid in ids_of(applied + rejected) if pid not in unknown]
-    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=True)
+    touched = touched_vectors(applied)
+    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=vectors_to_read(touched))
     expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
-    outcome = compare(expected, after, ids, touched_vectors(applied), schema.cosine_names(),
-                      rejected_ids=rejected_ids)
+    outcome = compare(expected, after, ids, touched, schema.cosine_names(), rejected_ids=rejected_ids)
     if unknown:
         outcome = outcome.model_copy(update={"reason": f"{len(unknown)} points of rejected upserts or deletes "
                                                        "were not read before the window: not compared"})
