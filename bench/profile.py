@@ -42,6 +42,8 @@ STAGES: dict[tuple[str, str], str] = {
     ("connector/stream/window/embedding.py", "embed_texts"): "embedding",
     ("connector/stream/window/texts.py", "texts"): "embedding",
     ("connector/stream/window/report.py", "report_batch"): "verification event + dead letters",
+    # grpc.aio runs each call as a task of its own, so its wait is on no stage's stack
+    ("grpc/aio/_call.py", "_invoke"): "Qdrant over gRPC: waiting for an answer (any call)",
 }
 
 

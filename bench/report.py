@@ -499,7 +499,9 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                 "pyinstrument on the window processor in this process (no Kafka: consuming and publishing are in the "
                 "end-to-end numbers above), 500-event windows; each sample goes to the innermost stage on its stack. "
                 "On a server the Qdrant stages include the client's own work (encoding the request, decoding the "
-                "answer) besides the wait. Embedding runs in the embedding thread and shows as the time the window "
+                "answer) besides the wait; over gRPC the wait itself is a row of its own (grpc.aio runs each call as "
+                "a task, off the stage's stack), its encoding and decoding stay in the stages. "
+                "Embedding runs in the embedding thread and shows as the time the window "
                 "awaits it. Workloads: distinct and mixed patches, the peer section's 384-d upserts, inline-text "
                 "re-embeds."
             ),
