@@ -34,8 +34,6 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.DOTALL)
 # integer of 19 digits or more (2**63 has 19) is then a " " and nineteen "0" (in C, not regex).
 _NUMBER_SHAPES = bytes(48 if 48 <= c <= 57 else 46 if c in b".eE" else 32 for c in range(256))
 _LONG_INTEGER = b" " + b"0" * 19
-
-
 FAST_FROM_BYTES = 1024  # below, the checks cost more than they save (a small patch: 4 µs strict, 10 fast)
 
 
