@@ -30,6 +30,11 @@ class RateLimited(TransientError):
     """Qdrant's strict mode refused the request for now (429 / RESOURCE_EXHAUSTED): wait as told."""
 
 
+class UpdateNotApplied(TransientError):
+    """Qdrant answered a batch with ``wait_timeout`` or ``acknowledged``: queued, not applied yet.
+    Sent again until it is (connector/qdrant/updates.py); never counted as applied."""
+
+
 class AccessDenied(TransientError):
     """A missing, wrong or read-only API key (401/403). Never an event's fault: the worker
     retries with backoff and reports not-ready until the key is fixed; nothing is committed

@@ -28,6 +28,10 @@ DEAD_LETTERS = Counter(f"{PREFIX}_dead_letters", "Records sent to the dead-lette
 RETRIES = Counter(
     f"{PREFIX}_qdrant_retries", "Qdrant calls retried after a transient error", ["call"], registry=REGISTRY
 )
+UPDATES_NOT_APPLIED = Counter(
+    f"{PREFIX}_qdrant_updates_not_applied", "Batch requests Qdrant answered as queued, not applied "
+    "(wait_timeout, acknowledged); each is sent again", registry=REGISTRY
+)
 VERIFICATIONS = Counter(f"{PREFIX}_verifications", "Verification outcomes", ["status"], registry=REGISTRY)
 WINDOW_EVENTS = Histogram(f"{PREFIX}_window_events", "Records per window (window fill)", ["topic"], registry=REGISTRY,
                           buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000))

@@ -29,6 +29,7 @@ from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.bulk.verify import VerifyReport, verify_against_dump
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import strict_limit
+from connector.qdrant.updates import ConfirmedUpdate
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ async def import_dump(qdrant: RetryingClient, dump: Path, collection: str, *, ba
         progress.skip_to(done)
         while batch := list(islice(lines, batch_size)):
             points = [_point(line) for line in batch]
-            await qdrant.call("upsert", partial(qdrant.client.upsert, collection, points, wait=True))
+            await qdrant.call("upsert", ConfirmedUpdate(partial(qdrant.client.upsert, collection, points, wait=True)))
             done += len(batch)
             checkpoint.save({"lines": done, "created": created})
             progress.advance(len(batch))

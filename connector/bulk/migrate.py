@@ -65,6 +65,7 @@ from connector.domain.operations import PointKey, Sparse, Vector
 from connector.errors import ConnectorError
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
+from connector.qdrant.updates import ConfirmedUpdate
 from connector.settings import Settings
 from connector.stream.embedder import Embedder
 from connector.stream.kafka_options import client_options
@@ -256,7 +257,8 @@ class Migration:
                     if record.id in vectors:
                         named[self.vector_name] = dense(vectors[record.id])
                     points.append(qm.PointStruct(id=record.id, vector=named, payload=record.payload or {}))
-                await self.qdrant.call("upsert", partial(self.client.upsert, self.new, points, wait=True))
+                await self.qdrant.call("upsert",
+                                       ConfirmedUpdate(partial(self.client.upsert, self.new, points, wait=True)))
                 copied += len(points)
                 without_text += len(page) - len(vectors)
                 progress.advance(len(page))
@@ -309,7 +311,8 @@ class Migration:
             vectors = await self.embedder.embed_payload_texts(self.model, "dense", records, self.text_field)
             if vectors:
                 pvs = [qm.PointVectors(id=pid, vector={self.vector_name: dense(v)}) for pid, v in vectors.items()]
-                await self.qdrant.call("update_vectors", partial(self.client.update_vectors, self.new, pvs, wait=True))
+                await self.qdrant.call("update_vectors",
+                                       ConfirmedUpdate(partial(self.client.update_vectors, self.new, pvs, wait=True)))
             done += len(vectors)
         return done
 

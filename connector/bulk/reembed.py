@@ -22,6 +22,7 @@ from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
 from connector.qdrant import RetryingClient, to_qdrant
 from connector.qdrant.reads import count_points, scroll_pages
+from connector.qdrant.updates import ConfirmedUpdate
 from connector.stream.embedder import Embedder
 
 _DONE = object()
@@ -94,9 +95,8 @@ async def reembed_collection(
             if ids:
                 points = {pid: PointData({vector_name: vec}) for pid, vec in zip(ids, vectors, strict=True)}
                 operation = to_qdrant(Op("update_vectors", points=points))
-                await qdrant.call(
-                    "update_vectors", partial(qdrant.client.batch_update_points, collection, [operation], wait=True)
-                )
+                await qdrant.call("update_vectors", ConfirmedUpdate(
+                    partial(qdrant.client.batch_update_points, collection, [operation], wait=True)))
             done += len(ids)
             skipped += without_text
             checkpoint.save({"next_offset": next_offset, "points": done, "skipped": skipped})

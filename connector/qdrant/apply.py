@@ -9,7 +9,8 @@ Contract:
   every id-addressed op is an assignment: applying an applied prefix again in the same order
   leaves the same state.
 - Every request goes through the :class:`~connector.qdrant.retrying.RetryingClient`: what is
-  not an event's fault is retried, never blamed.
+  not an event's fault is retried, never blamed. A request counts as applied only when Qdrant
+  says ``completed``; one answered as queued is sent again (:mod:`connector.qdrant.updates`).
 - Requests are cut by estimated size and point count (:mod:`connector.qdrant.request_size`);
   one refused as too large (413, the body limit, strict mode's per-request limits, the rate
   limiter's capacity) is halved and sent in parts, never blamed on an event.
@@ -21,12 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from connector.domain.operations import Op
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
 from connector.qdrant.convert import to_requests
 from connector.qdrant.request_size import halve, point_count, requests_for
 from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.updates import ConfirmedUpdate
 
 __all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "apply_isolating", "split_at_filters"]
 
@@ -104,10 +107,15 @@ async def _first_failing(ops: list[Op], send: SendOps, whole_error: PermanentErr
 class BatchApplier:
     """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
 
-    def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024) -> None:
-        """``max_request_bytes`` bounds the estimated body of one batch request."""
+    def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024,
+                 wait_timeout: int | None = None) -> None:
+        """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
+        is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
+        than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
+        read timeout too, so the client would give up just as the server answers."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
+        self.wait_timeout = wait_timeout
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
 
     async def apply(self, collection: str, ops: list[Op]) -> ApplyResult:
@@ -138,7 +146,8 @@ class BatchApplier:
         try:
             await self.qdrant.call(
                 f"batch_update_points({collection}, {len(operations)} ops)",
-                lambda: self.qdrant.client.batch_update_points(collection, operations, wait=True),
+                ConfirmedUpdate(partial(self.qdrant.client.batch_update_points, collection, operations, wait=True),
+                                self.wait_timeout),
                 raise_rate_limit=points > 1,
             )
             return

@@ -38,7 +38,8 @@ class Backoff:
         self.initial, self.maximum, self.attempt = initial, maximum, 0
 
     def next_delay(self) -> float:
-        delay = random.uniform(0, min(self.maximum, self.initial * 2**self.attempt))
+        # the exponent is capped: 2.0**1024 overflows, and retries go on for as long as an outage lasts
+        delay = random.uniform(0, min(self.maximum, self.initial * 2.0 ** min(self.attempt, 64)))
         self.attempt += 1
         return max(delay, self.initial / 2)
 

@@ -18,8 +18,8 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.domain.operations import Op, PointData
-from connector.errors import AccessDenied, RateLimited, TransientError
-from connector.qdrant import BatchApplier, make_client, make_retrying
+from connector.errors import AccessDenied, RateLimited, TransientError, UpdateNotApplied
+from connector.qdrant import BatchApplier, make_client, make_retrying, to_requests
 from connector.settings import Settings
 from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
@@ -104,6 +104,35 @@ async def test_requests_are_cut_by_estimated_size_before_sending(small_body_serv
     assert result.failed == []
     assert (await sink.qdrant.client.count("docs")).count == 400
     assert sink.max_request_points is None  # never refused: the estimate alone kept it under 1 MiB
+    await sink.qdrant.client.close()
+
+
+@pytest.mark.parametrize("server_target", ["grpc"], indirect=True)
+async def test_a_batch_queued_but_not_applied_is_sent_again_until_applied(server_target: QdrantTarget) -> None:
+    """Qdrant 1.17+ answers 200 with status ``wait_timeout`` when an update outlives its
+    ``timeout`` (0: always, on 1.18.3): queued, not applied. The applier counts a request only
+    when a copy sent again answers ``completed``. Over gRPC only: over REST qdrant-client makes
+    the update's timeout the HTTP timeout too, and 0 fails to connect (the status is the same
+    model either way; tests/unit/test_update_status.py)."""
+    retries = Retries()
+    sink = sink_for(server_target, retries)
+    sink.wait_timeout = 0
+    await create(sink.qdrant.client)
+    backlog = upsert(1000, 2000)  # queued ahead (wait=false), so the window's first request cannot be done at once
+    await sink.qdrant.client.batch_update_points("docs", to_requests(backlog), wait=False)
+    archived = Op("set_payload", filter={"must": [{"key": "n", "range": {"lt": 10}}]}, payload={"archived": True},
+                  sources=[2])
+    ops = [upsert(0, 50), Op("set_payload", ids=[20, 21], payload={"tag": "x"}, sources=[1]), archived]
+    result = await sink.apply("docs", ops)
+    assert result.failed == []
+    queued = [error for error in retries.errors if isinstance(error, UpdateNotApplied)]
+    assert queued, "no request was answered as queued"  # the filter op's request may be done at once
+    assert all("wait_timeout" in str(error) for error in queued)
+    points = await sink.qdrant.client.retrieve("docs", list(range(50)))
+    payloads = {int(point.id): point.payload for point in points}
+    assert len(payloads) == 50
+    assert [i for i, p in sorted(payloads.items()) if p and p.get("archived")] == list(range(10))
+    assert payloads[20] == {"n": 20, "tag": "x"}
     await sink.qdrant.client.close()
 
 

@@ -110,6 +110,13 @@ def test_backoff_grows_and_is_capped() -> None:
     assert max(delays[10:]) > 0.4  # it grows past the first steps
 
 
+def test_backoff_survives_an_outage_of_any_length() -> None:
+    """Retries go on for as long as Qdrant is down; at the 30 s cap, 1,100 attempts are ~4.5
+    hours of outage, and 2**1024 used to overflow a float there and end the worker."""
+    backoff = Backoff(0.2, 30.0)
+    assert all(0.1 <= backoff.next_delay() <= 30.0 for _ in range(5000))
+
+
 async def test_readiness_is_not_left_failing_when_a_retried_call_ends_in_an_error() -> None:
     """A timeout, then an answer that is an event's fault: Qdrant is reachable again, so the
     failure readiness reports must be cleared (it stayed set, and /readyz said 503, until the
