@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         False, description="Policy: whether an event's blast_radius_override may lift that limit"
     )
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
+    verify_filter_max_points: int = Field(
+        1000, ge=1,
+        description="Most points of one filter-addressed event read back and compared; beyond it Qdrant "
+        "counts the matching points not as written (delete, set/overwrite of scalars) and the rest is sampled",
+    )
     reembed_waits_for_patches: bool = Field(
         True, description="A re-embed reading its text from the payload first waits until every patch published "
         "before it is applied (docs/design.md); off only where no patch ever changes an embedded text",

@@ -10,6 +10,9 @@ Failpoints:
 - ``crash-while-embedding``: the process exits hard inside a model call;
 - ``crash-after-apply``: ... after a batch is applied, before its verification event;
 - ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged;
+- ``drop-filter-match``: a filter-addressed op is sent narrowed to leave out the first point
+  its filter matched, as a server that drops part of a filter op would (the read-back must say
+  mismatch);
 - ``hold-apply``: a window's batch request waits while the file exists, as a slow request in
   flight does (shutdown does not cut it short);
 - ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;

@@ -383,6 +383,25 @@ class Mismatch(_Strict):
     actual: Any = None
 
 
+class FilterCheck(_Strict):
+    """How one applied filter-addressed event was verified: the points its filter matched right
+    before its operation was sent (after every earlier operation of the window was applied)."""
+
+    partition: int
+    offset: int
+    op: str
+    method: Literal["points", "count", "sample"] = Field(
+        description="points: every matched point was read back and compared; count: more matched than "
+        "QCC_VERIFY_FILTER_MAX_POINTS, so the first of them were compared and Qdrant counted, right after "
+        "the operation, the points that match the filter but are not as written (must be 0); sample: the "
+        "first QCC_VERIFY_FILTER_MAX_POINTS matched points were compared, the rest is not expressible as a count"
+    )
+    matched: int = Field(description="Points the filter matched when the operation was applied")
+    checked_points: int = Field(description="Matched points read back and compared")
+    ids_digest: str = Field(description="sha256 of the matched ids, sorted (integers first), comma separated")
+    count_after: int | None = Field(None, description="With method count: matching points not as written")
+
+
 class VerificationOutcome(_Strict):
     status: Literal["verified", "partial", "mismatch", "skipped"] = Field(
         description="verified: every touched point is as the applied events make it; partial: so are they, "
@@ -398,6 +417,9 @@ class VerificationOutcome(_Strict):
         "expected is the state without the rejected event",
     )
     changed_by_rejected_count: int = 0
+    filters: list[FilterCheck] = Field(
+        default_factory=list, description="One per applied filter-addressed event, in window order (at most 100)"
+    )
     reason: str | None = None
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -170,3 +171,38 @@ def _show(vector: Vector | None) -> Any:
     if isinstance(vector, Sparse):
         return {"indices": list(vector.indices)[:8], "values": list(vector.values)[:8]}
     return list(vector)[:8]
+
+
+@dataclass(frozen=True)
+class FilterMatch:
+    """What a filter-addressed op matched when it was applied: every matched id, in scroll
+    order, and the state (payload) of the first of them, taken right before the op was sent."""
+
+    ids: list[PointKey]
+    states: State
+
+
+def resolve_filters(before: State, applied: list[Op], matches: Mapping[int, FilterMatch]) -> tuple[State, list[Op]]:
+    """The window as id-addressed ops, for the expectation: each applied filter op becomes the
+    same op on exactly the ids it matched (``matches`` by ``id(op)``; an op that matched nothing
+    drops out). ``before`` is extended by the captured states of matched points no earlier op of
+    the window touched (their state at the match is their state before the window); for the
+    others ``before`` (or an earlier upsert or delete) already holds what the replay needs."""
+    extended = dict(before)
+    resolved: list[Op] = []
+    seen: set[PointKey] = set()
+    for op in applied:
+        match = matches.get(id(op)) if op.by_filter else None
+        if not op.by_filter:
+            resolved.append(op)
+            seen.update(op.point_ids())
+            continue
+        if match is None:
+            raise ValueError(f"a {op.kind} by filter was applied without its match")
+        for pid, state in match.states.items():
+            if pid not in seen:
+                extended.setdefault(pid, state)
+        if match.ids:
+            resolved.append(replace(op, filter=None, ids=list(match.ids)))
+        seen.update(match.ids)
+    return extended, resolved

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from connector.domain.operations import Op
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
@@ -31,7 +32,7 @@ from connector.qdrant.request_size import halve, point_count, requests_for
 from connector.qdrant.retrying import RetryingClient
 from connector.qdrant.updates import ConfirmedUpdate
 
-__all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "apply_isolating", "split_at_filters"]
+__all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "FilterHook", "apply_isolating", "split_at_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class ApplyResult:
 
 
 SendOps = Callable[[list[Op]], Awaitable[None]]
+
+
+class FilterHook(Protocol):
+    """Called around each filter-addressed op the applier sends (alone, in order)."""
+
+    async def before(self, op: Op) -> None: ...
+
+    async def after(self, op: Op) -> None: ...
 
 
 async def apply_isolating(ops: list[Op], send: SendOps) -> ApplyResult:
@@ -118,8 +127,10 @@ class BatchApplier:
         self.wait_timeout = wait_timeout
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
 
-    async def apply(self, collection: str, ops: list[Op]) -> ApplyResult:
-        """Apply a plan with ``wait=True``; see the module docstring for the contract."""
+    async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None) -> ApplyResult:
+        """Apply a plan with ``wait=True``; see the module docstring for the contract.
+        ``around_filters`` is called right before each filter-addressed op is sent, and right
+        after it was applied (the read-back learns what it matched then)."""
 
         async def send(batch: list[Op]) -> None:
             for request in requests_for(batch, self.max_request_bytes, self.max_request_points):
@@ -129,7 +140,12 @@ class BatchApplier:
         failed: list[FailedEvent] = []
         requests = 0
         for run in split_at_filters(ops):
+            hook = around_filters if run[0].by_filter else None
+            if hook is not None:
+                await hook.before(run[0])
             result = await apply_isolating(run, send)
+            if hook is not None and result.applied:
+                await hook.after(run[0])
             applied += result.applied
             failed += result.failed
             requests += result.requests

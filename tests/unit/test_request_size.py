@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from connector.domain.operations import Op, PointData
@@ -13,7 +13,9 @@ from connector.qdrant.request_size import estimated_bytes, halve, point_count, r
 from tests.unit.strategies import match_tag, states, windows
 
 
-@settings(max_examples=200, deadline=None)
+# most random windows name a point the state lacks and are assumed away; on some seeds that
+# tripped the filter_too_much health check (a failure that depended on the seed)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(states(), windows(), st.integers(1, 2000), st.one_of(st.none(), st.integers(1, 4)))
 def test_requests_have_the_effect_of_the_ops(initial: State, window: list[Op], max_bytes: int,
                                              max_points: int | None) -> None:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.domain.operations import Op, PointData, Sparse
-from connector.domain.semantics import PointState
+from connector.domain.semantics import PointState, State, apply_all, selected_ids
 from connector.domain.verifier import (
     TOLERANCE,
+    FilterMatch,
     compare,
     expected_state,
+    resolve_filters,
     touched_vectors,
     vectors_equal,
     vectors_to_read,
 )
 from connector.stream.window import Record, batch_id_for, offset_ranges
-from tests.unit.strategies import windows
+from tests.unit.strategies import match_tag, states, windows
 
 
 def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None:
@@ -119,3 +122,28 @@ def test_every_vector_compared_is_read(ops: list[Op]) -> None:
     compared = set().union(*touched.values())
     assert selector is True or set(selector or []) == compared
     assert (selector is False) == (not compared)
+
+
+@settings(max_examples=300, deadline=None)
+@given(states(), windows(), st.integers(0, 5))
+def test_filters_resolved_to_their_matches_expect_what_the_window_did(initial: State, window: list[Op],
+                                                                      bound: int) -> None:
+    """What the read-back expects of a window with filter ops, resolved to the ids each filter
+    matched when it was applied (states taken then, for at most ``bound`` of them), equals the
+    window applied op by op, on every point it compares: the id-addressed points (read before)
+    and the captured matches whose state before is known."""
+    actual = copy.deepcopy(initial)
+    matches: dict[int, FilterMatch] = {}
+    for op in window:
+        if op.by_filter:
+            ids = selected_ids(actual, op, match_tag)
+            matches[id(op)] = FilterMatch(ids=ids, states={pid: copy.deepcopy(actual[pid]) for pid in ids[:bound]})
+        apply_all(actual, [op], match_tag)
+    id_points = {pid for op in window for pid in op.point_ids()}
+    before = {pid: copy.deepcopy(initial[pid]) for pid in id_points if pid in initial}
+    extended, resolved = resolve_filters(before, window, matches)
+    assert not any(op.by_filter for op in resolved)
+    expected = expected_state({pid: extended[pid] for pid in extended}, resolved)
+    compared = id_points | {pid for match in matches.values() for pid in match.states if pid in extended}
+    for pid in compared:
+        assert expected.get(pid) == actual.get(pid), pid

@@ -39,6 +39,7 @@ from connector.settings import Settings
 from connector.stream.embedder import Embedder
 from connector.stream.window.admission import Admission
 from connector.stream.window.embedding import embed_texts, operations_for
+from connector.stream.window.filters import FilterMatcher, filter_checks
 from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, listed
 from connector.stream.window.parse import parse_record
 from connector.stream.window.quarantine import process_quarantining
@@ -206,12 +207,15 @@ class WindowProcessor:
         applied: list[Op] = []
         rejected: list[Op] = []
         requests = 0
+        matcher: FilterMatcher | None = None
         t0 = time.monotonic()
         if planned:
             self.stage = "the Qdrant request"
             self.failpoints.poison("apply", [item.record.value for item in items])
             await self.failpoints.hold("hold-apply")
-            result = await self.applier.apply(schema.name, planned)
+            matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints)
+                       if self.settings.verify_after_apply else None)
+            result = await self.applier.apply(schema.name, planned, matcher)
             applied, requests = result.applied, result.requests
             failed_positions = {failure.position for failure in result.failed}
             rejected = [op for op in screened.accepted if op.sources[0] in failed_positions]
@@ -223,7 +227,10 @@ class WindowProcessor:
         self.stage = "verification, after its operations were applied"
         self.failpoints.poison("verify", [item.record.value for item in items])
         if self.settings.verify_after_apply:
-            outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected)
+            matches = matcher.matches if matcher is not None else {}
+            outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches)
+            if matcher is not None and matcher.matches:
+                outcome = filter_checks(outcome, matcher, applied, by_position)
         else:
             outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
         timings.verify = time.monotonic() - t0

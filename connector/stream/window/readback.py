@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from connector.domain.events import VerificationOutcome
 from connector.domain.operations import Op, PointKey
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import State
-from connector.domain.verifier import compare, expected_state, state_from_records, touched_vectors, vectors_to_read
+from connector.domain.verifier import (
+    FilterMatch,
+    compare,
+    expected_state,
+    resolve_filters,
+    state_from_records,
+    touched_vectors,
+    vectors_to_read,
+)
 from connector.qdrant.reads import retrieve_chunked
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
@@ -23,23 +33,29 @@ async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey
 
 
 async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, before: State, read: set[PointKey],
-                         applied: list[Op], rejected: list[Op]) -> VerificationOutcome:
+                         applied: list[Op], rejected: list[Op],
+                         matches: Mapping[int, FilterMatch] | None = None) -> VerificationOutcome:
     """Read back the points of the applied ops, and of the rejected ones: a server applies a
     multi-point op in chunks up to the chunk naming a missing point, so a dead-lettered event
     may have changed some of its points (their payload and existence are checked; ``before``
     holds no vectors to compare theirs with). ``read`` are the ids whose state before the
     window was read (connector/domain/planner.py, ``ids_to_read``): a point whose first op was
-    a rejected upsert or delete was not, so what it holds now cannot be judged."""
+    a rejected upsert or delete was not, so what it holds now cannot be judged.
+
+    A filter-addressed op is checked on the points it matched when it was applied
+    (``matches``, by ``id(op)``, taken by connector/stream/window/filters.py): those whose
+    state was taken then, and any an id-addressed op of the window names too."""
     if not applied and not rejected:
         return VerificationOutcome(status="skipped", reason="no operation was applied")
-    if any(op.by_filter for op in applied + rejected):
-        return VerificationOutcome(status="skipped", reason="the batch has filter-addressed operations")
+    before, resolved = resolve_filters(before, applied, matches or {})
     rejected_ids = set(ids_of(rejected))
     unknown = {pid for pid in rejected_ids if pid not in read}
-    ids = [pid for pid in ids_of(applied + rejected) if pid not in unknown]
-    touched = touched_vectors(applied)
+    # a matched point counts when its state before is known (taken at its first match, or read)
+    captured = [pid for match in (matches or {}).values() for pid in match.states if pid in before]
+    ids = [pid for pid in dict.fromkeys(ids_of(applied + rejected) + captured) if pid not in unknown]
+    touched = touched_vectors(resolved)
     after = await read_state(qdrant, schema.name, ids, payload=True, vectors=vectors_to_read(touched))
-    expected = expected_state({pid: before[pid] for pid in ids if pid in before}, applied)
+    expected = expected_state({pid: before[pid] for pid in ids if pid in before}, resolved)
     outcome = compare(expected, after, ids, touched, schema.cosine_names(), rejected_ids=rejected_ids)
     if unknown:
         outcome = outcome.model_copy(update={"reason": f"{len(unknown)} points of rejected upserts or deletes "
