@@ -57,9 +57,9 @@ def vector(i: int) -> list[float]:
 
 async def setup(proc: WindowProcessor, count: int) -> None:
     await proc.client.create_collection("docs", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE))
-    await proc.client.upsert("docs", [qm.PointStruct(id=i, vector=vector(i), payload={"n": i, "tag": "a" if i % 2 else "b",
-                                                                                    "body": f"text {i}"})
-                                      for i in range(count)])
+    points = [qm.PointStruct(id=i, vector=vector(i), payload={"n": i, "tag": "ab"[i % 2 == 0], "body": f"text {i}"})
+              for i in range(count)]
+    await proc.client.upsert("docs", points)
 
 
 async def run(proc: WindowProcessor, events: list[dict[str, Any]], topic: str = "patches",
@@ -92,7 +92,9 @@ async def test_a_window_mixing_filter_and_id_ops_is_verified(qdrant_target: Qdra
         (5, "delete", "points", 5), (7, "clear_payload", "points", 1)]
     assert outcome.checked_points == 16  # every point a filter matched, besides the id-addressed ones
     points = {int(p.id): p.payload for p in (await proc.client.scroll("docs", limit=100))[0]}
-    assert 15 not in points and points[30] == {"tag": "d"} and points[6] == {}
+    assert 15 not in points
+    assert points[30] == {"tag": "d"}
+    assert points[6] == {}
     assert points[2] == {"n": 2, "tag": "c", "body": "text 2", "flag": True, "level": 3}
     assert points[1] == {"n": 1, "tag": "a", "after": 1}
     await proc.client.close()
@@ -122,7 +124,7 @@ async def test_a_filter_op_the_server_applied_in_part_is_a_mismatch(qdrant_targe
     small = await run(proc, [ev("set_payload", filter={"must": [{"key": "n", "range": {"lt": 3}}]},
                                 payload={"x": 1})])
     assert small.verification.status == "mismatch", small.verification
-    assert small.verification.mismatches[0].id == 0 and small.verification.mismatches[0].field == "payload"
+    assert (small.verification.mismatches[0].id, small.verification.mismatches[0].field) == (0, "payload")
     large = await run(proc, [ev("delete", filter=tag("a"))], first=1)  # 6 matches > 4: counted after
     assert large.verification.filters[0].method == "count"
     assert large.verification.filters[0].count_after == 1
