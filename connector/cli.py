@@ -33,9 +33,10 @@ def worker() -> None:
     """Run the stream worker (production entry point); settings come from QCC_* env vars."""
     from faust.worker import Worker
 
-    from connector.logs import logging_config
+    from connector.logs import configure
     from connector.qdrant.client import check_local_storage
     from connector.stream.app import create_app
+    from connector.stream.embedder import Embedder
 
     settings = Settings()
     if not settings.qdrant_url:
@@ -44,10 +45,18 @@ def worker() -> None:
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
-    app = create_app(settings)
-    Worker(
-        app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)
-    ).execute_from_commandline()
+    log_config = configure(settings)
+    # The models first, before Kafka and Qdrant: a model that cannot be loaded is a setup
+    # mistake no retry mends, so it is one line and exit 78 within seconds, not a worker that
+    # takes partitions and fails its first window.
+    embedder = Embedder(settings)
+    try:
+        embedder.warm_up_defaults()
+    except ConfigurationError as exc:
+        logging.getLogger("connector.worker").critical("%s", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    app = create_app(settings, embedder=embedder)
+    Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config).execute_from_commandline()
 
 
 @cli.command("settings")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -73,3 +74,37 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["default"]},
     }
+
+
+# fastembed reports through loguru each model source it tries and misses before it loads from
+# the next one or gives up; the connector reports the outcome (embedder.py), so these are detail
+_LOGURU_DETAIL = ("fastembed.common.model_management",)
+
+
+class _LoguruToLogging(logging.Handler):
+    """A loguru sink: each loguru record goes on through the standard logger of its module, so
+    that it gets the worker's format (loguru's own writes plain text to stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_LOGURU_DETAIL) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def route_loguru() -> None:
+    """Send loguru's records (fastembed logs through loguru) to the standard logging tree."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(_LoguruToLogging(), format="{message}", level=0)
+
+
+def configure(settings: Settings) -> dict[str, Any]:
+    """Configure the process's logging for the worker now; returns the dictConfig, which the
+    Faust worker applies again when it starts."""
+    config = logging_config(settings)
+    logging.config.dictConfig(config)
+    route_loguru()
+    return config

@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
-    def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None,
+                 embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.failpoints = Failpoints(settings.failpoints_dir)
-        self.embedder = Embedder(settings)
+        self.embedder = embedder or Embedder(settings)
         self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
@@ -102,11 +103,13 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> faust.App:
+def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
+               embedder: Embedder | None = None) -> faust.App:
     """The connector's Faust app for these settings.
 
     ``client`` shares an existing Qdrant client (embedded local mode allows one process per
-    storage folder, so a migration run in the same process must share it).
+    storage folder, so a migration run in the same process must share it); ``embedder`` one
+    whose models are loaded already (the worker command loads them before it starts).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = ConnectorApp(
@@ -137,7 +140,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     app.windows_in_hand = pipeline.WindowsInHand()
-    runtime = Runtime(settings, client)
+    runtime = Runtime(settings, client, embedder)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
     # abandoned window whose partition stays here was committed past without a replay (seen in
