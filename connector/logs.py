@@ -230,4 +230,14 @@ def configure(settings: Settings) -> dict[str, Any]:
     config = logging_config(settings)
     logging.config.dictConfig(config)
     route_loguru()
+    logging.captureWarnings(True)  # Python warnings of the libraries, else plain text on stderr
+    sys.excepthook = _log_uncaught
     return config
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+    """An exception nothing caught: one log line (JSON in JSON mode), not a bare traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, trace)
+        return
+    logging.getLogger("connector").critical("uncaught %s: %s", kind.__name__, value, exc_info=(kind, value, trace))

@@ -1,6 +1,7 @@
 """A worker started while the Kafka broker is unreachable waits for it, not ready, rather than
 exiting: /livez answers at once, /readyz answers 503 naming the broker and since when; once a
-broker listens it applies events; SIGTERM while it waits ends it cleanly (exit 0)."""
+broker listens it applies events; SIGTERM while it waits ends it cleanly (exit 0). A Qdrant
+server that starts after the worker: not ready, naming Qdrant, then the events are applied."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.qdrant_server import QdrantServer, server_start_script
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, upserts
 
 pytestmark = pytest.mark.integration
@@ -93,3 +95,37 @@ async def test_sigterm_while_waiting_for_the_broker_exits_0(model_env: dict[str,
     lines = [json.loads(line) for line in worker.output().splitlines()]
     assert lines[-1]["message"] == "stopped before the Kafka broker answered", lines[-3:]
     assert [line["level"] for line in lines].count("warning") == 1, lines
+
+
+@pytest.mark.server
+async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    server = QdrantServer(tmp_path / "qdrant-server")  # its ports chosen, nothing listening yet
+    http_port = free_port()
+    stack = _stack(kafka.bootstrap, tmp_path, model_env, http_port)
+    stack.extra_env["QCC_QDRANT_URL"] = server.url
+    await stack.create_topics()
+    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], upserts(0, 50))
+    worker = Worker(stack)
+    try:
+        await _until(http_port, "/livez", 200)
+        body = ""
+        for _ in range(300):  # the Qdrant probe's first answer comes after the worker joined the group
+            body = await _until(http_port, "/readyz", 503)
+            if "Qdrant not usable since" in body:
+                break
+            await asyncio.sleep(0.2)
+        assert "Qdrant not usable since" in body, body
+        server.start(attempts=1)  # on the ports the worker was given
+        client = QdrantClient(url=server.url)
+        client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.EUCLID))
+        client.close()
+        await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=180)
+        await _until(http_port, "/readyz", 200)
+    finally:
+        code = worker.stop()
+        server.cleanup()
+    assert code == 0, worker.output()[-3000:]
