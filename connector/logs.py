@@ -196,6 +196,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             }
         },
         "root": {"level": level, "handlers": ["default"]},
+        # httpx logs every request at info (the REST client's each call); kept for debug
+        "loggers": {name: {"level": "DEBUG" if level == "DEBUG" else "WARNING"} for name in ("httpx", "httpcore")},
     }
 
 

@@ -129,3 +129,5 @@ async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_en
         code = worker.stop()
         server.cleanup()
     assert code == 0, worker.output()[-3000:]
+    lines = [json.loads(line) for line in worker.output().splitlines()]  # every line JSON
+    assert not [line for line in lines if line["logger"] == "httpx"]  # no line per REST request at info
