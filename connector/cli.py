@@ -63,7 +63,13 @@ def worker() -> None:
     asyncio.set_event_loop(loop)
     readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
     if settings.http_port:
-        loop.run_until_complete(serve(readiness, settings.http_host, settings.http_port))
+        try:
+            loop.run_until_complete(serve(readiness, settings.http_host, settings.http_port))
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            logging.getLogger("connector.worker").critical(
+                "cannot serve the HTTP endpoints on %s:%d (%s): set QCC_HTTP_PORT (0 turns them off) or QCC_HTTP_HOST",
+                settings.http_host, settings.http_port, exc.strerror or exc)
+            raise typer.Exit(EXIT_CONFIG) from None
     probe = BrokerProbe(settings, BROKER_OUTAGE)
     if not loop.run_until_complete(_until_broker_answers(loop, probe)):
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")

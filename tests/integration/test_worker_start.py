@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -131,3 +132,17 @@ async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_en
     assert code == 0, worker.output()[-3000:]
     lines = [json.loads(line) for line in worker.output().splitlines()]  # every line JSON
     assert not [line for line in lines if line["logger"] == "httpx"]  # no line per REST request at info
+
+
+def test_a_taken_http_port_is_one_line_and_exit_78(model_env: dict[str, str], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = Worker(_stack(f"127.0.0.1:{free_port()}", tmp_path, model_env, port))
+        code = worker.process.wait(timeout=120)
+    assert code == 78, worker.output()[-3000:]
+    last = json.loads(worker.output().splitlines()[-1])
+    assert last["level"] == "critical"
+    assert f"127.0.0.1:{port}" in last["message"]
+    assert "QCC_HTTP_PORT" in last["message"]
