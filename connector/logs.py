@@ -233,8 +233,17 @@ def configure(settings: Settings) -> dict[str, Any]:
     logging.config.dictConfig(config)
     route_loguru()
     logging.captureWarnings(True)  # Python warnings of the libraries, else plain text on stderr
+    _quiet_onnxruntime()
     sys.excepthook = _log_uncaught
     return config
+
+
+def _quiet_onnxruntime() -> None:
+    """onnxruntime (fastembed's engine) writes its C++ log to stderr in its own format, past
+    Python's logging; only its errors, which end the model load with an exception anyway."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # 3: ERROR
 
 
 def _log_uncaught(kind: type[BaseException], value: BaseException, trace: Any) -> None:
