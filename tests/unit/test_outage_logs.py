@@ -89,6 +89,9 @@ def test_other_lines_go_through_and_the_reason_names_the_service_and_since() -> 
         _library_record("aiokafka.consumer", logging.INFO, "Unable connect to node with id 1"),  # below warning
         _library_record("faust.worker", logging.WARNING, "Timer Monitor.sampler woke up too late"),
         _library_record("connector.stream.pipeline", logging.ERROR, "Unable connect to node"),  # not a library
+        # a broker that answers refused the heartbeat: the group's business, not an outage
+        _library_record("aiokafka.consumer.group_coordinator", logging.WARNING,
+                        "Heartbeat failed: local member_id was not recognized; resetting and re-joining group"),
     ]
     for record in kept:
         handler.handle(record)
