@@ -3,12 +3,12 @@
 # hub needed); mount a volume on /models and set QCC_MODEL_PATHS to use others instead.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY connector ./connector
-RUN /opt/venv/bin/pip install . \
- && /opt/venv/bin/qdrant-change-connector models --dest /models > /models/paths.json
+COPY scripts/image-build-steps ./scripts/
+# install into /opt/venv, assemble the models into /models (tests/deploy/test_image_build.py runs the same script)
+RUN PYTHON=python sh scripts/image-build-steps /src /opt/venv /models
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 connector

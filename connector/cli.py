@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from connector.settings import Settings
 
 if TYPE_CHECKING:
     from connector.qdrant import RetryingClient
+    from connector.stream.broker_probe import BrokerProbe
 
 T = TypeVar("T")
 
@@ -33,9 +35,12 @@ def worker() -> None:
     """Run the stream worker (production entry point); settings come from QCC_* env vars."""
     from faust.worker import Worker
 
-    from connector.logs import logging_config
+    from connector.logs import BROKER_OUTAGE, configure
     from connector.qdrant.client import check_local_storage
     from connector.stream.app import create_app
+    from connector.stream.broker_probe import BrokerProbe
+    from connector.stream.embedder import Embedder
+    from connector.stream.health import Readiness, serve
 
     settings = Settings()
     if not settings.qdrant_url:
@@ -44,10 +49,49 @@ def worker() -> None:
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
-    app = create_app(settings)
-    Worker(
-        app, loglevel=settings.log_level, quiet=True, logging_config=logging_config(settings)
-    ).execute_from_commandline()
+    log_config = configure(settings)
+    # The models first, before Kafka and Qdrant: a model that cannot be loaded is a setup
+    # mistake no retry mends, so it is one line and exit 78 within seconds, not a worker that
+    # takes partitions and fails its first window.
+    embedder = Embedder(settings)
+    try:
+        embedder.warm_up_defaults()
+    except ConfigurationError as exc:
+        logging.getLogger("connector.worker").critical("%s", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    loop = asyncio.new_event_loop()  # Faust runs on it too, so the endpoints served now stay up
+    asyncio.set_event_loop(loop)
+    readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
+    if settings.http_port:
+        try:
+            loop.run_until_complete(serve(readiness, settings.http_host, settings.http_port))
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            logging.getLogger("connector.worker").critical(
+                "cannot serve the HTTP endpoints on %s:%d (%s): set QCC_HTTP_PORT (0 turns them off) or QCC_HTTP_HOST",
+                settings.http_host, settings.http_port, exc.strerror or exc)
+            raise typer.Exit(EXIT_CONFIG) from None
+    probe = BrokerProbe(settings, BROKER_OUTAGE)
+    if not loop.run_until_complete(_until_broker_answers(loop, probe)):
+        logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
+        raise typer.Exit(0)
+    app = create_app(settings, embedder=embedder, readiness=readiness if settings.http_port else None,
+                     broker_probe=probe)
+    Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
+           logging_config=log_config).execute_from_commandline()
+
+
+async def _until_broker_answers(loop: asyncio.AbstractEventLoop, probe: BrokerProbe) -> bool:
+    """Wait for the broker before Faust starts (Faust exits when it cannot bootstrap): /livez
+    answers meanwhile and /readyz says why not ready; False when SIGTERM or SIGINT came first.
+    The worker waits for good, not-ready, rather than exiting: a restart would only wait again."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await probe.wait_until_answered(stop.is_set)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 @cli.command("settings")

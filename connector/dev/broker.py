@@ -65,11 +65,7 @@ def broker_jars() -> Path:
     # process never sees half the jars
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
     try:
-        subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            check=True,
-        )
+        _run_maven(["dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"])
         (staging / ".complete").touch()
         try:
             staging.rename(libs)
@@ -80,6 +76,19 @@ def broker_jars() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return libs
+
+
+def _run_maven(goals: list[str]) -> None:
+    """Run Maven quietly: its output is shown only when it fails. Batch mode and
+    ``style.color=never`` keep colours out; Maven's console library still writes a colour
+    reset (ESC[0m) to both streams when the JVM exits unless ``jansi.noreset`` is set in
+    MAVEN_OPTS (a JVM option: on the command line it comes too late)."""
+    env = {**os.environ, "MAVEN_OPTS": f"{os.environ.get('MAVEN_OPTS', '')} -Djansi.noreset=true".strip()}
+    result = subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(POM), *goals],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        output = result.stdout.decode(errors="replace").strip()
+        raise RuntimeError(f"Maven could not fetch the Kafka broker jars (exit {result.returncode}):\n{output}")
 
 
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:

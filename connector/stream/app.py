@@ -23,9 +23,11 @@ from faust.types import TP
 from qdrant_client import AsyncQdrantClient
 
 from connector.dev.failpoints import Failpoints
+from connector.logs import BROKER_OUTAGE
 from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
 from connector.stream import pipeline
+from connector.stream.broker_probe import BrokerProbe
 from connector.stream.embedder import Embedder
 from connector.stream.health import Readiness, probe_qdrant, serve
 from connector.stream.kafka_options import ssl_context
@@ -38,10 +40,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
-    def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None,
+                 embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.failpoints = Failpoints(settings.failpoints_dir)
-        self.embedder = Embedder(settings)
+        self.embedder = embedder or Embedder(settings)
         self._client = client
         self._processors: dict[str, WindowProcessor] = {}
         self._lock = asyncio.Lock()
@@ -102,11 +105,16 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> faust.App:
+def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
+               embedder: Embedder | None = None, readiness: Readiness | None = None,
+               broker_probe: BrokerProbe | None = None) -> faust.App:
     """The connector's Faust app for these settings.
 
     ``client`` shares an existing Qdrant client (embedded local mode allows one process per
-    storage folder, so a migration run in the same process must share it).
+    storage folder, so a migration run in the same process must share it); ``embedder`` one
+    whose models are loaded already. The worker command serves the HTTP endpoints and waits for
+    the broker before Faust starts (cli.py): it passes its ``readiness`` (the app then serves no
+    endpoints of its own) and its ``broker_probe``.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = ConnectorApp(
@@ -137,7 +145,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     app.windows_in_hand = pipeline.WindowsInHand()
-    runtime = Runtime(settings, client)
+    runtime = Runtime(settings, client, embedder)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
     # abandoned window whose partition stays here was committed past without a replay (seen in
@@ -167,12 +175,26 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
         log.info("settings: %s", json.dumps(settings.public_dump(), default=str))
         await asyncio.get_running_loop().run_in_executor(None, runtime.embedder.warm_up)
 
+    probe_broker = broker_probe or BrokerProbe(settings, BROKER_OUTAGE)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
+    async def watch_broker() -> None:
+        # the libraries' own lines about the broker are counted, not written (connector/logs.py):
+        # this probe says when an outage ends, and keeps /readyz's reason current
+        try:
+            await probe_broker.watch()
+        finally:
+            await probe_broker.close()
+
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def http_endpoints() -> None:
-        if settings.http_port == 0:
-            return
-        readiness = Readiness(assigned=lambda: bool(app.consumer.assignment()))
-        await serve(readiness, settings.http_host, settings.http_port)
+        ready = readiness
+        if ready is None:
+            if settings.http_port == 0:
+                return
+            ready = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
+            await serve(ready, settings.http_host, settings.http_port)
+        ready.assigned = lambda: bool(app.consumer.assignment())
         processor = await runtime.processor("patch")
 
         async def probe() -> None:
@@ -183,6 +205,6 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None) -> f
                 raise ConnectionError(f"a Qdrant call is being retried: {processor.qdrant.failure}")
             await processor.client.get_collections()
 
-        await probe_qdrant(readiness, probe)
+        await probe_qdrant(ready, probe)
 
     return app

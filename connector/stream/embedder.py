@@ -1,8 +1,9 @@
 """fastembed behind a small interface: texts in, dense or sparse vectors out, off the event loop.
 
 Models are named as fastembed names them (``sentence-transformers/all-MiniLM-L6-v2``,
-``Qdrant/bm25``) and downloaded from the model hub when it is reachable. Where it is not,
-``Settings.model_paths`` maps a name to a local folder (see :mod:`connector.dev.offline_model`).
+``Qdrant/bm25``). Each is loaded from the first of: the folder ``Settings.model_paths``
+(QCC_MODEL_PATHS) names for it; the folder ``qdrant-change-connector models`` assembled for it
+in the cache folder (:mod:`connector.dev.offline_model`); the model hub.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Literal, overload
 
 from connector import metrics
 from connector.dev.failpoints import Failpoints
+from connector.dev.offline_model import assembled_models, models_dir
 from connector.domain.operations import Sparse, Vector, VectorKind
 from connector.domain.semantics import text_at
 from connector.errors import ConfigurationError
@@ -89,6 +91,11 @@ class Embedder:
         """Load the default model now rather than in the first window."""
         self._load(self.default_model(kind), kind)
 
+    def warm_up_defaults(self) -> None:
+        """Load both default models (ConfigurationError when one cannot be loaded)."""
+        self.warm_up("dense")
+        self.warm_up("sparse")
+
     def _load(self, model: str, kind: VectorKind) -> Any:
         with self._lock:
             cached = self._models.get((model, kind))
@@ -106,6 +113,10 @@ def load_model(model: str, kind: VectorKind, settings: Settings) -> Any:
     from fastembed import SparseTextEmbedding, TextEmbedding
 
     path = settings.model_paths.get(model)
+    if path is None:
+        path = assembled_models().get(model)
+        if path is not None:
+            log.info("model %s from %s (assembled by `qdrant-change-connector models`)", model, path)
     options: dict[str, Any] = {"threads": settings.embed_threads}
     if settings.model_cache_dir is not None:
         options["cache_dir"] = str(settings.model_cache_dir)
@@ -122,8 +133,10 @@ def load_model(model: str, kind: VectorKind, settings: Settings) -> Any:
     except ConfigurationError:
         raise
     except Exception as exc:  # fastembed raises ValueError, OSError, hub errors...
-        hint = "" if path else " (no local folder configured: set QCC_MODEL_PATHS where the model hub is unreachable)"
-        raise ConfigurationError(f"cannot load {kind} model {model!r}: {exc}{hint}") from exc
+        hint = "" if path else (f"; where the model hub is unreachable, run `qdrant-change-connector models` (it "
+                                f"assembles the default models into {models_dir()}, where the worker finds them) "
+                                f"or set QCC_MODEL_PATHS to local model folders")
+        raise ConfigurationError(f"cannot load {kind} model {model!r}: {str(exc).rstrip('.')}{hint}") from exc
 
 
 def _is_known_dense_model(model: str) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,21 +16,32 @@ from connector import metrics
 log = logging.getLogger(__name__)
 
 
+def _never() -> str | None:
+    return None
+
+
 @dataclass
 class Readiness:
-    """What /readyz reports: partitions assigned, and Qdrant answering."""
+    """What /readyz reports: the broker answering, partitions assigned, and Qdrant answering."""
 
     assigned: Callable[[], bool]
+    broker_problem: Callable[[], str | None] = _never  # e.g. OutageTracker.reason
     qdrant_ok: bool = False
     qdrant_error: str | None = None
+    qdrant_since: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     def check(self) -> bool:
         reasons = []
+        broker = self.broker_problem()
+        if broker is not None:
+            reasons.append(broker)
         if not self.assigned():
             reasons.append("no Kafka partitions assigned")
         if not self.qdrant_ok:
-            reasons.append(f"Qdrant not usable: {self.qdrant_error}" if self.qdrant_error else "Qdrant unreachable")
+            since = f" since {self.qdrant_since}" if self.qdrant_since else ""
+            reasons.append(f"Qdrant not usable{since}: {self.qdrant_error}" if self.qdrant_error
+                           else "Qdrant not checked yet")
         self.reasons = reasons
         metrics.READY.set(0 if reasons else 1)
         return not reasons
@@ -69,12 +81,14 @@ async def probe_qdrant(readiness: Readiness, probe: Callable[[], Awaitable[objec
             await asyncio.wait_for(probe(), timeout=max(every, 1.0))
             if last_error is not None:
                 log.info("Qdrant probe succeeds again")
-            readiness.qdrant_ok, readiness.qdrant_error, last_error = True, None, None
+            readiness.qdrant_ok, readiness.qdrant_error, readiness.qdrant_since, last_error = True, None, None, None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; logged once per reason
             error = f"{type(exc).__name__}: {exc}"
             if error != last_error:
                 log.warning("Qdrant probe failed: %s", error)
+            if readiness.qdrant_since is None:
+                readiness.qdrant_since = datetime.now(timezone.utc).isoformat(timespec="seconds")
             readiness.qdrant_ok, readiness.qdrant_error, last_error = False, error, error
         await asyncio.sleep(every)
