@@ -129,6 +129,9 @@ async def _stream(settings: Settings, events: list[dict[str, Any]], bad: list[by
     return len(events) + len(bad)
 
 
+OUTCOMES = ("verified", "partial", "mismatch", "skipped")  # a verification event's status
+
+
 async def _watch(
     settings: Settings, expected_events: int, timeout: float, worker: subprocess.Popen[bytes]
 ) -> dict[str, int]:
@@ -137,7 +140,7 @@ async def _watch(
     consumer = AIOKafkaConsumer(settings.verification_topic, settings.dead_letter_topic,
                                 auto_offset_reset="earliest", **client_options(settings))
     await consumer.start()
-    totals = {"events": 0, "applied": 0, "dead": 0, "batches": 0}
+    totals = {"events": 0, "applied": 0, "dead": 0, "batches": 0, **dict.fromkeys(OUTCOMES, 0)}
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -152,6 +155,7 @@ async def _watch(
                         totals["events"] += record["event_count"]
                         totals["applied"] += record["applied_event_count"]
                         totals["batches"] += 1
+                        totals[record["verification"]["status"]] += 1
                     else:
                         totals["dead"] += 1
     finally:
@@ -207,9 +211,9 @@ def run_demo(events: int, workdir: Path) -> int:
     console.rule("summary")
     if worker.returncode not in (0, -15):  # -15: stopped by the terminate() above
         console.print(f"[red]the worker exited with {worker.returncode}; see {workdir / 'worker.log'}[/red]")
-    console.print(
-        f"{totals['batches']} verified batches, {totals['applied']} events applied, {totals['dead']} dead letters"
-    )
+    outcomes = ", ".join(f"{totals[status]} {status}" for status in OUTCOMES)
+    console.print(f"{totals['batches']} batches ({outcomes}), {totals['applied']} events applied, "
+                  f"{totals['dead']} dead letters")
     client = QdrantClient(path=str(qdrant_path))
     try:
         count = client.count(COLLECTION).count
