@@ -14,9 +14,8 @@ machine, with the user's own Maven repository.
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import shutil
 import subprocess
 import sys
