@@ -8,8 +8,9 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -147,6 +148,66 @@ def tail(
     from connector.tail import follow
 
     asyncio.run(follow(Settings(), from_beginning=from_beginning, count=count, raw=raw))
+
+
+EXIT_INCOMPLETE = 1  # audit: the trail has a gap, a mismatch or a missing dead letter
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the broker cannot be reached
+
+
+@cli.command()
+def audit(
+    topic: list[str] = typer.Option(None, help="Source topic to prove (repeatable); default: the patch and "
+                                    "re-embed topics"),
+    from_offset: int | None = typer.Option(None, help="Prove from this offset of every partition (default: "
+                                           "the earliest retained)"),
+    since: datetime | None = typer.Option(None, help="Prove from the first offset at this time (ISO 8601)"),
+    to: str = typer.Option("committed", help="Prove up to the consumer group's committed offsets, or 'end'"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    strict: bool = typer.Option(False, help="Count batches applied without verification as incomplete"),
+) -> None:
+    """Prove from the topics that every source offset was applied in a verified batch or dead-lettered
+    (exit 0 complete, 1 incomplete, 69 broker unreachable)."""
+    from aiokafka.errors import KafkaConnectionError
+    from rich.progress import Progress
+
+    from connector.audit.accounting import account
+    from connector.audit.reading import read_trail, source_ranges
+    from connector.audit.render import as_json as report_json
+    from connector.audit.render import print_report
+
+    if to not in ("committed", "end"):
+        console.print(f"--to must be 'committed' or 'end', not {to!r}")
+        raise typer.Exit(64)
+    settings = Settings()
+    topics = topic or [settings.patch_topic, settings.reembed_topic]
+    since_utc = since.replace(tzinfo=since.tzinfo or timezone.utc) if since is not None else None
+
+    async def run() -> list[Any]:
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("reading the trail", total=None)
+
+            def advance(name: str, done: int, total: int) -> None:
+                progress.update(task, description=f"reading {name}", completed=done, total=total)
+
+            trail = await read_trail(settings, set(topics), advance)
+        ranges = await source_ranges(settings, topics, from_offset=from_offset, since=since_utc,
+                                     to="end" if to == "end" else "committed")
+        reports = [account(t, p, start, end, trail.verifications, trail.dead_letters)
+                   for (t, p), (start, end) in sorted(ranges.items())]
+        return [reports, trail.unreadable]
+
+    try:
+        reports, unreadable = asyncio.run(run())
+    except KafkaConnectionError as exc:
+        console.print(f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers} ({exc}); "
+                      "check QCC_KAFKA_BOOTSTRAP_SERVERS")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    if as_json:
+        print(json.dumps(report_json(reports, strict=strict, unreadable=unreadable), indent=2))
+    else:
+        print_report(Console(), reports, strict=strict, unreadable=unreadable)
+    if not all(r.complete(strict) for r in reports):
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 @cli.command()

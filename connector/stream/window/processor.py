@@ -153,6 +153,15 @@ class WindowProcessor:
             result.dead_letters.extend(dead)
             result.rechecks += [item.record for item in members if item.recheck and item.error is None]
 
+    async def _write_behind(self, collection: str, applied: list[Op]) -> None:
+        """Failpoint ``write-behind``: another writer changes a point the window just wrote,
+        before its read-back (which must then say mismatch)."""
+        target = next((pid for op in applied if op.kind != "delete" for pid in op.point_ids()), None)
+        if target is not None:
+            log.warning("failpoint write-behind: changing point %s behind the connector's back", target)
+            await self.qdrant.call("set_payload", lambda: self.client.set_payload(
+                collection, {"written_behind": True}, points=[target], wait=True))
+
     async def _pass_fence(self, item: Item, started: float) -> VerificationEvent:
         """Wait until the fence's alias points at its target, or the fence expires."""
         fence = item.fence
@@ -223,6 +232,8 @@ class WindowProcessor:
                 fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
         timings.apply = time.monotonic() - t0
         self.failpoints.crash_if_active("crash-after-apply")
+        if self.failpoints.active("write-behind"):
+            await self._write_behind(schema.name, applied)
         t0 = time.monotonic()
         self.stage = "verification, after its operations were applied"
         self.failpoints.poison("verify", [item.record.value for item in items])
