@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from connector.console import console_for
 from connector.errors import ConfigurationError
 from connector.settings import Settings
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka change events -> verified Qdrant batches.")
-console = Console(stderr=True)
+console = console_for(stderr=True)
 
 EXIT_CONFIG = 78  # EX_CONFIG: the settings name something unusable
 
@@ -178,6 +178,7 @@ def audit(
     if to not in ("committed", "end"):
         console.print(f"--to must be 'committed' or 'end', not {to!r}")
         raise typer.Exit(64)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an unreachable broker is said once, below
     settings = Settings()
     topics = topic or [settings.patch_topic, settings.reembed_topic]
     since_utc = since.replace(tzinfo=since.tzinfo or timezone.utc) if since is not None else None
@@ -205,7 +206,7 @@ def audit(
     if as_json:
         print(json.dumps(report_json(reports, strict=strict, unreadable=unreadable), indent=2))
     else:
-        print_report(Console(), reports, strict=strict, unreadable=unreadable)
+        print_report(console_for(), reports, strict=strict, unreadable=unreadable)
     if not all(r.complete(strict) for r in reports):
         raise typer.Exit(EXIT_INCOMPLETE)
 

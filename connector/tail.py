@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from rich.console import Console
 
+from connector.console import console_for
 from connector.settings import Settings
 from connector.stream.kafka_options import client_options
 from connector.stream.publishing import read_dead_letter
@@ -48,7 +48,7 @@ def decode(message: Any, settings: Settings) -> tuple[str, dict[str, Any], bytes
 
 
 async def follow(settings: Settings, *, from_beginning: bool, count: int | None, raw: bool) -> None:
-    console = Console()
+    console = console_for()
     consumer = AIOKafkaConsumer(
         settings.verification_topic,
         settings.dead_letter_topic,

@@ -14,8 +14,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
-from rich.console import Console
 
+from connector.console import console_for
 from connector.dev.broker import KafkaBroker, free_port
 from connector.dev.offline_model import assemble_all, models_dir, needs_assembly
 from connector.producer import ChangeProducer, build_event
@@ -26,7 +26,7 @@ from connector.tail import decode, describe
 
 COLLECTION = "articles"
 TOPICS = ["search", "billing", "storage", "alerts", "deploys", "latency", "backups", "access"]
-console = Console()
+console = console_for()
 
 
 def sample_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
