@@ -85,6 +85,12 @@ def manifest_path(dump: Path) -> Path:
     return dump.with_name(dump.name + MANIFEST_SUFFIX)
 
 
+def cosine_names(config: dict[str, Any]) -> set[str]:
+    """The dense vectors of a :func:`vectors_config` whose distance is cosine (Qdrant stores them
+    normalised: a copy's values are the source's divided by its length)."""
+    return {name for name, params in config.get("dense", {}).items() if params.get("distance") == "Cosine"}
+
+
 def vectors_config(info: qm.CollectionInfo) -> dict[str, Any]:
     """The collection's vector configuration as JSON, enough to create a copy."""
     params = info.config.params

@@ -7,7 +7,9 @@ comparison (:func:`diff_digests`) is pure; reading is one scroll of each collect
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ from qdrant_client import models as qm
 
 from connector.bulk.dump import (
     canonical_vectors,
+    cosine_names,
     digest,
     id_key,
     manifest_path,
     point_line,
     read_dump,
+    vectors_config,
 )
 from connector.bulk.scroll import PointsProgress
 from connector.qdrant import RetryingClient
@@ -65,16 +69,26 @@ class VerifyReport:
 TOLERANCE = 1e-5
 
 
-def lines_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _unit(values: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values] if norm > 0 else values
+
+
+def lines_equal(a: dict[str, Any], b: dict[str, Any], cosine: frozenset[str] | set[str] = frozenset()) -> bool:
     """Pure: same payload, same vector names, values equal within float32 noise.
 
     Digests compare values rounded to 6 digits; a value on a rounding boundary, or a cosine
     vector normalised once more by Qdrant on import, can change a digest by one ulp. Points
-    whose digests differ are compared again with this tolerance.
+    whose digests differ are compared again with this tolerance, the dense vectors named in
+    ``cosine`` as unit vectors: Qdrant stores them normalised, but local mode keeps what it was
+    given on disk and normalises only in memory, so a dump may hold either form.
     """
     if (a.get("payload") or {}) != (b.get("payload") or {}):
         return False
     va, vb = canonical_vectors(a.get("vector")), canonical_vectors(b.get("vector"))
+    for name in cosine & va.keys() & vb.keys():
+        if isinstance(va[name], list) and isinstance(vb[name], list):
+            va[name], vb[name] = _unit(va[name]), _unit(vb[name])
     if va.keys() != vb.keys():
         return False
     for name, mine in va.items():
@@ -144,7 +158,8 @@ async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Pat
     if suspects:
         ref_lines = {id_key(line["id"]): line for line in read_dump(dump) if id_key(line["id"]) in suspects}
         got = await _lines(qdrant, collection, suspects, with_payload, with_vectors)
-        equal = {k for k in suspects if k in got and lines_equal(ref_lines[k], got[k])}
+        cosine = cosine_names(manifest.get("config") or {})
+        equal = {k for k in suspects if k in got and lines_equal(ref_lines[k], got[k], cosine)}
     return diff_digests(reference, target, names=(str(dump), collection), equal_after_all=equal)
 
 
@@ -169,5 +184,7 @@ async def verify_collections(qdrant: RetryingClient, reference: str, target: str
     if suspects:
         la = await _lines(qdrant, reference, suspects, True, with_vectors)
         lb = await _lines(qdrant, target, suspects, True, with_vectors)
-        equal = {k for k in suspects if k in la and k in lb and lines_equal(la[k], lb[k])}
+        info = await qdrant.call(f"get_collection({reference})", partial(qdrant.client.get_collection, reference))
+        cosine = cosine_names(vectors_config(info))
+        equal = {k for k in suspects if k in la and k in lb and lines_equal(la[k], lb[k], cosine)}
     return diff_digests(a, b, names=(reference, target), equal_after_all=equal)

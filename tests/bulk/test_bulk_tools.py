@@ -203,14 +203,11 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_cli_export_import_verify(qdrant_target: QdrantTarget, tmp_path: Path) -> None:
+    """Cosine, dot and sparse named vectors. Local mode normalises a cosine vector in memory but
+    stores it as given, so export (a new process) reads the raw vector and import's verification
+    (the process that wrote it) the normalised one: the comparison takes both as unit vectors."""
     import asyncio
-
-    if not qdrant_target.is_server:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "local mode normalises a cosine vector in memory but stores it as given: export (a new process) reads "
-            "the raw vector, import's verification (the process that wrote it) the normalised one, and the bulk "
-            "digests do not normalise cosine vectors")))
 
     async def seed() -> None:
         client = qdrant_target.async_client()
@@ -295,3 +292,31 @@ def test_reembed_resumes_after_a_kill_with_the_same_result(
         assert pa[7] != [1.0] + [0.0] * 383
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("distance", [qm.Distance.COSINE, qm.Distance.EUCLID])  # dot: "raw" above
+def test_an_unnamed_vector_round_trips_and_a_changed_one_is_found(qdrant_target: QdrantTarget, tmp_path: Path,
+                                                                  distance: qm.Distance) -> None:
+    client = qdrant_target.client()
+    try:
+        client.create_collection("plain", vectors_config=qm.VectorParams(size=3, distance=distance))
+        client.upsert("plain", [qm.PointStruct(id=i, vector=[1.0 + i, i / 3, -2.5], payload={"i": i})
+                                for i in range(30)])
+    finally:
+        client.close()
+    env = qdrant_target.env()
+    dump = tmp_path / "plain.jsonl"
+    assert _cli("export", "plain", str(dump), env=env).returncode == 0
+    imported = _cli("import", str(dump), "copy", env=env)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert _cli("verify", "copy", str(dump), env=env).returncode == 0
+    assert _cli("verify", "copy", "plain", env=env).returncode == 0
+    client = qdrant_target.client()
+    try:
+        client.update_vectors("copy", [qm.PointVectors(id=7, vector=[1.0, 5.0, 1.0])])  # another direction
+    finally:
+        client.close()
+    report = tmp_path / "diff.json"
+    differ = _cli("verify", "copy", str(dump), "--report", str(report), env=env)
+    assert differ.returncode == 1, differ.stdout + differ.stderr
+    assert json.loads(report.read_text())["mismatched"] == [7]
