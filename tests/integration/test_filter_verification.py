@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
+from connector import metrics
 from connector.domain.events import VerificationEvent
 from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
@@ -147,4 +148,25 @@ async def test_filters_over_the_bound_are_counted_or_sampled(qdrant_target: Qdra
     assert [(f.method, f.matched, f.checked_points, f.count_after) for f in outcome.filters] == [
         ("count", 7, 3, 0), ("sample", 7, 3, None), ("count", 4, 3, 0)]
     assert len({f.ids_digest for f in outcome.filters}) == 3
+    await proc.client.close()
+
+
+def calls(name: str) -> float:
+    return metrics.REGISTRY.get_sample_value("qdrant_connector_qdrant_request_seconds_count", {"call": name}) or 0.0
+
+
+async def test_with_verification_off_nothing_is_read_back(qdrant_target: QdrantTarget,
+                                                          model_paths: dict[str, str]) -> None:
+    proc = processor(qdrant_target, model_paths, verify_after_apply=False)
+    await setup(proc, 10)
+    retrieves, scrolls = calls("retrieve"), calls("scroll")
+    verification = await run(proc, [ev("set_payload", ids=[1, 2], payload={"x": 1}), ev("delete", filter=tag("a"))])
+    assert verification.verification.status == "skipped"
+    assert verification.verification.reason == "verification is off (QCC_VERIFY_AFTER_APPLY)"
+    assert verification.applied_event_count == 2
+    assert calls("retrieve") - retrieves == 1  # which points exist, before the window; no read-back
+    assert calls("scroll") == scrolls  # no filter match taken
+    points = {int(p.id): p.payload for p in (await proc.client.scroll("docs", limit=100))[0]}
+    assert sorted(points) == [0, 2, 4, 6, 8]
+    assert points[2] == {"n": 2, "tag": "b", "body": "text 2", "x": 1}
     await proc.client.close()
