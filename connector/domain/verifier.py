@@ -146,6 +146,24 @@ def _bounded(value: Any) -> Any:
     return {"bytes": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
+FLOAT_ULPS = 1e-12  # relative: Qdrant's JSON parser may round a 17-digit float to its neighbour
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Payload values equal as Qdrant keeps them: numbers (not booleans) equal within a relative
+    ``FLOAT_ULPS`` (a server answered 0.9872592010330128 for a payload's 0.9872592010330129: its
+    JSON number parser is not correctly rounded in the last digit), all else exactly."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(a, b, rel_tol=FLOAT_ULPS, abs_tol=0.0)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(value, b[key]) for key, value in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
                  vectors_touched: dict[PointKey, set[str]], cosine_names: set[str]) -> list[Mismatch]:
     if (want is None) != (got is None):
@@ -153,7 +171,7 @@ def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
     if want is None or got is None:
         return []
     differences = []
-    if want.payload != got.payload:
+    if want.payload != got.payload and not json_equal(want.payload, got.payload):
         differences.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
     for name in sorted(vectors_touched.get(pid, ())):
         w, g = want.vectors.get(name), got.vectors.get(name)

@@ -170,3 +170,15 @@ async def test_with_verification_off_nothing_is_read_back(qdrant_target: QdrantT
     assert sorted(points) == [0, 2, 4, 6, 8]
     assert points[2] == {"n": 2, "tag": "b", "body": "text 2", "x": 1}
     await proc.client.close()
+
+
+@pytest.mark.parametrize("server_target", ["rest", "grpc"], indirect=True)
+async def test_a_float_the_server_rounds_in_its_last_digit_is_verified(server_target: QdrantTarget,
+                                                                      model_paths: dict[str, str]) -> None:
+    """Qdrant's JSON parser is not correctly rounded in the last digit: 0.9872592010330129 comes
+    back as 0.9872592010330128. That is the value Qdrant keeps, not a mismatch."""
+    proc = processor(server_target, model_paths)
+    await setup(proc, 3)
+    verification = await run(proc, [ev("set_payload", ids=[1], payload={"v": 0.9872592010330129})])
+    assert verification.verification.status == "verified", verification.verification
+    await proc.client.close()

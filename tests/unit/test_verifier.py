@@ -15,6 +15,7 @@ from connector.domain.verifier import (
     FilterMatch,
     compare,
     expected_state,
+    json_equal,
     resolve_filters,
     touched_vectors,
     vectors_equal,
@@ -147,3 +148,11 @@ def test_filters_resolved_to_their_matches_expect_what_the_window_did(initial: S
     compared = id_points | {pid for match in matches.values() for pid in match.states if pid in extended}
     for pid in compared:
         assert expected.get(pid) == actual.get(pid), pid
+
+
+def test_payload_floats_are_equal_within_the_servers_last_digit() -> None:
+    assert json_equal({"v": 0.9872592010330129, "n": [1, {"x": 0.1}]}, {"v": 0.9872592010330128, "n": [1, {"x": 0.1}]})
+    assert not json_equal({"v": 0.98725920103}, {"v": 0.98725920104})
+    assert not json_equal({"v": True}, {"v": 1})
+    assert not json_equal({"v": [1, 2]}, {"v": [1, 2, 3]})
+    assert not json_equal({"v": "1"}, {"v": 1})
