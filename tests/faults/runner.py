@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from connector.audit.accounting import DeadLetter, PartitionReport, Verification, account, verification_from_json
 from connector.dev.broker import KafkaBroker, free_port
 from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer
@@ -300,6 +301,41 @@ def initial_doc_vector() -> list[float]:
 # --- the check ---------------------------------------------------------------------------------
 
 
+def audit_problems(where: list[tuple[str, int, int]], tail: Tail) -> list[str]:
+    """What ``audit`` (connector/audit/accounting.py) finds in this run's trail, over the range of
+    offsets sent to each partition: nothing, or the run has a hole the other checks name too.
+    Then a gap is planted (one verification event left out whose offsets no other covers) and
+    the audit must name exactly those offsets."""
+    verifications = [v for i, record in enumerate(tail.verifications)
+                     if (v := verification_from_json(record, (record.get("applied_at", ""), i))) is not None]
+    dead = [DeadLetter(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"], d["error"]["code"])
+            for d in tail.dead_letters]
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset in where:
+        first, last = spans.get((topic, partition), (offset, offset))
+        spans[(topic, partition)] = (min(first, offset), max(last, offset))
+
+    def audit(trail: list[Verification]) -> list[PartitionReport]:
+        return [account(t, p, first, last + 1, trail, dead) for (t, p), (first, last) in sorted(spans.items())]
+
+    problems = [f"audit: {r.topic}[{r.partition}] incomplete: gaps {r.gaps[:5]}, mismatches {r.mismatches[:5]}, "
+                f"missing dead letters {r.missing_dead_letters[:5]}" for r in audit(verifications) if not r.complete()]
+    times_covered: dict[tuple[str, int, int], int] = {}
+    for v in verifications:
+        for p, a, b in v.ranges:
+            for o in range(a, b + 1):
+                times_covered[(v.topic, p, o)] = times_covered.get((v.topic, p, o), 0) + 1
+    alone = next((v for v in verifications if v.topic in {t for t, _ in spans} and all(
+        times_covered[(v.topic, p, o)] == 1 for p, a, b in v.ranges for o in range(a, b + 1))), None)
+    if alone is not None:
+        planted = {(alone.topic, p, o) for p, a, b in alone.ranges for o in range(a, b + 1)}
+        named = {(r.topic, r.partition, o) for r in audit([v for v in verifications if v is not alone])
+                 for a, b in r.gaps for o in range(a, b + 1)}
+        if named != planted:
+            problems.append(f"audit: a planted gap of {len(planted)} offsets was named as {len(named)} offsets")
+    return problems
+
+
 def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     """The same check after every scenario; fills the report's counts and problems."""
     records, where = run.sent.records, run.sent.where
@@ -335,6 +371,8 @@ def check(run: Run, tail: Tail, report: RunReport, embedder: Embedder) -> None:
     report.mismatches = sum(v["verification"]["status"] == "mismatch" for v in tail.verifications)
     if report.mismatches:
         report.problems.append(f"{report.mismatches} verification events report a mismatch")
+
+    report.problems += audit_problems(where, tail)
 
     # a replayed window may flip a missing-point rejection; a later upsert/delete must explain it
     patch_index = {where[i]: j for j, i in enumerate(patch_positions)}
