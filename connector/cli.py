@@ -25,15 +25,44 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka change events -> verified Qdrant batches.")
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka change events -> verified Qdrant batches.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
 console = console_for(stderr=True)
+debug_mode = False  # --debug: tracebacks instead of one line (main)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"qdrant-change-connector {version('qdrant-change-connector')}")
+        raise typer.Exit(0)
+
+
+@cli.callback()
+def options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="On a failure, show the traceback, not one line"),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit", is_eager=True,  # noqa: ARG001 - handled by its callback
+                                 callback=_version),
+) -> None:
+    """Kafka change events -> verified Qdrant batches. Settings are QCC_* environment variables
+    (`qdrant-change-connector settings` prints them; the README lists them). Exit codes:
+    docs/errors.md."""
+    global debug_mode  # noqa: PLW0603 - one flag the whole invocation reads
+    debug_mode = debug
+    if ctx.invoked_subcommand != "worker" and not debug:
+        # a broker that cannot be reached is said once, in the command's own line (main)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 EXIT_CONFIG = 78  # EX_CONFIG: the settings name something unusable
 
 
 @cli.command()
 def worker() -> None:
-    """Run the stream worker (production entry point); settings come from QCC_* env vars."""
+    """Run the stream worker (production entry point). Settings come from QCC_* environment
+    variables: `qdrant-change-connector settings` prints them with their values, the README's
+    Settings table explains each."""
     from faust.worker import Worker
 
     from connector.logs import BROKER_OUTAGE, configure
@@ -115,6 +144,7 @@ def produce(
     source: Path = typer.Argument(Path("-"), help="JSONL file of events, or - for stdin"),
 ) -> None:
     """Validate and publish events (one JSON object per line) to the patch or re-embed topic."""
+    from connector.exit_codes import EX_DATAERR, readable
     from connector.producer import ChangeProducer, build_event
 
     lines = sys.stdin if str(source) == "-" else source.open()
@@ -126,16 +156,24 @@ def produce(
                 if not line.strip():
                     continue
                 try:
-                    event = build_event(json.loads(line))
-                except (ValueError, ValidationError) as exc:
+                    event = build_event(json.loads(line.rstrip("\r\n")))
+                except json.JSONDecodeError as exc:
                     bad += 1
-                    console.print(f"[red]line {number}: not sent: {exc}[/red]")
+                    console.print(f"line {number}, column {exc.colno}: not sent: not JSON: {exc.msg}", markup=False)
+                    continue
+                except ValidationError as exc:
+                    bad += 1
+                    console.print(f"line {number}: not sent: {readable(exc)}", markup=False)
+                    continue
+                except ValueError as exc:
+                    bad += 1
+                    console.print(f"line {number}: not sent: {exc}", markup=False)
                     continue
                 meta = await producer.send(event)
                 console.print(f"line {number}: {meta.topic}[{meta.partition}]@{meta.offset}")
         return bad
 
-    raise typer.Exit(1 if asyncio.run(run()) else 0)
+    raise typer.Exit(EX_DATAERR if asyncio.run(run()) else 0)
 
 
 @cli.command()
@@ -248,17 +286,37 @@ def demo(
     raise typer.Exit(run_demo(events=events, workdir=workdir))
 
 
-def _sink() -> RetryingClient:
-    """A RetryingClient on the configured Qdrant."""
+def _sink(read_only: bool = False) -> RetryingClient:
+    """A RetryingClient on the configured Qdrant. A command that only reads never creates a
+    local-mode folder: without one, there is nothing to read."""
+    from connector.errors import CollectionMissing
     from connector.qdrant import make_retrying
 
-    return make_retrying(Settings())
+    settings = Settings()
+    if read_only and not settings.qdrant_url and not settings.qdrant_path.exists():
+        raise CollectionMissing(f"no local-mode storage at {settings.qdrant_path.resolve()} (QCC_QDRANT_PATH)")
+    return make_retrying(settings)
 
 
-def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]]) -> T:
+async def _reachable(qdrant: RetryingClient) -> None:
+    """One call without retries: a command started against a Qdrant that does not answer says so
+    at once (exit 69) rather than retrying; outages during a long run are still waited out."""
+    from connector.qdrant.errors import classify
+
+    try:
+        await qdrant.client.get_collections()
+    except Exception as exc:
+        error = classify(exc)
+        if error.retriable:
+            await qdrant.client.close()
+            raise error from exc
+
+
+def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, read_only: bool = False) -> T:
     """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume)."""
     async def main() -> T:
-        qdrant = _sink()
+        qdrant = _sink(read_only)
+        await _reachable(qdrant)
         try:
             return await coro_factory(qdrant)
         finally:
@@ -343,7 +401,7 @@ def export_cmd(
 
     summary = _run_bulk(lambda qdrant: export_collection(
         qdrant, collection, dump, scroll_filter=parse_filter(filter), with_payload=_vectors_option(payload),
-        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume))
+        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume), read_only=True)
     console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})")
 
 
@@ -355,8 +413,12 @@ def import_cmd(
     resume: bool = typer.Option(False, help="Continue an interrupted import"),
 ) -> None:
     """Load a dump into a collection (created from the manifest if missing) and verify it."""
+    from connector.bulk.dump import manifest_path
     from connector.bulk.importer import import_dump
 
+    for needed in (dump, manifest_path(dump)):  # before anything is created
+        if not needed.is_file():
+            raise FileNotFoundError(2, "no such file", str(needed))
     summary = _run_bulk(lambda qdrant: import_dump(qdrant, dump, collection, batch_size=batch_size, resume=resume))
     report = summary.verification
     console.print(
@@ -378,9 +440,11 @@ def verify_cmd(
 
     path = Path(against)
     if path.is_file():
-        result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path))
+        result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path), read_only=True)
+    elif path.suffix in (".jsonl", ".gz", ".json") or "/" in against:  # meant as a dump: never a collection name
+        raise FileNotFoundError(2, "no such dump file", against)
     else:
-        result = _run_bulk(lambda qdrant: verify_collections(qdrant, against, collection))
+        result = _run_bulk(lambda qdrant: verify_collections(qdrant, against, collection), read_only=True)
     text = result.to_json()
     if report:
         report.write_text(text)
@@ -462,7 +526,41 @@ def migrate_cmd(
 
 
 def main() -> None:
-    cli()
+    """The entry point: every known failure is one line and a documented code (docs/errors.md)."""
+    import warnings
+
+    from typer._click import exceptions as click_errors  # typer carries its own click
+
+    from connector.exit_codes import EX_USAGE, failure
+
+    # qdrant-client warns when it cannot ask an unreachable server its version; the command's own line says more
+    warnings.filterwarnings("ignore", message="Failed to obtain server version")
+    try:
+        code = cli(standalone_mode=False)
+    except click_errors.UsageError as exc:
+        exc.show()
+        sys.exit(EX_USAGE)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:
+        if debug_mode or logging.getLogger().isEnabledFor(logging.DEBUG) or _env_debug():
+            raise
+        status, line = failure(exc, _bootstrap())
+        console.print(f"error: {line}", markup=False, highlight=False)
+        sys.exit(status)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _env_debug() -> bool:
+    import os
+
+    return os.environ.get("QCC_LOG_LEVEL", "").upper() == "DEBUG"
+
+
+def _bootstrap() -> str | None:
+    import os
+
+    return os.environ.get("QCC_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,11 @@ class ChangeProducer:
         self._producer = AIOKafkaProducer(**client_options(settings), **options)
 
     async def __aenter__(self) -> ChangeProducer:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # a producer that could not start is still to be closed
+            raise
         return self
 
     async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:

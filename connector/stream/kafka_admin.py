@@ -17,8 +17,8 @@ from connector.stream.kafka_options import client_options
 async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:
     """Create the four topics where missing; returns the names that were created."""
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         wanted = [settings.patch_topic, settings.reembed_topic, settings.verification_topic, settings.dead_letter_topic]
         missing = [name for name in wanted if name not in existing]

@@ -20,3 +20,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./scripts/bootstrap --tests && .venv/bin/python -m pytest" in readme
     assert "./scripts/bootstrap --tests\n.venv/bin/python -m pytest" in ci
+
+
+def test_the_command_table_is_the_cli() -> None:
+    """Every command in the README's table exists, and every command of the CLI is in the table."""
+    from connector.cli import cli
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Command line", 1)[1].split("\n\n", 2)[1]
+    documented = {line.split("`")[1].split()[0] for line in table.splitlines() if line.startswith("| `")}
+    commands = {command.name or command.callback.__name__ for command in cli.registered_commands
+                if command.callback is not None}
+    assert documented == commands

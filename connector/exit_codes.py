@@ -1,0 +1,89 @@
+"""Exit codes of the command line (BSD sysexits) and the one line each known failure prints.
+
+Every command goes through :func:`failure`: a user's mistake (a bad setting, a missing file, a
+service that cannot be reached) is one line saying what failed and what to do, and a documented
+code; a traceback only with ``--debug``. docs/errors.md lists the cases, each a test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import ValidationError
+
+from connector.errors import CollectionMissing, ConfigurationError, PermanentError, TransientError
+
+__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_DIFFERENT", "EX_IOERR", "EX_NOINPUT", "EX_SOFTWARE", "EX_UNAVAILABLE",
+           "EX_USAGE", "failure", "readable", "settings_problem"]
+
+EX_DIFFERENT = 1  # verify: the two sides differ; audit: the trail is incomplete
+EX_USAGE = 64  # a command, option or argument the command line does not take
+EX_DATAERR = 65  # the input is there but wrong (a dump that is not JSON, an event that is not valid)
+EX_NOINPUT = 66  # an input file or collection that does not exist
+EX_UNAVAILABLE = 69  # the Kafka broker or the Qdrant server cannot be reached
+EX_SOFTWARE = 70  # anything unexpected: a bug
+EX_IOERR = 74  # a file that cannot be read or written
+EX_CONFIG = 78  # a setting that is not valid or names something unusable
+
+_FIELD_FROM_SOURCE = re.compile(r'error parsing value for field "(\w+)"')
+
+
+def _variable(field: str) -> str:
+    return f"QCC_{field.upper()}"
+
+
+def readable(exc: ValidationError) -> str:
+    """A validation error without pydantic's internals (the union and validator names in its
+    locations): ``field.path: message`` per error."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"] if "[" not in str(part) and "function-" not in str(part))
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(dict.fromkeys(parts))
+
+
+def settings_problem(exc: Exception) -> str | None:
+    """A settings error as one line naming the ``QCC_*`` variable and the rule it broke."""
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        parts = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            given = error.get("input")
+            shown = given if isinstance(given, str) else json.dumps(given, default=str)
+            parts.append(f"{_variable(field)}={shown}: {error['msg'].lower()}")
+        return "; ".join(parts) + " (qdrant-change-connector settings prints every setting)"
+    found = _FIELD_FROM_SOURCE.search(str(exc))
+    if found is not None:
+        return (f"{_variable(found.group(1))}: not a valid value (a list takes a,b or JSON; an object takes JSON)"
+                " (qdrant-change-connector settings prints every setting)")
+    return None
+
+
+def failure(exc: BaseException, bootstrap: str | None = None) -> tuple[int, str]:
+    """The exit code and one line for an error that ended a command."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    problem = settings_problem(exc) if isinstance(exc, Exception) else None
+    if problem is not None:
+        return EX_CONFIG, f"invalid setting: {problem}"
+    if isinstance(exc, ConfigurationError):
+        return EX_CONFIG, str(exc)
+    if isinstance(exc, KafkaConnectionError):
+        return EX_UNAVAILABLE, (f"cannot reach the Kafka broker at {bootstrap or '?'}: is it running? "
+                                "(QCC_KAFKA_BOOTSTRAP_SERVERS)")
+    if isinstance(exc, KafkaError):
+        return EX_UNAVAILABLE, f"Kafka refused: {type(exc).__name__}: {exc}"
+    if isinstance(exc, CollectionMissing):
+        return EX_NOINPUT, f"{exc} (set QCC_QDRANT_URL for a server; without it, local mode in QCC_QDRANT_PATH)"
+    if isinstance(exc, TransientError):
+        return EX_UNAVAILABLE, f"{exc} (QCC_QDRANT_URL)"
+    if isinstance(exc, FileNotFoundError):
+        return EX_NOINPUT, f"no such file: {exc.filename or exc}"
+    if isinstance(exc, (IsADirectoryError, PermissionError)):
+        return EX_IOERR, f"cannot use {exc.filename or exc}: {exc.strerror or exc}"
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, PermanentError)):
+        return EX_DATAERR, f"bad input: {exc}"
+    if isinstance(exc, OSError):
+        return EX_IOERR, f"{exc}"
+    return EX_SOFTWARE, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
