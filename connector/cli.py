@@ -89,6 +89,7 @@ def worker() -> None:
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EXIT_CONFIG) from None
+    _say_where_qdrant_is(settings)
     loop = asyncio.new_event_loop()  # Faust runs on it too, so the endpoints served now stay up
     asyncio.set_event_loop(loop)
     readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
@@ -108,6 +109,16 @@ def worker() -> None:
                      broker_probe=probe)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
            logging_config=log_config).execute_from_commandline()
+
+
+def _say_where_qdrant_is(settings: Settings) -> None:
+    """Local mode is the default: say so, with the folder, so a forgotten QCC_QDRANT_URL is seen."""
+    say = logging.getLogger("connector.worker")
+    if settings.qdrant_url:
+        say.info("Qdrant server at %s (%s)", settings.qdrant_url, "gRPC" if settings.qdrant_prefer_grpc else "REST")
+    else:
+        say.info("Qdrant embedded local mode in %s (QCC_QDRANT_URL is not set: set it to use a Qdrant server)",
+                    settings.qdrant_path.resolve())
 
 
 async def _until_broker_answers(loop: asyncio.AbstractEventLoop, probe: BrokerProbe) -> bool:
@@ -131,11 +142,13 @@ def show_settings() -> None:
 
 
 @cli.command()
-def topics(partitions: int = typer.Option(4, help="Partitions of each new topic")) -> None:
+def topics(partitions: int = typer.Option(4, min=1, help="Partitions of each new topic"),
+           replication_factor: int = typer.Option(1, min=1, help="Replicas of each new topic (3 on a production "
+                                                                  "cluster)")) -> None:
     """Create the connector's four topics where missing."""
     from connector.stream.kafka_admin import ensure_topics
 
-    created = asyncio.run(ensure_topics(Settings(), partitions=partitions))
+    created = asyncio.run(ensure_topics(Settings(), partitions=partitions, replication=replication_factor))
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
@@ -286,6 +299,16 @@ def demo(
     raise typer.Exit(run_demo(events=events, workdir=workdir))
 
 
+def _distance(name: str) -> Any:
+    """A Qdrant distance by name in any case (cosine, Cosine, COSINE)."""
+    from qdrant_client import models as qm
+
+    for distance in qm.Distance:
+        if distance.value.lower() == name.lower():
+            return distance
+    raise typer.BadParameter(f"{name!r} is not a distance: {', '.join(d.value for d in qm.Distance)}")
+
+
 def _sink(read_only: bool = False) -> RetryingClient:
     """A RetryingClient on the configured Qdrant. A command that only reads never creates a
     local-mode folder: without one, there is nothing to read."""
@@ -358,8 +381,12 @@ def create_collection_cmd(
 
     vectors = {}
     for spec in dense:
-        vname, size, distance = spec.split(":")
-        vectors[vname] = qm.VectorParams(size=int(size), distance=qm.Distance(distance))
+        try:
+            vname, size, distance = spec.split(":")
+            vectors[vname] = qm.VectorParams(size=int(size), distance=_distance(distance))
+        except ValueError:
+            raise typer.BadParameter(f"{spec!r}: expected NAME:SIZE:DISTANCE, e.g. dense:384:Cosine",
+                                     param_hint="--dense") from None
     sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse}
 
     async def run(qdrant: RetryingClient) -> bool:
@@ -492,13 +519,14 @@ def migrate_cmd(
     drop_old: bool = typer.Option(False, help="Delete the old collection after the switch"),
 ) -> None:
     """Zero-downtime model switch: fill a new collection, replay the stream into it, switch the alias."""
-    from qdrant_client import models as qm
 
     from connector.bulk.migrate import Migration, MigrationError, MigrationReport
     from connector.stream.embedder import Embedder
 
     settings = Settings()
     embedder = Embedder(settings)
+
+    new_distance = _distance(distance)
 
     async def run(qdrant: RetryingClient) -> MigrationReport:
         migration = Migration(
@@ -510,7 +538,7 @@ def migrate_cmd(
             text_field=text_field,
             vector_name=vector_name,
             model=model,
-            distance=qm.Distance(distance),
+            distance=new_distance,
             fence_seconds=fence_seconds,
             verify_seconds=verify_seconds,
             drop_old=drop_old,
@@ -535,6 +563,7 @@ def main() -> None:
 
     # qdrant-client warns when it cannot ask an unreachable server its version; the command's own line says more
     warnings.filterwarnings("ignore", message="Failed to obtain server version")
+    warnings.showwarning = _warning_line
     try:
         code = cli(standalone_mode=False)
     except click_errors.UsageError as exc:
@@ -549,6 +578,12 @@ def main() -> None:
         console.print(f"error: {line}", markup=False, highlight=False)
         sys.exit(status)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,  # noqa: ARG001
+                  file: Any = None, line: str | None = None) -> None:  # noqa: ARG001 - warnings.showwarning's shape
+    """A library's warning (an API key over plain HTTP, say) as one line, not file and source."""
+    console.print(f"warning: {message}", markup=False, highlight=False)
 
 
 def _env_debug() -> bool:

@@ -50,7 +50,8 @@ async def _read_whole(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
     starts = await consumer.beginning_offsets(partitions)
     ends = await consumer.end_offsets(partitions)
     total = sum(ends[tp] - starts[tp] for tp in partitions)
-    await consumer.seek_to_beginning(*partitions)
+    for tp in partitions:  # set now: a lazy reset (seek_to_beginning) could lose a race with the assignment's own
+        consumer.seek(tp, starts[tp])
     remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
     done = 0
     while remaining:
@@ -72,7 +73,8 @@ async def read_trail(settings: Settings, topics: set[str], progress: Progress | 
     trail = Trail([], [], 0)
     verification_partitions = await _partitions(settings, [settings.verification_topic])
     dead_letter_partitions = await _partitions(settings, [settings.dead_letter_topic])
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    # earliest: with no group, an offset out of range is reset to the start, never past the records
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_options(settings))
     await consumer.start()
     try:
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from connector.errors import ConfigurationError
 from connector.settings import Settings
 from connector.stream.kafka_options import client_options
 
@@ -24,7 +26,11 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
         missing = [name for name in wanted if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
-                await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
+                answer = await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
+                refused = creation_errors(answer.topic_errors)
+                if refused:  # the broker answers with error codes rather than failing the call
+                    raise ConfigurationError(f"the broker refused to create {'; '.join(refused)} "
+                                             "(--partitions, --replication-factor)")
         led = await wait_for_leaders(admin, wanted)
         if missing:
             await _until_served(settings, [tp for tp in led if tp.topic in missing])
@@ -32,6 +38,20 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
         return missing
     finally:
         await admin.close()
+
+
+def creation_errors(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """What a CreateTopics answer refused, grouped by reason: ``"a, b: Error: message"``. A topic
+    that already exists is no refusal (another worker created it first). The answer's rows are
+    (topic, code) or (topic, code, message)."""
+    by_reason: dict[str, list[str]] = {}
+    for row in topic_errors:
+        topic, code = row[0], row[1]
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        message = row[2] if len(row) > 2 and row[2] else ""
+        by_reason.setdefault(f"{for_code(code).__name__}{': ' + message if message else ''}", []).append(topic)
+    return [f"{', '.join(topics)}: {reason}" for reason, topics in by_reason.items()]
 
 
 async def wait_for_leaders(

@@ -50,8 +50,9 @@ async def test_worker_uses_the_models_assembled_in_the_cache_folder(kafka, model
     assert all(v["verification"]["status"] == "verified" for v in verifications), verifications
     output = worker.output()
     assert f"from {model_paths['sentence-transformers/all-MiniLM-L6-v2']}" in output
-    for line in output.splitlines():
-        json.loads(line)  # JSON mode: every line a JSON object, fastembed's and Faust's too
+    messages = [json.loads(line)["message"] for line in output.splitlines()]  # JSON mode: every line, Faust's too
+    where = f"Qdrant embedded local mode in {stack.env['QCC_QDRANT_PATH']} (QCC_QDRANT_URL is not set"
+    assert any(m.startswith(where) for m in messages), messages[:20]
 
 
 def test_worker_without_models_or_hub_exits_78_with_one_line(tmp_path: Path) -> None:
