@@ -25,7 +25,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
     await create_kv(client, 100)
     await client.close()
     settings = ctx.settings("backlog")
-    from connector.stream.kafka_admin import ensure_topics
+    from connector.kafka.admin import ensure_topics
 
     await ensure_topics(settings, partitions=4)
     value = [json.dumps({"schema_version": 1, "collection": "kv", "op": "set_payload", "ids": [i],

@@ -24,9 +24,9 @@ from qdrant_client import models as qm
 
 from connector.dev.broker import terminate
 from connector.dev.qdrant_server import QdrantServer
+from connector.kafka.admin import ensure_topics
 from connector.settings import Settings
 from connector.stream.app import create_app
-from connector.stream.kafka_admin import ensure_topics
 from tests.integration.harness import TopicFollower
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,11 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer
+from connector.embedding.embedder import Embedder
+from connector.embedding.offline_model import assemble_all
 from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 
 POINTS = 5_000

@@ -32,7 +32,7 @@ from bench.common import (
     produce,
     summary,
 )
-from connector.domain.events import parse_change
+from connector.domain.changes import parse_change
 from connector.domain.operations import op_from_patch
 from connector.qdrant import to_qdrant
 from tests.faults.workload import make_workload, reference_kv

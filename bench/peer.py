@@ -62,10 +62,10 @@ from bench.common import (
     summary,
 )
 from connector.dev.qdrant_server import QdrantServer
-from connector.domain.events import parse_change
+from connector.domain.changes import parse_change
 from connector.domain.operations import op_from_patch
+from connector.kafka.admin import ensure_topics
 from connector.qdrant import to_qdrant
-from connector.stream.kafka_admin import ensure_topics
 
 SUPPORTED: tuple[TargetName, ...] = ("rest", "grpc")
 COLLECTION = "peer"

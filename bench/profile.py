@@ -22,15 +22,15 @@ from bench import peer
 from bench.common import Context, QdrantTarget, TargetName, create_kv
 from bench.patches import workload
 from bench.reembed import texts
+from connector.embedding.embedder import Embedder
 from connector.qdrant import RetryingClient, make_client
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 
 # (file suffix, function) -> stage; the innermost match on a stack wins
 STAGES: dict[tuple[str, str], str] = {
     ("connector/domain/json_decode.py", "decode_event_json"): "JSON decode",
-    ("connector/domain/events.py", "parse_change"): "event model (pydantic)",
+    ("connector/domain/changes.py", "parse_change"): "event model (pydantic)",
     ("connector/domain/validation.py", "check_event"): "validation",
     ("connector/stream/window/admission.py", "admit"): "validation",
     ("connector/domain/planner.py", "plan"): "planning",

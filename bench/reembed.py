@@ -15,8 +15,8 @@ from typing import Any
 from qdrant_client import models as qm
 
 from bench.common import Confirmations, Context, InProcessConnector, QdrantTarget, TargetName, produce, summary
+from connector.embedding.embedder import Embedder
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 
 WINDOW = 500
 SUPPORTED: tuple[TargetName, ...] = ("memory", "rest", "grpc")

@@ -37,8 +37,8 @@ from bench import backlog, pages, patches, peer, profile, reembed, scale, seed_c
 from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
 from connector.dev.broker import KafkaBroker
-from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer, server_start_script
+from connector.embedding.offline_model import assemble_all
 
 Section = Callable[[Context], Awaitable[dict[str, Any]]]
 # each section and the targets it can measure on; the local-only ones pick their own local mode

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import Confirmations, Context, QdrantTarget, TargetName, WorkerProcess, create_kv, produce, summary
 from bench.patches import workload
-from connector.stream.kafka_admin import ensure_topics
+from connector.kafka.admin import ensure_topics
 
 PARTITIONS = 4
 SUPPORTED: tuple[TargetName, ...] = ("disk", "rest", "grpc")

@@ -28,10 +28,10 @@ from qdrant_client import models as qm
 from bench.common import ROOT, Context
 from connector.bulk.export import export_collection
 from connector.bulk.reembed import reembed_collection
-from connector.dev.offline_model import assemble_all
+from connector.embedding.embedder import Embedder
+from connector.embedding.offline_model import assemble_all
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 
 
 def body_bytes(model: Any) -> int:

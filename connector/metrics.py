@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from connector.domain.events import DeadLetterRecord, VerificationEvent
+from connector.domain.records import DeadLetterRecord, VerificationEvent
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "qdrant_connector"

@@ -8,13 +8,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from connector.domain.events import (
-    FENCE_ADAPTER,
-    PATCH_ADAPTER,
-    REEMBED_ADAPTER,
-    DeadLetterRecord,
-    VerificationEvent,
-)
+from connector.domain.changes import FENCE_ADAPTER, PATCH_ADAPTER, REEMBED_ADAPTER
+from connector.domain.records import DeadLetterRecord, VerificationEvent
 from connector.paths import SOURCE_ROOT
 
 # The files are generated from the models, which ship in the package; nothing reads them at

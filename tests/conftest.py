@@ -8,13 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from connector.dev.broker import KafkaBroker
-from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer, server_start_script
+from connector.embedding.offline_model import assemble_all
 from tests.qdrant_targets import TARGETS, QdrantTarget
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run (a CI run passes or fails for the code, not
+# for the draw); `pytest --hypothesis-profile=explore` draws new ones, ten times as many.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connector.audit.accounting import DeadLetter, Verification, verification_from_json
+from connector.kafka.options import client_options
+from connector.kafka.publishing import read_dead_letter
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
-from connector.stream.publishing import read_dead_letter
 
 __all__ = ["Trail", "read_trail", "source_ranges"]
 

@@ -52,7 +52,7 @@ from connector.bulk.collection_config import (
 )
 from connector.bulk.scroll import PointsProgress
 from connector.bulk.verify import VerifyReport, verify_collections
-from connector.domain.events import (
+from connector.domain.changes import (
     ChangeEvent,
     FenceRecord,
     ReembedEvent,
@@ -62,13 +62,13 @@ from connector.domain.events import (
     point_ids_of,
 )
 from connector.domain.operations import PointKey, Sparse, Vector
+from connector.embedding.embedder import Embedder
 from connector.errors import ConnectorError
+from connector.kafka.options import client_options
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
 from connector.qdrant.updates import ConfirmedUpdate
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
-from connector.stream.kafka_options import client_options
 from connector.stream.window import Record, WindowProcessor
 
 TAIL_WINDOW = 500

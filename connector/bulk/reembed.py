@@ -20,10 +20,10 @@ from qdrant_client import models as qm
 
 from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
+from connector.embedding.embedder import Embedder
 from connector.qdrant import RetryingClient, to_qdrant
 from connector.qdrant.reads import count_points, scroll_pages
 from connector.qdrant.updates import ConfirmedUpdate
-from connector.stream.embedder import Embedder
 
 _DONE = object()
 

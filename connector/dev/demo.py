@@ -17,12 +17,12 @@ from qdrant_client import models as qm
 
 from connector.console import console_for
 from connector.dev.broker import KafkaBroker, free_port
-from connector.dev.offline_model import assemble_all, models_dir, needs_assembly
-from connector.producer import ChangeProducer, build_event
+from connector.embedding.offline_model import assemble_all, models_dir, needs_assembly
+from connector.kafka.admin import ensure_topics
+from connector.kafka.options import client_options
+from connector.kafka.producer import ChangeProducer, build_event
+from connector.kafka.tail import decode, describe
 from connector.settings import Settings
-from connector.stream.kafka_admin import ensure_topics
-from connector.stream.kafka_options import client_options
-from connector.tail import decode, describe
 
 COLLECTION = "articles"
 TOPICS = ["search", "billing", "storage", "alerts", "deploys", "latency", "backups", "access"]

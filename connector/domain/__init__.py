@@ -1,16 +1,18 @@
 """The domain, pure and free of IO: events and their wire format, point operations and what they
 do to a point, planning, validation, policy and verification.
 
-Modules: ``events`` (the event models and the parser), ``operations`` (events as operations),
+Modules: ``changes`` (inbound events and their parser), ``records`` (what the connector
+publishes: verification events, dead letters), ``operations`` (events as operations),
 ``semantics`` (what an operation does to a point, the reference model), ``planner``
 (coalescing a window's operations), ``validation`` (an event against a collection's
 ``schema``), ``policy`` (what a topic may do, blast radius), ``verifier`` (expected vs read back).
 """
 
-from connector.domain.events import ChangeEvent, FenceRecord, ReembedEvent, Rejection, VerificationEvent, parse_change
+from connector.domain.changes import ChangeEvent, FenceRecord, ReembedEvent, Rejection, parse_change
 from connector.domain.operations import Op, op_from_patch, update_vectors_op
 from connector.domain.planner import plan, screen_existence
 from connector.domain.policy import check_blast_radius, check_policy
+from connector.domain.records import VerificationEvent
 from connector.domain.schema import CollectionSchema, schema_from_info
 from connector.domain.semantics import apply_all, apply_op
 from connector.domain.validation import check_event

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connector.domain.events import (
+from connector.domain.changes import (
     ChangeEvent,
     ClearPayloadEvent,
     DeleteEvent,

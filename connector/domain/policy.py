@@ -3,7 +3,7 @@ guard for filter-addressed operations. Pure: the caller supplies the filter's ma
 
 from __future__ import annotations
 
-from connector.domain.events import ChangeEvent, Rejection, RejectionCode
+from connector.domain.changes import ChangeEvent, Rejection, RejectionCode
 from connector.settings import Settings
 
 

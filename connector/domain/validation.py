@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client import models as qm
 
-from connector.domain.events import (
+from connector.domain.changes import (
     ChangeEvent,
     DeleteVectorsEvent,
     ReembedEvent,

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 from qdrant_client import models as qm
 
-from connector.domain.events import Mismatch, VerificationOutcome, normalize_id
+from connector.domain.changes import normalize_id
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
+from connector.domain.records import Mismatch, VerificationOutcome
 from connector.domain.semantics import PointState, State, apply_all, copy_state
 
 MAX_LISTED_MISMATCHES = 20
@@ -76,7 +77,7 @@ def state_from_records(records: Iterable[qm.Record]) -> State:
 
 
 def _dense_equal(expected: tuple[float, ...], actual: tuple[float, ...], cosine: bool) -> bool:
-    """Element-wise ``math.isclose(e, a, abs_tol=TOLERANCE)``, after scaling ``expected`` to unit
+    """Element-wise ``|a - e| <= TOLERANCE + 1e-9 * |e|`` (numpy's isclose), after scaling ``expected`` to unit
     length where Qdrant stores it normalised. In numpy: a window reads back hundreds of 384-d
     vectors, and the loop in Python was a tenth of the worker's CPU on upserts."""
     e = np.asarray(expected, dtype=np.float64)

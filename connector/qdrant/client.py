@@ -13,8 +13,8 @@ import httpx
 import orjson
 from qdrant_client import AsyncQdrantClient
 
-from connector.dev.failpoints import Failpoints
 from connector.errors import ConfigurationError
+from connector.failpoints import Failpoints
 from connector.qdrant.retrying import RetryingClient
 from connector.settings import Settings
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from qdrant_client import AsyncQdrantClient
 
 from connector import metrics
-from connector.dev.failpoints import Failpoints
 from connector.errors import AccessDenied, RateLimited, TransientError, WindowAbandoned
+from connector.failpoints import Failpoints
 from connector.qdrant.errors import classify
 
 __all__ = ["Backoff", "RetryingClient"]

@@ -22,15 +22,15 @@ from faust.streams import Stream
 from faust.types import TP
 from qdrant_client import AsyncQdrantClient
 
-from connector.dev.failpoints import Failpoints
+from connector.embedding.embedder import Embedder
+from connector.failpoints import Failpoints
+from connector.kafka.options import ssl_context
 from connector.logs import BROKER_OUTAGE
 from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
 from connector.stream import pipeline
 from connector.stream.broker_probe import BrokerProbe
-from connector.stream.embedder import Embedder
 from connector.stream.health import Readiness, probe_qdrant, serve
-from connector.stream.kafka_options import ssl_context
 from connector.stream.patch_watermark import PatchWatermark
 from connector.stream.window import WindowProcessor
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from connector.kafka.options import client_options
 from connector.logs import OutageTracker
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from aiokafka.errors import KafkaError
 
 from connector import metrics
 from connector.errors import WindowAbandoned
+from connector.kafka.options import client_options
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
 
 log = logging.getLogger(__name__)
 

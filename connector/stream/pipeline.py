@@ -42,9 +42,9 @@ from faust.streams import Stream
 from faust.types import EventT
 
 from connector.errors import StorageError, WindowAbandoned
+from connector.kafka.publishing import dead_letter_message, verification_value
 from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, observe_window
 from connector.settings import Settings
-from connector.stream.publishing import dead_letter_message, verification_value
 from connector.stream.window import Record, WindowProcessor, WindowResult
 from connector.stream.window.items import Item
 

@@ -25,9 +25,9 @@ from connector.bulk.export import export_collection
 from connector.bulk.importer import import_dump
 from connector.bulk.reembed import reembed_collection
 from connector.bulk.verify import verify_against_dump, verify_collections
+from connector.embedding.embedder import Embedder
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from tests.qdrant_targets import QdrantTarget, only_targets
 
 UUID = "0b3f5a3e-3e1b-4a59-9d1c-6a9b1c2d3e4f"

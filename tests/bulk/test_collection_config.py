@@ -27,9 +27,9 @@ from connector.bulk.export import export_collection
 from connector.bulk.importer import import_dump
 from connector.bulk.migrate import Migration
 from connector.cli import cli
+from connector.embedding.embedder import Embedder
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration

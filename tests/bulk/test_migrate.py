@@ -20,14 +20,14 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.bulk.migrate import Migration, retarget
-from connector.domain.events import UpdateVectorsEvent, UpsertEvent, parse_change
+from connector.domain.changes import UpdateVectorsEvent, UpsertEvent, parse_change
 from connector.domain.operations import op_from_patch
 from connector.domain.semantics import NEEDS_EXISTING_POINT, State, apply_op  # type: ignore[attr-defined]
+from connector.embedding.embedder import Embedder
+from connector.kafka.admin import ensure_topics
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
 from connector.stream.app import create_app
-from connector.stream.embedder import Embedder
-from connector.stream.kafka_admin import ensure_topics
 from tests.integration.harness import all_covered, read_topic
 
 pytestmark = pytest.mark.integration

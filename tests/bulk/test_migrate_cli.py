@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import models as qm
 
-from connector.domain.events import parse_change
+from connector.domain.changes import parse_change
 from connector.domain.operations import NEEDS_EXISTING_POINT, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op
+from connector.embedding.embedder import Embedder
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
 from tests.qdrant_targets import QdrantTarget
 

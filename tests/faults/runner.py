@@ -35,13 +35,13 @@ from qdrant_client import models as qm
 
 from connector.audit.accounting import DeadLetter, PartitionReport, Verification, account, verification_from_json
 from connector.dev.broker import KafkaBroker, free_port
-from connector.dev.offline_model import assemble_all
 from connector.dev.qdrant_server import QdrantServer
 from connector.domain.verifier import state_from_records
+from connector.embedding.embedder import Embedder
+from connector.embedding.offline_model import assemble_all
+from connector.kafka.publishing import HEADER_FORM, read_dead_letter
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.pipeline import RECHECK_HEADER
-from connector.stream.publishing import HEADER_FORM, read_dead_letter
 from tests.faults.workload import (
     DOCS,
     DOCS_POINTS,
@@ -811,7 +811,7 @@ async def scenario_hostile(run: Run, tail: Tail, rng: random.Random, events: int
     Not JSON, a wrong vector size, a ~900 KB record that is not JSON (its dead letter keeps
     the original as the record value), and records carrying the marker of a ``poison-<stage>``
     failpoint for each stage (validation, planning, embedding, the Qdrant request,
-    verification; connector/dev/failpoints.py). One worker must take them all without exiting:
+    verification; connector/failpoints.py). One worker must take them all without exiting:
     every poison record dead-lettered as ``poison_record``, everything else as by the other
     scenarios, every offset confirmed and committed.
     """

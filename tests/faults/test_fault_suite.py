@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.embedding.embedder import Embedder
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from tests.faults.runner import KILL_KINDS, RunReport, markdown, run_scenario
 from tests.qdrant_targets import QdrantTarget
 

@@ -18,10 +18,10 @@ import pytest
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
+from connector.embedding.embedder import Embedder
+from connector.kafka.admin import ensure_topics
 from connector.settings import Settings
 from connector.stream.app import create_app
-from connector.stream.embedder import Embedder
-from connector.stream.kafka_admin import ensure_topics
 from tests.faults.runner import markdown, run_scenario
 from tests.integration.harness import all_covered, covered_offsets, produce, read_topic
 from tests.qdrant_targets import QdrantTarget

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from connector.domain.events import parse_change
+from connector.domain.changes import parse_change
 from connector.domain.operations import NEEDS_EXISTING_POINT, Sparse, Vector, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op
 

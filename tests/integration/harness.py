@@ -19,8 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connector.dev import spawn
+from connector.kafka.admin import ensure_topics
 from connector.settings import Settings
-from connector.stream.kafka_admin import ensure_topics
 from tests.qdrant_targets import QdrantTarget
 
 

@@ -12,10 +12,10 @@ import pytest
 from qdrant_client import models as qm
 
 from connector import metrics
-from connector.domain.events import VerificationEvent
+from connector.domain.records import VerificationEvent
+from connector.embedding.embedder import Embedder
 from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 from tests.qdrant_targets import QdrantTarget
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from connector.stream.publishing import read_dead_letter
+from connector.kafka.publishing import read_dead_letter
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from connector.producer import ChangeProducer
+from connector.embedding.embedder import Embedder
+from connector.kafka.producer import ChangeProducer
 from connector.qdrant import make_client, make_retrying
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 from tests.qdrant_targets import QdrantTarget

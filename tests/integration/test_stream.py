@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
+from connector.embedding.embedder import Embedder
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
-from connector.stream.embedder import Embedder
 from tests.integration.harness import Stack, Worker, all_covered, produce, qdrant_outage, read_topic
 from tests.qdrant_targets import QdrantTarget
 

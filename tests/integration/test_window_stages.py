@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from connector.dev.failpoints import Failpoints
+from connector.failpoints import Failpoints
 from connector.qdrant import CollectionCatalog, make_client, make_retrying
 from connector.settings import Settings
 from connector.stream.window.admission import Admission

@@ -12,8 +12,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from qdrant_client import models as qm
 
 from connector.dev.broker import KafkaBroker, free_port
+from connector.kafka.options import client_options
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
 from tests.qdrant_targets import QdrantTarget, only_targets
 from tests.security.certs import make_certificates

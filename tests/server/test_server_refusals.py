@@ -18,10 +18,10 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.domain.operations import Op, PointData
+from connector.embedding.embedder import Embedder
 from connector.errors import AccessDenied, RateLimited, TransientError, UpdateNotApplied
 from connector.qdrant import BatchApplier, make_client, make_retrying, to_requests
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window import Record, WindowProcessor
 from tests.conftest import READ_ONLY_API_KEY
 from tests.qdrant_targets import QdrantTarget

@@ -16,7 +16,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from connector.domain.events import ChangeEvent, FenceRecord, Rejection, parse_change
+    from connector.domain.changes import ChangeEvent, FenceRecord, Rejection, parse_change
     from connector.domain.operations import normalize_id, op_from_patch
     from connector.domain.planner import plan
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain.events import PATCH_OPS, FenceRecord, ReembedEvent, Rejection, SetPayloadEvent, parse_change
+from connector.domain.changes import PATCH_OPS, FenceRecord, ReembedEvent, Rejection, SetPayloadEvent, parse_change
 
 
 def _patch(**fields) -> bytes:

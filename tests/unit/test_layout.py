@@ -8,12 +8,20 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "connector"
 
-# a layer -> the layers (top-level modules or packages of connector) it may import
-ALLOWED = {
-    "domain": {"domain", "errors", "settings"},
-    "qdrant": {"qdrant", "domain", "errors", "settings", "metrics", "dev"},
-    "stream": {"stream", "qdrant", "domain", "errors", "settings", "metrics", "dev", "logs", "paths"},
-}
+# The layers of the package, bottom first: a module imports only its own package and the layers
+# below its own (README, "Layout"); every package and top-level module is in one.
+TIERS: list[set[str]] = [
+    {"errors", "paths", "failpoints", "console"},
+    {"settings"},
+    {"domain", "logs"},
+    {"metrics"},
+    {"qdrant", "embedding", "kafka"},
+    {"stream", "audit"},
+    {"bulk", "schemas", "exit_codes"},
+    {"dev"},  # development tools: only the command line (the demo) imports them
+    {"cli"},
+]
+TIER = {layer: rank for rank, layer in enumerate(TIERS) for layer in TIERS[rank]}
 
 
 def module_name(path: Path) -> str:
@@ -61,17 +69,42 @@ def test_no_import_cycle() -> None:
         visit(module)
 
 
-def test_each_layer_imports_only_the_layers_below() -> None:
+def layer_of(module: str) -> str:
+    """connector.stream.window.items -> stream; connector.cli -> cli."""
+    return module.split(".")[1]
+
+
+def violations(edges: dict[str, set[str]]) -> list[str]:
+    """Imports that go sideways or up the tiers, and modules in no tier."""
     wrong = []
-    for module, targets in graph().items():
-        layer = module.split(".")[1] if module.count(".") else ""
-        if layer not in ALLOWED:
+    for module, targets in edges.items():
+        if module == "connector":  # the package's __init__: its version only
             continue
-        for target in targets:
-            top = target.split(".")[1] if target.count(".") else ""
-            if top not in ALLOWED[layer]:
-                wrong.append(f"{module} imports {target}")
-    assert not wrong, wrong
+        layer = layer_of(module)
+        if layer not in TIER:
+            wrong.append(f"{module} is in no tier of TIERS")
+            continue
+        wrong += [f"{module} imports {target}" for target in targets
+                  if layer_of(target) != layer and TIER.get(layer_of(target), len(TIERS)) >= TIER[layer]]
+    return wrong
+
+
+def test_each_layer_imports_only_the_layers_below() -> None:
+    assert not violations(graph()), violations(graph())
+
+
+def test_the_layering_check_finds_a_wrong_import() -> None:
+    edges = graph()
+    assert violations({**edges, "connector.qdrant.apply": {"connector.dev.spawn"}}) == [
+        "connector.qdrant.apply imports connector.dev.spawn"]
+    assert violations({**edges, "connector.kafka.admin": {"connector.qdrant.errors"}})  # a sibling of its tier
+    assert violations({**edges, "connector.newlayer": set()}) == ["connector.newlayer is in no tier of TIERS"]
+
+
+def test_only_the_command_line_imports_the_dev_tools() -> None:
+    importers = {layer_of(m) for m, targets in graph().items() for t in targets
+                 if layer_of(t) == "dev" and layer_of(m) != "dev"}
+    assert importers <= {"cli"}, importers
 
 
 def test_every_package_declares_its_public_surface() -> None:

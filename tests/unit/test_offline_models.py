@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connector.dev.offline_model import TOKENIZER_FILES, assembled_models, needs_assembly
+from connector.embedding.offline_model import TOKENIZER_FILES, assembled_models, needs_assembly
 from connector.settings import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
 
 

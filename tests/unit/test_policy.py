@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from connector.domain.events import parse_change
+from connector.domain.changes import parse_change
 from connector.domain.policy import check_blast_radius, check_policy, operation_name
 from connector.settings import Settings
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain.events import (
+from connector.domain.records import (
     DeadLetterRecord,
     DeadLetterRef,
     ErrorInfo,
@@ -20,7 +20,7 @@ from connector.domain.events import (
     VerificationEvent,
     VerificationOutcome,
 )
-from connector.stream.publishing import (
+from connector.kafka.publishing import (
     HEADER_FORM,
     RECORD_OVERHEAD,
     dead_letter_message,

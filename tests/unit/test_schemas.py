@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from connector.domain.events import PATCH_ADAPTER, REEMBED_ADAPTER
+from connector.domain.changes import PATCH_ADAPTER, REEMBED_ADAPTER
 from connector.schemas import SCHEMA_DIR, all_schemas, render
 
 EXAMPLES = SCHEMA_DIR / "examples"

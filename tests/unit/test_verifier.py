@@ -75,7 +75,8 @@ def _elementwise_equal(expected: tuple[float, ...], actual: tuple[float, ...], c
     if cosine:
         norm = math.sqrt(sum(x * x for x in expected))
         expected = tuple(x / norm for x in expected) if norm > 0 else expected
-    return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=TOLERANCE) for x, y in zip(expected, actual, strict=True))
+    # numpy's isclose rule (tolerances added, relative to the expected value), not math.isclose's (the larger)
+    return all(abs(y - x) <= TOLERANCE + 1e-9 * abs(x) for x, y in zip(expected, actual, strict=True))
 
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

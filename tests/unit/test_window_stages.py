@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from connector.domain.events import ErrorInfo, VerificationOutcome
 from connector.domain.operations import Op
+from connector.domain.records import ErrorInfo, VerificationOutcome
 from connector.settings import Settings
 from connector.stream.window.embedding import operations_for
 from connector.stream.window.items import Item, Record, WindowResult

@@ -7,12 +7,12 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.dev.failpoints import Failpoints
-from connector.domain.events import ChangeEvent, Rejection
+from connector.domain.changes import ChangeEvent, Rejection
 from connector.domain.policy import check_blast_radius, check_policy
 from connector.domain.schema import CollectionSchema
 from connector.domain.validation import check_event
 from connector.errors import PermanentError
+from connector.failpoints import Failpoints
 from connector.qdrant.catalog import CollectionCatalog
 from connector.qdrant.reads import count_points
 from connector.qdrant.retrying import RetryingClient
@@ -32,7 +32,7 @@ class Admission:
         pending = [item for item in items if item.error is None]
         if collection is None or not pending:
             return None
-        self.failpoints.poison("validate", [item.record.value for item in pending])
+        await self.failpoints.stage("validate", [item.record.value for item in pending])
         allowed = self.settings.collections
         if allowed is not None and collection not in allowed:
             for item in pending:

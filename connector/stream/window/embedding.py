@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from connector.domain.events import ReembedEvent
+from connector.domain.changes import ReembedEvent
 from connector.domain.operations import (
     DEFAULT_VECTOR,
     Op,
@@ -17,7 +17,7 @@ from connector.domain.operations import (
 )
 from connector.domain.schema import CollectionSchema
 from connector.domain.validation import vector_kind
-from connector.stream.embedder import Embedder
+from connector.embedding.embedder import Embedder
 from connector.stream.window.items import Item, fail
 from connector.stream.window.texts import Texts
 

@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 from qdrant_client import models as qm
 
-from connector.dev.failpoints import Failpoints
-from connector.domain.events import FilterCheck, VerificationOutcome, normalize_id
+from connector.domain.changes import normalize_id
 from connector.domain.operations import Op, PointKey
+from connector.domain.records import FilterCheck, VerificationOutcome
 from connector.domain.semantics import PointState, State
 from connector.domain.verifier import FilterMatch
 from connector.errors import PermanentError
+from connector.failpoints import Failpoints
 from connector.qdrant.reads import count_points, scroll_pages
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import Item

@@ -6,15 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from connector.domain.events import (
-    ChangeEvent,
-    DeadLetterRecord,
-    ErrorInfo,
-    FenceRecord,
-    RejectionCode,
-    VerificationEvent,
-)
+from connector.domain.changes import ChangeEvent, FenceRecord, RejectionCode
 from connector.domain.operations import Op, PointKey
+from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent
 
 __all__ = ["Item", "Record", "Retarget", "WindowResult", "fail", "ids_of", "listed"]
 

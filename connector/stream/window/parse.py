@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from connector.domain.events import NAME_PATTERN, ErrorInfo, FenceRecord, Rejection, parse_change
+from connector.domain.changes import NAME_PATTERN, FenceRecord, Rejection, parse_change
+from connector.domain.records import ErrorInfo
 from connector.settings import Settings
 from connector.stream.window.items import Item, Record, Retarget
 

@@ -27,16 +27,16 @@ from typing import Literal
 
 from qdrant_client import AsyncQdrantClient
 
-from connector.dev.failpoints import Failpoints
-from connector.domain.events import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
+from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.schema import CollectionSchema
+from connector.embedding.embedder import Embedder
 from connector.errors import CollectionMissing
+from connector.failpoints import Failpoints
 from connector.qdrant import BatchApplier, RetryingClient
 from connector.qdrant.catalog import CollectionCatalog
 from connector.settings import Settings
-from connector.stream.embedder import Embedder
 from connector.stream.window.admission import Admission
 from connector.stream.window.embedding import embed_texts, operations_for
 from connector.stream.window.filters import FilterMatcher, filter_checks
@@ -211,7 +211,8 @@ class WindowProcessor:
         for op, absent in screened.missing:
             fail(by_position[op.sources[0]], "point_not_found", f"points not found: {listed(absent)}")
         self.stage = "planning"
-        self.failpoints.poison("plan", [item.record.value for item in items])
+        values = [item.record.value for item in items]
+        await self.failpoints.stage("plan", values)
         planned = plan(screened.accepted)
         applied: list[Op] = []
         rejected: list[Op] = []
@@ -220,8 +221,7 @@ class WindowProcessor:
         t0 = time.monotonic()
         if planned:
             self.stage = "the Qdrant request"
-            self.failpoints.poison("apply", [item.record.value for item in items])
-            await self.failpoints.hold("hold-apply")
+            await self.failpoints.stage("apply", values)
             matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints)
                        if self.settings.verify_after_apply else None)
             result = await self.applier.apply(schema.name, planned, matcher)
@@ -231,12 +231,9 @@ class WindowProcessor:
             for failure in result.failed:
                 fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
         timings.apply = time.monotonic() - t0
-        self.failpoints.crash_if_active("crash-after-apply")
-        if self.failpoints.active("write-behind"):
-            await self._write_behind(schema.name, applied)
         t0 = time.monotonic()
         self.stage = "verification, after its operations were applied"
-        self.failpoints.poison("verify", [item.record.value for item in items])
+        await self.failpoints.stage("verify", values, writer=lambda: self._write_behind(schema.name, applied))
         if self.settings.verify_after_apply:
             matches = matcher.matches if matcher is not None else {}
             outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connector.domain.events import VerificationOutcome
 from connector.domain.operations import Op, PointKey
+from connector.domain.records import VerificationOutcome
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import State
 from connector.domain.verifier import (

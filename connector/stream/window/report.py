@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from connector.domain.events import (
+from connector.domain.operations import Op, PointKey
+from connector.domain.records import (
     DeadLetterRecord,
     DeadLetterRef,
     Latency,
@@ -26,7 +27,6 @@ from connector.domain.events import (
     VerificationEvent,
     VerificationOutcome,
 )
-from connector.domain.operations import Op, PointKey
 from connector.stream.window.items import Item, Record, ids_of
 
 __all__ = ["Timings", "batch_id_for", "dead_letter_for", "offset_ranges", "points_touched", "report_batch"]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from qdrant_client import models as qm
 
-from connector.domain.events import ReembedEvent, UpsertEvent, normalize_id
+from connector.domain.changes import ReembedEvent, UpsertEvent, normalize_id
 from connector.domain.operations import PointKey
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import text_at

@@ -29,7 +29,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from connector.domain.events import DeadLetterRecord, OffsetRange, VerificationEvent
+from connector.domain.records import DeadLetterRecord, OffsetRange, VerificationEvent
 
 Headers = list[tuple[str, bytes]]
 DeadLetterForm = Literal["envelope", "record_value", "omitted"]

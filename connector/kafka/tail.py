@@ -8,9 +8,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from connector.console import console_for
+from connector.kafka.options import client_options
+from connector.kafka.publishing import read_dead_letter
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
-from connector.stream.publishing import read_dead_letter
 
 STATUS_STYLE = {"verified": "green", "partial": "magenta", "mismatch": "bold red", "skipped": "yellow"}
 

@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from connector.errors import ConfigurationError
+from connector.kafka.options import client_options
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
 
 
 async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:

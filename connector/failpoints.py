@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -66,6 +67,19 @@ class Failpoints:
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
             if marker and marker in text:
                 raise RuntimeError(f"failpoint: poison-{stage} (a record that breaks this stage)")
+
+    async def stage(self, name: str, values: list[bytes | None] | list[str],
+                    writer: Callable[[], Awaitable[None]] | None = None) -> None:
+        """The one fault hook at the start of a window's stage ``name`` (validate, plan, apply,
+        verify): ``poison-<name>``; before ``apply`` also ``hold-apply``; before ``verify`` (the
+        batch is applied) also ``crash-after-apply`` and ``write-behind``, which runs ``writer``."""
+        if name == "apply":
+            await self.hold("hold-apply")
+        if name == "verify":
+            self.crash_if_active("crash-after-apply")
+            if writer is not None and self.active("write-behind"):
+                await writer()
+        self.poison(name, values)
 
     def qdrant_fault(self) -> Exception | None:
         """The client-layer error a Qdrant call should fail with now, if any."""

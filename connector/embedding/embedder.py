@@ -3,7 +3,7 @@
 Models are named as fastembed names them (``sentence-transformers/all-MiniLM-L6-v2``,
 ``Qdrant/bm25``). Each is loaded from the first of: the folder ``Settings.model_paths``
 (QCC_MODEL_PATHS) names for it; the folder ``qdrant-change-connector models`` assembled for it
-in the cache folder (:mod:`connector.dev.offline_model`); the model hub.
+in the cache folder (:mod:`connector.embedding.offline_model`); the model hub.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from connector import metrics
-from connector.dev.failpoints import Failpoints
-from connector.dev.offline_model import assembled_models, models_dir
 from connector.domain.operations import Sparse, Vector, VectorKind
 from connector.domain.semantics import text_at
+from connector.embedding.offline_model import assembled_models, models_dir
 from connector.errors import ConfigurationError
+from connector.failpoints import Failpoints
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,10 @@
-"""Event models (the single source of the JSON Schemas in ``schemas/``) and the parser.
+"""Inbound: the change events upstream services publish (payload patches, re-embeds, migration
+fences), the single source of their JSON Schemas in ``schemas/``, and the parser.
 
 ``parse_change(bytes)`` turns one Kafka record value into a patch or re-embed event, or into
 a :class:`Rejection` that names the reason; it never raises on bad input. Checks that need
 the collection's configuration (vector names and sizes) live in :mod:`connector.domain.validation`.
+What the connector publishes in return is in :mod:`connector.domain.records`.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ VectorName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=100_000)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SparseVector(_Strict):
+class SparseVector(StrictModel):
     """A sparse vector: parallel lists of unique indices and their values."""
 
     indices: Annotated[
@@ -73,7 +75,7 @@ VectorInput = Annotated[
 ]
 
 
-class _Event(_Strict):
+class _Event(StrictModel):
     schema_version: Literal[1] = Field(description="Version of this event format")
     collection: CollectionName
     event_id: Annotated[StrictStr, Field(max_length=200)] | None = Field(
@@ -113,7 +115,7 @@ class _Selected(_Event):
 # --- payload patches: one class per Qdrant batch operation ---------------------------------
 
 
-class UpsertPoint(_Strict):
+class UpsertPoint(StrictModel):
     model_config = ConfigDict(json_schema_extra={"not": {"required": ["vector", "text"]}})
 
     id: PointId
@@ -180,7 +182,7 @@ class ClearPayloadEvent(_Selected):
     op: Literal["clear_payload"]
 
 
-class VectorsOfPoint(_Strict):
+class VectorsOfPoint(StrictModel):
     id: PointId
     vector: VectorInput
 
@@ -228,7 +230,7 @@ PATCH_OPS: tuple[PatchOp, ...] = get_args(PatchOp)
 # --- re-embed ------------------------------------------------------------------------------
 
 
-class TextOfPoint(_Strict):
+class TextOfPoint(StrictModel):
     id: PointId
     text: Text
 
@@ -275,7 +277,7 @@ PATCH_ADAPTER: TypeAdapter[_PatchEvents] = TypeAdapter(PatchEvent)
 REEMBED_ADAPTER: TypeAdapter[ReembedEvent] = TypeAdapter(ReembedEvent)
 
 
-class FenceRecord(_Strict):
+class FenceRecord(StrictModel):
     """A control record of a migration, written to every partition of both input topics.
 
     A worker that reaches it stops the partition until the alias ``collection`` points at
@@ -293,16 +295,6 @@ class FenceRecord(_Strict):
 
 FENCE_ADAPTER: TypeAdapter[FenceRecord] = TypeAdapter(FenceRecord)
 
-
-# --- what the connector publishes ------------------------------------------------------------
-
-
-class SourceRecord(_Strict):
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None = None
-    key: str | None = Field(None, description="Record key as text (UTF-8, or base64 when not text)")
 
 
 # Why an event is dead-lettered: a closed set, so that consumers of dead letters can rely on it
@@ -335,138 +327,10 @@ RejectionCode = Literal[
 ]
 
 
-class ErrorInfo(_Strict):
-    code: RejectionCode = Field(description="Stable machine-readable reason, e.g. invalid_json, point_not_found")
-    message: str
-
-
-class DeadLetterRecord(_Strict):
-    """A record the connector could not apply, with everything needed to fix and replay it."""
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["dead_letter"] = "dead_letter"
-    error: ErrorInfo
-    source: SourceRecord
-    event_id: str | None = None
-    collection: str | None = None
-    batch_id: str | None = Field(None, description="Set when the event failed inside an applied batch")
-    original_value_base64: str | None = Field(
-        None, description="The record value exactly as consumed (form 'envelope'; see original_form)"
-    )
-    original_form: Literal["envelope", "record_value", "omitted"] = Field(
-        "envelope",
-        description="Where the original bytes are: envelope (original_value_base64), record_value (the dead-letter "
-        "record's value is the original and this envelope is its header qcc.dead_letter), omitted (larger than "
-        "what may be published: find it at source topic/partition/offset; size and sha256 below)",
-    )
-    original_value_bytes: int | None = None
-    original_value_sha256: str | None = None
-    failed_at: datetime
-
-
-class OffsetRange(_Strict):
-    partition: int
-    first_offset: int
-    last_offset: int
-
-
-class PointsTouched(_Strict):
-    count: int
-    ids: list[PointId] | None = Field(None, description="Listed when at most 100; else see digest")
-    digest: str = Field(description="sha256 of the sorted ids, as text")
-
-
-class Mismatch(_Strict):
-    id: PointId
-    field: str
-    expected: Any = None
-    actual: Any = None
-
-
-class FilterCheck(_Strict):
-    """How one applied filter-addressed event was verified: the points its filter matched right
-    before its operation was sent (after every earlier operation of the window was applied)."""
-
-    partition: int
-    offset: int
-    op: str
-    method: Literal["points", "count", "sample"] = Field(
-        description="points: every matched point was read back and compared; count: more matched than "
-        "QCC_VERIFY_FILTER_MAX_POINTS, so the first of them were compared and Qdrant counted, right after "
-        "the operation, the points that match the filter but are not as written (must be 0); sample: the "
-        "first QCC_VERIFY_FILTER_MAX_POINTS matched points were compared, the rest is not expressible as a count"
-    )
-    matched: int = Field(description="Points the filter matched when the operation was applied")
-    checked_points: int = Field(description="Matched points read back and compared")
-    ids_digest: str = Field(description="sha256 of the matched ids, sorted (integers first), comma separated")
-    count_after: int | None = Field(None, description="With method count: matching points not as written")
-
-
-class VerificationOutcome(_Strict):
-    status: Literal["verified", "partial", "mismatch", "skipped"] = Field(
-        description="verified: every touched point is as the applied events make it; partial: so are they, "
-        "but a rejected (dead-lettered) event was applied in part, as a server does with a multi-point "
-        "op naming a missing point; mismatch: a point differs otherwise; skipped: not checked (reason)"
-    )
-    checked_points: int = 0
-    mismatches: list[Mismatch] = Field(default_factory=list, description="At most 20 are listed")
-    mismatch_count: int = 0
-    changed_by_rejected: list[Mismatch] = Field(
-        default_factory=list,
-        description="Points of dead-lettered events that Qdrant changed anyway (at most 20 listed): "
-        "expected is the state without the rejected event",
-    )
-    changed_by_rejected_count: int = 0
-    filters: list[FilterCheck] = Field(
-        default_factory=list, description="One per applied filter-addressed event, in window order (at most 100)"
-    )
-    reason: str | None = None
-
-
-class DeadLetterRef(_Strict):
-    partition: int
-    offset: int
-    code: RejectionCode
-    message: str
-
-
-class Latency(_Strict):
-    window_seconds: float = Field(description="From the window's first event received to its confirmation")
-    embed_seconds: float
-    apply_seconds: float
-    verify_seconds: float
-    max_event_age_seconds: float | None = Field(None, description="Oldest event's produce time to now")
-
-
-class VerificationEvent(_Strict):
-    """One per applied batch (one window, one collection): what changed, from where, proven how."""
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["verification"] = "verification"
-    batch_id: str = Field(description="Deterministic from topic, offset ranges and collection")
-    collection: str | None
-    topic: str
-    ranges: list[OffsetRange] = Field(description="Exact runs of the source offsets of this batch's events")
-    event_count: int
-    applied_event_count: int
-    operations: dict[str, int] = Field(description="Applied events per operation type")
-    request_operations: int = Field(description="Operations in the Qdrant batch after coalescing")
-    qdrant_requests: int = Field(description="batch_update_points calls: 1, more when a failing op was isolated")
-    points: PointsTouched
-    applied_at: datetime
-    latency: Latency
-    verification: VerificationOutcome
-    dead_letters: list[DeadLetterRef] = Field(description="At most 100 are listed; dead_letter_count has them all")
-    dead_letter_count: int = 0
-    lists_omitted: bool = Field(False, description="Listed ids, mismatches and dead letters left out to fit the topic")
-    ranges_exact: bool = Field(True, description="False: ranges are one span per partition, to fit the topic")
-    worker: str = Field(description="host:pid of the worker that applied it")
-
-
 # --- parsing -------------------------------------------------------------------------------
 
 
-class Rejection(_Strict):
+class Rejection(StrictModel):
     """Why a record cannot become an event; it goes to the dead-letter topic as is."""
 
     code: RejectionCode

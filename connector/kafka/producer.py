@@ -23,15 +23,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from connector.domain.events import (
-    PATCH_ADAPTER,
-    REEMBED_ADAPTER,
-    ChangeEvent,
-    ReembedEvent,
-    point_ids_of,
-)
+from connector.domain.changes import PATCH_ADAPTER, REEMBED_ADAPTER, ChangeEvent, ReembedEvent, point_ids_of
+from connector.kafka.options import client_options
 from connector.settings import Settings
-from connector.stream.kafka_options import client_options
 
 
 def event_key(event: ChangeEvent) -> bytes:
