@@ -35,9 +35,9 @@ async def test_produce_worker_tail(kafka, model_env, tmp_path: Path, qdrant_targ
     env = {**os.environ, **stack.env}
     produced = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "connector.cli", "produce", str(source)],
                                        env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert produced.returncode == 1  # two lines were refused before sending
+    assert produced.returncode == 65, produced.stderr  # EX_DATAERR: two lines were refused before sending
     assert "line 3: not sent" in produced.stderr
-    assert "line 5: not sent" in produced.stderr
+    assert "line 5, column 1: not sent: not JSON" in produced.stderr
     sent = [
         tuple(int(x) for x in line.split("[", 1)[1].replace("]@", " ").split())
         for line in produced.stderr.splitlines()
