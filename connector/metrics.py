@@ -49,6 +49,8 @@ REEMBED_WAIT_CUT_SHORT = Counter(f"{PREFIX}_reembed_wait_cut_short", "Re-embed w
                                  "earlier patches were applied, because a rebalance began", registry=REGISTRY)
 REEMBED_RECHECKS = Counter(f"{PREFIX}_reembed_rechecks", "Re-embeds published again to be re-done after earlier "
                            "patches (their window's wait was cut short)", registry=REGISTRY)
+WINDOWS_QUEUED = Gauge(f"{PREFIX}_windows_queued", "Windows taken and parsed, waiting behind the one being applied "
+                       "(stays 1 while that one waits for Qdrant or for earlier patches)", ["topic"], registry=REGISTRY)
 READY = Gauge(f"{PREFIX}_ready", "1 when the worker is assigned partitions and Qdrant answers", registry=REGISTRY)
 
 

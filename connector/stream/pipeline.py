@@ -43,7 +43,7 @@ from faust.types import EventT
 
 from connector.errors import StorageError, WindowAbandoned
 from connector.kafka.publishing import dead_letter_message, verification_value
-from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, observe_window
+from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, WINDOWS_QUEUED, observe_window
 from connector.settings import Settings
 from connector.stream.window import Record, WindowProcessor, WindowResult
 from connector.stream.window.items import Item
@@ -186,6 +186,7 @@ class Runner:
         while True:
             window = await self.queue.get()
             self.in_hand.begin()  # before any await: a revocation at shutdown sees it from here on
+            WINDOWS_QUEUED.labels(window.events[0].message.topic).set(self.queue.qsize())
             try:
                 await self._one(window)
             except asyncio.CancelledError:  # the agent stops: this window and those queued are replayed
@@ -288,6 +289,7 @@ async def run_windows(app: faust.App, settings: Settings, processor: WindowProce
                 records = [_record(e) for e in events]
                 window = Window(events, records, processor.parse_ahead(records))
                 await runner.queue.put(window)
+                WINDOWS_QUEUED.labels(events[0].message.topic).set(runner.queue.qsize())
             except asyncio.CancelledError:
                 runner.abandon(events, "the agent stopped")
                 raise

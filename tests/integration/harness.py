@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from connector.dev import spawn
 from connector.kafka.admin import ensure_topics
@@ -220,3 +223,45 @@ class TopicFollower:
             for tp, messages in batch.items():
                 for message in messages:
                     self._on_record(tp.topic, json.loads(message.value))
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """A worker's endpoint: (status, body); (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def until_http(port: int, path: str, status: int, timeout: float = 90) -> str:
+    """The body of the first answer of ``path`` with ``status``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, body = await asyncio.to_thread(http_get, port, path)
+        if code == status:
+            return body
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{path} never answered {status}")
+
+
+def parse_samples(text: str) -> Samples:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def metric_samples(port: int, until: Callable[[Samples], bool] = lambda _: True, timeout: float = 60) -> Samples:
+    """The worker's /metrics, read until ``until`` holds of them (AssertionError on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = await asyncio.to_thread(http_get, port, "/metrics")
+        samples = parse_samples(body) if status == 200 else {}
+        if until(samples):
+            return samples
+        assert time.monotonic() < deadline, f"/metrics never held the condition: {sorted(samples.items())[:40]}"
+        await asyncio.sleep(0.2)

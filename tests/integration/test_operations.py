@@ -4,47 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from qdrant_client import models as qm
 
 from connector.dev.broker import free_port
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, qdrant_outage, read_topic
+from tests.integration.harness import (
+    Stack,
+    Worker,
+    all_covered,
+    covered_offsets,
+    http_get,
+    metric_samples,
+    produce,
+    qdrant_outage,
+    read_topic,
+    until_http,
+)
 from tests.qdrant_targets import QdrantTarget, only_targets
 
 pytestmark = pytest.mark.integration
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
-async def _until(port: int, path: str, status: int, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if (await asyncio.to_thread(_get, port, path))[0] == status:
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{path} never answered {status}")
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def _collection(target: QdrantTarget) -> None:
@@ -64,8 +44,8 @@ async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path, qdrant_ta
     topic = stack.env["QCC_PATCH_TOPIC"]
     worker = Worker(stack)
     try:
-        await _until(port, "/livez", 200)
-        await _until(port, "/readyz", 200)
+        await until_http(port, "/livez", 200)
+        await until_http(port, "/readyz", 200)
         events = [
             {"schema_version": 1, "collection": "docs", "op": "upsert", "points": [{"id": i, "vector": [1, i]}]}
             for i in range(20)
@@ -80,11 +60,8 @@ async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path, qdrant_ta
         ]
         sent = await produce(kafka.bootstrap, topic, records)
         await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=60)
-        await asyncio.sleep(0.5)
-        status, body = await asyncio.to_thread(_get, port, "/metrics")
-        assert status == 200
-        samples = _samples(body)
-        assert samples[("qdrant_connector_events_consumed_total", (("topic", topic),))] == 32
+        consumed = ("qdrant_connector_events_consumed_total", (("topic", topic),))
+        samples = await metric_samples(port, until=lambda found: found.get(consumed) == 32)  # counted after publishing
         assert samples[("qdrant_connector_operations_total", (("op", "upsert"),))] == 20
         assert samples[("qdrant_connector_operations_total", (("op", "set_payload"),))] == 10
         assert samples[("qdrant_connector_dead_letters_total", (("reason", "invalid_json"),))] == 1
@@ -95,10 +72,10 @@ async def test_metrics_and_readiness(kafka, model_env, tmp_path: Path, qdrant_ta
         assert all(name.startswith("qdrant_connector_") or not name.startswith("qdrant") for name, _ in samples)
 
         with qdrant_outage(qdrant_target, failpoints):
-            await _until(port, "/readyz", 503, timeout=20)
-            status, _ = await asyncio.to_thread(_get, port, "/livez")
+            await until_http(port, "/readyz", 503, timeout=20)
+            status, _ = await asyncio.to_thread(http_get, port, "/livez")
             assert status == 200  # alive, only not ready
-        await _until(port, "/readyz", 200, timeout=20)
+        await until_http(port, "/readyz", 200, timeout=20)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
 

@@ -13,7 +13,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from qdrant_client import models as qm
 
-from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic, upserts
+from connector.dev.broker import free_port
+from tests.integration.harness import (
+    Stack,
+    Worker,
+    all_covered,
+    covered_offsets,
+    metric_samples,
+    produce,
+    read_topic,
+    upserts,
+)
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
@@ -45,9 +55,10 @@ async def test_windows_taken_ahead_wait_uncommitted_behind_a_stalled_window(kafk
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
     target = QdrantTarget("local", path=tmp_path / "qdrant")
+    port = free_port()
     stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target, extra_env={
         "QCC_WINDOW_MAX_EVENTS": str(WINDOW), "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
-        "QCC_FAILPOINTS_DIR": str(failpoints)})
+        "QCC_FAILPOINTS_DIR": str(failpoints), "QCC_HTTP_PORT": str(port), "QCC_HTTP_HOST": "127.0.0.1"})
     await stack.create_topics(partitions=1)
     client = target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
@@ -62,9 +73,12 @@ async def test_windows_taken_ahead_wait_uncommitted_behind_a_stalled_window(kafk
 
         (failpoints / "qdrant-unavailable").touch()  # the next window retries until it is removed
         rest = await produce(kafka.bootstrap, topic, upserts(WINDOW, 5 * WINDOW))
-        # The agent takes the stalled window and the ones after it; Faust commits every 0.5 s
-        # (QCC_COMMIT_INTERVAL_SECONDS) whatever it sees acknowledged.
-        await asyncio.sleep(5)
+        # The agent has taken the stalled window and parsed the next one behind it, and the stalled
+        # one has been retried for longer than Faust's commit interval (QCC_COMMIT_INTERVAL_SECONDS,
+        # 0.5 s here: it commits whatever it sees acknowledged).
+        queued = ("qdrant_connector_windows_queued", (("topic", topic),))
+        await metric_samples(port, until=lambda found: found.get(queued) == 1, timeout=90)
+        await worker.wait_for_line("; retry 4 in", timeout=60)  # 0.2 + 0.4 + 0.8 + 1.6 s of retries
         assert await committed(kafka.bootstrap, group, topic) == WINDOW, worker.output()[-3000:]
 
         (failpoints / "qdrant-unavailable").unlink()

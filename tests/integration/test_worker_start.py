@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,31 +16,9 @@ from qdrant_client import models as qm
 
 from connector.dev.broker import KafkaBroker, free_port
 from connector.dev.qdrant_server import QdrantServer, server_start_script
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, upserts
+from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, until_http, upserts
 
 pytestmark = pytest.mark.integration
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
-async def _until(port: int, path: str, status: int, timeout: float = 90) -> str:
-    """The body of the first answer of ``path`` with ``status``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        code, body = await asyncio.to_thread(_get, port, path)
-        if code == status:
-            return body
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{path} never answered {status}")
 
 
 def _stack(bootstrap: str, tmp_path: Path, model_env: dict[str, str], port: int) -> Stack:
@@ -51,8 +27,8 @@ def _stack(bootstrap: str, tmp_path: Path, model_env: dict[str, str], port: int)
 
 
 async def _not_ready_naming_the_broker(port: int, bootstrap_port: int) -> None:
-    assert await _until(port, "/livez", 200)
-    reasons = json.loads(await _until(port, "/readyz", 503))["reasons"]
+    assert await until_http(port, "/livez", 200)
+    reasons = json.loads(await until_http(port, "/readyz", 503))["reasons"]
     assert reasons[0].startswith("Kafka broker unreachable since "), reasons
     assert f"127.0.0.1:{bootstrap_port}" in reasons[0] or "bootstrap" in reasons[0], reasons
 
@@ -71,7 +47,7 @@ async def test_worker_waits_for_a_broker_that_comes_later(model_env: dict[str, s
         await stack.create_topics()
         sent = await produce(broker.bootstrap, stack.env["QCC_PATCH_TOPIC"], upserts(0, 50))
         await read_topic(broker.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=180)
-        await _until(http_port, "/readyz", 200)
+        await until_http(http_port, "/readyz", 200)
     finally:
         code = worker.stop()
         if broker is not None:
@@ -112,10 +88,10 @@ async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_en
     sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], upserts(0, 50))
     worker = Worker(stack)
     try:
-        await _until(http_port, "/livez", 200)
+        await until_http(http_port, "/livez", 200)
         body = ""
         for _ in range(300):  # the Qdrant probe's first answer comes after the worker joined the group
-            body = await _until(http_port, "/readyz", 503)
+            body = await until_http(http_port, "/readyz", 503)
             if "Qdrant not usable since" in body:
                 break
             await asyncio.sleep(0.2)
@@ -125,7 +101,7 @@ async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_en
         client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.EUCLID))
         client.close()
         await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=all_covered(sent), timeout=180)
-        await _until(http_port, "/readyz", 200)
+        await until_http(http_port, "/readyz", 200)
     finally:
         code = worker.stop()
         server.cleanup()

@@ -22,8 +22,6 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from qdrant_client import models as qm
 
 from connector.dev.broker import free_port
 from connector.dev.qdrant_server import QdrantServer, server_start_script
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, http_get, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
 from tests.security.certs import make_certificates
 
@@ -100,16 +98,6 @@ def test_the_server_certificate_names_the_loopback_address(certs: dict[str, Path
     assert "IP Address:127.0.0.1" in names
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
-
-
 CASES = {  # case: (credential, trust the CA, ready)
     "api-key": (API_KEY, True, True),
     "jwt": (TOKEN, True, True),
@@ -159,15 +147,15 @@ async def test_tls_custom_ca_and_credential(kafka, model_env, tmp_path: Path, tl
 
         def settled() -> bool:  # ready, or the reason it is not has shown up
             if ready:
-                return _get(http_port, "/readyz")[0] == 200
-            return "Qdrant probe failed" in worker.output() and _get(http_port, "/livez")[0] == 200
+                return http_get(http_port, "/readyz")[0] == 200
+            return "Qdrant probe failed" in worker.output() and http_get(http_port, "/livez")[0] == 200
 
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and not await asyncio.to_thread(settled):  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.5)  # another probe either way
-        status, _ = await asyncio.to_thread(_get, http_port, "/readyz")
-        _, metrics = await asyncio.to_thread(_get, http_port, "/metrics")
+        status, _ = await asyncio.to_thread(http_get, http_port, "/readyz")
+        _, metrics = await asyncio.to_thread(http_get, http_port, "/metrics")
     finally:
         code = worker.stop()
     output = worker.output()

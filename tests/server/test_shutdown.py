@@ -108,7 +108,9 @@ async def test_partitions_revoked_while_stopping_wait_for_the_window_in_hand(kaf
         second = Worker(stack)  # ...and a rebalance revokes the partitions meanwhile
         await second.wait_for_line("(Re-)joining group")
         await first.wait_for_line("Revoking previously assigned partitions frozenset")
-        await asyncio.sleep(8)  # had the first worker let a partition go, the second would replay it by now
+        # the revocation is held: the group cannot complete the rebalance, so the second worker
+        # cannot be given a partition of the window in hand until the first lets it go
+        await first.wait_for_line("partitions revoked while stopping: waiting for")
         (held / "hold-apply").unlink()
         assert first.process.wait(timeout=60) == 0, first.output()[-3000:]
         published = await read_topic(kafka.bootstrap, verifications, until=all_covered(window), timeout=90)

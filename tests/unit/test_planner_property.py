@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from connector.domain.operations import NEEDS_EXISTING_POINT, Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.semantics import PointState, State, apply_all, apply_op
+from connector.domain.verifier import FilterMatch, expected_state, resolve_filters
 from tests.unit.strategies import match_tag, states, windows
 
 
@@ -146,10 +147,37 @@ def test_reading_only_ids_to_read_changes_neither_screening_nor_the_expected_sta
     assert [op.sources for op in partial.accepted] == [op.sources for op in full.accepted]
     assert [(op.sources, gone) for op, gone in partial.missing] == [(op.sources, gone) for op, gone in full.missing]
     if any(op.by_filter for op in window):
-        return  # a filter may match any point: such batches are not verified (readback.py)
+        return  # a filter may match any point: the next test covers such windows
     planned = plan(full.accepted)
     from_full, from_read = copy.deepcopy(initial), {pid: copy.deepcopy(s) for pid, s in initial.items() if pid in read}
     apply_all(from_full, planned, match_tag)
     apply_all(from_read, copy.deepcopy(planned), match_tag)
     touched = {pid for op in window for pid in op.point_ids()}
     assert {p: from_full.get(p) for p in touched} == {p: from_read.get(p) for p in touched}
+
+
+@settings(max_examples=400, deadline=None)
+@given(states(), windows())
+@example(*CROSSING_A_FILTER)
+def test_the_read_back_expects_what_the_plan_leaves_filter_ops_included(initial: State, window: list[Op]) -> None:
+    """The expectation the read-back compares with, built as the connector builds it (the points
+    of ids_to_read read before the window; each filter op's matched ids and their states taken
+    right before it is sent), is what the plan leaves on the whole collection, on every point
+    it names or matched."""
+    read = set(ids_to_read(window))
+    screened = screen_existence(window, existing=set(initial) & read)
+    planned = plan(screened.accepted)
+    truth = copy.deepcopy(initial)
+    matches: dict[int, FilterMatch] = {}
+    for op in planned:  # what Qdrant does, with the match taken right before each filter op
+        if op.by_filter:
+            matched = [pid for pid, point in truth.items() if match_tag(op.filter or {}, pid, point)]
+            matches[id(op)] = FilterMatch(ids=matched, states={pid: copy.deepcopy(truth[pid]) for pid in matched})
+        apply_all(truth, [op], match_tag)
+    before = {pid: copy.deepcopy(state) for pid, state in initial.items() if pid in read}
+    extended, resolved = resolve_filters(before, planned, matches)
+    captured = [pid for match in matches.values() for pid in match.states if pid in extended]
+    ids = list(dict.fromkeys([pid for op in planned for pid in op.point_ids()] + captured))
+    expected = expected_state({pid: extended[pid] for pid in ids if pid in extended}, resolved)
+    assert {pid: expected.get(pid) for pid in ids} == {pid: truth.get(pid) for pid in ids}
+    assert {pid for match in matches.values() for pid in match.ids} <= set(ids)  # every matched point checked

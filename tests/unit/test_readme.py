@@ -32,3 +32,15 @@ def test_the_command_table_is_the_cli() -> None:
     commands = {command.name or command.callback.__name__ for command in cli.registered_commands
                 if command.callback is not None}
     assert documented == commands
+
+
+def test_the_metrics_table_is_the_registry() -> None:
+    """Every metric the worker exposes is in the README's table, and the table names no other."""
+    from connector.metrics import REGISTRY
+
+    exposed = set()
+    for family in REGISTRY.collect():
+        exposed.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    table = (ROOT / "README.md").read_text().split("### Metrics (`/metrics`)", 1)[1].split("\n\n", 2)[1]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert documented == exposed
