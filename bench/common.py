@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.dev.broker import terminate
 from connector.dev.qdrant_server import QdrantServer
+from connector.dev.spawn import terminate
 from connector.kafka.admin import ensure_topics
 from connector.settings import Settings
 from connector.stream.app import create_app

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from connector.dev import spawn
-from connector.dev.broker import free_port, terminate
+from connector.dev.spawn import free_port, terminate
 from connector.paths import SOURCE_ROOT, cache_dir
 
 SHARED_PEER = SOURCE_ROOT.parent / "shared" / "peers" / "qdrant-kafka" if SOURCE_ROOT is not None else None

@@ -16,6 +16,14 @@ from connector.embedding.offline_model import assemble_all
 from tests.qdrant_targets import TARGETS, QdrantTarget
 
 PROJECT = Path(__file__).resolve().parent.parent
+UNIT = PROJECT / "tests" / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The quick tier (`pytest -m quick`): the unit tests, but for those marked slow."""
+    for item in items:
+        if item.path.is_relative_to(UNIT) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.quick)
 
 # Property tests draw the same examples on every run (a CI run passes or fails for the code, not
 # for the draw); `pytest --hypothesis-profile=explore` draws new ones, ten times as many.

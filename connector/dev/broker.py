@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from connector.dev import spawn
+from connector.dev.spawn import free_port
 from connector.paths import cache_dir
 
 POM = Path(__file__).resolve().parent / "kafka-broker.pom.xml"
@@ -31,12 +30,6 @@ log4j.appender.file.File={log}
 log4j.appender.file.layout=org.apache.log4j.PatternLayout
 log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kafka_version() -> str:
@@ -91,21 +84,7 @@ def _run_maven(goals: list[str]) -> None:
         raise RuntimeError(f"Maven could not fetch the Kafka broker jars (exit {result.returncode}):\n{output}")
 
 
-def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
-    """SIGTERM a child service (resumed first: a paused one cannot act on it), SIGKILL after
-    ``timeout`` seconds. The dev broker and the dev Qdrant server stop this way."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGCONT)
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-class KafkaBroker:
+class KafkaBroker(spawn.Service):
     """``with KafkaBroker() as broker: broker.bootstrap`` -> a running broker on loopback."""
 
     def __init__(
@@ -210,17 +189,6 @@ class KafkaBroker:
         self.stop()
         raise TimeoutError(f"Kafka broker did not listen on {self.bootstrap} within {timeout}s")
 
-    def stop(self) -> None:
-        terminate(self.process)
-        self.process = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
-        self.cleanup()
+    @property
+    def folder(self) -> Path:
+        return self.data_dir

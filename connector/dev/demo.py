@@ -16,7 +16,8 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.console import console_for
-from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.broker import KafkaBroker
+from connector.dev.spawn import free_port
 from connector.embedding.offline_model import assemble_all, models_dir, needs_assembly
 from connector.kafka.admin import ensure_topics
 from connector.kafka.options import client_options

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -21,10 +20,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from connector.dev import spawn
-from connector.dev.broker import free_port, terminate
+from connector.dev.spawn import free_port
 from connector.paths import SOURCE_ROOT
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ class ServerExited(RuntimeError):
         super().__init__(f"Qdrant exited with {returncode} before it was ready; {log_file} ends:\n{shown}")
 
 
-class QdrantServer:
+class QdrantServer(spawn.Service):
     """``with QdrantServer() as server: server.url`` -> a running server on loopback."""
 
     def __init__(
@@ -154,17 +152,6 @@ class QdrantServer:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
-    def stop(self) -> None:
-        terminate(self.process)
-        self.process = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.storage, ignore_errors=True)
-
-    def __enter__(self) -> QdrantServer:
-        return self.start()
-
-    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
-        self.cleanup()
+    @property
+    def folder(self) -> Path:
+        return self.storage

@@ -21,8 +21,14 @@ import argparse
 import ctypes
 import os
 import resource
+import shutil
 import signal
+import socket
+import subprocess
 import sys
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
 
 PR_SET_PDEATHSIG = 1
 
@@ -38,6 +44,59 @@ def command(argv: list[str], *, stop_with_parent: bool = True, max_file_bytes: i
     if not options:
         return argv
     return [sys.executable, "-m", "connector.dev.spawn", *options, "--", *argv]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    """SIGTERM a child service (resumed first: a paused one cannot act on it), SIGKILL after
+    ``timeout`` seconds. The dev broker and the dev Qdrant server stop this way."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+ServiceT = TypeVar("ServiceT", bound="Service")
+
+
+class Service:
+    """A service process the tests or the demo run (the broker, a Qdrant server): ``start`` it,
+    or use it as a context manager; ``cleanup`` stops it and removes its folder when it made one."""
+
+    process: subprocess.Popen[bytes] | None = None
+    _own_dir: bool = False
+
+    @property
+    def folder(self) -> Path:
+        raise NotImplementedError
+
+    def start(self: ServiceT) -> ServiceT:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        terminate(self.process)
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self: ServiceT) -> ServiceT:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        self.cleanup()
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
@@ -28,6 +27,7 @@ from connector.kafka.admin import ensure_topics
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
 from connector.stream.app import create_app
+from tests.bulk.streaming import stream_during_migration, stream_events
 from tests.integration.harness import all_covered, read_topic
 
 pytestmark = pytest.mark.integration
@@ -64,50 +64,6 @@ def test_retarget_moves_events_and_drops_old_model_vectors() -> None:
     assert rewrite(other) is other
 
 
-def _events(rng: random.Random, n: int, first_new_id: int) -> list[dict[str, Any]]:
-    events = []
-    for i in range(n):
-        pid = rng.randrange(first_new_id + 50)
-        roll = rng.random()
-        base = {"schema_version": 1, "collection": "docs"}
-        if roll < 0.35:
-            events.append({**base, "op": "set_payload", "ids": [pid], "payload": {"v": i, "tag": rng.choice("xyz")}})
-        elif roll < 0.45:
-            events.append({**base, "op": "delete_payload", "ids": [pid], "keys": ["tag"]})
-        elif roll < 0.55:
-            events.append(
-                {**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}}
-            )
-        elif roll < 0.75:
-            events.append(
-                {
-                    **base,
-                    "op": "upsert",
-                    "vector_name": "dense",
-                    "points": [
-                        {
-                            "id": pid,
-                            "text": f"article {pid} version {i}",
-                            "payload": {"body": f"article {pid} version {i}"},
-                        }
-                    ],
-                }
-            )
-        elif roll < 0.85:
-            events.append(
-                {
-                    **base,
-                    "op": "update_vectors",
-                    "points": [{"id": pid, "vector": {"dense": [rng.random() for _ in range(384)]}}],
-                }
-            )
-        elif roll < 0.92:
-            events.append({**base, "op": "delete", "ids": [pid]})
-        else:
-            events.append({**base, "kind": "reembed", "vector_name": "dense", "ids": [pid], "text_field": "body"})
-    return events
-
-
 def _reference(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict]:
     state = dict(initial)
     for position, e in enumerate(events):
@@ -138,6 +94,7 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
         "QCC_WINDOW_MAX_EVENTS": "100",
         "QCC_WINDOW_MAX_WAIT_SECONDS": "0.2",
         "QCC_QDRANT_PATH": str(tmp_path / "qdrant"),
+        "QCC_HTTP_PORT": "0",  # no endpoints: port 8080 may be anyone's
     }.items():
         monkeypatch.setenv(name, value)  # the settings of this test only, not of the tests after it
     settings = Settings()
@@ -164,23 +121,9 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
     app = create_app(settings, client=client)
     app.finalize()
     await app.start()
-    events = _events(random.Random(11), 1500, first_new_id)
+    events = stream_events(random.Random(11), 1500, first_new_id)
     sent: dict[str, list[tuple[int, int]]] = {settings.patch_topic: [], settings.reembed_topic: []}
     migration_done = asyncio.Event()
-
-    async def stream() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            for i, e in enumerate(events):
-                topic = settings.reembed_topic if e.get("kind") == "reembed" else settings.patch_topic
-                ids = e.get("ids") or [e["points"][0]["id"]]
-                meta = await producer.send_and_wait(topic, json.dumps(e).encode(), key=f"docs/{ids[0]}".encode())
-                sent[topic].append((meta.partition, meta.offset))
-                # a steady stream before, during and after the migration
-                await asyncio.sleep(0.004 if migration_done.is_set() or i < 1000 else 0.02)
-        finally:
-            await producer.stop()
 
     sink = RetryingClient(client)
     migration = Migration(
@@ -197,7 +140,8 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
         verify_seconds=30,
         show_progress=False,
     )
-    streaming = asyncio.create_task(stream())
+    streaming = asyncio.create_task(
+        stream_during_migration(kafka.bootstrap, settings, events, sent, migration_done, fast=1000))
     try:
         await asyncio.sleep(2)
         report = await migration.run()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from qdrant_client import models as qm
 
@@ -27,6 +27,7 @@ from connector.domain.operations import NEEDS_EXISTING_POINT, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op
 from connector.embedding.embedder import Embedder
 from connector.settings import Settings
+from tests.bulk.streaming import stream_during_migration, stream_events
 from tests.integration.harness import Stack, Worker, all_covered, read_topic
 from tests.qdrant_targets import QdrantTarget
 
@@ -35,36 +36,6 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 FIRST_NEW_ID = 300  # points 0..299 exist before the stream; the stream also creates new ones
 EVENTS = 1500
 PARTITIONS = 2
-
-
-def stream_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
-    """Patches and re-embeds on the alias ``docs``: payload changes, text upserts (embedded by
-    whoever applies them), raw vectors of the old model, deletes."""
-    events = []
-    for i in range(n):
-        pid = rng.randrange(FIRST_NEW_ID + 50)
-        roll = rng.random()
-        base = {"schema_version": 1, "collection": "docs"}
-        if roll < 0.35:
-            events.append({**base, "op": "set_payload", "ids": [pid], "payload": {"v": i, "tag": rng.choice("xyz")}})
-        elif roll < 0.45:
-            events.append({**base, "op": "delete_payload", "ids": [pid], "keys": ["tag"]})
-        elif roll < 0.55:
-            events.append(
-                {**base, "op": "overwrite_payload", "ids": [pid], "payload": {"body": f"rewritten {i}", "v": i}}
-            )
-        elif roll < 0.75:
-            text = f"article {pid} version {i}"
-            events.append({**base, "op": "upsert", "vector_name": "dense",
-                           "points": [{"id": pid, "text": text, "payload": {"body": text}}]})
-        elif roll < 0.85:
-            events.append({**base, "op": "update_vectors",
-                           "points": [{"id": pid, "vector": {"dense": [rng.random() for _ in range(384)]}}]})
-        elif roll < 0.92:
-            events.append({**base, "op": "delete", "ids": [pid]})
-        else:
-            events.append({**base, "kind": "reembed", "vector_name": "dense", "ids": [pid], "text_field": "body"})
-    return events
 
 
 def reference_payloads(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -148,26 +119,13 @@ async def test_migrate_command_under_a_live_stream(kafka, model_env, model_paths
                               for i, p in initial.items()])
     client.update_collection_aliases([qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="docs_v1",
                                                                                              alias_name="docs"))])
-    events = stream_events(random.Random(11), EVENTS)
+    events = stream_events(random.Random(11), EVENTS, FIRST_NEW_ID)
     sent: dict[str, list[tuple[int, int]]] = {settings.patch_topic: [], settings.reembed_topic: []}
     migration_done = asyncio.Event()
 
-    async def stream() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            for i, e in enumerate(events):
-                topic = settings.reembed_topic if e.get("kind") == "reembed" else settings.patch_topic
-                ids = e.get("ids") or [e["points"][0]["id"]]
-                meta = await producer.send_and_wait(topic, json.dumps(e).encode(), key=f"docs/{ids[0]}".encode())
-                sent[topic].append((meta.partition, meta.offset))
-                # a steady stream before, during and after the migration
-                await asyncio.sleep(0.004 if migration_done.is_set() or i < 500 else 0.02)
-        finally:
-            await producer.stop()
-
     worker = Worker(stack)
-    streaming = asyncio.create_task(stream())
+    streaming = asyncio.create_task(
+        stream_during_migration(kafka.bootstrap, settings, events, sent, migration_done, fast=500))
     try:
         await read_topic(kafka.bootstrap, settings.verification_topic, until=lambda rs: len(rs) >= 3, timeout=120)
         migrate = await asyncio.create_subprocess_exec(

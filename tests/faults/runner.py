@@ -34,8 +34,9 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.audit.accounting import DeadLetter, PartitionReport, Verification, account, verification_from_json
-from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.broker import KafkaBroker
 from connector.dev.qdrant_server import QdrantServer
+from connector.dev.spawn import free_port
 from connector.domain.verifier import state_from_records
 from connector.embedding.embedder import Embedder
 from connector.embedding.offline_model import assemble_all

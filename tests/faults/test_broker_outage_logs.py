@@ -14,7 +14,8 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.broker import KafkaBroker
+from connector.dev.spawn import free_port
 from tests.integration.harness import Stack, Worker, all_covered, covered_offsets, produce, read_topic, upserts
 
 pytestmark = pytest.mark.integration

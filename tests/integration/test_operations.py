@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import models as qm
 
-from connector.dev.broker import free_port
+from connector.dev.spawn import free_port
 from tests.integration.harness import (
     Stack,
     Worker,

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from qdrant_client import models as qm
 
-from connector.dev.broker import free_port
+from connector.dev.spawn import free_port
 from tests.integration.harness import (
     Stack,
     Worker,

@@ -14,8 +14,9 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.broker import KafkaBroker
 from connector.dev.qdrant_server import QdrantServer, server_start_script
+from connector.dev.spawn import free_port
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, until_http, upserts
 
 pytestmark = pytest.mark.integration

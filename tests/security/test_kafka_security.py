@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from qdrant_client import models as qm
 
-from connector.dev.broker import KafkaBroker, free_port
+from connector.dev.broker import KafkaBroker
+from connector.dev.spawn import free_port
 from connector.kafka.options import client_options
 from connector.settings import Settings
 from tests.integration.harness import Stack, Worker, all_covered, read_topic

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from qdrant_client import models as qm
 
-from connector.dev.broker import free_port
 from connector.dev.qdrant_server import QdrantServer, server_start_script
+from connector.dev.spawn import free_port
 from tests.integration.harness import Stack, Worker, all_covered, http_get, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
 from tests.security.certs import make_certificates

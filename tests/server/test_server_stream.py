@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
-from connector.dev.broker import free_port
+from connector.dev.spawn import free_port
 from tests.conftest import API_KEY, READ_ONLY_API_KEY, _server_or_skip
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
 from tests.qdrant_targets import QdrantTarget
@@ -54,6 +54,16 @@ async def confirmed(kafka: Any, stack: Stack, sent: list[tuple[int, int]], worke
     return verifications, dead
 
 
+async def applied_by_a_worker(kafka: Any, stack: Stack, sent: list[tuple[int, int]]
+                              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Start a worker, wait until ``sent`` is confirmed, stop it (exit 0): what it published."""
+    worker = Worker(stack)
+    try:
+        return await confirmed(kafka, stack, sent, worker)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+
+
 @pytest.fixture(scope="module")
 def small_body_server() -> Iterator[Any]:
     yield from _server_or_skip(env={"QDRANT__SERVICE__MAX_REQUEST_SIZE_MB": "1"})
@@ -78,11 +88,7 @@ async def test_a_window_over_the_body_limit_is_applied_whole(kafka, model_env, t
         events.append((f"docs/{e}".encode(), json.dumps({"schema_version": 1, "collection": "docs", "op": "upsert",
                                                          "points": points}).encode()))
     sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], events)
-    worker = Worker(stack)
-    try:
-        verifications, dead = await confirmed(kafka, stack, sent, worker)
-    finally:
-        assert worker.stop() == 0
+    verifications, dead = await applied_by_a_worker(kafka, stack, sent)
     assert dead == []
     assert sum(v["applied_event_count"] for v in verifications) == 40
     assert all(v["verification"]["status"] == "verified" for v in verifications)
@@ -129,11 +135,7 @@ async def test_a_key_that_may_not_write_holds_the_stream_not_ready(kafka, model_
     )
     # Fixed: every event is still there to apply (nothing was committed past the refusals).
     stack.qdrant = admin
-    worker = Worker(stack)
-    try:
-        verifications, dead = await confirmed(kafka, stack, sent, worker)
-    finally:
-        assert worker.stop() == 0
+    verifications, dead = await applied_by_a_worker(kafka, stack, sent)
     assert dead == []
     assert sum(v["applied_event_count"] for v in verifications) == 50
     assert [p.payload["v"] for p in sorted(client.scroll("docs", limit=100)[0], key=lambda p: p.id)] == list(range(50))

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-RUNS = int(os.environ.get("QCC_ATHERIS_RUNS", "20000"))
+RUNS = int(os.environ.get("QCC_ATHERIS_RUNS", "8000"))  # more on demand; one fixed seed: a run is repeatable
 
 
+@pytest.mark.slow
 def test_atheris_finds_no_crash(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
     from tests.unit.fuzz_parser import seed_corpus
@@ -24,6 +25,7 @@ def test_atheris_finds_no_crash(tmp_path: Path) -> None:
             "-m",
             "tests.unit.fuzz_parser",
             f"-atheris_runs={RUNS}",
+            "-seed=1",
             "-max_len=2048",
             f"-artifact_prefix={tmp_path}/",
             str(seeds),

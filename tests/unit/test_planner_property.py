@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import pytest
 from hypothesis import example, given, settings
 
 from connector.domain.operations import NEEDS_EXISTING_POINT, Op
@@ -34,6 +35,7 @@ CROSSING_A_FILTER = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(states(), windows())
 @example(*CROSSING_A_FILTER)
@@ -65,6 +67,7 @@ def _on_own_points(op: Op, position: int) -> Op:
     return replace(op, ids=[fresh[pid] for pid in op.ids or []])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(windows(max_size=40))
 def test_ops_on_distinct_points_coalesce_to_one_op_per_merge_key_between_filters(window: list[Op]) -> None:
@@ -84,6 +87,7 @@ def test_ops_on_distinct_points_coalesce_to_one_op_per_merge_key_between_filters
     assert [op.sources for op in plan(window)] == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(windows(max_size=40))
 def test_no_merge_the_contract_allows_is_left_undone(window: list[Op]) -> None:
@@ -135,6 +139,7 @@ def test_filter_ops_are_barriers() -> None:
     assert [op.sources for op in plan(window)] == [[0], [1], [2]]
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(states(), windows())
 @example(*CROSSING_A_FILTER)
@@ -156,6 +161,7 @@ def test_reading_only_ids_to_read_changes_neither_screening_nor_the_expected_sta
     assert {p: from_full.get(p) for p in touched} == {p: from_read.get(p) for p in touched}
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(states(), windows())
 @example(*CROSSING_A_FILTER)

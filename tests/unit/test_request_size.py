@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from tests.unit.strategies import match_tag, states, windows
 
 # most random windows name a point the state lacks and are assumed away; on some seeds that
 # tripped the filter_too_much health check (a failure that depended on the seed)
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(states(), windows(), st.integers(1, 2000), st.one_of(st.none(), st.integers(1, 4)))
 def test_requests_have_the_effect_of_the_ops(initial: State, window: list[Op], max_bytes: int,

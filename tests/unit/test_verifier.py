@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +127,7 @@ def test_every_vector_compared_is_read(ops: list[Op]) -> None:
     assert (selector is False) == (not compared)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(states(), windows(), st.integers(0, 5))
 def test_filters_resolved_to_their_matches_expect_what_the_window_did(initial: State, window: list[Op],
