@@ -40,6 +40,15 @@ def only_targets(*names: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("qdrant_target", [_param(name) for name in names], indirect=True)
 
 
+def targets_with(values: dict[str, Any], argnames: str) -> pytest.MarkDecorator:
+    """One variant per target, each with its own value of ``argnames`` (a slow test whose
+    values need not meet every target): ``@targets_with({"local": a, "grpc": b}, "distance")``."""
+    assert set(values) <= set(TARGET_NAMES), values
+    cases = [pytest.param(name, value, marks=[pytest.mark.server, pytest.mark.integration] if name != "local" else [],
+                          id=f"{name}-{value}") for name, value in values.items()]
+    return pytest.mark.parametrize(("qdrant_target", argnames), cases, indirect=["qdrant_target"])
+
+
 @dataclass
 class QdrantTarget:
     """One Qdrant for one test: ``name`` is local, rest or grpc."""

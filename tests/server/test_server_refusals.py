@@ -204,7 +204,8 @@ async def test_the_configured_timeout_is_kept_as_given(server_target: QdrantTarg
             if retries.errors:  # no timeout would never get here); a deadline, not a measure of speed
                 break
             await asyncio.sleep(0.1)
-        assert retries.errors, "the call never timed out"
+        ended = call.exception() if call.done() else "still waiting"
+        assert retries.errors, f"the call was never retried after a timeout; the call: {ended!r}"
         assert not call.done()
     finally:
         server_target.server.resume()

@@ -71,7 +71,7 @@ def test_reembed_by_filter() -> None:
     assert event.filter is not None
 
 
-FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "3000"))  # 100000+ for the on-demand run
+FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "1500"))  # 100000+ for the on-demand run
 
 
 # every code parse_change answers with (the dead-letter reasons of the parser)
