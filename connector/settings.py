@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per model")
 
     # Limits and retries
+    tombstones: Literal["delete", "dead_letter"] = Field(
+        "delete", description="A record without a value (a tombstone) on the patch topic, keyed collection/point-id: "
+        "delete that point, as compacted topics mean it; dead_letter keeps it as an empty_record dead letter")
     max_event_bytes: int = Field(1_048_576, ge=256, description="Larger records are dead-lettered")
     publish_max_bytes: int = Field(
         1_000_000, ge=65_536,

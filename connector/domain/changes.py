@@ -9,6 +9,7 @@ What the connector publishes in return is in :mod:`connector.domain.records`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
@@ -348,16 +349,46 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def tombstone_delete(key: bytes | None) -> DeleteEvent | Rejection:
+    """A tombstone (a record without a value), as compacted topics express deletion: it deletes
+    the point its key names, ``collection/point-id`` (the key every producer of the connector's
+    events gives; an integer id or a UUID)."""
+    try:
+        text = key.decode("utf-8") if key is not None else ""
+    except UnicodeDecodeError:
+        text = ""
+    collection, _, point = text.partition("/")
+    point_id: int | str | None = None
+    if point.isascii() and point.isdigit() and int(point) < 2**64:
+        point_id = int(point)
+    else:
+        try:
+            point_id = str(UUID(point))
+        except ValueError:
+            point_id = None
+    if point_id is None or not re.fullmatch(NAME_PATTERN, collection):
+        shown = text[:100] if text else repr(key)[:100]
+        return Rejection(code="empty_record", message=f"a record without a value (a tombstone) deletes the point its "
+                         f"key names, collection/point-id; its key {shown!r} names none")
+    return DeleteEvent(schema_version=SCHEMA_VERSION, collection=collection, op="delete", ids=[point_id])
+
+
 def parse_change(
     value: bytes | None,
     *,
     expect: Literal["patch", "reembed"],
     max_event_bytes: int = 1_048_576,
     max_ids_per_event: int = 10_000,
+    key: bytes | None = None,
+    tombstones: Literal["delete", "dead_letter"] = "dead_letter",
 ) -> ChangeEvent | FenceRecord | Rejection:
-    """Parse one record value. Never raises on bad input: returns a :class:`Rejection`."""
+    """Parse one record value (and, for a tombstone, its ``key``). Never raises on bad input:
+    returns a :class:`Rejection`."""
     if value is None:
-        return Rejection(code="empty_record", message="record has no value (tombstone)")
+        if expect == "patch" and tombstones == "delete":
+            return tombstone_delete(key)
+        where = "the re-embed topic takes none" if expect == "reembed" else "QCC_TOMBSTONES=dead_letter"
+        return Rejection(code="empty_record", message=f"record has no value (a tombstone; {where})")
     if len(value) > max_event_bytes:
         return Rejection(
             code="event_too_large", message=f"event is {len(value)} bytes, the limit is {max_event_bytes}"

@@ -117,7 +117,8 @@ def upserts(first: int, count: int, value: float = 1.0) -> list[tuple[bytes, byt
             for i in range(first, first + count)]
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+async def produce(bootstrap: str, topic: str,
+                  records: Iterable[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
     """Send records in order; returns (partition, offset) of each."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()

@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain.changes import PATCH_OPS, FenceRecord, ReembedEvent, Rejection, SetPayloadEvent, parse_change
+from connector.domain.changes import (
+    PATCH_OPS,
+    DeleteEvent,
+    FenceRecord,
+    ReembedEvent,
+    Rejection,
+    SetPayloadEvent,
+    parse_change,
+    point_ids_of,
+    tombstone_delete,
+)
 
 
 def _patch(**fields) -> bytes:
@@ -167,3 +177,39 @@ def test_arbitrary_json_events_never_raise(document: dict) -> None:
         else:
             assert _accepted_kind_fits(result, expect), result
             assert result.collection == "docs", result
+
+
+@pytest.mark.parametrize(("key", "collection", "point"), [
+    (b"docs/42", "docs", 42),
+    (b"docs/18446744073709551615", "docs", 2**64 - 1),
+    (b"my-coll.v2/550E8400-E29B-41D4-A716-446655440000", "my-coll.v2", "550e8400-e29b-41d4-a716-446655440000"),
+])
+def test_a_tombstone_deletes_the_point_its_key_names(key: bytes, collection: str, point: int | str) -> None:
+    event = parse_change(None, expect="patch", key=key, tombstones="delete")
+    assert isinstance(event, DeleteEvent)
+    assert (event.collection, point_ids_of(event)) == (collection, [point])
+
+
+@pytest.mark.parametrize("key", [None, b"", b"docs", b"docs/", b"docs/x", b"docs/-1", b"docs/18446744073709551616",
+                                 b"bad name/1", b"/1", b"\xff\xfe/1", b"docs/1/2", "docs/\u0661".encode()])
+def test_a_tombstone_whose_key_names_no_point_is_dead_lettered(key: bytes | None) -> None:
+    rejected = parse_change(None, expect="patch", key=key, tombstones="delete")
+    assert isinstance(rejected, Rejection)
+    assert rejected.code == "empty_record"
+    assert "collection/point-id" in rejected.message
+
+
+def test_tombstones_dead_lettered_by_setting_and_on_the_reembed_topic() -> None:
+    for expect, setting in (("patch", "dead_letter"), ("reembed", "delete")):
+        rejected = parse_change(None, expect=expect, key=b"docs/1", tombstones=setting)  # type: ignore[arg-type]
+        assert isinstance(rejected, Rejection)
+        assert rejected.code == "empty_record"
+
+
+@given(st.binary(max_size=300) | st.text(max_size=100).map(lambda t: t.encode()))
+def test_any_tombstone_key_deletes_one_point_or_is_refused(key: bytes) -> None:
+    answer = tombstone_delete(key)
+    assert isinstance(answer, (DeleteEvent, Rejection))
+    if isinstance(answer, DeleteEvent):
+        assert key.decode().split("/", 1)[0] == answer.collection
+        assert len(point_ids_of(answer)) == 1

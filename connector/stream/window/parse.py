@@ -21,6 +21,8 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
         expect=expect,
         max_event_bytes=settings.max_event_bytes,
         max_ids_per_event=settings.max_ids_per_event,
+        key=record.key,
+        tombstones=settings.tombstones,
     )
     if isinstance(parsed, FenceRecord):
         return Item(position, record, fence=parsed)
