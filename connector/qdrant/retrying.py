@@ -29,6 +29,7 @@ __all__ = ["Backoff", "RetryingClient"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SUMMARY_SECONDS = 30.0  # while a call keeps failing, a warning at most this often (each retry: info)
 
 
 class Backoff:
@@ -77,6 +78,8 @@ class RetryingClient:
         caller instead, after its wait."""
         backoff = Backoff(self._retry_initial, self._retry_max)
         name = metrics.call_name(what)
+        failing_since: float | None = None  # an outage seen by this call: its first failure
+        last_warning = 0.0
         while True:
             started = time.monotonic()
             try:
@@ -86,6 +89,9 @@ class RetryingClient:
                 result = await (self._within_timeout(fn) if self._timeout else fn())
                 metrics.QDRANT_SECONDS.labels(name).observe(time.monotonic() - started)
                 self.failure = None
+                if failing_since is not None:
+                    log.info("%s succeeded after %.1f s and %d retries", what, time.monotonic() - failing_since,
+                             backoff.attempt)
                 return result
             except asyncio.CancelledError:
                 raise
@@ -99,8 +105,20 @@ class RetryingClient:
                 delay = backoff.next_delay()
                 if error.retry_after is not None:  # the server said when: earlier is refused again
                     delay = error.retry_after + random.uniform(0, self._retry_initial)
-                level = logging.ERROR if isinstance(error, AccessDenied) else logging.WARNING
-                log.log(level, "%s failed (%s); retry %d in %.2fs", what, error, backoff.attempt, delay)
+                # An outage is a few lines, not one a retry: a warning at the first failure and at
+                # most every SUMMARY_SECONDS after it, each retry between at info (docs/design.md).
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = last_warning = now
+                    level = logging.WARNING
+                elif now - last_warning >= SUMMARY_SECONDS:
+                    level, last_warning = logging.WARNING, now
+                else:
+                    level = logging.INFO
+                if level == logging.WARNING and isinstance(error, AccessDenied):
+                    level = logging.ERROR  # a key that may not write: the setup needs a fix
+                log.log(level, "%s failed (%s); retry %d in %.2fs%s", what, error, backoff.attempt, delay,
+                        f" (failing for {now - failing_since:.0f} s)" if now > failing_since else "")
                 metrics.RETRIES.labels(name).inc()
                 if self._on_retry is not None:
                     self._on_retry(what, error)

@@ -109,6 +109,17 @@ async def test_worker_waits_for_a_qdrant_server_that_comes_later(kafka, model_en
     assert code == 0, worker.output()[-3000:]
     lines = [json.loads(line) for line in worker.output().splitlines()]  # every line JSON
     assert not [line for line in lines if line["logger"] == "httpx"]  # no line per REST request at info
+    # the outage in a few lines: a warning when a call first fails, at most one each 30 s after,
+    # every retry between at info, and a line when the call succeeds
+    retries = [line for line in lines if line["logger"] == "connector.qdrant.retrying"]
+    loud = [line["message"] for line in retries if line["level"] != "info"]
+    failing = max([float(m.split("(failing for ")[1].split(" s)")[0]) for m in (r["message"] for r in retries)
+                   if "(failing for " in m] or [0.0])
+    calls = {m.split(" failed (")[0] for m in loud}
+    assert loud, [r["message"] for r in retries]
+    assert len(loud) <= len(calls) * (1 + int(failing // 30)), loud
+    assert len(retries) > len(loud), "every retry is a line, at info between the warnings"
+    assert any(" succeeded after " in r["message"] for r in retries), [r["message"] for r in retries]
 
 
 def test_a_taken_http_port_is_one_line_and_exit_78(model_env: dict[str, str], tmp_path: Path) -> None:
