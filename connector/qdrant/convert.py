@@ -24,6 +24,13 @@ def _vector_struct(vectors: dict[str, Vector]) -> Any:
     return {name: _vector_model(v) for name, v in vectors.items()}
 
 
+def _points_selector(op: Op) -> qm.FilterSelector | qm.PointIdsList:
+    """The points an op by ids or by filter addresses, as Qdrant's selector."""
+    if op.filter is not None:
+        return qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
+    return qm.PointIdsList(points=list(op.ids or []))
+
+
 def _selector_fields(op: Op) -> dict[str, Any]:
     if op.filter is not None:
         return {"filter": qm.Filter.model_validate(op.filter)}
@@ -44,12 +51,7 @@ def to_qdrant(op: Op) -> qm.UpdateOperation:
         pvs = [qm.PointVectors(id=pid, vector=_vector_struct(d.vectors)) for pid, d in op.points.items()]
         return qm.UpdateVectorsOperation(update_vectors=qm.UpdateVectors(points=pvs))
     if op.kind == "delete":
-        selector: Any = (
-            qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
-            if op.filter is not None
-            else qm.PointIdsList(points=list(op.ids or []))
-        )
-        return qm.DeleteOperation(delete=selector)
+        return qm.DeleteOperation(delete=_points_selector(op))
     if op.kind == "set_payload":
         return qm.SetPayloadOperation(
             set_payload=qm.SetPayload(payload=op.payload or {}, key=op.key, **_selector_fields(op))
@@ -63,12 +65,7 @@ def to_qdrant(op: Op) -> qm.UpdateOperation:
             delete_payload=qm.DeletePayload(keys=list(op.keys or ()), **_selector_fields(op))
         )
     if op.kind == "clear_payload":
-        selector = (
-            qm.FilterSelector(filter=qm.Filter.model_validate(op.filter))
-            if op.filter is not None
-            else qm.PointIdsList(points=list(op.ids or []))
-        )
-        return qm.ClearPayloadOperation(clear_payload=selector)
+        return qm.ClearPayloadOperation(clear_payload=_points_selector(op))
     if op.kind == "delete_vectors":
         return qm.DeleteVectorsOperation(
             delete_vectors=qm.DeleteVectors(vector=list(op.vector_names or ()), **_selector_fields(op))
