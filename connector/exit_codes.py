@@ -12,7 +12,14 @@ import re
 
 from pydantic import ValidationError
 
-from connector.errors import CollectionMissing, ConfigurationError, PermanentError, TransientError
+from connector.errors import (
+    AccessDenied,
+    CollectionMissing,
+    ConfigurationError,
+    PermanentError,
+    StorageError,
+    TransientError,
+)
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "EX_DIFFERENT", "EX_IOERR", "EX_NOINPUT", "EX_SOFTWARE", "EX_UNAVAILABLE",
            "EX_USAGE", "failure", "readable", "settings_problem"]
@@ -74,6 +81,12 @@ def failure(exc: BaseException, bootstrap: str | None = None) -> tuple[int, str]
                                 "(QCC_KAFKA_BOOTSTRAP_SERVERS)")
     if isinstance(exc, KafkaError):
         return EX_UNAVAILABLE, f"Kafka refused: {type(exc).__name__}: {exc}"
+    if isinstance(exc, AccessDenied):
+        return EX_CONFIG, f"{exc} (QCC_QDRANT_API_KEY: a key that may read and write)"
+    if isinstance(exc, StorageError):
+        return EX_IOERR, f"{exc} (QCC_QDRANT_PATH: free space, or a folder that may be written)"
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return EX_UNAVAILABLE, f"no answer: {type(exc).__name__}: {exc or 'timed out'} (is the service up?)"
     if isinstance(exc, CollectionMissing):
         return EX_NOINPUT, f"{exc} (set QCC_QDRANT_URL for a server; without it, local mode in QCC_QDRANT_PATH)"
     if isinstance(exc, TransientError):

@@ -33,8 +33,8 @@ class Trail:
 async def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
     """The partitions of ``topics`` (a topic that does not exist has none)."""
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
     try:
+        await admin.start()
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
@@ -75,8 +75,8 @@ async def read_trail(settings: Settings, topics: set[str], progress: Progress | 
     dead_letter_partitions = await _partitions(settings, [settings.dead_letter_topic])
     # earliest: with no group, an offset out of range is reset to the start, never past the records
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_options(settings))
-    await consumer.start()
     try:
+        await consumer.start()
 
         def on_verification(message: Any) -> None:
             try:
@@ -117,8 +117,8 @@ async def source_ranges(settings: Settings, topics: list[str], *, from_offset: i
     the log end)."""
     partitions = await _partitions(settings, topics)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
-    await consumer.start()
     try:
+        await consumer.start()
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         if since is not None:
@@ -135,8 +135,8 @@ async def source_ranges(settings: Settings, topics: list[str], *, from_offset: i
 
 async def _committed(settings: Settings, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
     try:
+        await admin.start()
         offsets = await admin.list_consumer_group_offsets(settings.consumer_group, partitions=partitions)
     finally:
         await admin.close()

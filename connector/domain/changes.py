@@ -349,6 +349,10 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+_POINT_NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
+_POINT_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
 def tombstone_delete(key: bytes | None) -> DeleteEvent | Rejection:
     """A tombstone (a record without a value), as compacted topics express deletion: it deletes
     the point its key names, ``collection/point-id`` (the key every producer of the connector's
@@ -359,13 +363,10 @@ def tombstone_delete(key: bytes | None) -> DeleteEvent | Rejection:
         text = ""
     collection, _, point = text.partition("/")
     point_id: int | str | None = None
-    if point.isascii() and point.isdigit() and int(point) < 2**64:
-        point_id = int(point)
-    else:
-        try:
-            point_id = str(UUID(point))
-        except ValueError:
-            point_id = None
+    if _POINT_NUMBER.fullmatch(point):  # as a producer writes it: no sign, no leading zero, below 2**64
+        point_id = int(point) if int(point) < 2**64 else None
+    elif _POINT_UUID.fullmatch(point):  # hyphenated only: UUID() also takes braces, urn: and bare hex
+        point_id = str(UUID(point))
     if point_id is None or not re.fullmatch(NAME_PATTERN, collection):
         shown = text[:100] if text else repr(key)[:100]
         return Rejection(code="empty_record", message=f"a record without a value (a tombstone) deletes the point its "
@@ -380,7 +381,7 @@ def parse_change(
     max_event_bytes: int = 1_048_576,
     max_ids_per_event: int = 10_000,
     key: bytes | None = None,
-    tombstones: Literal["delete", "dead_letter"] = "dead_letter",
+    tombstones: Literal["delete", "dead_letter"] = "delete",
 ) -> ChangeEvent | FenceRecord | Rejection:
     """Parse one record value (and, for a tombstone, its ``key``). Never raises on bad input:
     returns a :class:`Rejection`."""

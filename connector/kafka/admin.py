@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, RequestTimedOutError, TopicAlreadyExistsError, for_code
 
 from connector.errors import ConfigurationError
 from connector.kafka.options import client_options
@@ -25,12 +24,12 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
         wanted = [settings.patch_topic, settings.reembed_topic, settings.verification_topic, settings.dead_letter_topic]
         missing = [name for name in wanted if name not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
-                answer = await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
-                refused = creation_errors(answer.topic_errors)
-                if refused:  # the broker answers with error codes rather than failing the call
-                    raise ConfigurationError(f"the broker refused to create {'; '.join(refused)} "
-                                             "(--partitions, --replication-factor)")
+            # the broker answers each topic with an error code rather than failing the call
+            answer = await admin.create_topics([NewTopic(name, partitions, replication) for name in missing])
+            refused = creation_errors(answer.topic_errors)
+            if refused:
+                raise ConfigurationError(f"the broker refused to create {'; '.join(refused)} "
+                                         "(--partitions, --replication-factor)")
         led = await wait_for_leaders(admin, wanted)
         if missing:
             await _until_served(settings, [tp for tp in led if tp.topic in missing])
@@ -47,8 +46,8 @@ def creation_errors(topic_errors: list[tuple[Any, ...]]) -> list[str]:
     by_reason: dict[str, list[str]] = {}
     for row in topic_errors:
         topic, code = row[0], row[1]
-        if code in (0, TopicAlreadyExistsError.errno):
-            continue
+        if code in (0, TopicAlreadyExistsError.errno, RequestTimedOutError.errno):
+            continue  # created; created by another worker first; still being created (the leaders are awaited)
         message = row[2] if len(row) > 2 and row[2] else ""
         by_reason.setdefault(f"{for_code(code).__name__}{': ' + message if message else ''}", []).append(topic)
     return [f"{', '.join(topics)}: {reason}" for reason, topics in by_reason.items()]
@@ -97,8 +96,8 @@ async def _until_served(settings: Settings, partitions: list[TopicPartition]) ->
     fetcher_log = logging.getLogger("aiokafka.consumer.fetcher")
     quiet = _ExpectedOnNewTopics()
     fetcher_log.addFilter(quiet)
-    await consumer.start()
     try:
+        await consumer.start()
         await asyncio.wait_for(consumer.end_offsets(partitions), timeout=30)
     finally:
         await consumer.stop()

@@ -36,7 +36,10 @@ def event_key(event: ChangeEvent) -> bytes:
 
 
 def build_event(document: dict[str, Any]) -> ChangeEvent:
-    """Validate a plain dict as a patch or re-embed event (raises pydantic's ValidationError)."""
+    """Validate a plain dict as a patch or re-embed event (raises pydantic's ValidationError;
+    ValueError for anything but a JSON object)."""
+    if not isinstance(document, dict):
+        raise ValueError(f"an event is a JSON object, not {type(document).__name__}")
     document = {"schema_version": 1, **document}
     if document.get("kind") == "reembed":
         return REEMBED_ADAPTER.validate_python(document)

@@ -56,9 +56,9 @@ async def follow(settings: Settings, *, from_beginning: bool, count: int | None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
     seen = 0
     try:
+        await consumer.start()
         async for message in consumer:
             kind, record, original = decode(message, settings)
             if raw:

@@ -106,7 +106,7 @@ class RetryingClient:
                 if error.retry_after is not None:  # the server said when: earlier is refused again
                     delay = error.retry_after + random.uniform(0, self._retry_initial)
                 # An outage is a few lines, not one a retry: a warning at the first failure and at
-                # most every SUMMARY_SECONDS after it, each retry between at info (docs/design.md).
+                # most every SUMMARY_SECONDS after it, each retry between at info (README, Logs).
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = last_warning = now

@@ -200,8 +200,10 @@ class Runner:
     def drain(self, why: str) -> None:
         """Abandon every window still queued."""
         while not self.queue.empty():
-            self.abandon(self.queue.get_nowait().events, why)
+            events = self.queue.get_nowait().events
+            self.abandon(events, why)
             self.queue.task_done()
+            WINDOWS_QUEUED.labels(events[0].message.topic).set(self.queue.qsize())
 
     async def close(self, task: asyncio.Future[None]) -> None:
         """The stream ended (shutdown): abandon what is queued, let the window in hand end

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.errors import AccessDenied, CollectionMissing, StorageError, TransientError
+from connector.exit_codes import failure
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 CLOSED = "127.0.0.1:1"
 
@@ -55,3 +58,20 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run("QCC_WINDOW_MAX_EVENTS=-5", "--debug settings", tmp_path)
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (AccessDenied("403 Forbidden"), 78),
+    (StorageError("No space left on device"), 74),
+    (TimeoutError(), 69),
+    (ConnectionRefusedError(111, "Connection refused"), 69),
+    (TransientError("503"), 69),
+    (CollectionMissing("collection docs does not exist"), 66),
+    (FileNotFoundError(2, "no such file", "x.jsonl"), 66),
+    (PermissionError(13, "Permission denied", "/x"), 74),
+    (KeyError("bug"), 70),
+], ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value))
+def test_each_failure_has_its_code(error: BaseException, code: int) -> None:
+    status, line = failure(error, "127.0.0.1:9092")
+    assert status == code, line
+    assert "\n" not in line

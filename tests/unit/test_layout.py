@@ -17,7 +17,7 @@ TIERS: list[set[str]] = [
     {"metrics"},
     {"qdrant", "embedding", "kafka"},
     {"stream", "audit"},
-    {"bulk", "schemas", "exit_codes"},
+    {"bulk", "schemas", "exit_codes", "producer"},  # producer: the SDK's old name, kept for its users
     {"dev"},  # development tools: only the command line (the demo) imports them
     {"cli"},
 ]
@@ -111,3 +111,17 @@ def test_every_package_declares_its_public_surface() -> None:
     missing = [str(init.relative_to(PACKAGE.parent)) for init in PACKAGE.rglob("__init__.py")
                if init.parent != PACKAGE and "__all__" not in init.read_text()]
     assert not missing, missing
+
+
+def test_the_sdks_former_name_still_imports() -> None:
+    import importlib
+    import sys
+
+    import pytest
+
+    from connector.kafka.producer import ChangeProducer
+
+    sys.modules.pop("connector.producer", None)
+    with pytest.warns(DeprecationWarning, match="connector.kafka.producer"):
+        former = importlib.import_module("connector.producer")
+    assert former.ChangeProducer is ChangeProducer
