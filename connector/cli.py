@@ -118,7 +118,7 @@ def _say_where_qdrant_is(settings: Settings) -> None:
         say.info("Qdrant server at %s (%s)", settings.qdrant_url, "gRPC" if settings.qdrant_prefer_grpc else "REST")
     else:
         say.info("Qdrant embedded local mode in %s (QCC_QDRANT_URL is not set: set it to use a Qdrant server)",
-                    settings.qdrant_path.resolve())
+                 settings.qdrant_path.resolve())
 
 
 async def _until_broker_answers(loop: asyncio.AbstractEventLoop, probe: BrokerProbe) -> bool:
