@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -69,7 +70,7 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> N
 ServiceT = TypeVar("ServiceT", bound="Service")
 
 
-class Service:
+class Service(ABC):
     """A service process the tests or the demo run (the broker, a Qdrant server): ``start`` it,
     or use it as a context manager; ``cleanup`` stops it and removes its folder when it made one."""
 
@@ -77,11 +78,13 @@ class Service:
     _own_dir: bool = False
 
     @property
+    @abstractmethod
     def folder(self) -> Path:
-        raise NotImplementedError
+        """Where the service keeps its data and logs."""
 
+    @abstractmethod
     def start(self: ServiceT) -> ServiceT:
-        raise NotImplementedError
+        """Start the service and wait until it answers."""
 
     def stop(self) -> None:
         terminate(self.process)
