@@ -18,8 +18,10 @@ def test_every_setting_is_documented() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "./scripts/bootstrap --tests && .venv/bin/python -m pytest" in readme
-    assert "./scripts/bootstrap --tests\n.venv/bin/python -m pytest" in ci
+    in_readme = next(line for line in readme.splitlines() if line.startswith("./scripts/bootstrap --tests && "))
+    command = in_readme.removeprefix("./scripts/bootstrap --tests && ")
+    assert command.startswith(".venv/bin/python -m pytest")
+    assert f"./scripts/bootstrap --tests\n{command}\n" in ci
 
 
 def test_the_command_table_is_the_cli() -> None:
