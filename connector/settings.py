@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SPARSE_MODEL = "Qdrant/bm25"
+
+
+class ShardKeyRule(BaseModel):
+    """How the shard key of a custom-sharded collection's events is found when they carry none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_key: str | None = Field(
+        None, description="A regular expression over the record key: its first group is the shard key (a string)")
+    from_payload: str | None = Field(
+        None, description="A top-level payload key: its value in the event's payload (in every point of an upsert)")
+    fallback: int | str | None = Field(
+        None, description="Write to the derived key when it exists, else to this one (Qdrant's target-with-fallback)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ShardKeyRule:
+        if (self.from_key is None) == (self.from_payload is None):
+            raise ValueError("a shard key rule takes exactly one of from_key or from_payload")
+        if self.from_key is not None:
+            try:
+                groups = re.compile(self.from_key).groups
+            except re.error as exc:
+                raise ValueError(f"from_key is not a regular expression: {exc}") from exc
+            if groups < 1:
+                raise ValueError("from_key needs a group, e.g. '^[^/]+/([^/]+)/': the group is the shard key")
+        return self
 
 
 class Settings(BaseSettings):
@@ -97,6 +124,14 @@ class Settings(BaseSettings):
     allow_blast_radius_override: bool = Field(
         False, description="Policy: whether an event's blast_radius_override may lift that limit"
     )
+    shard_keys: dict[str, ShardKeyRule] = Field(
+        default_factory=dict,
+        description="Custom-sharded collections: collection -> how to find an event's shard key when it names none "
+        '(JSON object, e.g. {"docs": {"from_key": "^docs/([^/]+)/"}}; docs/design.md, "Shard keys")',
+    )
+    create_shard_keys: bool = Field(
+        False, description="Create a shard key an event names that the collection lacks; off: such events are "
+        "dead-lettered unknown_shard_key")
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
     verify_filter_max_points: int = Field(
         1000, ge=1,

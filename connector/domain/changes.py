@@ -43,6 +43,10 @@ Payload = dict[str, Any]
 CollectionName = Annotated[StrictStr, Field(pattern=NAME_PATTERN)]
 VectorName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=100_000)]
+ShardKey = Annotated[
+    Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] | Annotated[StrictStr, Field(min_length=1, max_length=255)],
+    Field(description="A shard key of a custom-sharded collection: an unsigned integer or a string (1 is not '1')"),
+]
 
 
 class StrictModel(BaseModel):
@@ -76,9 +80,26 @@ VectorInput = Annotated[
 ]
 
 
+class ShardKeyWithFallback(StrictModel):
+    """Qdrant's target-with-fallback selector: write to ``target`` when it exists, else to ``fallback``."""
+
+    target: ShardKey
+    fallback: ShardKey
+
+
+ShardKeySelector = Annotated[
+    ShardKey | Annotated[list[ShardKey], Field(min_length=1, max_length=64)] | ShardKeyWithFallback,
+    Field(description="Where in a custom-sharded collection the event applies: a shard key, a list of them "
+                      "(the same change in each), or {target, fallback}"),
+]
+
+
 class _Event(StrictModel):
     schema_version: Literal[1] = Field(description="Version of this event format")
     collection: CollectionName
+    shard_key: ShardKeySelector | None = Field(
+        None, description="Only for custom-sharded collections; may be derived instead (QCC_SHARD_KEYS)"
+    )
     event_id: Annotated[StrictStr, Field(max_length=200)] | None = Field(
         None, description="Producer's id for the event, echoed in dead-letter records"
     )
@@ -315,11 +336,14 @@ RejectionCode = Literal[
     "poison_record",
     "qdrant_rejected",
     "schema_violation",
+    "shard_key_required",
+    "shard_key_unexpected",
     "text_missing",
     "too_many_ids",
     "too_many_points",
     "unknown_collection",
     "unknown_model",
+    "unknown_shard_key",
     "unknown_operation",
     "unknown_vector",
     "unsupported_schema_version",

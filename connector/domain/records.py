@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from connector.domain.changes import SCHEMA_VERSION, PointId, RejectionCode, StrictModel
+from connector.domain.changes import SCHEMA_VERSION, PointId, RejectionCode, ShardKeySelector, StrictModel
 
 
 class SourceRecord(StrictModel):
@@ -131,6 +131,8 @@ class VerificationEvent(StrictModel):
     kind: Literal["verification"] = "verification"
     batch_id: str = Field(description="Deterministic from topic, offset ranges and collection")
     collection: str | None
+    shard_key: ShardKeySelector | None = Field(
+        None, description="The shard key the batch was written to and read back from (custom-sharded collections)")
     topic: str
     ranges: list[OffsetRange] = Field(description="Exact runs of the source offsets of this batch's events")
     event_count: int

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Protocol
 
 from connector.domain.operations import Op
+from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
 from connector.qdrant.convert import to_requests
 from connector.qdrant.request_size import halve, point_count, requests_for
@@ -127,14 +128,16 @@ class BatchApplier:
         self.wait_timeout = wait_timeout
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
 
-    async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None) -> ApplyResult:
-        """Apply a plan with ``wait=True``; see the module docstring for the contract.
+    async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
+                    shard_key: Selector | None = None) -> ApplyResult:
+        """Apply a plan with ``wait=True``, to ``shard_key``'s shards of a custom-sharded collection;
+        see the module docstring for the contract.
         ``around_filters`` is called right before each filter-addressed op is sent, and right
         after it was applied (the read-back learns what it matched then)."""
 
         async def send(batch: list[Op]) -> None:
             for request in requests_for(batch, self.max_request_bytes, self.max_request_points):
-                await self._send(collection, request)
+                await self._send(collection, request, shard_key)
 
         applied: list[Op] = []
         failed: list[FailedEvent] = []
@@ -151,13 +154,13 @@ class BatchApplier:
             requests += result.requests
         return ApplyResult(applied=applied, failed=failed, requests=requests)
 
-    async def _send(self, collection: str, request: list[Op]) -> None:
+    async def _send(self, collection: str, request: list[Op], shard_key: Selector | None = None) -> None:
         """One batch request. Refused as too large, it is halved and both halves sent in order;
         only one point that is too large alone is an event's fault. Rate limited, it is halved
         too after the wait: Qdrant takes the tokens op by op and refuses at the first op it
         cannot pay, after applying the ones before, so re-sending the whole request would spend
         the refilled tokens on that prefix again, every time."""
-        operations = [operation for op in request for operation in to_requests(op)]
+        operations = [operation for op in request for operation in to_requests(op, shard_key)]
         points = sum(point_count(op) for op in request)
         try:
             await self.qdrant.call(
@@ -171,14 +174,14 @@ class BatchApplier:
             parts = _halves(request)
             if parts is None:
                 if isinstance(exc, RateLimited):  # one point: cannot be cut, the wait is done
-                    await self._send(collection, request)
+                    await self._send(collection, request, shard_key)
                     return
                 raise PermanentError(f"a single point is too large for Qdrant even alone: {exc}") from exc
             if isinstance(exc, RequestTooLarge):  # a limit of the server: remember it (a rate limit passes)
                 self.max_request_points = max(1, min(self.max_request_points or points, points // 2))
             log.warning("request of %d points refused (%s); sending it in two parts", points, exc)
         for part in parts:
-            await self._send(collection, part)
+            await self._send(collection, part, shard_key)
 
 
 def _halves(request: list[Op]) -> tuple[list[Op], list[Op]] | None:

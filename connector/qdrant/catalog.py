@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from qdrant_client import models as qm
+
 from connector.domain.schema import CollectionSchema, schema_from_info
 from connector.qdrant.retrying import RetryingClient
 
@@ -29,6 +31,10 @@ class CollectionCatalog:
         schema = None
         if exists:
             info = await self._qdrant.call(f"get_collection({name})", lambda: client.get_collection(name))
-            schema = schema_from_info(name, info)
+            keys: frozenset[int | str] = frozenset()
+            if info.config.params.sharding_method == qm.ShardingMethod.CUSTOM:
+                listed = await self._qdrant.call(f"list_shard_keys({name})", lambda: client.list_shard_keys(name))
+                keys = frozenset(k.key for k in listed.shard_keys or [])
+            schema = schema_from_info(name, info, keys)
         self._cache[name] = (now, schema)
         return schema

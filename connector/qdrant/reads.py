@@ -12,6 +12,8 @@ from typing import Any
 
 from qdrant_client import models as qm
 
+from connector.domain.sharding import Selector
+from connector.qdrant.convert import shard_key_selector
 from connector.qdrant.retrying import RetryingClient
 
 __all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "scroll_pages", "strict_limit"]
@@ -30,14 +32,16 @@ def strict_limit(info: qm.CollectionInfo, name: str) -> int | None:
 
 async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
                            with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
-                           chunk: int = READ_CHUNK) -> list[qm.Record]:
-    """The existing points among ``ids`` (absent ones are simply not returned), ``chunk`` ids per call."""
+                           chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[qm.Record]:
+    """The existing points among ``ids`` (absent ones are simply not returned), ``chunk`` ids per call;
+    with ``shard_key``, only in those shards (without, a custom-sharded collection is read whole)."""
     records: list[qm.Record] = []
     for start in range(0, len(ids), chunk):
         part = list(ids[start : start + chunk])
         records += await qdrant.call(
             f"retrieve({collection}, {len(part)} ids)",
-            partial(qdrant.client.retrieve, collection, part, with_payload=with_payload, with_vectors=with_vectors),
+            partial(qdrant.client.retrieve, collection, part, with_payload=with_payload, with_vectors=with_vectors,
+                    shard_key_selector=shard_key_selector(shard_key)),
         )
     return records
 
@@ -51,6 +55,7 @@ async def scroll_pages(
     with_vectors: bool | list[str] = True,
     page_size: int = 256,
     start: Any = None,
+    shard_key: Selector | None = None,
 ) -> AsyncIterator[tuple[list[qm.Record], Any]]:
     """Yield (page, next_offset) in id order from ``start``; next_offset is None on the last page.
 
@@ -63,7 +68,8 @@ async def scroll_pages(
         page, next_offset = await qdrant.call(
             f"scroll({collection})",
             partial(client.scroll, collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
-                    with_payload=with_payload, with_vectors=with_vectors),
+                    with_payload=with_payload, with_vectors=with_vectors,
+                    shard_key_selector=shard_key_selector(shard_key)),
         )
         yield page, next_offset
         if next_offset is None:
@@ -71,9 +77,11 @@ async def scroll_pages(
         offset = next_offset
 
 
-async def count_points(qdrant: RetryingClient, collection: str, count_filter: qm.Filter | None = None) -> int:
-    """How many points match ``count_filter`` now (exact)."""
+async def count_points(qdrant: RetryingClient, collection: str, count_filter: qm.Filter | None = None, *,
+                       shard_key: Selector | None = None) -> int:
+    """How many points match ``count_filter`` now (exact), in ``shard_key``'s shards if given."""
     result = await qdrant.call(
-        f"count({collection})", partial(qdrant.client.count, collection, count_filter=count_filter, exact=True)
+        f"count({collection})", partial(qdrant.client.count, collection, count_filter=count_filter, exact=True,
+                                        shard_key_selector=shard_key_selector(shard_key))
     )
     return int(result.count)

@@ -3,6 +3,8 @@ policy, the schema, a filter's blast radius); the others fail with the reason.""
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 from qdrant_client import models as qm
@@ -10,6 +12,7 @@ from qdrant_client import models as qm
 from connector.domain.changes import ChangeEvent, Rejection
 from connector.domain.policy import check_blast_radius, check_policy
 from connector.domain.schema import CollectionSchema
+from connector.domain.sharding import Selector, shard_key_refusal
 from connector.domain.validation import check_event
 from connector.errors import PermanentError
 from connector.failpoints import Failpoints
@@ -21,14 +24,18 @@ from connector.stream.window.items import Item, fail
 
 __all__ = ["Admission"]
 
+log = logging.getLogger(__name__)
+
 
 class Admission:
     def __init__(self, settings: Settings, qdrant: RetryingClient, catalog: CollectionCatalog,
                  failpoints: Failpoints) -> None:
         self.settings, self.qdrant, self.catalog, self.failpoints = settings, qdrant, catalog, failpoints
 
-    async def admit(self, collection: str | None, items: list[Item]) -> CollectionSchema | None:
-        """The collection's schema when any of ``items`` may be applied; refused items fail."""
+    async def admit(self, collection: str | None, items: list[Item], shard_key: Selector | None = None
+                    ) -> CollectionSchema | None:
+        """The collection's schema when any of ``items`` (all with this shard key) may be applied;
+        refused items fail."""
         pending = [item for item in items if item.error is None]
         if collection is None or not pending:
             return None
@@ -48,6 +55,12 @@ class Admission:
             for item in pending:
                 fail(item, "unknown_collection", f"collection {collection!r} does not exist")
             return None
+        schema = await self._with_shard_keys(schema, shard_key)
+        refusal = shard_key_refusal(shard_key, schema.custom_sharding, schema.shard_keys)
+        if refusal is not None:
+            for item in pending:
+                fail(item, refusal.code, refusal.message)
+            return None
         for item in pending:
             if item.event is None:
                 continue
@@ -56,21 +69,43 @@ class Admission:
             )
             flt = getattr(item.event, "filter", None)
             if rejection is None and flt is not None:
-                rejection = await self._check_blast_radius(collection, item.event, flt)
+                rejection = await self._check_blast_radius(collection, item.event, flt, shard_key)
             if rejection is not None:
                 fail(item, rejection.code, rejection.message)
         return schema
+
+    async def _with_shard_keys(self, schema: CollectionSchema, shard_key: Selector | None) -> CollectionSchema:
+        """The schema once every key the batch needs exists: asked again (keys are created at runtime),
+        and with QCC_CREATE_SHARD_KEYS created."""
+        refusal = shard_key_refusal(shard_key, schema.custom_sharding, schema.shard_keys)
+        if refusal is None or not refusal.missing:
+            return schema
+        schema = await self.catalog.get(schema.name, fresh=True) or schema
+        refusal = shard_key_refusal(shard_key, schema.custom_sharding, schema.shard_keys)
+        if refusal is None or not self.settings.create_shard_keys:
+            return schema
+        missing = refusal.missing
+        client = self.qdrant.client
+        for key in missing:
+            log.info("creating shard key %r in collection %r (QCC_CREATE_SHARD_KEYS)", key, schema.name)
+            try:
+                await self.qdrant.call(f"create_shard_key({schema.name}, {key!r})",
+                                       partial(client.create_shard_key, schema.name, key))
+            except PermanentError as exc:  # created meanwhile by another worker: the fresh list says
+                log.info("shard key %r not created: %s", key, exc)
+        return await self.catalog.get(schema.name, fresh=True) or schema
 
     def _refuses_any(self, schema: CollectionSchema, items: list[Item]) -> bool:
         """Whether the schema refuses any of these events (unknown vector, wrong size)."""
         allowed = self.settings.models_allowed()
         return any(item.event is not None and check_event(item.event, schema, allowed) is not None for item in items)
 
-    async def _check_blast_radius(self, collection: str, event: ChangeEvent, flt: dict[str, Any]) -> Rejection | None:
+    async def _check_blast_radius(self, collection: str, event: ChangeEvent, flt: dict[str, Any],
+                                  shard_key: Selector | None) -> Rejection | None:
         if self.settings.filter_blast_radius is None:
             return check_blast_radius(event, 0, self.settings)
         try:
-            matched = await count_points(self.qdrant, collection, qm.Filter.model_validate(flt))
+            matched = await count_points(self.qdrant, collection, qm.Filter.model_validate(flt), shard_key=shard_key)
         except PermanentError as exc:  # e.g. strict mode refuses a filter on an unindexed key
             return Rejection(code="blast_radius_unknown", collection=collection, event_id=event.event_id,
                              message=f"Qdrant refused to count the points of this filter, so its blast radius "

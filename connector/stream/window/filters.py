@@ -22,6 +22,7 @@ from connector.domain.changes import normalize_id
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import FilterCheck, VerificationOutcome
 from connector.domain.semantics import PointState, State
+from connector.domain.sharding import Selector
 from connector.domain.verifier import FilterMatch
 from connector.errors import PermanentError
 from connector.failpoints import Failpoints
@@ -57,8 +58,10 @@ def count_filter(op: Op, matched_filter: dict[str, Any]) -> qm.Filter | None:
 class FilterMatcher:
     """The applier's hook around each filter op of one collection's window (see the module)."""
 
-    def __init__(self, qdrant: RetryingClient, collection: str, bound: int, failpoints: Failpoints) -> None:
+    def __init__(self, qdrant: RetryingClient, collection: str, bound: int, failpoints: Failpoints,
+                 shard_key: Selector | None = None) -> None:
         self.qdrant, self.collection, self.bound, self.failpoints = qdrant, collection, bound, failpoints
+        self.shard_key = shard_key  # the batch's: its filters match in those shards only
         self.matches: dict[int, FilterMatch] = {}
         self.methods: dict[int, Literal["points", "count", "sample"]] = {}
         self.counts_after: dict[int, int] = {}
@@ -72,7 +75,8 @@ class FilterMatcher:
         ids: list[PointKey] = []
         states: State = {}
         pages = scroll_pages(self.qdrant, self.collection, scroll_filter=qm.Filter.model_validate(matched_filter),
-                             with_payload=True, with_vectors=False, page_size=min(self.bound + 1, 1000))
+                             with_payload=True, with_vectors=False, page_size=min(self.bound + 1, 1000),
+                             shard_key=self.shard_key)
         async for page, next_offset in pages:
             for record in page:
                 pid = normalize_id(record.id)
@@ -100,7 +104,8 @@ class FilterMatcher:
         if counted is None:
             return
         try:
-            self.counts_after[id(op)] = await count_points(self.qdrant, self.collection, counted)
+            self.counts_after[id(op)] = await count_points(self.qdrant, self.collection, counted,
+                                                           shard_key=self.shard_key)
         except PermanentError as exc:  # e.g. strict mode refuses the count on an unindexed key
             log.warning("count check of a %s by filter refused (%s); verified by its first %d points",
                         op.kind, exc, self.bound)
@@ -109,7 +114,8 @@ class FilterMatcher:
     async def _ids_from(self, matched_filter: dict[str, Any], start: Any) -> list[PointKey]:
         ids: list[PointKey] = []
         pages = scroll_pages(self.qdrant, self.collection, scroll_filter=qm.Filter.model_validate(matched_filter),
-                             with_payload=False, with_vectors=False, page_size=1000, start=start)
+                             with_payload=False, with_vectors=False, page_size=1000, start=start,
+                             shard_key=self.shard_key)
         async for page, _ in pages:
             ids += [normalize_id(record.id) for record in page]
         return ids

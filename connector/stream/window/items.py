@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from connector.domain.changes import ChangeEvent, FenceRecord, RejectionCode
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent
+from connector.domain.sharding import Selector
 
 __all__ = ["Item", "Record", "Retarget", "WindowResult", "fail", "ids_of", "listed"]
 
@@ -39,6 +40,7 @@ class Item:
     fence: FenceRecord | None = None
     skipped: bool = False  # nothing to apply (a retargeted event with nothing left)
     recheck: bool = False  # read its texts before every earlier patch was applied (a rebalance cut the wait short)
+    shard_key: Selector | None = None  # named by the event or derived (connector/domain/sharding.py)
 
     @property
     def collection(self) -> str | None:

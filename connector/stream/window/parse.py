@@ -7,8 +7,9 @@ from typing import Literal
 
 from connector.domain.changes import NAME_PATTERN, FenceRecord, Rejection, parse_change
 from connector.domain.records import ErrorInfo
+from connector.domain.sharding import derive_selector
 from connector.settings import Settings
-from connector.stream.window.items import Item, Record, Retarget
+from connector.stream.window.items import Item, Record, Retarget, fail
 
 __all__ = ["parse_record"]
 
@@ -30,9 +31,13 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
         claimed = parsed.collection if parsed.collection and re.match(NAME_PATTERN, parsed.collection) else None
         return Item(position, record, error=ErrorInfo(code=parsed.code, message=parsed.message),
                     claimed_collection=claimed)
+    derived = derive_selector(parsed, record.key, settings.shard_keys.get(parsed.collection))
     if retarget is not None:
         retargeted = retarget(parsed)
         if retargeted is None:  # nothing of this event applies to the target
             return Item(position, record, event=parsed, skipped=True)
         parsed = retargeted
-    return Item(position, record, event=parsed)
+    item = Item(position, record, event=parsed, shard_key=derived.selector)
+    if derived.problem is not None:
+        fail(item, "shard_key_required", derived.problem)
+    return item

@@ -31,6 +31,7 @@ from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.schema import CollectionSchema
+from connector.domain.sharding import Selector, group_key
 from connector.embedding.embedder import Embedder
 from connector.errors import CollectionMissing
 from connector.failpoints import Failpoints
@@ -135,10 +136,10 @@ class WindowProcessor:
         return result
 
     async def _process_segment(self, items: list[Item], started: float, result: WindowResult) -> None:
-        groups: dict[str | None, list[Item]] = {}
-        for item in items:
-            groups.setdefault(item.collection, []).append(item)
-        for collection, members in groups.items():
+        groups: dict[tuple[str | None, str | None], list[Item]] = {}
+        for item in items:  # one batch per collection and shard key
+            groups.setdefault((item.collection, group_key(item.shard_key)), []).append(item)
+        for (collection, _), members in groups.items():
             try:
                 verification, dead = await self._process_collection(collection, members, started)
             except CollectionMissing as exc:  # deleted under the catalog's cache: nothing of it can apply
@@ -184,28 +185,31 @@ class WindowProcessor:
         return verification
 
     async def _process_collection(self, collection: str | None, items: list[Item], started: float) -> Report:
+        """One batch: the items of one collection and one shard key."""
         timings = Timings()
         self.stage = "validation"
-        schema = await self.admission.admit(collection, items)
+        shard_key = items[0].shard_key
+        schema = await self.admission.admit(collection, items, shard_key)
         if schema is None:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
         t0 = time.monotonic()
         self.stage = "embedding"
         live = [item for item in items if item.error is None and not item.skipped]
-        texts = await self.texts.texts(schema, live)
+        texts = await self.texts.texts(schema, live, shard_key)
         ops = operations_for(live, await embed_texts(self.embedder, schema, live, texts))
         timings.embed = time.monotonic() - t0
         if not ops:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
-        return await self._apply(schema, items, ops, timings, started)
+        return await self._apply(schema, items, ops, timings, started, shard_key)
 
     async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
-                     started: float) -> Report:
-        """Screen (which points exist), plan, apply, read back and compare."""
+                     started: float, shard_key: Selector | None) -> Report:
+        """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards."""
         read = ids_to_read(ops)
-        before = await read_state(self.qdrant, schema.name, read, payload=self.settings.verify_after_apply)
+        before = await read_state(self.qdrant, schema.name, read, payload=self.settings.verify_after_apply,
+                                  shard_key=shard_key)
         screened = screen_existence(ops, set(before))
         by_position = {item.position: item for item in items}
         for op, absent in screened.missing:
@@ -222,9 +226,9 @@ class WindowProcessor:
         if planned:
             self.stage = "the Qdrant request"
             await self.failpoints.stage("apply", values)
-            matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints)
-                       if self.settings.verify_after_apply else None)
-            result = await self.applier.apply(schema.name, planned, matcher)
+            matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints,
+                                     shard_key) if self.settings.verify_after_apply else None)
+            result = await self.applier.apply(schema.name, planned, matcher, shard_key)
             applied, requests = result.applied, result.requests
             failed_positions = {failure.position for failure in result.failed}
             rejected = [op for op in screened.accepted if op.sources[0] in failed_positions]
@@ -236,7 +240,8 @@ class WindowProcessor:
         await self.failpoints.stage("verify", values, writer=lambda: self._write_behind(schema.name, applied))
         if self.settings.verify_after_apply:
             matches = matcher.matches if matcher is not None else {}
-            outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches)
+            outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches,
+                                           shard_key=shard_key)
             if matcher is not None and matcher.matches:
                 outcome = filter_checks(outcome, matcher, applied, by_position)
         else:

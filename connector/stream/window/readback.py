@@ -9,6 +9,7 @@ from connector.domain.operations import Op, PointKey
 from connector.domain.records import VerificationOutcome
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import State
+from connector.domain.sharding import Selector
 from connector.domain.verifier import (
     FilterMatch,
     compare,
@@ -26,15 +27,18 @@ __all__ = ["read_state", "verify_applied"]
 
 
 async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey], *,
-                     payload: bool | list[str], vectors: bool | list[str] = False) -> State:
-    """The existing points among ``ids``, as the verifier models them."""
-    records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors)
+                     payload: bool | list[str], vectors: bool | list[str] = False,
+                     shard_key: Selector | None = None) -> State:
+    """The existing points among ``ids`` (in the batch's shards), as the verifier models them."""
+    records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors,
+                                     shard_key=shard_key)
     return state_from_records(records)
 
 
 async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, before: State, read: set[PointKey],
                          applied: list[Op], rejected: list[Op],
-                         matches: Mapping[int, FilterMatch] | None = None) -> VerificationOutcome:
+                         matches: Mapping[int, FilterMatch] | None = None, *,
+                         shard_key: Selector | None = None) -> VerificationOutcome:
     """Read back the points of the applied ops, and of the rejected ones: a server applies a
     multi-point op in chunks up to the chunk naming a missing point, so a dead-lettered event
     may have changed some of its points (their payload and existence are checked; ``before``
@@ -54,7 +58,8 @@ async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, befor
     captured = [pid for match in (matches or {}).values() for pid in match.states if pid in before]
     ids = [pid for pid in dict.fromkeys(ids_of(applied + rejected) + captured) if pid not in unknown]
     touched = touched_vectors(resolved)
-    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=vectors_to_read(touched))
+    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=vectors_to_read(touched),
+                             shard_key=shard_key)
     expected = expected_state({pid: before[pid] for pid in ids if pid in before}, resolved)
     outcome = compare(expected, after, ids, touched, schema.cosine_names(), rejected_ids=rejected_ids)
     if unknown:

@@ -111,7 +111,7 @@ def report_batch(
     timings: Timings,
     started: float,
 ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
-    """The verification event of these items (all of one collection) and their dead letters."""
+    """The verification event of these items (all of one collection and shard key) and their dead letters."""
     records = [item.record for item in items]
     ranges = offset_ranges(records)
     batch_id = batch_id_for(records[0].topic, ranges, collection)
@@ -126,6 +126,7 @@ def report_batch(
     verification = VerificationEvent(
         batch_id=batch_id,
         collection=collection,
+        shard_key=items[0].shard_key,
         topic=records[0].topic,
         ranges=ranges,
         event_count=len(items),

@@ -12,6 +12,7 @@ from connector.domain.changes import ReembedEvent, UpsertEvent, normalize_id
 from connector.domain.operations import PointKey
 from connector.domain.schema import CollectionSchema
 from connector.domain.semantics import text_at
+from connector.domain.sharding import Selector
 from connector.errors import PermanentError
 from connector.qdrant.reads import retrieve_chunked, scroll_pages
 from connector.qdrant.retrying import RetryingClient
@@ -34,8 +35,9 @@ class TextReader:
         """``before_payload_texts`` is the patch watermark's wait: False when it was cut short."""
         self.settings, self.qdrant, self.before_payload_texts = settings, qdrant, before_payload_texts
 
-    async def texts(self, schema: CollectionSchema, live: list[Item]) -> Texts:
-        """Per event position, the texts to embed by point id; items without their text fail."""
+    async def texts(self, schema: CollectionSchema, live: list[Item], shard_key: Selector | None = None) -> Texts:
+        """Per event position, the texts to embed by point id, read in the batch's shards;
+        items without their text fail."""
         texts: Texts = {}
         readers = [item for item in live if reads_payload(item)]
         if readers and self.before_payload_texts is not None and not await self.before_payload_texts():
@@ -54,17 +56,18 @@ class TextReader:
                 elif event.ids is not None:
                     by_ids.append(item)
                 else:
-                    await self._by_filter(schema, item, texts)
+                    await self._by_filter(schema, item, texts, shard_key)
         if by_ids:
-            await self._by_ids(schema, by_ids, texts)
+            await self._by_ids(schema, by_ids, texts, shard_key)
         return texts
 
-    async def _by_ids(self, schema: CollectionSchema, items: list[Item], texts: Texts) -> None:
+    async def _by_ids(self, schema: CollectionSchema, items: list[Item], texts: Texts,
+                      shard_key: Selector | None) -> None:
         """One read for all id-addressed re-embeds of the window, of their text fields only."""
         events = [item.event for item in items if isinstance(item.event, ReembedEvent)]
         ids = list(dict.fromkeys(normalize_id(i) for event in events for i in event.ids or []))
         fields = sorted({(event.text_field or "").split(".")[0] for event in events})
-        records = await retrieve_chunked(self.qdrant, schema.name, ids, with_payload=fields)
+        records = await retrieve_chunked(self.qdrant, schema.name, ids, with_payload=fields, shard_key=shard_key)
         found = {normalize_id(r.id): r.payload or {} for r in records}
         for item in items:
             event = item.event
@@ -83,7 +86,8 @@ class TextReader:
                 continue
             texts[item.position] = {i: t for i, t in own.items() if t is not None}
 
-    async def _by_filter(self, schema: CollectionSchema, item: Item, texts: Texts) -> None:
+    async def _by_filter(self, schema: CollectionSchema, item: Item, texts: Texts,
+                         shard_key: Selector | None) -> None:
         """Scroll the filter's points with only the text field; points without text are skipped."""
         event = item.event
         if not isinstance(event, ReembedEvent) or event.filter is None or not event.text_field:
@@ -92,7 +96,8 @@ class TextReader:
         own: dict[PointKey, str] = {}
         seen = 0
         pages = scroll_pages(self.qdrant, schema.name, scroll_filter=qm.Filter.model_validate(event.filter),
-                             with_payload=[event.text_field.split(".")[0]], with_vectors=False, page_size=SCROLL_PAGE)
+                             with_payload=[event.text_field.split(".")[0]], with_vectors=False, page_size=SCROLL_PAGE,
+                             shard_key=shard_key)
         try:
             async for page, _ in pages:
                 seen += len(page)
