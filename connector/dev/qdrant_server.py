@@ -66,8 +66,12 @@ class QdrantServer(spawn.Service):
         api_key: str | None = None,
         read_only_api_key: str | None = None,
         env: dict[str, str] | None = None,
+        p2p_port: int | None = None,
+        bootstrap: str | None = None,
     ) -> None:
-        """``env`` adds ``QDRANT__SECTION__KEY`` settings (e.g. a smaller request size limit)."""
+        """``env`` adds ``QDRANT__SECTION__KEY`` settings (e.g. a smaller request size limit).
+        ``p2p_port`` starts it as a node of a cluster (distributed mode) that joins the node at
+        ``bootstrap`` (a peer URI), or founds one without it (connector/dev/qdrant_cluster.py)."""
         script, reason = server_start_script()
         if script is None:
             raise RuntimeError(reason)
@@ -77,6 +81,7 @@ class QdrantServer(spawn.Service):
         self.http_port, self.grpc_port = free_port(), free_port()
         self.api_key, self.read_only_api_key = api_key, read_only_api_key
         self.extra_env = env or {}
+        self.p2p_port, self.bootstrap = p2p_port, bootstrap
         self.process: subprocess.Popen[bytes] | None = None
         self._own_ports = True  # chosen here and not yet served on: may be chosen again
 
@@ -114,8 +119,23 @@ class QdrantServer(spawn.Service):
         self.storage.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:  # the server keeps its own copy
             # ends with the thread that started it (spawn.py)
-            argv = [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port)]
+            argv = [str(self.script), str(self.storage), str(self.http_port), str(self.grpc_port),
+                    *self._peer_args(env)]
             self.process = subprocess.Popen(spawn.command(argv), env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def peer_uri(self) -> str:
+        return f"http://127.0.0.1:{self.p2p_port}"
+
+    def _peer_args(self, env: dict[str, str]) -> list[str]:
+        """Distributed mode: its own peer URI, and the node to join on its first start only
+        (restarted on its own storage, a node knows its cluster)."""
+        if self.p2p_port is None:
+            return []
+        env["QDRANT__CLUSTER__ENABLED"] = "true"
+        env["QDRANT__CLUSTER__P2P__PORT"] = str(self.p2p_port)
+        joined = (self.storage / "storage" / "raft_state.json").exists()
+        return ["--uri", self.peer_uri, *(["--bootstrap", self.bootstrap] if self.bootstrap and not joined else [])]
 
     def tls_context(self) -> ssl.SSLContext | None:
         """How to trust the server's certificate: none here (plain HTTP); a TLS server says."""
