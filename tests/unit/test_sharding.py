@@ -52,7 +52,8 @@ def test_a_rule_derives_the_key_from_the_record_key_or_the_payload() -> None:
     by_key = ShardKeyRule(from_key="^docs/([^/]+)/")
     assert derive_selector(event(), b"docs/tenant-9/42", by_key).selector == "tenant-9"
     missed = derive_selector(event(), b"42", by_key)
-    assert missed.selector is None and "does not match" in (missed.problem or "")
+    assert missed.selector is None
+    assert "does not match" in (missed.problem or "")
     assert derive_selector(event(), None, by_key).problem is not None
 
     by_payload = ShardKeyRule(from_payload="tenant")
@@ -96,17 +97,14 @@ def test_refusals_follow_qdrant() -> None:
     assert shard_key_refusal(None, True, frozenset({"a"})).code == "shard_key_required"
     assert shard_key_refusal("a", True, frozenset({"a"})) is None
     missing = shard_key_refusal(["a", "b", 3], True, frozenset({"a"}))
-    assert missing.code == "unknown_shard_key" and missing.missing == ["b", 3]
+    assert missing.code == "unknown_shard_key"
+    assert missing.missing == ["b", 3]
     assert shard_key_refusal(ShardKeyWithFallback(target="new", fallback="a"), True, frozenset({"a"})) is None
 
 
 def shard_keys_in(request: qm.UpdateOperation) -> list[Any]:
     """Every shard_key field of a request, wherever the operation keeps its selector."""
-    found = []
-    for part in request.model_dump().values():
-        if isinstance(part, dict):
-            found.append(part.get("shard_key"))
-    return found
+    return [part.get("shard_key") for part in request.model_dump().values() if isinstance(part, dict)]
 
 
 BY_POINTS = ("upsert", "update_vectors")
