@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         description="Largest batch request body (estimated); larger ones are split. Below the server's "
         "max_request_size_mb (32 MiB by default) and any proxy's body limit",
     )
+    qdrant_write_ordering: Literal["weak", "medium", "strong"] = Field(
+        "weak", description="Qdrant's write ordering on replicated collections (docs/design.md, \"Distributed mode\"): "
+        "weak is enough, as each window is acknowledged before the next is sent; strong goes through the shard's "
+        "permanent leader and waits while it is down")
+    qdrant_read_consistency: Literal["all", "majority", "quorum"] | Annotated[int, Field(ge=1)] = Field(
+        "majority", description="Replicas that answer each read of a replicated collection (existence, texts, "
+        "read-back): majority sees every write a majority acknowledged; 1 is faster and may read a lagging replica")
     collections: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Collections events may change (comma list or JSON list); unset: any existing one"
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from qdrant_client import models as qm
+
 from connector.domain.operations import Op
 from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
@@ -118,7 +120,7 @@ class BatchApplier:
     """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
 
     def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024,
-                 wait_timeout: int | None = None) -> None:
+                 wait_timeout: int | None = None, ordering: str = "weak") -> None:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
@@ -126,6 +128,7 @@ class BatchApplier:
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout
+        self.ordering = qm.WriteOrdering(ordering)  # weak, medium, strong: Qdrant's, for replicated collections
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
 
     async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
@@ -165,7 +168,8 @@ class BatchApplier:
         try:
             await self.qdrant.call(
                 f"batch_update_points({collection}, {len(operations)} ops)",
-                ConfirmedUpdate(partial(self.qdrant.client.batch_update_points, collection, operations, wait=True),
+                ConfirmedUpdate(partial(self.qdrant.client.batch_update_points, collection, operations, wait=True,
+                                        ordering=self.ordering),
                                 self.wait_timeout),
                 raise_rate_limit=points > 1,
             )

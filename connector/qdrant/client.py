@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
 
 from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
@@ -87,7 +88,16 @@ def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
         retry_max=settings.retry_max_seconds,
         timeout=settings.qdrant_timeout_seconds if settings.qdrant_url else None,
         failpoints=failpoints,
+        read_consistency=read_consistency(settings),
     )
+
+
+def read_consistency(settings: Settings) -> qm.ReadConsistency | None:
+    """The reads' consistency on a server (local mode has no replicas)."""
+    if not settings.qdrant_url:
+        return None
+    value = settings.qdrant_read_consistency
+    return value if isinstance(value, int) else qm.ReadConsistencyType(value)
 
 
 def _tls_options(ca_file: Path | None) -> dict[str, Any]:

@@ -41,7 +41,7 @@ async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequenc
         records += await qdrant.call(
             f"retrieve({collection}, {len(part)} ids)",
             partial(qdrant.client.retrieve, collection, part, with_payload=with_payload, with_vectors=with_vectors,
-                    shard_key_selector=shard_key_selector(shard_key)),
+                    shard_key_selector=shard_key_selector(shard_key), consistency=qdrant.read_consistency),
         )
     return records
 
@@ -69,7 +69,7 @@ async def scroll_pages(
             f"scroll({collection})",
             partial(client.scroll, collection, scroll_filter=scroll_filter, limit=page_size, offset=offset,
                     with_payload=with_payload, with_vectors=with_vectors,
-                    shard_key_selector=shard_key_selector(shard_key)),
+                    shard_key_selector=shard_key_selector(shard_key), consistency=qdrant.read_consistency),
         )
         yield page, next_offset
         if next_offset is None:
@@ -82,6 +82,7 @@ async def count_points(qdrant: RetryingClient, collection: str, count_filter: qm
     """How many points match ``count_filter`` now (exact), in ``shard_key``'s shards if given."""
     result = await qdrant.call(
         f"count({collection})", partial(qdrant.client.count, collection, count_filter=count_filter, exact=True,
-                                        shard_key_selector=shard_key_selector(shard_key))
+                                        shard_key_selector=shard_key_selector(shard_key),
+                                        consistency=qdrant.read_consistency)
     )
     return int(result.count)

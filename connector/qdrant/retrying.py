@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
 
 from connector import metrics
 from connector.errors import AccessDenied, RateLimited, TransientError, WindowAbandoned
@@ -60,6 +61,7 @@ class RetryingClient:
         failpoints: Failpoints | None = None,
         on_retry: Callable[[str, TransientError], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        read_consistency: qm.ReadConsistency | None = None,
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``stopping`` says the worker is shutting down, which ends a retry loop (the
@@ -71,6 +73,7 @@ class RetryingClient:
         self._on_retry = on_retry
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
+        self.read_consistency = read_consistency  # replicas that answer a read (connector/qdrant/reads.py)
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the

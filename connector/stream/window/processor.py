@@ -76,7 +76,7 @@ class WindowProcessor:
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail);
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
-        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes)
+        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering)
         self.catalog = catalog or CollectionCatalog(qdrant)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
         self.retarget = retarget
