@@ -119,3 +119,36 @@ async def test_twenty_tenants_exact_through_a_node_kill(kafka, model_env, tmp_pa
     for index, tenant in enumerate(TENANTS):  # every replica, the restarted node's too, agrees
         assert tenant_state(client, tenant, qm.ReadConsistencyType.ALL) == expected_points(index, tenant), tenant
     client.close()
+
+
+async def test_shard_keys_from_the_payload_are_created_on_demand(kafka, model_env, tmp_path: Path,
+                                                                qdrant_cluster: QdrantCluster) -> None:
+    """QCC_CREATE_SHARD_KEYS: a tenant's first upsert creates its shard key; the key comes from the
+    upsert's payload, and a set_payload naming its own shard_key needs no rule."""
+    target = QdrantTarget("grpc", server=qdrant_cluster.nodes[0])
+    target.wipe()
+    client = target.client()
+    client.create_collection("tenants", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT),
+                             sharding_method=qm.ShardingMethod.CUSTOM)
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target,
+                  extra_env={"QCC_SHARD_KEYS": json.dumps({"tenants": {"from_payload": "tenant"}}),
+                             "QCC_CREATE_SHARD_KEYS": "true"})
+    await stack.create_topics(partitions=1)
+    records = [(f"tenants/{t}/".encode(), event("upsert", points=[{"id": 1, "vector": [1.0, float(i)],
+                                                                  "payload": {"tenant": t}}]))
+               for i, t in enumerate(["red", "green", 7])]
+    records.append((b"tenants/red/", event("set_payload", ids=[1], payload={"x": 1}, shard_key="red")))
+    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], records)
+    worker = Worker(stack)
+    try:
+        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
+                                         until=all_covered(sent), timeout=120)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    assert all(v["verification"]["status"] == "verified" for v in verifications if v["event_count"])
+    assert sorted(str(k.key) for k in client.list_shard_keys("tenants").shard_keys or []) == ["7", "green", "red"]
+    assert tenant_state(client, "red") == {1: {"tenant": "red", "x": 1}}
+    assert tenant_state(client, "green") == {1: {"tenant": "green"}}
+    assert tenant_state(client, 7) == {1: {"tenant": 7}}
+    assert "creating shard key 'red'" in worker.output()
+    client.close()
