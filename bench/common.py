@@ -173,10 +173,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv") -> None:
-    """The patched collection: dense "d" (2, dot), sparse "s", ``points`` points with a payload."""
+async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv", **layout: Any) -> None:
+    """The patched collection: dense "d" (2, dot), sparse "s", ``points`` points with a payload;
+    ``layout``: shard_number, replication_factor... of a collection on a cluster."""
     await client.create_collection(name, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
-                                   sparse_vectors_config={"s": qm.SparseVectorParams()})
+                                   sparse_vectors_config={"s": qm.SparseVectorParams()}, **layout)
     for start in range(0, points, 1000):
         await client.upsert(
             name,

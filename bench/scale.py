@@ -12,25 +12,36 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bench.common import Confirmations, Context, QdrantTarget, TargetName, WorkerProcess, create_kv, produce, summary
 from bench.patches import workload
+from bench.peer import cpu_seconds
 from connector.kafka.admin import ensure_topics
 
 PARTITIONS = 4
 SUPPORTED: tuple[TargetName, ...] = ("disk", "rest", "grpc")
 
 
-async def one_run(ctx: Context, target: QdrantTarget, workers: int, n: int, points: int) -> float:
+@dataclass
+class ScaleRun:
+    events_per_second: float
+    worker_cpu_ms_per_1000: float  # CPU of all workers while the events were applied, per 1,000 events
+
+
+async def one_run(ctx: Context, target: QdrantTarget, workers: int, n: int, points: int, *,
+                  partitions: int = PARTITIONS, layout: dict[str, Any] | None = None) -> ScaleRun:
+    """``workers`` worker processes in one group on ``partitions`` partitions; ``layout`` shapes
+    the collection on a server (shards, replicas)."""
     settings = ctx.settings(f"scale{workers}")
-    await ensure_topics(settings, partitions=PARTITIONS)
+    await ensure_topics(settings, partitions=partitions)
     procs = []
     for w in range(workers):
         folder = ctx.scratch(f"scale-{w}")
         if w == 0 or not target.is_server:  # a server's collection is shared; a local one is per worker
             client = await target.fresh_client(folder / "qdrant")
-            await create_kv(client, points)
+            await create_kv(client, points, **(layout or {}))
             await client.close()
         procs.append(WorkerProcess(settings, target.worker_env(folder / "qdrant"), folder / "worker.log"))
     events = [(f"kv/{e['ids'][0]}".encode(), json.dumps(e).encode()) for e in workload("distinct", n, points)]
@@ -44,9 +55,10 @@ async def one_run(ctx: Context, target: QdrantTarget, workers: int, n: int, poin
                 if time.monotonic() > deadline:
                     raise TimeoutError("not every worker took part in the warm-up")
                 await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, warm_up))
-            start = time.time()
+            start, cpu = time.time(), sum(cpu_seconds(p.process.pid) for p in procs)
             done = await seen.wait(settings.patch_topic, await produce(ctx.bootstrap, settings.patch_topic, events))
-            return n / (done - start)
+            cpu = sum(cpu_seconds(p.process.pid) for p in procs) - cpu
+            return ScaleRun(n / (done - start), cpu * 1e6 / n)
     finally:
         for p in procs:
             p.stop()
@@ -59,8 +71,8 @@ async def measure(ctx: Context) -> dict[str, Any]:
     runs: dict[str, dict[str, list[float]]] = {t.name: {"one_worker": [], "two_workers": []} for t in targets}
     for _ in range(ctx.repeats):
         for target in targets:
-            runs[target.name]["one_worker"].append(await one_run(ctx, target, 1, n, points))
-            runs[target.name]["two_workers"].append(await one_run(ctx, target, 2, n, points))
+            runs[target.name]["one_worker"].append((await one_run(ctx, target, 1, n, points)).events_per_second)
+            runs[target.name]["two_workers"].append((await one_run(ctx, target, 2, n, points)).events_per_second)
     out: dict[str, Any] = {"events": n, "partitions": PARTITIONS, "targets": {}}
     for target in targets:
         r = runs[target.name]

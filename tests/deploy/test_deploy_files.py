@@ -150,6 +150,27 @@ def test_chart_lints_renders_and_validates(values: list[str]) -> None:
         assert "Secret" not in kinds
 
 
+def test_chart_scales_workers_with_lag_up_to_the_partitions() -> None:
+    """autoscaling.enabled: a KEDA ScaledObject on the group's lag of both input topics, never
+    more workers than partitions; KEDA owns the replica count; the PDB stays."""
+    values = ["--set", "autoscaling.enabled=true", "--set", "autoscaling.partitions=6",
+              "--set", "autoscaling.maxReplicas=20", "--set", "autoscaling.authenticationRef=kafka-auth"]
+    _helm("lint", "--strict", str(CHART), *values)
+    manifests = [m for m in yaml.safe_load_all(_helm("template", "rel", str(CHART), *values)) if m]
+    by_kind = {m["kind"]: m for m in manifests}
+    assert "replicas" not in by_kind["Deployment"]["spec"]
+    assert by_kind["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    scaled = by_kind["ScaledObject"]["spec"]
+    assert scaled["scaleTargetRef"]["name"] == by_kind["Deployment"]["metadata"]["name"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (1, 6)
+    assert [(t["type"], t["metadata"]["topic"]) for t in scaled["triggers"]] == [
+        ("kafka", "qdrant.patches"), ("kafka", "qdrant.reembeds")]
+    assert all(t["metadata"]["consumerGroup"] == "qdrant-change-connector" for t in scaled["triggers"])
+    assert all(t["authenticationRef"] == {"name": "kafka-auth"} for t in scaled["triggers"])
+    default = [m["kind"] for m in yaml.safe_load_all(_helm("template", "rel", str(CHART))) if m]
+    assert "ScaledObject" not in default
+
+
 def test_chart_refuses_bad_values() -> None:
     result = subprocess.run([HELM, "template", "rel", str(CHART), "--set", "config.windowMaxEvents=0"],
                             capture_output=True, text=True, timeout=120, check=False)
