@@ -114,8 +114,9 @@ class Settings(BaseSettings):
         "weak is enough, as each window is acknowledged before the next is sent; strong goes through the shard's "
         "permanent leader and waits while it is down")
     qdrant_read_consistency: Literal["all", "majority", "quorum"] | Annotated[int, Field(ge=1)] = Field(
-        "majority", description="Replicas that answer each read of a replicated collection (existence, texts, "
-        "read-back): majority sees every write a majority acknowledged; 1 is faster and may read a lagging replica")
+        1, description="Replicas that answer each read of a replicated collection (existence, texts, read-back). "
+        "1 is exact: Qdrant acknowledges a write once every active replica applied it; majority and all cost "
+        "more and fail while replicas are down")
     collections: Annotated[list[str] | None, NoDecode] = Field(
         None, description="Collections events may change (comma list or JSON list); unset: any existing one"
     )

@@ -79,10 +79,10 @@ async def scroll_pages(
 
 async def count_points(qdrant: RetryingClient, collection: str, count_filter: qm.Filter | None = None, *,
                        shard_key: Selector | None = None) -> int:
-    """How many points match ``count_filter`` now (exact), in ``shard_key``'s shards if given."""
+    """How many points match ``count_filter`` now (exact), in ``shard_key``'s shards if given
+    (a count takes no read consistency: Qdrant asks one active replica per shard)."""
     result = await qdrant.call(
         f"count({collection})", partial(qdrant.client.count, collection, count_filter=count_filter, exact=True,
-                                        shard_key_selector=shard_key_selector(shard_key),
-                                        consistency=qdrant.read_consistency)
+                                        shard_key_selector=shard_key_selector(shard_key))
     )
     return int(result.count)
