@@ -489,6 +489,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
             lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['one_worker'], 0)} | {_spread(t['two_workers'], 0)} | "
                          f"{_spread(t['two_vs_one'])}× |")
         lines.append("")
+    if notes("cluster"):  # standalone runs (bench/cluster_*.py): their numbers are written down by hand
+        lines += ["## Workers on a Qdrant cluster", "", *notes("cluster")]
     if "peer" in sections:
         lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
     if "profile" in sections:
