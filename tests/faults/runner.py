@@ -183,7 +183,10 @@ class Run:
     """One run: its topics, collections, workers, failpoints and everything produced."""
 
     def __init__(self, bootstrap: str, model_env: dict[str, str], workdir: Path, *, partitions: int,
-                 qdrant: QdrantTarget | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 qdrant: QdrantTarget | None = None, extra_env: dict[str, str] | None = None,
+                 layout: dict[str, Any] | None = None) -> None:
+        """``layout``: how the collections are split on a cluster (shard_number, replication_factor)."""
+        self.layout = layout or {}
         self.failpoints = workdir / "failpoints"
         self.failpoints.mkdir(parents=True)
         self.qdrant = qdrant or QdrantTarget("local", path=workdir / "qdrant")
@@ -223,9 +226,9 @@ class Run:
         client = self.client()
         try:
             client.create_collection(KV, vectors_config={"d": qm.VectorParams(size=2, distance=qm.Distance.DOT)},
-                                     sparse_vectors_config={"s": qm.SparseVectorParams()})
+                                     sparse_vectors_config={"s": qm.SparseVectorParams()}, **self.layout)
             client.create_collection(
-                DOCS, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}
+                DOCS, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)}, **self.layout
             )
             client.upsert(
                 DOCS,
@@ -901,11 +904,13 @@ SCENARIOS: dict[str, Scenario] = {
 
 async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], workdir: Path, seed: int,
                        events: int, faults: int, embedder: Embedder, qdrant: str = "local",
-                       server: QdrantServer | None = None, worker_env: dict[str, str] | None = None) -> RunReport:
+                       server: QdrantServer | None = None, worker_env: dict[str, str] | None = None,
+                       layout: dict[str, Any] | None = None) -> RunReport:
     """One run of a scenario on ``qdrant`` (local, rest or grpc).
 
-    A server target uses ``server`` (wiped first), except the scenarios that fault the server,
-    which start one of their own in ``workdir``.
+    A server target uses ``server`` (wiped first; a node of a cluster too, its collections split
+    as ``layout`` says), except the scenarios that fault the server, which start one of their own
+    in ``workdir``.
     """
     scenario = SCENARIOS[name]
     if qdrant not in scenario.targets:
@@ -924,7 +929,7 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
                 raise ValueError(f"scenario {name} on {qdrant} needs a Qdrant server")
             target.wipe()
         run = Run(broker.bootstrap if broker else bootstrap, model_env, workdir, partitions=scenario.partitions,
-                  qdrant=target, extra_env=dict(scenario.env) | (worker_env or {}))
+                  qdrant=target, extra_env=dict(scenario.env) | (worker_env or {}), layout=layout)
         run.broker = broker
         await run.stack.create_topics(partitions=scenario.partitions)
         async with Tail(run.stack.bootstrap, run.stack.env["QCC_VERIFICATION_TOPIC"],

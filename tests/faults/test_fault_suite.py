@@ -28,7 +28,7 @@ def _server(qdrant: str, scenario: str, faults: int) -> object:
     return pytest.param(qdrant, scenario, faults, marks=pytest.mark.server, id=f"{scenario}-{qdrant}")
 
 
-def _assert_sound(report: RunReport, faults: int) -> None:
+def assert_sound(report: RunReport, faults: int) -> None:
     print(markdown([report]))
     assert report.passed, report.problems
     assert len(report.faults) == faults
@@ -51,7 +51,7 @@ async def test_scenario(kafka, model_env, model_paths, tmp_path: Path, scenario:
         report = await run_scenario(scenario, bootstrap=kafka.bootstrap, model_env=model_env,
                                     workdir=tmp_path / str(seed), seed=seed, events=EVENTS, faults=faults,
                                     embedder=embedder)
-        _assert_sound(report, faults)
+        assert_sound(report, faults)
 
 
 async def test_hostile(kafka, model_env, model_paths, tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ async def test_hostile(kafka, model_env, model_paths, tmp_path: Path) -> None:
     report = await run_scenario("hostile", bootstrap=kafka.bootstrap, model_env=model_env, workdir=tmp_path,
                                 seed=SEED, events=int(os.environ.get("QCC_FAULT_HOSTILE_EVENTS", "2000")), faults=0,
                                 embedder=embedder)
-    _assert_sound(report, 0)
+    assert_sound(report, 0)
     assert report.dead_letters_by_code["poison_record"] == 5 * (report.records // 200)  # n // 200 per stage
     assert {"invalid_json", "vector_size_mismatch"} <= set(report.dead_letters_by_code)
 
@@ -83,6 +83,6 @@ async def test_scenario_on_server(kafka, model_env, model_paths, tmp_path: Path,
         report = await run_scenario(scenario, bootstrap=kafka.bootstrap, model_env=model_env,
                                     workdir=tmp_path / str(seed), seed=seed, events=EVENTS, faults=faults,
                                     embedder=embedder, qdrant=server_target.name, server=server_target.server)
-        _assert_sound(report, faults)
+        assert_sound(report, faults)
         if scenario.startswith("server-"):
             assert all(f.kind == scenario for f in report.faults)
