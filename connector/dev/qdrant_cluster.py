@@ -2,9 +2,9 @@
 (connector/dev/qdrant_server.py) in distributed mode, each with its own storage and ports.
 
 The first node founds the cluster, the others join it; :meth:`QdrantCluster.start` returns once
-every node is ready and node 0 lists them all as peers. Clients talk to node 0 (any node
-serves any collection). SIGKILL of one node (:meth:`kill`) is a real node failure;
-:meth:`restart` brings it back on its own storage and ports.
+every node is ready and node 0 lists them all as peers. Any node serves any collection: ``url``
+and ``grpc_port`` are node 0's, ``nodes[i]`` the others'. SIGKILL of a node (:meth:`kill`) is a
+real node failure; :meth:`restart` brings it back on its own storage and ports.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class QdrantCluster(spawn.Service):
             time.sleep(0.3)
 
     def kill(self, node: int) -> None:
-        """SIGKILL one node (not node 0, which the clients talk to, unless that is the test)."""
+        """SIGKILL one node: a node failure for its replicas, and for clients that talk to it."""
         self.nodes[node].kill()
 
     def restart(self, node: int, timeout: float = 90.0) -> None:
