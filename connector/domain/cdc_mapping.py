@@ -1,0 +1,131 @@
+"""The CDC mapping file and what one row change means for Qdrant. Pure.
+
+A mapping names, per table, the collection, the primary key columns, the columns that become
+payload keys and the text columns that become named vectors::
+
+    tables:
+      public.products:
+        collection: products
+        key: [id]
+        payload: {title: title, price: price, tags: tags}   # unset: every column, same names
+        texts: {description: {vector: dense}}               # embedded; unset: no vectors
+    truncate: skip                                          # or delete_all
+
+:func:`plan_row_change` turns a decoded change (connector/domain/debezium.py) into a
+:class:`PointChange`: an insert or snapshot row is an upsert with every text embedded; an update
+only the payload keys whose value changed and only the texts that changed (``before`` against
+``after``), so a price update costs no embedding; a delete deletes the point. Qdrant takes integer
+and UUID point ids only: a single non-negative integer key is the id, any other key (text,
+composite) a UUID derived from the table and the key's values, the same on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictStr
+
+from connector.domain.changes import NAME_PATTERN, StrictModel
+from connector.domain.debezium import RowChange
+
+__all__ = ["CdcMapping", "PointChange", "TableMapping", "TextColumn", "plan_row_change", "point_id"]
+
+# the namespace of derived point ids: changing it would move every point of a text-keyed table
+POINT_ID_NAMESPACE = uuid.UUID("6f1c3a52-1d0e-4c55-9a57-0f6b3c2e9d41")
+Column = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class TextColumn(StrictModel):
+    vector: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")] = Field(
+        "", description="The named vector its text is embedded into; empty: the unnamed vector")
+    model: StrictStr | None = Field(None, description="Unset: the connector's default model for the vector")
+
+
+class TableMapping(StrictModel):
+    collection: Annotated[StrictStr, Field(pattern=NAME_PATTERN)]
+    key: Annotated[list[Column], Field(min_length=1, description="The primary key columns, in order")]
+    payload: dict[Column, Annotated[StrictStr, Field(min_length=1)]] | None = Field(
+        None, description="Column -> payload key; unset: every column under its own name")
+    texts: dict[Column, TextColumn] = Field(default_factory=dict, description="Text column -> its vector")
+
+
+class CdcMapping(StrictModel):
+    tables: Annotated[dict[StrictStr, TableMapping], Field(min_length=1)] = Field(
+        description="Debezium's schema.table (database.table for MySQL) -> its mapping")
+    truncate: Literal["skip", "delete_all"] = Field(
+        "skip", description="A TRUNCATE: skipped (counted), or every point of the collection deleted")
+
+
+@dataclass(frozen=True)
+class PointChange:
+    """What one row change asks of one collection.
+
+    ``upsert``: the whole point (``payload``; ``texts`` every vector to embed). ``patch``: ``payload``
+    holds the changed keys only (None: the column is gone), ``texts`` the changed texts, and
+    ``drop_vectors`` the vectors whose text became empty. ``delete``: the point. ``delete_all``:
+    every point (a truncate). ``replaces``: a key update moved the row, delete this point first."""
+
+    kind: Literal["upsert", "patch", "delete", "delete_all", "nothing"]
+    collection: str
+    point_id: int | str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # vector name -> text
+    drop_vectors: tuple[str, ...] = ()
+    replaces: int | str | None = None
+
+
+def point_id(table: str, key_values: list[Any]) -> int | str:
+    """A single non-negative integer key is the point id; any other key a UUID of table and values."""
+    if len(key_values) == 1:
+        value = key_values[0]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
+            return value
+    text = json.dumps([table, key_values], separators=(",", ":"), sort_keys=True, default=str)
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, text))
+
+
+def plan_row_change(change: RowChange, mapping: CdcMapping) -> PointChange | str:
+    """The change for Qdrant, or why the mapping cannot take it (a dead letter's message)."""
+    table = mapping.tables.get(change.table)
+    if table is None:
+        return f"no mapping for table {change.table!r}"
+    if change.kind == "truncate":
+        kind: Literal["delete_all", "nothing"] = "delete_all" if mapping.truncate == "delete_all" else "nothing"
+        return PointChange(kind, table.collection)
+    row = change.before if change.kind == "delete" else change.after
+    assert row is not None  # decode_change refuses changes without the row they need
+    missing = [c for c in table.key if c not in row]
+    if missing:
+        return f"row of {change.table!r} lacks key column {', '.join(missing)}"
+    pid = point_id(change.table, [row[c] for c in table.key])
+    if change.kind == "delete":
+        return PointChange("delete", table.collection, pid)
+    payload, texts = _payload(table, row), _texts(table, row)
+    before = change.before
+    if change.kind in ("create", "read") or before is None:
+        # without the row before (Postgres without REPLICA IDENTITY FULL) an update is the whole row
+        return PointChange("upsert", table.collection, pid, payload, texts)
+    old = point_id(change.table, [before.get(c) for c in table.key])
+    if old != pid:  # the key itself changed: the row moved to another point
+        return PointChange("upsert", table.collection, pid, payload, texts, replaces=old)
+    old_payload, old_texts = _payload(table, before), _texts(table, before)
+    changed = {k: v for k, v in payload.items() if k not in old_payload or old_payload[k] != v}
+    changed |= {k: None for k in old_payload if k not in payload}
+    new_texts = {v: t for v, t in texts.items() if old_texts.get(v) != t}
+    dropped = tuple(sorted(v for v in old_texts if v not in texts))
+    return PointChange("patch", table.collection, pid, changed, new_texts, dropped)
+
+
+def _payload(table: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+    if table.payload is None:
+        return dict(row)
+    return {key: row[column] for column, key in table.payload.items() if column in row}
+
+
+def _texts(table: TableMapping, row: dict[str, Any]) -> dict[str, str]:
+    """Vector name -> text, for the text columns that hold a non-empty string."""
+    return {spec.vector: row[column] for column, spec in table.texts.items()
+            if isinstance(row.get(column), str) and row[column].strip()}
