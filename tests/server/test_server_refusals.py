@@ -292,9 +292,9 @@ async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: Qdran
     )
     apply = processor.applier.apply
 
-    async def apply_after_another_writer(collection: str, ops: list[Op], around_filters: Any = None) -> Any:
+    async def apply_after_another_writer(collection: str, ops: list[Op], *args: Any, **kwargs: Any) -> Any:
         await processor.client.delete(collection, [150])
-        return await apply(collection, ops, around_filters)
+        return await apply(collection, ops, *args, **kwargs)  # whatever else apply takes, passed on
 
     processor.applier.apply = apply_after_another_writer  # type: ignore[method-assign]
     result = await processor.process([record(0, ev("set_payload", ids=list(range(200)), payload={"tag": "x"})),
