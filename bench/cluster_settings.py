@@ -14,12 +14,12 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import time
 from typing import Any
 
 from qdrant_client import models as qm
 
+from bench.common import rate_lines
 from connector.dev.qdrant_cluster import QdrantCluster
 from connector.embedding.embedder import Embedder
 from connector.embedding.offline_model import assemble_all
@@ -82,14 +82,9 @@ def main() -> None:
                 settings = Settings(**base, qdrant_write_ordering=ordering, qdrant_read_consistency=consistency)
                 asyncio.run(seed_collection(settings))
                 rates[name].append(asyncio.run(windows_per_second(settings, args.windows, seed=repeat)))
-    reference = statistics.median(rates["weak, 1 (default)"])
     print(f"windows of {WINDOW} payload patches on {POINTS:,} points, 3 nodes, 6 shards x 2 replicas, "
           f"{'gRPC' if args.grpc else 'REST'}, {args.repeats} alternating repeats")
-    for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"  {name:26s} {median:6.2f} windows/s (min {min(values):.2f}, max {max(values):.2f}), "
-              f"{median * WINDOW:7.0f} events/s, {median / reference:.2f}x")
-
+    print("\n".join(rate_lines(rates, "weak, 1 (default)", "windows/s", lambda m: f"{m * WINDOW:7.0f} events/s")))
 
 if __name__ == "__main__":
     main()

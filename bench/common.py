@@ -168,6 +168,20 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
             "n": len(ordered), "values": [round(v, 3) for v in values]}
 
 
+def rate_lines(rates: dict[str, list[float]], reference: str, unit: str, extra: Any = None) -> list[str]:
+    """One line per mode of a standalone bench: median rate (min, max) and the share of
+    ``reference``'s median; ``extra(median)`` adds a column."""
+    base = statistics.median(rates[reference])
+    width = max(len(name) for name in rates)
+    lines = []
+    for name, values in rates.items():
+        median = statistics.median(values)
+        more = f", {extra(median)}" if extra is not None else ""
+        lines.append(f"  {name:{width}s} {median:6.2f} {unit} (min {min(values):.2f}, max {max(values):.2f}){more}, "
+                     f"{median / base:.2f}x")
+    return lines
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

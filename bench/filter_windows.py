@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from qdrant_client import models as qm
 
+from bench.common import rate_lines
 from connector.dev.qdrant_server import QdrantServer
 from connector.embedding.embedder import Embedder
 from connector.embedding.offline_model import assemble_all
@@ -95,14 +95,9 @@ def main() -> None:
                 settings = Settings(**base, verify_after_apply=verify)
                 asyncio.run(seed_collection(settings))
                 rates[name].append(asyncio.run(run_mode(settings, args.windows, filters, seed=repeat)))
-    reference = statistics.median(rates["id-addressed only"])
     print(f"windows of {WINDOW} payload patches on {POINTS:,} points, {'gRPC' if args.grpc else 'REST'}, "
           f"{args.repeats} alternating repeats")
-    for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"  {name:38s} {median:6.2f} windows/s (min {min(values):.2f}, max {max(values):.2f}), "
-              f"{median / reference:.2f}x")
-
+    print("\n".join(rate_lines(rates, "id-addressed only", "windows/s")))
 
 if __name__ == "__main__":
     main()

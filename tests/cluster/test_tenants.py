@@ -17,7 +17,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from connector.dev.qdrant_cluster import QdrantCluster
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, stream_through
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -138,13 +138,7 @@ async def test_shard_keys_from_the_payload_are_created_on_demand(kafka, model_en
                                                                   "payload": {"tenant": t}}]))
                for i, t in enumerate(["red", "green", 7])]
     records.append((b"tenants/red/", event("set_payload", ids=[1], payload={"x": 1}, shard_key="red")))
-    sent = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], records)
-    worker = Worker(stack)
-    try:
-        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
-                                         until=all_covered(sent), timeout=120)
-    finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+    verifications, worker = await stream_through(stack, records)
     assert all(v["verification"]["status"] == "verified" for v in verifications if v["event_count"])
     assert sorted(str(k.key) for k in client.list_shard_keys("tenants").shard_keys or []) == ["7", "green", "red"]
     assert tenant_state(client, "red") == {1: {"tenant": "red", "x": 1}}

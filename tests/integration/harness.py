@@ -175,6 +175,20 @@ def all_covered(sent: list[tuple[int, int]]) -> Callable[[list[dict[str, Any]]],
     return check
 
 
+async def stream_through(stack: Stack, records: list[tuple[bytes | None, bytes | None]], *,
+                         timeout: float = 120) -> tuple[list[dict[str, Any]], Worker]:
+    """Produce ``records`` to the patch topic, run a worker until every one is in a verification
+    event, stop it (exit 0, else the log's end): the verifications read, and the stopped worker."""
+    sent = await produce(stack.bootstrap, stack.env["QCC_PATCH_TOPIC"], records)
+    worker = Worker(stack)
+    try:
+        verifications = await read_topic(stack.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
+                                         until=all_covered(sent), timeout=timeout)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    return verifications, worker
+
+
 @contextmanager
 def qdrant_outage(target: QdrantTarget, failpoints: Path) -> Iterator[None]:
     """Qdrant unreachable inside the block. A server is killed (connections refused) and started

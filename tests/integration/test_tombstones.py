@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import models as qm
 
-from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic, upserts
+from tests.integration.harness import Stack, read_topic, stream_through, upserts
 from tests.qdrant_targets import QdrantTarget, only_targets
 
 pytestmark = pytest.mark.integration
@@ -23,16 +23,9 @@ async def test_a_tombstone_deletes_its_point_and_is_verified(kafka, model_env, t
     client = qdrant_target.client()
     client.create_collection("docs", vectors_config=qm.VectorParams(size=2, distance=qm.Distance.DOT))
     client.close()
-    topic = stack.env["QCC_PATCH_TOPIC"]
     records: list[tuple[bytes | None, bytes | None]] = [*upserts(0, 6), (b"docs/2", None), (b"docs/99", None),
                                                         (b"not a point", None), (b"docs/4", None)]
-    sent = await produce(kafka.bootstrap, topic, records)
-    worker = Worker(stack)
-    try:
-        verifications = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"],
-                                         until=all_covered(sent), timeout=120)
-    finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+    verifications, _ = await stream_through(stack, records)
     dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3)
     assert [(d["error"]["code"], d["source"]["offset"]) for d in dead] == [("empty_record", 8)]
     assert "collection/point-id" in dead[0]["error"]["message"]
