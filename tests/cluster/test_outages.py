@@ -89,7 +89,7 @@ async def two_nodes_down(scene: Scene) -> Sent:
     for node in others:
         scene.cluster.kill(node)
     held = await scene.write()
-    await scene.worker.wait_for_line("retry", timeout=60)  # the worker met the outage and retries
+    await scene.worker.wait_for_line("); retry 1 in", timeout=60)  # the worker met the outage and retries
     await asyncio.sleep(5)  # the outage lasts: nothing of the held events may be confirmed meanwhile
     meanwhile = await scene.covered_now()
     assert not any(offset in meanwhile.get(part, set()) for part, offset in held)
