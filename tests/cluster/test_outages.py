@@ -127,8 +127,8 @@ async def leader_killed(scene: Scene) -> Sent:
     return held
 
 
-@pytest.mark.parametrize(("disrupt", "protocol"), [(two_nodes_down, "grpc"), (replica_moved, "rest"),
-                                                   (leader_killed, "grpc")],
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+@pytest.mark.parametrize("disrupt", [two_nodes_down, replica_moved, leader_killed],
                          ids=["two-nodes-down", "replica-moved", "leader-killed"])
 async def test_the_cluster_changes_under_the_stream(kafka, model_env, tmp_path: Path, qdrant_cluster: QdrantCluster,
                                                     disrupt: Any, protocol: str) -> None:
