@@ -165,8 +165,11 @@ class QdrantServer(spawn.Service):
         self.process = None
 
     def pause(self) -> None:
+        """SIGSTOP the server and return once every one of its threads has stopped: the signal
+        is delivered asynchronously, and a thread still running could answer one more request."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        spawn.wait_until_stopped(self.process.pid)
 
     def resume(self) -> None:
         assert self.process is not None

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +66,31 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 30) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def wait_until_stopped(pid: int, timeout: float = 10) -> None:
+    """Wait until every thread of ``pid`` is stopped (Linux ``/proc``; elsewhere, return at once)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if all(thread_state(task) in ("T", "t", "") for task in tasks.iterdir()):
+                return
+        except FileNotFoundError:  # the process has ended
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"process {pid} did not stop within {timeout:g} s of SIGSTOP")
+
+
+def thread_state(task: Path) -> str:
+    """The state letter of one thread from ``/proc/PID/task/TID/stat``; empty once it is gone."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]  # the name in parentheses may hold spaces
 
 
 ServiceT = TypeVar("ServiceT", bound="Service")
