@@ -70,6 +70,7 @@ def worker() -> None:
     from connector.qdrant.client import check_local_storage
     from connector.stream.app import create_app
     from connector.stream.broker_probe import BrokerProbe
+    from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
 
     settings = Settings()
@@ -79,6 +80,8 @@ def worker() -> None:
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
+    # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
+    cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
     log_config = configure(settings)
     # The models first, before Kafka and Qdrant: a model that cannot be loaded is a setup
     # mistake no retry mends, so it is one line and exit 78 within seconds, not a worker that
@@ -106,7 +109,7 @@ def worker() -> None:
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
         raise typer.Exit(0)
     app = create_app(settings, embedder=embedder, readiness=readiness if settings.http_port else None,
-                     broker_probe=probe)
+                     broker_probe=probe, cdc_mapping=cdc_mapping)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
            logging_config=log_config).execute_from_commandline()
 

@@ -55,7 +55,10 @@ def settings_problem(exc: Exception) -> str | None:
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         parts = []
         for error in exc.errors(include_url=False):
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a rule across settings: its message names them
+                parts.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             given = error.get("input")
             shown = given if isinstance(given, str) else json.dumps(given, default=str)
             parts.append(f"{_variable(field)}={shown}: {error['msg'].lower()}")

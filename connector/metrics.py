@@ -51,6 +51,8 @@ REEMBED_RECHECKS = Counter(f"{PREFIX}_reembed_rechecks", "Re-embeds published ag
                            "patches (their window's wait was cut short)", registry=REGISTRY)
 WINDOWS_QUEUED = Gauge(f"{PREFIX}_windows_queued", "Windows taken and parsed, waiting behind the one being applied "
                        "(stays 1 while that one waits for Qdrant or for earlier patches)", ["topic"], registry=REGISTRY)
+CDC_SKIPPED = Counter(f"{PREFIX}_cdc_skipped", "Debezium records with nothing to apply (heartbeat, schema_change, "
+                      "tombstone, truncate, unchanged)", ["reason"], registry=REGISTRY)
 READY = Gauge(f"{PREFIX}_ready", "1 when the worker is assigned partitions and Qdrant answers", registry=REGISTRY)
 
 

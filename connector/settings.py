@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     consumer_group: str = Field("qdrant-change-connector", description="Kafka consumer group (the Faust app id)")
     patch_topic: str = Field("qdrant.patches", description="Topic of payload-patch events")
     reembed_topic: str = Field("qdrant.reembeds", description="Topic of re-embed events")
+    cdc_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Topics of Debezium change events (comma separated), mapped by "
+        "QCC_CDC_MAPPING to points (docs/cdc.md); unset: none is read")
+    cdc_mapping: Path | None = Field(None, description="The CDC mapping file (YAML): table -> collection, key, "
+                                     "payload columns, text columns -> vectors")
     verification_topic: str = Field("qdrant.verifications", description="Where verification events go")
     dead_letter_topic: str = Field("qdrant.dead-letters", description="Where rejected events go")
     session_timeout_seconds: float = Field(
@@ -189,7 +194,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field("auto", description="json, text, or auto: text in a terminal")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
 
-    @field_validator("collections", "allowed_models", "denied_operations", mode="before")
+    @field_validator("collections", "allowed_models", "denied_operations", "cdc_topics", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -197,6 +202,13 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _cdc_needs_mapping(self) -> Settings:
+        if self.cdc_topics and self.cdc_mapping is None:
+            raise ValueError("QCC_CDC_TOPICS needs QCC_CDC_MAPPING, the file that maps tables to collections "
+                             "(docs/cdc.md)")
+        return self
 
     def public_dump(self) -> dict[str, object]:
         """Every setting as JSON values, secrets as stars: safe to log and print."""

@@ -1,4 +1,5 @@
-"""The Faust app: two agents (patches, re-embeds), wiring only.
+"""The Faust app: two agents (patches, re-embeds) and, with QCC_CDC_TOPICS, a third for Debezium
+change events (cdc); wiring only.
 
 Each agent reads windows with ``stream.take_events(max, within)`` and runs with
 ``concurrency=1``; connector/stream/pipeline.py applies them in order, one at a time, while
@@ -15,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import faust
@@ -22,6 +24,7 @@ from faust.streams import Stream
 from faust.types import TP
 from qdrant_client import AsyncQdrantClient
 
+from connector.domain.cdc_mapping import CdcMapping
 from connector.embedding.embedder import Embedder
 from connector.failpoints import Failpoints
 from connector.kafka.options import ssl_context
@@ -30,6 +33,7 @@ from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
 from connector.stream import pipeline
 from connector.stream.broker_probe import BrokerProbe
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 from connector.stream.health import Readiness, probe_qdrant, serve
 from connector.stream.patch_watermark import PatchWatermark
 from connector.stream.window import WindowProcessor
@@ -41,8 +45,9 @@ class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
     def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, cdc_mapping: CdcMapping | None = None) -> None:
         self.settings = settings
+        self.cdc_mapping = cdc_mapping
         self.failpoints = Failpoints(settings.failpoints_dir)
         self.embedder = embedder or Embedder(settings)
         self._client = client
@@ -51,22 +56,26 @@ class Runtime:
         self.stopping: Callable[[], bool] = lambda: False  # shutting down (create_app)
         self.rebalancing: Callable[[], bool] = lambda: False
 
-    async def processor(self, expect: Literal["patch", "reembed"]) -> WindowProcessor:
+    async def processor(self, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
         async with self._lock:
             if self._client is None:
                 self._client = make_client(self.settings)
             if expect not in self._processors:
-                qdrant = make_retrying(self.settings, self._client, self.failpoints)
-                qdrant.stopping = self.stopping
-                wait_for_patches = None
-                if expect == "reembed" and self.settings.reembed_waits_for_patches:
-                    wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping,
-                                                      rebalancing=self.rebalancing).wait
-                self._processors[expect] = WindowProcessor(
-                    self.settings, self._client, qdrant, self.embedder, expect, failpoints=self.failpoints,
-                    before_payload_texts=wait_for_patches,
-                )
+                self._processors[expect] = self._new_processor(self._client, expect)
             return self._processors[expect]
+
+    def _new_processor(self, client: AsyncQdrantClient, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
+        qdrant = make_retrying(self.settings, client, self.failpoints)
+        qdrant.stopping = self.stopping
+        if expect == "cdc":  # Debezium records, mapped to patch and re-embed events with inline texts
+            mapping = self.cdc_mapping or load_cdc_mapping(self.settings.cdc_mapping or Path())
+            return WindowProcessor(self.settings, client, qdrant, self.embedder, "patch", failpoints=self.failpoints,
+                                   cdc_mapping=mapping)
+        wait_for_patches = None
+        if expect == "reembed" and self.settings.reembed_waits_for_patches:
+            wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping, rebalancing=self.rebalancing).wait
+        return WindowProcessor(self.settings, client, qdrant, self.embedder, expect, failpoints=self.failpoints,
+                               before_payload_texts=wait_for_patches)
 
 
 class ConnectorApp(faust.App):
@@ -107,14 +116,15 @@ def _credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
                embedder: Embedder | None = None, readiness: Readiness | None = None,
-               broker_probe: BrokerProbe | None = None) -> faust.App:
+               broker_probe: BrokerProbe | None = None, cdc_mapping: CdcMapping | None = None) -> faust.App:
     """The connector's Faust app for these settings.
 
     ``client`` shares an existing Qdrant client (embedded local mode allows one process per
     storage folder, so a migration run in the same process must share it); ``embedder`` one
     whose models are loaded already. The worker command serves the HTTP endpoints and waits for
     the broker before Faust starts (cli.py): it passes its ``readiness`` (the app then serves no
-    endpoints of its own) and its ``broker_probe``.
+    endpoints of its own) and its ``broker_probe``; ``cdc_mapping`` the mapping it read (else the
+    app reads QCC_CDC_MAPPING when the first CDC window comes).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = ConnectorApp(
@@ -145,7 +155,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     app.windows_in_hand = pipeline.WindowsInHand()
-    runtime = Runtime(settings, client, embedder)
+    runtime = Runtime(settings, client, embedder, cdc_mapping)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
     # abandoned window whose partition stays here was committed past without a replay (seen in
@@ -154,7 +164,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
     runtime.rebalancing = lambda: bool(app.rebalancing)
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
-    async def run_windows(stream: Stream[Any], expect: Literal["patch", "reembed"]) -> None:
+    async def run_windows(stream: Stream[Any], expect: Literal["patch", "reembed", "cdc"]) -> None:
         processor = await runtime.processor(expect)
         await pipeline.run_windows(app, settings, processor, stream, app.windows_in_hand, runtime.stopping,
                                    lambda: runtime.failpoints.crash_if_active("crash-after-confirm"), expect)
@@ -169,6 +179,13 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
     @app.agent(reembed_topic, concurrency=1, name="reembeds")
     async def reembeds(stream: faust.StreamT[Any]) -> None:
         await run_windows(cast(Stream[Any], stream), "reembed")
+
+    if settings.cdc_topics:
+        cdc_topics = app.topic(*settings.cdc_topics, key_type=bytes, value_type=bytes)
+
+        @app.agent(cdc_topics, concurrency=1, name="cdc")
+        async def cdc(stream: faust.StreamT[Any]) -> None:
+            await run_windows(cast(Stream[Any], stream), "cdc")
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def warm_up() -> None:

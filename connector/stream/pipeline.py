@@ -272,7 +272,7 @@ class Runner:
 
 async def run_windows(app: faust.App, settings: Settings, processor: WindowProcessor, stream: Stream[Any],
                       in_hand: WindowsInHand, stopping: Callable[[], bool], crash_after_confirm: Callable[[], None],
-                      expect: Literal["patch", "reembed"]) -> None:
+                      expect: Literal["patch", "reembed", "cdc"]) -> None:
     """The agent's body: collect windows, parse each ahead, hand it to the runner."""
     runner = Runner(app, settings, processor, in_hand, stopping, crash_after_confirm)
     task = asyncio.ensure_future(runner.run())

@@ -11,7 +11,7 @@ from connector.domain.operations import Op, PointKey
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent
 from connector.domain.sharding import Selector
 
-__all__ = ["Item", "Record", "Retarget", "WindowResult", "fail", "ids_of", "listed"]
+__all__ = ["Item", "Record", "Retarget", "WindowResult", "fail", "fail_together", "ids_of", "listed"]
 
 Retarget = Callable[[ChangeEvent], "ChangeEvent | None"]
 
@@ -41,6 +41,15 @@ class Item:
     skipped: bool = False  # nothing to apply (a retargeted event with nothing left)
     recheck: bool = False  # read its texts before every earlier patch was applied (a rebalance cut the wait short)
     shard_key: Selector | None = None  # named by the event or derived (connector/domain/sharding.py)
+    # A record that means several events (a CDC row change): its first item holds the record,
+    # each further one points at it. They apply together or fail together (fail_together).
+    part_of: int | None = None
+    skip_reason: str | None = None  # a CDC record with nothing to apply: why (counted)
+
+    @property
+    def record_position(self) -> int:
+        """The position of the first item of this item's record."""
+        return self.position if self.part_of is None else self.part_of
 
     @property
     def collection(self) -> str | None:
@@ -65,6 +74,19 @@ def fail(item: Item, code: RejectionCode, message: str) -> None:
     """Mark an item failed (dead-lettered with this code); the first failure stays."""
     if item.error is None:
         item.error = ErrorInfo(code=code, message=message)
+
+
+def fail_together(items: Sequence[Item]) -> None:
+    """The events of one record apply all or none: the first failure of one fails every one, so
+    the record is dead-lettered once, with that reason, and none of its events is sent."""
+    by_record: dict[int, list[Item]] = {}
+    for item in items:
+        by_record.setdefault(item.record_position, []).append(item)
+    for members in by_record.values():
+        error = next((member.error for member in members if member.error is not None), None)
+        if error is not None:
+            for member in members:
+                member.error = member.error or error
 
 
 def ids_of(ops: Sequence[Op]) -> list[PointKey]:

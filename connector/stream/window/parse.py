@@ -1,17 +1,20 @@
-"""Stage 1: a record -> an item (an event, a fence, or a rejection with its reason). No IO."""
+"""Stage 1: a record -> an item (an event, a fence, or a rejection with its reason); a Debezium
+record -> the items of the events it means (connector/domain/cdc.py). No IO."""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
+from connector.domain.cdc import CdcSkip, cdc_events
+from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.changes import NAME_PATTERN, FenceRecord, Rejection, parse_change
 from connector.domain.records import ErrorInfo
 from connector.domain.sharding import derive_selector
 from connector.settings import Settings
 from connector.stream.window.items import Item, Record, Retarget, fail
 
-__all__ = ["parse_record"]
+__all__ = ["parse_cdc_record", "parse_record"]
 
 
 def parse_record(position: int, record: Record, settings: Settings, expect: Literal["patch", "reembed"],
@@ -28,9 +31,7 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
     if isinstance(parsed, FenceRecord):
         return Item(position, record, fence=parsed)
     if isinstance(parsed, Rejection):
-        claimed = parsed.collection if parsed.collection and re.match(NAME_PATTERN, parsed.collection) else None
-        return Item(position, record, error=ErrorInfo(code=parsed.code, message=parsed.message),
-                    claimed_collection=claimed)
+        return rejected(position, record, parsed)
     derived = derive_selector(parsed, record.key, settings.shard_keys.get(parsed.collection))
     if retarget is not None:
         retargeted = retarget(parsed)
@@ -41,3 +42,26 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
     if derived.problem is not None:
         fail(item, "shard_key_required", derived.problem)
     return item
+
+
+def parse_cdc_record(position: int, record: Record, settings: Settings, mapping: CdcMapping) -> list[Item]:
+    """The items of one Debezium record, from ``position`` on: one per event it means (they share the
+    record and its shard key), one skipped item, or one rejected item."""
+    parsed = cdc_events(record.value, mapping, max_event_bytes=settings.max_event_bytes)
+    if isinstance(parsed, Rejection):
+        return [rejected(position, record, parsed)]
+    if isinstance(parsed, CdcSkip):
+        return [Item(position, record, claimed_collection=parsed.collection, skipped=True, skip_reason=parsed.reason)]
+    derived = derive_selector(parsed[0], record.key, settings.shard_keys.get(parsed[0].collection))
+    items = [Item(position + n, record, event=event, shard_key=derived.selector, part_of=None if n == 0 else position)
+             for n, event in enumerate(parsed)]
+    if derived.problem is not None:
+        for item in items:
+            fail(item, "shard_key_required", derived.problem)
+    return items
+
+
+def rejected(position: int, record: Record, rejection: Rejection) -> Item:
+    claimed = rejection.collection if rejection.collection and re.match(NAME_PATTERN, rejection.collection) else None
+    return Item(position, record, error=ErrorInfo(code=rejection.code, message=rejection.message),
+                claimed_collection=claimed)

@@ -27,6 +27,7 @@ from typing import Literal
 
 from qdrant_client import AsyncQdrantClient
 
+from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
@@ -35,14 +36,15 @@ from connector.domain.sharding import Selector, group_key
 from connector.embedding.embedder import Embedder
 from connector.errors import CollectionMissing
 from connector.failpoints import Failpoints
+from connector.metrics import CDC_SKIPPED
 from connector.qdrant import BatchApplier, RetryingClient
 from connector.qdrant.catalog import CollectionCatalog
 from connector.settings import Settings
 from connector.stream.window.admission import Admission
 from connector.stream.window.embedding import embed_texts, operations_for
 from connector.stream.window.filters import FilterMatcher, filter_checks
-from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, listed
-from connector.stream.window.parse import parse_record
+from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, fail_together, listed
+from connector.stream.window.parse import parse_cdc_record, parse_record
 from connector.stream.window.quarantine import process_quarantining
 from connector.stream.window.readback import read_state, verify_applied
 from connector.stream.window.report import Timings, report_batch
@@ -71,15 +73,18 @@ class WindowProcessor:
         retarget: Retarget | None = None,
         honor_fences: bool = True,
         before_payload_texts: Callable[[], Awaitable[bool]] | None = None,
+        cdc_mapping: CdcMapping | None = None,
     ) -> None:
         """``retarget`` (used by a migration) maps an event to the collection and form to apply;
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail);
-        ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py)."""
+        ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
+        ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
         self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering)
         self.catalog = catalog or CollectionCatalog(qdrant)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
         self.retarget = retarget
+        self.cdc_mapping = cdc_mapping
         self.honor_fences = honor_fences
         self.admission = Admission(settings, qdrant, self.catalog, self.failpoints)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
@@ -101,7 +106,7 @@ class WindowProcessor:
 
     def _poisoned(self, record: Record, message: str) -> WindowResult:
         """A record that fails alone: dead-lettered with where it failed, its offset confirmed."""
-        item = parse_record(0, record, self.settings, self.expect, self.retarget)
+        item = self._parse_records([record])[0]
         item.error = ErrorInfo(code="poison_record", message=message)
         outcome = VerificationOutcome(status="skipped", reason="a record that breaks the pipeline (poison_record)")
         verification, dead = report_batch(item.collection, [item], [], 0, outcome, Timings(), time.monotonic())
@@ -113,8 +118,13 @@ class WindowProcessor:
         return self._parse_records(records)
 
     def _parse_records(self, records: Sequence[Record]) -> list[Item]:
-        return [parse_record(position, record, self.settings, self.expect, self.retarget)
-                for position, record in enumerate(records)]
+        if self.cdc_mapping is None:
+            return [parse_record(position, record, self.settings, self.expect, self.retarget)
+                    for position, record in enumerate(records)]
+        items: list[Item] = []
+        for record in records:  # a row change may mean several events: positions run on over them
+            items += parse_cdc_record(len(items), record, self.settings, self.cdc_mapping)
+        return items
 
     async def process(self, records: Sequence[Record]) -> WindowResult:
         """Apply a window; a migration fence splits it and holds it until the fence is passed."""
@@ -136,10 +146,12 @@ class WindowProcessor:
         return result
 
     async def _process_segment(self, items: list[Item], started: float, result: WindowResult) -> None:
-        groups: dict[tuple[str | None, str | None], list[Item]] = {}
-        for item in items:  # one batch per collection and shard key
-            groups.setdefault((item.collection, group_key(item.shard_key)), []).append(item)
-        for (collection, _), members in groups.items():
+        groups: dict[tuple[str | None, str | None, str], list[Item]] = {}
+        for item in items:  # one batch per collection and shard key (and topic: a CDC agent reads several)
+            groups.setdefault((item.collection, group_key(item.shard_key), item.record.topic), []).append(item)
+            if item.skip_reason is not None:
+                CDC_SKIPPED.labels(item.skip_reason).inc()
+        for (collection, _, _), members in groups.items():
             try:
                 verification, dead = await self._process_collection(collection, members, started)
             except CollectionMissing as exc:  # deleted under the catalog's cache: nothing of it can apply
@@ -190,6 +202,7 @@ class WindowProcessor:
         self.stage = "validation"
         shard_key = items[0].shard_key
         schema = await self.admission.admit(collection, items, shard_key)
+        fail_together(items)
         if schema is None:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
@@ -197,7 +210,9 @@ class WindowProcessor:
         self.stage = "embedding"
         live = [item for item in items if item.error is None and not item.skipped]
         texts = await self.texts.texts(schema, live, shard_key)
-        ops = operations_for(live, await embed_texts(self.embedder, schema, live, texts))
+        vectors = await embed_texts(self.embedder, schema, live, texts)
+        fail_together(items)
+        ops = operations_for(live, vectors)
         timings.embed = time.monotonic() - t0
         if not ops:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
@@ -214,10 +229,12 @@ class WindowProcessor:
         by_position = {item.position: item for item in items}
         for op, absent in screened.missing:
             fail(by_position[op.sources[0]], "point_not_found", f"points not found: {listed(absent)}")
+        fail_together(items)
+        accepted = [op for op in screened.accepted if by_position[op.sources[0]].error is None]
         self.stage = "planning"
         values = [item.record.value for item in items]
         await self.failpoints.stage("plan", values)
-        planned = plan(screened.accepted)
+        planned = plan(accepted)
         applied: list[Op] = []
         rejected: list[Op] = []
         requests = 0
@@ -231,9 +248,10 @@ class WindowProcessor:
             result = await self.applier.apply(schema.name, planned, matcher, shard_key)
             applied, requests = result.applied, result.requests
             failed_positions = {failure.position for failure in result.failed}
-            rejected = [op for op in screened.accepted if op.sources[0] in failed_positions]
+            rejected = [op for op in accepted if op.sources[0] in failed_positions]
             for failure in result.failed:
                 fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
+        fail_together(items)
         timings.apply = time.monotonic() - t0
         t0 = time.monotonic()
         self.stage = "verification, after its operations were applied"

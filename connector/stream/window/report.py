@@ -112,7 +112,8 @@ def report_batch(
     started: float,
 ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
     """The verification event of these items (all of one collection and shard key) and their dead letters."""
-    records = [item.record for item in items]
+    # a record that means several events (CDC) is one record here: counted, ranged and dead-lettered once
+    records = [item.record for item in items if item.part_of is None]
     ranges = offset_ranges(records)
     batch_id = batch_id_for(records[0].topic, ranges, collection)
     applied_positions = {s for op in applied for s in op.sources}
@@ -120,7 +121,8 @@ def report_batch(
     for item in items:
         if item.position in applied_positions and item.event is not None:
             operations[item.event.op] += 1
-    failed = [item for item in items if item.error is not None]
+    applied_records = {item.record_position for item in items if item.position in applied_positions}
+    failed = [item for item in items if item.error is not None and item.part_of is None]
     stamps = [r.timestamp_ms for r in records if r.timestamp_ms]
     now = datetime.now(timezone.utc)
     verification = VerificationEvent(
@@ -129,8 +131,8 @@ def report_batch(
         shard_key=items[0].shard_key,
         topic=records[0].topic,
         ranges=ranges,
-        event_count=len(items),
-        applied_event_count=len(applied_positions),
+        event_count=len(records),
+        applied_event_count=len(applied_records),
         operations=dict(operations),
         request_operations=len(applied),
         qdrant_requests=requests,
