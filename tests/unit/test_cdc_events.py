@@ -40,41 +40,54 @@ ROW = {"id": 7, "title": "Lamp", "description": "A warm desk lamp", "price": 19.
 
 def test_an_insert_is_one_upsert_and_a_re_embed_per_further_text() -> None:
     upsert, reembed = events(record("c", after=ROW))
-    assert isinstance(upsert, UpsertEvent) and upsert.vector_name == "body" and upsert.model is None
-    assert upsert.points[0].text == "A warm desk lamp" and upsert.points[0].payload == {
+    assert isinstance(upsert, UpsertEvent)
+    assert upsert.vector_name == "body"
+    assert upsert.model is None
+    assert upsert.points[0].text == "A warm desk lamp"
+    assert upsert.points[0].payload == {
         "title": "Lamp", "description": "A warm desk lamp", "price": 19.99}
-    assert isinstance(reembed, ReembedEvent) and reembed.vector_name == "title" and reembed.model == "some/model"
-    assert reembed.points is not None and reembed.points[0].text == "Lamp"
+    assert isinstance(reembed, ReembedEvent)
+    assert reembed.vector_name == "title"
+    assert reembed.model == "some/model"
+    assert reembed.points is not None
+    assert reembed.points[0].text == "Lamp"
     assert upsert.event_id == "public.products@lsn:4096"
 
 
 def test_a_price_update_is_one_set_payload_and_no_embedding() -> None:
     [patch] = events(record("u", ROW, {**ROW, "price": 24.5}))
-    assert patch.op == "set_payload" and patch.model_dump(include={"ids", "payload"}) == {
+    assert patch.op == "set_payload"
+    assert patch.model_dump(include={"ids", "payload"}) == {
         "ids": [7], "payload": {"price": 24.5}}
 
 
 def test_a_text_update_re_embeds_that_text_only() -> None:
     patch, reembed = events(record("u", ROW, {**ROW, "title": "Desk lamp"}))
-    assert patch.op == "set_payload" and isinstance(reembed, ReembedEvent) and reembed.vector_name == "title"
+    assert patch.op == "set_payload"
+    assert isinstance(reembed, ReembedEvent)
+    assert reembed.vector_name == "title"
 
 
 def test_a_column_set_to_null_removes_the_key_and_its_vector() -> None:
     patch, drop = events(record("u", ROW, {**ROW, "description": None}))
     assert patch.model_dump(include={"payload"}) == {"payload": {"description": None}}  # null removes the key
-    assert drop.op == "delete_vectors" and drop.model_dump(include={"vector_names"}) == {"vector_names": ["body"]}
+    assert drop.op == "delete_vectors"
+    assert drop.model_dump(include={"vector_names"}) == {"vector_names": ["body"]}
     [upsert, _] = events(record("c", after={**ROW, "price": None}))
-    assert isinstance(upsert, UpsertEvent) and "price" not in (upsert.points[0].payload or {})
+    assert isinstance(upsert, UpsertEvent)
+    assert "price" not in (upsert.points[0].payload or {})
 
 
 def test_deletes_key_moves_and_truncates() -> None:
     [delete] = events(record("d", before=ROW))
-    assert delete.op == "delete" and delete.model_dump(include={"ids"}) == {"ids": [7]}
+    assert delete.op == "delete"
+    assert delete.model_dump(include={"ids"}) == {"ids": [7]}
     moved = events(record("u", ROW, {**ROW, "id": 8}))
     assert [e.op for e in moved] == ["delete", "upsert", "reembed"]
     assert [normalize_id(i) for i in getattr(moved[0], "ids", [])] == [7]
     [everything] = events(record("t"))
-    assert everything.op == "delete" and everything.model_dump(include={"filter"}) == {"filter": {"must": []}}
+    assert everything.op == "delete"
+    assert everything.model_dump(include={"filter"}) == {"filter": {"must": []}}
 
 
 def test_what_has_nothing_to_apply_is_skipped_with_its_reason() -> None:
@@ -87,12 +100,15 @@ def test_what_has_nothing_to_apply_is_skipped_with_its_reason() -> None:
 
 def test_what_cannot_be_taken_is_refused_with_a_code() -> None:
     other = json.dumps({"before": None, "after": ROW, "op": "c", "source": {**SOURCE, "table": "orders"}}).encode()
-    refused = [cdc_events(v, MAPPING, max_event_bytes=300) for v in (other, b"[1]", b"\xff", record("c", after=ROW) * 3)]
+    values = (other, b"[1]", b"\xff", record("c", after=ROW) * 3)
+    refused = [cdc_events(v, MAPPING, max_event_bytes=300) for v in values]
     assert all(isinstance(r, Rejection) for r in refused)
     assert [r.code for r in refused if isinstance(r, Rejection)] == [
         "unmapped_change", "not_a_change_event", "not_a_change_event", "event_too_large"]
     huge = cdc_events(record("c", after={**ROW, "title": "x" * 100_001}), MAPPING)
-    assert isinstance(huge, Rejection) and huge.code == "schema_violation" and "public.products" in huge.message
+    assert isinstance(huge, Rejection)
+    assert huge.code == "schema_violation"
+    assert "public.products" in huge.message
 
 
 # --- random histories against the reference model -------------------------------------------------
