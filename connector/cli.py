@@ -74,14 +74,14 @@ def worker() -> None:
     from connector.stream.health import Readiness, serve
 
     settings = Settings()
+    # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
+    cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
     if not settings.qdrant_url:
         try:
             check_local_storage(settings.qdrant_path)
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
-    # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
-    cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
     log_config = configure(settings)
     # The models first, before Kafka and Qdrant: a model that cannot be loaded is a setup
     # mistake no retry mends, so it is one line and exit 78 within seconds, not a worker that
