@@ -148,7 +148,7 @@ def show_settings() -> None:
 def topics(partitions: int = typer.Option(4, min=1, help="Partitions of each new topic"),
            replication_factor: int = typer.Option(1, min=1, help="Replicas of each new topic (3 on a production "
                                                                   "cluster)")) -> None:
-    """Create the connector's four topics where missing."""
+    """Create the connector's four topics, and the CDC topics (QCC_CDC_TOPICS), where missing."""
     from connector.kafka.admin import ensure_topics
 
     created = asyncio.run(ensure_topics(Settings(), partitions=partitions, replication=replication_factor))

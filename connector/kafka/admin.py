@@ -16,12 +16,15 @@ from connector.settings import Settings
 
 
 async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:
-    """Create the four topics where missing; returns the names that were created."""
+    """Create the four topics, and the CDC topics (QCC_CDC_TOPICS), where missing; returns the names
+    that were created. A CDC topic made here before Debezium writes to it is one the worker is
+    assigned at start: a topic created later is seen only at the consumer's next metadata refresh."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        wanted = [settings.patch_topic, settings.reembed_topic, settings.verification_topic, settings.dead_letter_topic]
+        wanted = [settings.patch_topic, settings.reembed_topic, settings.verification_topic, settings.dead_letter_topic,
+                  *settings.cdc_topics]
         missing = [name for name in wanted if name not in existing]
         if missing:
             # the broker answers each topic with an error code rather than failing the call
