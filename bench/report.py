@@ -491,6 +491,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         lines.append("")
     if notes("cluster"):  # standalone runs (bench/cluster_*.py): their numbers are written down by hand
         lines += ["## Workers on a Qdrant cluster", "", *notes("cluster")]
+    if notes("cdc"):  # standalone runs (bench/cdc.py), written down by hand as well
+        lines += ["## Debezium input (CDC)", "", *notes("cdc")]
     if "peer" in sections:
         lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
     if "profile" in sections:
