@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from connector.dev import spawn
+from connector.dev.jar_cache import COMPLETE, copy_dependencies, fetched_once
 from connector.dev.spawn import free_port, terminate
 from connector.paths import SOURCE_ROOT, cache_dir
 
@@ -51,7 +51,7 @@ def unavailable() -> str | None:
         return reason
     if shutil.which("java") is None:
         return "no qdrant-kafka peer: Java (java) is not installed"
-    if not (jars_cache(folder) / ".complete").exists() and shutil.which("mvn") is None:
+    if not (jars_cache(folder) / COMPLETE).exists() and shutil.which("mvn") is None:
         return "no qdrant-kafka peer: Maven (mvn) is needed once to fetch its dependencies from Maven Central"
     return None
 
@@ -61,35 +61,17 @@ def jars_cache(folder: Path) -> Path:
 
 
 def resolve_jars(folder: Path) -> Path:
-    """The cache folder with ``plugins/qdrant-kafka/`` and ``connect-libs/``, fetched on first use.
+    """The cache folder with ``plugins/qdrant-kafka/`` and ``connect-libs/``, fetched on first use."""
 
-    Staged in a temporary folder beside it and renamed into place, so that a run started
-    meanwhile never sees half the jars; Maven's ``target/`` lands in the staging folder too."""
-    done = jars_cache(folder)
-    if (done / ".complete").exists():
-        return done
-    done.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="peer-", dir=done.parent))
-    try:
+    def fill(staging: Path) -> None:
         for pom in ("plugin-pom.xml", "connect-pom.xml"):
-            shutil.copy(folder / pom, staging / pom)
+            shutil.copy(folder / pom, staging / pom)  # Maven's target/ lands in the staging folder
         plugin = staging / "plugins" / "qdrant-kafka"
-        for pom, into, scope in (("plugin-pom.xml", plugin, ["-DincludeScope=runtime"]),
-                                 ("connect-pom.xml", staging / "connect-libs", [])):
-            subprocess.run(["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies", *scope,
-                            f"-DoutputDirectory={into}"], cwd=staging, check=True, capture_output=True, timeout=900)
+        copy_dependencies(staging / "plugin-pom.xml", plugin, "-DincludeScope=runtime", cwd=staging)
+        copy_dependencies(staging / "connect-pom.xml", staging / "connect-libs", cwd=staging)
         shutil.copy(sink_jars(folder)[-1], plugin)
-        shutil.rmtree(staging / "target", ignore_errors=True)
-        (staging / ".complete").touch()
-        try:
-            staging.rename(done)
-        except OSError:
-            if not (done / ".complete").exists():  # a leftover, not another run's finished copy
-                shutil.rmtree(done, ignore_errors=True)
-                staging.rename(done)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return done
+
+    return fetched_once(jars_cache(folder), fill)
 
 
 def worker_properties(bootstrap: str, plugins: Path, state: Path, rest_port: int) -> str:

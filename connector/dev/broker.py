@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from connector.dev import spawn
+from connector.dev.jar_cache import COMPLETE, copy_dependencies, fetched_once
 from connector.dev.spawn import free_port
 from connector.paths import cache_dir
 
@@ -49,39 +50,9 @@ def kafka_cache() -> Path:
 def broker_jars() -> Path:
     """The folder of broker jars, resolved with Maven on first use."""
     libs = kafka_cache() / "libs"
-    if (libs / ".complete").exists():
-        return libs
-    if shutil.which("mvn") is None:
+    if not (libs / COMPLETE).exists() and shutil.which("mvn") is None:
         raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka broker jars from Maven Central")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    # copied beside and renamed into place, so that a broker started meanwhile by another
-    # process never sees half the jars
-    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
-    try:
-        _run_maven(["dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"])
-        (staging / ".complete").touch()
-        try:
-            staging.rename(libs)
-        except OSError:
-            if not (libs / ".complete").exists():  # not another process's finished copy: a leftover
-                shutil.rmtree(libs, ignore_errors=True)
-                staging.rename(libs)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return libs
-
-
-def _run_maven(goals: list[str]) -> None:
-    """Run Maven quietly: its output is shown only when it fails. Batch mode and
-    ``style.color=never`` keep colours out; Maven's console library still writes a colour
-    reset (ESC[0m) to both streams when the JVM exits unless ``jansi.noreset`` is set in
-    MAVEN_OPTS (a JVM option: on the command line it comes too late)."""
-    env = {**os.environ, "MAVEN_OPTS": f"{os.environ.get('MAVEN_OPTS', '')} -Djansi.noreset=true".strip()}
-    result = subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(POM), *goals],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        output = result.stdout.decode(errors="replace").strip()
-        raise RuntimeError(f"Maven could not fetch the Kafka broker jars (exit {result.returncode}):\n{output}")
+    return fetched_once(libs, lambda staging: copy_dependencies(POM, staging, "-DincludeScope=runtime"))
 
 
 class KafkaBroker(spawn.Service):

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from connector.dev import spawn
+from connector.dev.jar_cache import COMPLETE, copy_dependencies, fetched_once
 from connector.dev.postgres import USER, PostgresServer
 from connector.dev.spawn import free_port
 from connector.paths import cache_dir
@@ -54,7 +55,7 @@ def unavailable() -> str | None:
     """Why Debezium cannot run here (no Java; no Maven for the first fetch), or None."""
     if shutil.which("java") is None:
         return "no Debezium: Java (java) is not installed"
-    if not (_jars_folder() / ".complete").exists() and shutil.which("mvn") is None:
+    if not (_jars_folder() / COMPLETE).exists() and shutil.which("mvn") is None:
         return "no Debezium: Maven (mvn) is needed once to fetch its jars from Maven Central"
     return None
 
@@ -64,34 +65,16 @@ def _jars_folder() -> Path:
 
 
 def debezium_jars() -> Path:
-    """The folder with ``plugins/`` and ``connect-libs/``, fetched with Maven on first use (staged
-    beside it and renamed into place, so that a run started meanwhile never sees half the jars)."""
-    done = _jars_folder()
-    if (done / ".complete").exists():
-        return done
-    done.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="debezium-", dir=done.parent))
-    try:
+    """The folder with ``plugins/`` and ``connect-libs/``, fetched with Maven on first use."""
+
+    def fill(staging: Path) -> None:
         for pom, into, options in ((PLUGIN_POM, staging / "plugins" / "debezium-postgres",
-                                    ["-DincludeScope=runtime", "-DexcludeGroupIds=org.apache.kafka"]),
-                                   (CONNECT_POM, staging / "connect-libs", [])):
+                                    ("-DincludeScope=runtime", "-DexcludeGroupIds=org.apache.kafka")),
+                                   (CONNECT_POM, staging / "connect-libs", ())):
             shutil.copy(pom, staging / pom.name)  # Maven writes target/ beside the pom: not into the package
-            answer = subprocess.run(["mvn", "-q", "-B", "-Dstyle.color=never", "-f", pom.name,
-                                     "dependency:copy-dependencies", *options, f"-DoutputDirectory={into}"],
-                                    cwd=staging, capture_output=True, text=True, check=False, timeout=900)
-            if answer.returncode != 0:
-                raise RuntimeError(f"Maven could not fetch the Debezium jars ({pom.name}):\n{answer.stdout[-3000:]}")
-        shutil.rmtree(staging / "target", ignore_errors=True)
-        (staging / ".complete").touch()
-        try:
-            staging.rename(done)
-        except OSError:
-            if not (done / ".complete").exists():  # a leftover, not another run's finished copy
-                shutil.rmtree(done, ignore_errors=True)
-                staging.rename(done)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return done
+            copy_dependencies(staging / pom.name, into, *options, cwd=staging)
+
+    return fetched_once(_jars_folder(), fill)
 
 
 class DebeziumConnect(spawn.Service):
