@@ -210,8 +210,8 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the broker cannot be reached
 
 @cli.command()
 def audit(
-    topic: list[str] = typer.Option(None, help="Source topic to prove (repeatable); default: the patch and "
-                                    "re-embed topics"),
+    topic: list[str] = typer.Option(None, help="Source topic to prove (repeatable); default: the patch, "
+                                    "re-embed and CDC topics"),
     from_offset: int | None = typer.Option(None, help="Prove from this offset of every partition (default: "
                                            "the earliest retained)"),
     since: datetime | None = typer.Option(None, help="Prove from the first offset at this time (ISO 8601)"),
@@ -234,7 +234,7 @@ def audit(
         raise typer.Exit(64)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an unreachable broker is said once, below
     settings = Settings()
-    topics = topic or [settings.patch_topic, settings.reembed_topic]
+    topics = topic or [settings.patch_topic, settings.reembed_topic, *settings.cdc_topics]
     since_utc = since.replace(tzinfo=since.tzinfo or timezone.utc) if since is not None else None
 
     async def run() -> list[Any]:

@@ -19,6 +19,7 @@ from connector.dev.spawn import free_port
 from connector.embedding.embedder import Embedder
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
 from tests.integration.harness import Stack, Worker, all_covered, metric_samples, produce, read_topic
+from tests.integration.test_audit import audit, problems
 from tests.qdrant_targets import QdrantTarget, only_targets
 
 pytestmark = pytest.mark.integration
@@ -136,6 +137,9 @@ async def test_a_table_streamed_by_debezium_ends_equal_in_qdrant(kafka, model_en
     assert all(v["topic"] == cdc_topic for v in verifications)
     dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], until=lambda d: len(d) >= 2)
     assert sorted(d["error"]["code"] for d in dead) == ["not_a_change_event", "unmapped_change"]
+    code, report = audit(stack)  # the trail of the CDC topic is proven like any other
+    assert code == 0, problems(report)
+    assert {p["topic"] for p in report["partitions"] if p["to_offset"] > p["from_offset"]} == {cdc_topic}
     applied = [v for v in verifications if v["applied_event_count"]]
     assert applied
     assert all(v["verification"]["status"] == "verified" for v in applied), json.dumps(applied)[:3000]
