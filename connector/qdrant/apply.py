@@ -32,8 +32,9 @@ from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
 from connector.qdrant.convert import to_requests
 from connector.qdrant.request_size import halve, point_count, requests_for
+from connector.qdrant.rest_wire import rest_batch_body
 from connector.qdrant.retrying import RetryingClient
-from connector.qdrant.updates import ConfirmedUpdate
+from connector.qdrant.updates import ConfirmedUpdate, SendUpdate, send_rest_batch
 
 __all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "FilterHook", "apply_isolating", "split_at_filters"]
 
@@ -120,16 +121,19 @@ class BatchApplier:
     """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
 
     def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024,
-                 wait_timeout: int | None = None, ordering: str = "weak") -> None:
+                 wait_timeout: int | None = None, ordering: str = "weak", *, rest_bodies: bool = False) -> None:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
-        read timeout too, so the client would give up just as the server answers."""
+        read timeout too, so the client would give up just as the server answers. ``rest_bodies``:
+        the client talks REST to a server, so requests may skip qdrant-client's models."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout
         self.ordering = qm.WriteOrdering(ordering)  # weak, medium, strong: Qdrant's, for replicated collections
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
+        # a REST server: id-addressed requests go as JSON built from the ops (connector/qdrant/rest_wire.py)
+        self.rest_bodies = rest_bodies
 
     async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
                     shard_key: Selector | None = None) -> ApplyResult:
@@ -163,16 +167,18 @@ class BatchApplier:
         too after the wait: Qdrant takes the tokens op by op and refuses at the first op it
         cannot pay, after applying the ones before, so re-sending the whole request would spend
         the refilled tokens on that prefix again, every time."""
-        operations = [operation for op in request for operation in to_requests(op, shard_key)]
         points = sum(point_count(op) for op in request)
+        body = rest_batch_body(request, shard_key) if self.rest_bodies else None
+        send: SendUpdate
+        if body is not None:
+            send = partial(send_rest_batch, self.qdrant.client, collection, body, self.ordering)
+        else:
+            operations = [operation for op in request for operation in to_requests(op, shard_key)]
+            send = partial(self.qdrant.client.batch_update_points, collection, operations, wait=True,
+                           ordering=self.ordering)
         try:
-            await self.qdrant.call(
-                f"batch_update_points({collection}, {len(operations)} ops)",
-                ConfirmedUpdate(partial(self.qdrant.client.batch_update_points, collection, operations, wait=True,
-                                        ordering=self.ordering),
-                                self.wait_timeout),
-                raise_rate_limit=points > 1,
-            )
+            await self.qdrant.call(f"batch_update_points({collection}, {len(request)} ops)",
+                                   ConfirmedUpdate(send, self.wait_timeout), raise_rate_limit=points > 1)
             return
         except (RequestTooLarge, RateLimited) as exc:
             parts = _halves(request)

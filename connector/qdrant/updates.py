@@ -17,14 +17,15 @@ The re-sent copy waits as long as the server's own limit allows, not the configu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector import metrics
 from connector.errors import UpdateNotApplied
 
-__all__ = ["ConfirmedUpdate", "unapplied_statuses"]
+__all__ = ["ConfirmedUpdate", "SendUpdate", "send_rest_batch", "unapplied_statuses"]
 
 
 def unapplied_statuses(results: Sequence[qm.UpdateResult]) -> list[str]:
@@ -62,3 +63,22 @@ class ConfirmedUpdate:
                 f"Qdrant queued the batch without applying it (status {', '.join(sorted(set(unapplied)))}); "
                 "sending it again to wait for it"
             )
+
+
+async def send_rest_batch(client: AsyncQdrantClient, collection: str, body: bytes, ordering: qm.WriteOrdering, *,
+                          timeout: int | None) -> list[qm.UpdateResult]:
+    """``POST /collections/{collection}/points/batch?wait=true`` with a body already encoded
+    (connector/qdrant/rest_wire.py), through the client's own REST session (its address, API key,
+    TLS, timeouts and the answer's errors are the client's); the same request and answer as
+    ``client.batch_update_points`` over REST."""
+    params = {"wait": "true", "ordering": str(ordering)}
+    if timeout is not None:
+        params["timeout"] = str(timeout)
+    api: Any = client.http.points_api.api_client  # the async client's (typed as the sync one's)
+    answer: qm.InlineResponse20018 = await api.request(
+        type_=qm.InlineResponse20018, method="POST", url="/collections/{collection_name}/points/batch",
+        path_params={"collection_name": collection}, params=params, headers={"Content-Type": "application/json"},
+        content=body)
+    if answer.result is None:  # never seen: an answer without results cannot say the update was applied
+        raise UpdateNotApplied("Qdrant answered a batch update without its results")
+    return answer.result
