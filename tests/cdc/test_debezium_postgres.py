@@ -132,7 +132,9 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
     client.close()
     dbz = DebeziumConnect(pg, kafka.bootstrap, ["public.products"], prefix=prefix, folder=tmp_path / "debezium")
     dbz.start()
-    worker = Worker(stack)
+    failpoints = tmp_path / "failpoints"
+    failpoints.mkdir()
+    worker = Worker(stack, env={"QCC_FAILPOINTS_DIR": str(failpoints)})
     try:
         # the snapshot and the marker row: every text embedded once
         await until_caught_up(pg, stack, topic, marker=1000)
@@ -154,22 +156,29 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
         dbz.stop()
         pg.sql("UPDATE products SET description = 'while Debezium was down ' || id WHERE id BETWEEN 41 AND 45;")
         dbz.start()
-        # the worker SIGKILLed while it applies a stream of changes (once it confirmed the first
-        # window of them); the next one replays what was not committed
+        # the worker SIGKILLed mid-stream: once it confirmed a window of new rows, its batch
+        # requests are held (the hold-apply failpoint), the rows are rewritten, and it is killed
+        # with those changes in hand; the next worker replays what was not committed
         before = await end_offsets(kafka.bootstrap, topic)
-        pg.sql(insert(100, 200) + "UPDATE products SET description = 'again ' || id WHERE id >= 100;")
+        pg.sql(insert(100, 200))
 
         def confirmed_some(verifications: list[dict[str, Any]]) -> bool:
             return any(v["topic"] == topic and r["last_offset"] >= before.get(r["partition"], 0)
                        for v in verifications for r in v["ranges"])
 
         await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=confirmed_some)
+        (failpoints / "hold-apply").touch()
+        rewritten = await end_offsets(kafka.bootstrap, topic)
+        pg.sql("UPDATE products SET description = 'again ' || id WHERE id >= 100;")
+        await worker.wait_for_line("failpoint hold-apply: holding")
         worker.kill()
-        # mid-stream: the killed worker had not confirmed the whole phase (else this tests no replay)
+        (failpoints / "hold-apply").unlink()
+        # nothing written after the hold was confirmed (else this would test no replay)
         after = await end_offsets(kafka.bootstrap, topic)
+        assert sum(after.values()) > sum(rewritten.values())
         so_far = await read_topic(kafka.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], timeout=3)
         trail = covered_offsets([v for v in so_far if v["topic"] == topic])
-        assert any(not set(range(end)) <= trail.get(p, set()) for p, end in after.items())
+        assert not any(set(range(rewritten[p], end)) & trail.get(p, set()) for p, end in after.items())
         worker = Worker(stack)
         verifications = await until_caught_up(pg, stack, topic, marker=1003)
     finally:
