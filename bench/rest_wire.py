@@ -1,0 +1,106 @@
+"""The REST fast path (connector/qdrant/rest_wire.py) beside qdrant-client's models, side by side.
+
+    .venv/bin/python -m bench.rest_wire [--windows 20] [--repeats 3]
+
+The window processor of the worker, in this process, on a real Qdrant server over REST (no
+Kafka: the peer section's end-to-end numbers carry that), with every guarantee on (existence
+read where the plan needs it, ``wait=true``, read-back). The same windows go once with batch
+requests built as qdrant-client models and encoded by the client, and once encoded straight
+from the ops with orjson; the two alternate within each repeat, each on a fresh collection.
+Reported: events per second of processing, and the CPU of this process per event (the server's
+CPU is not in it), median (min, max) over the repeats, and fast / models per repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from qdrant_client import models as qm
+
+from bench import peer
+from bench.common import create_kv
+from bench.patches import workload
+from bench.profile import upsert_events
+from connector.dev.qdrant_server import QdrantServer
+from connector.embedding.embedder import Embedder
+from connector.qdrant.client import make_client
+from connector.qdrant.retrying import RetryingClient
+from connector.settings import Settings
+from connector.stream.window import Record, WindowProcessor
+
+WINDOW = 500
+KINDS = ("upserts", "distinct", "mixed")
+
+
+async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, fast: bool) -> tuple[float, float]:
+    """Events per second and CPU µs per event of processing ``windows`` windows of ``kind``."""
+    settings = Settings(qdrant_url=server.url, data_dir=folder, window_max_events=WINDOW, http_port=0)
+    client = make_client(settings)
+    for existing in (await client.get_collections()).collections:
+        await client.delete_collection(existing.name)
+    if kind == "upserts":
+        await client.create_collection(peer.COLLECTION, vectors_config=qm.VectorParams(
+            size=peer.DIMENSIONS, distance=qm.Distance.COSINE))
+        events = upsert_events(windows * WINDOW, 2000)
+    else:
+        await create_kv(client, 2000)
+        events = workload(kind, windows * WINDOW, 2000)
+    embedder = Embedder(settings)  # never called: these windows carry their vectors
+    processor = WindowProcessor(settings, client, RetryingClient(client), embedder, "patch")
+    processor.applier.rest_bodies = fast
+    records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
+    await processor.process(records[:WINDOW])  # warm: schema cache, connections
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(WINDOW, len(records), WINDOW):
+        result = await processor.process(records[i : i + WINDOW])
+        assert all(v.verification.status == "verified" for v in result.verifications), kind
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await client.close()
+    embedder.close()
+    n = len(records) - WINDOW
+    return n / wall, cpu / n * 1e6
+
+
+async def measure(windows: int, repeats: int) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"models": [], "fast": []} for k in KINDS}
+    with QdrantServer() as server, tempfile.TemporaryDirectory(prefix="qcc-rest-wire-") as tmp:
+        for repeat in range(repeats):
+            for kind in KINDS:
+                order = (False, True) if repeat % 2 == 0 else (True, False)
+                for fast in order:
+                    run = await one_run(server, Path(tmp), kind, windows, fast)
+                    out[kind]["fast" if fast else "models"].append(run)
+                    print(f"  {kind} {'fast' if fast else 'models'}: {run[0]:.0f} events/s, "
+                          f"{run[1]:.0f} µs CPU per event", flush=True)
+    return out
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    runs = asyncio.run(measure(args.windows, args.repeats))
+    print(f"{args.windows} windows of {WINDOW} a run, {args.repeats} repeats, REST; median (min–max)")
+    print("| workload | events/s: models | fast | fast / models | CPU µs per event: models | fast | fast / models |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind, sides in runs.items():
+        models, fast = sides["models"], sides["fast"]
+        rate = [f[0] / m[0] for m, f in zip(models, fast, strict=True)]
+        cpu = [f[1] / m[1] for m, f in zip(models, fast, strict=True)]
+        print(f"| {kind} | {spread([m[0] for m in models])} | {spread([f[0] for f in fast])} | {spread(rate, 2)}× "
+              f"| {spread([m[1] for m in models])} | {spread([f[1] for f in fast])} | {spread(cpu, 2)}× |")
+
+
+if __name__ == "__main__":
+    main()
