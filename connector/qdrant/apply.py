@@ -125,8 +125,9 @@ class BatchApplier:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
-        read timeout too, so the client would give up just as the server answers. ``rest_bodies``:
-        the client talks REST to a server, so requests may skip qdrant-client's models."""
+        read timeout too, so the client would give up just as the server answers (the fast path below
+        does not; filter ops still take the client's call). ``rest_bodies``: the client talks REST to
+        a server, so id-addressed requests may skip qdrant-client's models."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout

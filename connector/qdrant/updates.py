@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
@@ -71,14 +72,14 @@ async def send_rest_batch(client: AsyncQdrantClient, collection: str, body: byte
     (connector/qdrant/rest_wire.py), through the client's own REST session (its address, API key,
     TLS, timeouts and the answer's errors are the client's); the same request and answer as
     ``client.batch_update_points`` over REST."""
-    params = {"wait": "true", "ordering": str(ordering)}
-    if timeout is not None:
-        params["timeout"] = str(timeout)
+    # The query is written into the address, not passed as ``params``: the client would make a
+    # ``timeout`` there its HTTP timeout too, giving up just as the server answers (at 0, at once),
+    # and httpx would drop a query in the address for ``params``.
+    query = urlencode({"wait": "true", "ordering": str(ordering)} | ({} if timeout is None else {"timeout": timeout}))
     api: Any = client.http.points_api.api_client  # the async client's (typed as the sync one's)
     answer: qm.InlineResponse20018 = await api.request(
-        type_=qm.InlineResponse20018, method="POST", url="/collections/{collection_name}/points/batch",
-        path_params={"collection_name": collection}, params=params, headers={"Content-Type": "application/json"},
-        content=body)
+        type_=qm.InlineResponse20018, method="POST", url=f"/collections/{{collection_name}}/points/batch?{query}",
+        path_params={"collection_name": collection}, headers={"Content-Type": "application/json"}, content=body)
     if answer.result is None:  # never seen: an answer without results cannot say the update was applied
         raise UpdateNotApplied("Qdrant answered a batch update without its results")
     return answer.result
