@@ -23,7 +23,7 @@ from bench.common import Context, QdrantTarget, TargetName, create_kv
 from bench.patches import workload
 from bench.reembed import texts
 from connector.embedding.embedder import Embedder
-from connector.qdrant import RetryingClient, make_client
+from connector.qdrant import make_client, make_retrying
 from connector.settings import Settings
 from connector.stream.window import Record, WindowProcessor
 
@@ -109,7 +109,7 @@ async def profile_windows(ctx: Context, target: QdrantTarget, kind: str, windows
     embedder = Embedder(settings)
     embedder.warm_up()
     processor = WindowProcessor(
-        settings, client, RetryingClient(client), embedder, "reembed" if kind == "reembed" else "patch"
+        settings, client, make_retrying(settings, client), embedder, "reembed" if kind == "reembed" else "patch"
     )
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:window])  # warm: schema cache, model

@@ -1,12 +1,14 @@
-"""The REST fast path (connector/qdrant/rest_wire.py) beside qdrant-client's models, side by side.
+"""The REST fast path (requests and reads without qdrant-client's models) beside the models, side by side.
 
     .venv/bin/python -m bench.rest_wire [--windows 20] [--repeats 3]
 
 The window processor of the worker, in this process, on a real Qdrant server over REST (no
 Kafka: the peer section's end-to-end numbers carry that), with every guarantee on (existence
-read where the plan needs it, ``wait=true``, read-back). The same windows go once with batch
-requests built as qdrant-client models and encoded by the client, and once encoded straight
-from the ops with orjson; the two alternate within each repeat, each on a fresh collection.
+read where the plan needs it, ``wait=true``, read-back). The same windows go once through
+qdrant-client's models (batch requests built as models and encoded by the client, reads decoded
+into models), and once the worker's way over REST: requests encoded straight from the ops with
+orjson (connector/qdrant/rest_wire.py), reads taken from the answer's JSON
+(connector/qdrant/reads.py); the two alternate within each repeat, each on a fresh collection.
 Reported: events per second of processing, and the CPU of this process per event (the server's
 CPU is not in it), median (min, max) over the repeats, and fast / models per repeat.
 """
@@ -29,8 +31,7 @@ from bench.patches import workload
 from bench.profile import upsert_events
 from connector.dev.qdrant_server import QdrantServer
 from connector.embedding.embedder import Embedder
-from connector.qdrant.client import make_client
-from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.client import make_client, make_retrying
 from connector.settings import Settings
 from connector.stream.window import Record, WindowProcessor
 
@@ -52,8 +53,10 @@ async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, f
         await create_kv(client, 2000)
         events = workload(kind, windows * WINDOW, 2000)
     embedder = Embedder(settings)  # never called: these windows carry their vectors
-    processor = WindowProcessor(settings, client, RetryingClient(client), embedder, "patch")
-    processor.applier.rest_bodies = fast
+    # the worker's client and retry policy; ``rest`` off sends and reads through qdrant-client's models
+    qdrant = make_retrying(settings, client)
+    qdrant.rest = fast
+    processor = WindowProcessor(settings, client, qdrant, embedder, "patch")
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:WINDOW])  # warm: schema cache, connections
     wall, cpu = time.perf_counter(), time.process_time()

@@ -58,22 +58,36 @@ def expected_state(before: State, ops: list[Op]) -> State:
     return state
 
 
+def _state_vectors(raw: Any) -> dict[str, Vector]:
+    """A record's vectors as connector state: dense as tuples, sparse as Sparse (a model, or its
+    REST JSON ``{"indices": [...], "values": [...]}``); multivectors are not compared."""
+    vectors: dict[str, Vector] = {}
+    if isinstance(raw, list):
+        vectors[DEFAULT_VECTOR] = tuple(raw)
+    elif isinstance(raw, dict):
+        for name, value in raw.items():
+            if isinstance(value, qm.SparseVector):
+                vectors[name] = Sparse(tuple(value.indices), tuple(value.values))
+            elif isinstance(value, dict):
+                vectors[name] = Sparse(tuple(value["indices"]), tuple(value["values"]))
+            elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
+                vectors[name] = tuple(value)
+    return vectors
+
+
 def state_from_records(records: Iterable[qm.Record]) -> State:
     """Qdrant records as connector state (ids normalised, vectors as tuples/Sparse)."""
-    state: State = {}
-    for record in records:
-        vectors: dict[str, Vector] = {}
-        raw: Any = record.vector
-        if isinstance(raw, list):
-            vectors[DEFAULT_VECTOR] = tuple(raw)
-        elif isinstance(raw, dict):
-            for name, value in raw.items():
-                if isinstance(value, qm.SparseVector):
-                    vectors[name] = Sparse(tuple(value.indices), tuple(value.values))
-                elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
-                    vectors[name] = tuple(value)
-        state[normalize_id(record.id)] = PointState(payload=dict(record.payload or {}), vectors=vectors)
-    return state
+    return {normalize_id(record.id): PointState(payload=dict(record.payload or {}),
+                                                vectors=_state_vectors(record.vector))
+            for record in records}
+
+
+def state_from_json(records: Iterable[Mapping[str, Any]]) -> State:
+    """The same from the REST JSON of the records (``result`` of ``POST /collections/{name}/points``),
+    without building qdrant-client's models (connector/qdrant/reads.py, ``retrieve_json_chunked``)."""
+    return {normalize_id(record["id"]): PointState(payload=dict(record.get("payload") or {}),
+                                                   vectors=_state_vectors(record.get("vector")))
+            for record in records}
 
 
 def _dense_equal(expected: tuple[float, ...], actual: tuple[float, ...], cosine: bool) -> bool:

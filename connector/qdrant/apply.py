@@ -121,20 +121,18 @@ class BatchApplier:
     """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
 
     def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024,
-                 wait_timeout: int | None = None, ordering: str = "weak", *, rest_bodies: bool = False) -> None:
+                 wait_timeout: int | None = None, ordering: str = "weak") -> None:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
-        read timeout too, so the client would give up just as the server answers (the fast path below
-        does not; filter ops still take the client's call). ``rest_bodies``: the client talks REST to
-        a server, so id-addressed requests may skip qdrant-client's models."""
+        read timeout too, so the client would give up just as the server answers (the REST fast path
+        does not; filter ops still take the client's call). When ``qdrant`` talks REST to a server,
+        id-addressed requests skip qdrant-client's models (connector/qdrant/rest_wire.py)."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout
         self.ordering = qm.WriteOrdering(ordering)  # weak, medium, strong: Qdrant's, for replicated collections
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
-        # a REST server: id-addressed requests go as JSON built from the ops (connector/qdrant/rest_wire.py)
-        self.rest_bodies = rest_bodies
 
     async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
                     shard_key: Selector | None = None) -> ApplyResult:
@@ -169,7 +167,7 @@ class BatchApplier:
         cannot pay, after applying the ones before, so re-sending the whole request would spend
         the refilled tokens on that prefix again, every time."""
         points = sum(point_count(op) for op in request)
-        body = rest_batch_body(request, shard_key) if self.rest_bodies else None
+        body = rest_batch_body(request, shard_key) if self.qdrant.rest else None
         send: SendUpdate
         if body is not None:
             send = partial(send_rest_batch, self.qdrant.client, collection, body, self.ordering)

@@ -20,10 +20,11 @@ from connector.domain.changes import ShardKeyWithFallback
 from connector.domain.operations import DEFAULT_VECTOR, Op, Sparse, Vector
 from connector.domain.sharding import Selector
 
-__all__ = ["rest_batch_body", "rest_operations"]
+__all__ = ["rest_batch_body", "rest_operations", "shard_key_json"]
 
 
-def _selector(selector: Selector | None) -> Any:
+def shard_key_json(selector: Selector | None) -> Any:
+    """A batch's shard key selector as Qdrant's REST API takes it (None: none)."""
     if isinstance(selector, ShardKeyWithFallback):
         return {"target": selector.target, "fallback": selector.fallback}
     return selector
@@ -77,7 +78,7 @@ def rest_operations(op: Op, shard_key: Selector | None = None) -> list[dict[str,
     None for a filter-addressed op (the model path)."""
     if op.filter is not None:
         return None
-    shard = _selector(shard_key)
+    shard = shard_key_json(shard_key)
     nulls = [k for k, v in (op.payload or {}).items() if v is None] if op.kind == "set_payload" else []
     if not nulls:
         return [_operation(op, shard)]

@@ -62,6 +62,7 @@ class RetryingClient:
         on_retry: Callable[[str, TransientError], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
         read_consistency: qm.ReadConsistency | None = None,
+        rest: bool = False,
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``stopping`` says the worker is shutting down, which ends a retry loop (the
@@ -74,6 +75,9 @@ class RetryingClient:
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
         self.read_consistency = read_consistency  # replicas that answer a read (connector/qdrant/reads.py)
+        # the client talks REST to a server: batches and read-backs may skip qdrant-client's models
+        # (connector/qdrant/rest_wire.py, reads.retrieve_json_chunked)
+        self.rest = rest
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the

@@ -13,10 +13,12 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from connector.dev.qdrant_server import QdrantServer
+from connector.errors import CollectionMissing
 from connector.qdrant import client as connector_client
-from connector.qdrant import make_client
+from connector.qdrant import make_client, make_retrying
 from connector.qdrant.errors import classify
 from connector.settings import Settings
+from connector.stream.window.readback import read_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
@@ -104,3 +106,37 @@ async def test_answers_come_uncompressed_unless_asked(qdrant_server: QdrantServe
     finally:
         await client.close()
     assert encodings == (["gzip"] if compression else [None])
+
+
+async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdrant_server: QdrantServer) -> None:
+    """The worker reads points before and after a window from the REST answer's JSON
+    (connector/qdrant/reads.py, ``retrieve_json_chunked``): the same state as the models make, for
+    every kind of vector, payloads asked whole or by key, a missing point and a missing collection."""
+    _, plain = clients
+    await plain.create_collection(
+        "decoding",
+        vectors_config={"dense": qm.VectorParams(size=2, distance=qm.Distance.COSINE),
+                        "raw": qm.VectorParams(size=3, distance=qm.Distance.EUCLID)},
+        sparse_vectors_config={"sparse": qm.SparseVectorParams()},
+    )
+    await plain.upsert("decoding", [
+        qm.PointStruct(id=i, payload=payload, vector={"dense": [0.6, -0.8], "raw": [1e30, -3.5, float(i)],
+                                                      "sparse": qm.SparseVector(indices=[9, 2], values=[0.5, -2.25])})
+        for i, payload in enumerate(PAYLOADS)
+    ] + [qm.PointStruct(id="3f2f8c6e-0c5b-4e3a-9a55-1f3b7d0e2a10", payload={"n": 1}, vector={"raw": [1, 2, 3]})],
+        wait=True)
+    qdrant = make_retrying(Settings(qdrant_url=qdrant_server.url, qdrant_prefer_grpc=False))
+    assert qdrant.rest
+    ids: list[Any] = [0, 1, 2, 99, "3f2f8c6e-0c5b-4e3a-9a55-1f3b7d0e2a10"]
+    try:
+        for payload, vectors in ((True, True), (["text", "n"], ["sparse", "raw"]), (False, False), (True, ["dense"])):
+            from_json = await read_state(qdrant, "decoding", ids, payload=payload, vectors=vectors)
+            qdrant.rest = False
+            through_models = await read_state(qdrant, "decoding", ids, payload=payload, vectors=vectors)
+            qdrant.rest = True
+            assert from_json == through_models, (payload, vectors)
+            assert len(from_json) == 4
+        with pytest.raises(CollectionMissing):
+            await read_state(qdrant, "no-such-collection", [1], payload=True)
+    finally:
+        await qdrant.client.close()

@@ -65,8 +65,8 @@ def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> BatchAp
     config = settings_for(target, **settings)
     qdrant = make_retrying(config)
     qdrant._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
-    # over REST the worker's applier encodes requests itself (connector/qdrant/rest_wire.py): so here
-    return BatchApplier(qdrant, config.qdrant_max_request_bytes, rest_bodies=target.name == "rest")
+    assert qdrant.rest == (target.name == "rest")  # over REST the applier encodes requests itself, as the worker's
+    return BatchApplier(qdrant, config.qdrant_max_request_bytes)
 
 
 @pytest.fixture(scope="module")

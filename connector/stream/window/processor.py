@@ -80,8 +80,7 @@ class WindowProcessor:
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
         ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
-        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering,
-                                    rest_bodies=settings.qdrant_url is not None and not settings.qdrant_prefer_grpc)
+        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering)
         self.catalog = catalog or CollectionCatalog(qdrant)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
         self.retarget = retarget

@@ -15,11 +15,12 @@ from connector.domain.verifier import (
     compare,
     expected_state,
     resolve_filters,
+    state_from_json,
     state_from_records,
     touched_vectors,
     vectors_to_read,
 )
-from connector.qdrant.reads import retrieve_chunked
+from connector.qdrant.reads import retrieve_chunked, retrieve_json_chunked
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
 
@@ -30,6 +31,9 @@ async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey
                      payload: bool | list[str], vectors: bool | list[str] = False,
                      shard_key: Selector | None = None) -> State:
     """The existing points among ``ids`` (in the batch's shards), as the verifier models them."""
+    if qdrant.rest:  # straight from the answer's JSON: no qdrant-client models of 500 points a window
+        return state_from_json(await retrieve_json_chunked(qdrant, collection, ids, with_payload=payload,
+                                                           with_vectors=vectors, shard_key=shard_key))
     records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors,
                                      shard_key=shard_key)
     return state_from_records(records)
