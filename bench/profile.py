@@ -83,6 +83,17 @@ def upsert_events(n: int, points: int) -> list[dict[str, Any]]:
             for i, vector in enumerate(peer.vectors(n))]
 
 
+async def vector_workload(client: AsyncQdrantClient, kind: str, n: int) -> list[dict[str, Any]]:
+    """``n`` events of ``kind`` (upserts, or a patch workload of bench/patches.py) that carry their
+    vectors, on 2,000 points of the collection made for them here."""
+    if kind == "upserts":
+        await client.create_collection(peer.COLLECTION, vectors_config=qm.VectorParams(
+            size=peer.DIMENSIONS, distance=qm.Distance.COSINE))
+        return upsert_events(n, 2000)
+    await create_kv(client, 2000)
+    return workload(kind, n, 2000)
+
+
 async def profile_windows(ctx: Context, target: QdrantTarget, kind: str, windows: int, window: int) -> dict[str, Any]:
     server = target.server
     settings = ctx.settings(
@@ -99,13 +110,8 @@ async def profile_windows(ctx: Context, target: QdrantTarget, kind: str, windows
         )
         events = [{"schema_version": 1, "kind": "reembed", "collection": "docs", "vector_name": "dense",
                    "points": [{"id": i % window, "text": t}]} for i, t in enumerate(texts(windows * window))]
-    elif kind == "upserts":
-        await client.create_collection(peer.COLLECTION, vectors_config=qm.VectorParams(
-            size=peer.DIMENSIONS, distance=qm.Distance.COSINE))
-        events = upsert_events(windows * window, 2000)
     else:
-        await create_kv(client, 2000)
-        events = workload(kind, windows * window, 2000)
+        events = await vector_workload(client, kind, windows * window)
     embedder = Embedder(settings)
     embedder.warm_up()
     processor = WindowProcessor(

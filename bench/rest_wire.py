@@ -23,12 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qdrant_client import models as qm
-
-from bench import peer
-from bench.common import create_kv
-from bench.patches import workload
-from bench.profile import upsert_events
+from bench.profile import vector_workload
 from connector.dev.qdrant_server import QdrantServer
 from connector.embedding.embedder import Embedder
 from connector.qdrant.client import make_client, make_retrying
@@ -45,13 +40,7 @@ async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, f
     client = make_client(settings)
     for existing in (await client.get_collections()).collections:
         await client.delete_collection(existing.name)
-    if kind == "upserts":
-        await client.create_collection(peer.COLLECTION, vectors_config=qm.VectorParams(
-            size=peer.DIMENSIONS, distance=qm.Distance.COSINE))
-        events = upsert_events(windows * WINDOW, 2000)
-    else:
-        await create_kv(client, 2000)
-        events = workload(kind, windows * WINDOW, 2000)
+    events = await vector_workload(client, kind, windows * WINDOW)
     embedder = Embedder(settings)  # never called: these windows carry their vectors
     # the worker's client and retry policy; ``rest`` off sends and reads through qdrant-client's models
     qdrant = make_retrying(settings, client)
