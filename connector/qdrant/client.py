@@ -89,7 +89,7 @@ def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
         timeout=settings.qdrant_timeout_seconds if settings.qdrant_url else None,
         failpoints=failpoints,
         read_consistency=read_consistency(settings),
-        rest=settings.qdrant_url is not None and not settings.qdrant_prefer_grpc,
+        rest=bool(settings.qdrant_url) and not settings.qdrant_prefer_grpc,  # "" is local mode, as above
     )
 
 

@@ -111,7 +111,7 @@ async def test_answers_come_uncompressed_unless_asked(qdrant_server: QdrantServe
 async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdrant_server: QdrantServer) -> None:
     """The worker reads points before and after a window from the REST answer's JSON
     (connector/qdrant/reads.py, ``retrieve_json_chunked``): the same state as the models make, for
-    every kind of vector, payloads asked whole or by key, a missing point and a missing collection."""
+    named dense and sparse vectors, payloads asked whole or by key, a missing point and a missing collection."""
     _, plain = clients
     await plain.create_collection(
         "decoding",
