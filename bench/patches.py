@@ -62,10 +62,12 @@ def _key(event: dict[str, Any]) -> bytes:
     return f"kv/{ids[0]}".encode()
 
 
-async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int) -> float:
+async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int,
+                        **overrides: Any) -> float:
+    """Events per second of the connector in this process; ``overrides``: settings."""
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
-    settings = ctx.settings("patches", window_max_events=WINDOW)
+    settings = ctx.settings("patches", window_max_events=WINDOW, **overrides)
     try:
         async with (
             InProcessConnector(settings, client),

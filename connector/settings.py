@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # Windows
     window_max_events: int = Field(500, ge=1, le=100_000, description="A window closes at this many events ...")
     window_max_wait_seconds: float = Field(0.5, gt=0, description="... or after this long, whichever comes first")
+    windows_in_flight: int = Field(
+        2, ge=1, le=8, description="Windows applied at the same time when they write no common point and "
+        "address none by a filter (published and committed in order); 1: one after another",
+    )
 
     # Qdrant
     qdrant_url: str | None = Field(

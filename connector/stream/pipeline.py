@@ -6,9 +6,17 @@ for the next window, which with a runner is before the window is applied. So the
 one more reference on each message (Faust's own reference count) before it hands the window
 over; the runner drops it after the window is applied and its verification events, dead
 letters and re-checks are published (``send_and_wait``). Only then does Faust see the message
-acknowledged and commit it. Windows are applied one after another, in order, so per-key order
-and the read-back of each window hold as before; what overlaps is the CPU of the next window
-(Faust's delivery, JSON, the event models) with the current one's waits on Qdrant and Kafka.
+acknowledged and commit it.
+
+Windows in flight. A window that writes no point of the windows still in flight, and addresses
+none by a filter, starts while they are applied and read back (connector/stream/window/footprint.py:
+independent windows cannot see each other's writes, so each one's read-back still checks
+exactly what it did); any other window waits for the ones it shares a point with. At most
+``QCC_WINDOWS_IN_FLIGHT`` are in flight, and each is published and confirmed only after the
+one before it, so verification events and commits keep the order of the windows, and per-key
+order holds (two windows on one point never overlap). What overlaps is the next window's CPU
+(Faust's delivery, JSON, the event models) and its requests with the current one's waits on
+Qdrant and Kafka.
 
 Partitions revoked while the worker stops. Faust waits for unacknowledged events when a
 rebalance revokes partitions, but not once the app is stopping: then it closes the consumer
@@ -21,7 +29,8 @@ until none is before it lets the partitions go (app.py).
 A window that is cancelled midway (shutdown) or gives up waiting at shutdown
 (``WindowAbandoned``) is *abandoned*: its messages are marked so that Faust never
 acknowledges them, nothing of it is committed, and the next owner replays it. From then on
-every later window is abandoned too (:func:`abandon` says why). Any other failure exits the
+every later window is abandoned too, one already applied included (:func:`abandon` says
+why; replayed after the earlier one, it ends in the same state, as any replay). Any other failure exits the
 process: code 74 when local mode cannot write its storage, 70 for anything else.
 """
 
@@ -46,6 +55,7 @@ from connector.kafka.publishing import dead_letter_message, verification_value
 from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, WINDOWS_QUEUED, observe_window
 from connector.settings import Settings
 from connector.stream.window import Record, WindowProcessor, WindowResult
+from connector.stream.window.footprint import Footprint, footprint, independent
 from connector.stream.window.items import Item
 
 __all__ = ["EXIT_BUG", "EXIT_STORAGE", "RECHECK_HEADER", "WindowsInHand", "abandon", "publish", "run_windows"]
@@ -167,15 +177,29 @@ async def publish(app: faust.App, settings: Settings, result: WindowResult) -> N
         )
 
 
+@dataclass
+class Flight:
+    """A window started by the runner: the points it writes (None: unknown) and its task."""
+
+    points: Footprint | None
+    task: asyncio.Future[None]
+
+
 class Runner:
-    """Applies the windows the agent hands over, in order, one at a time (see the module docstring)."""
+    """Applies the windows the agent hands over: independent ones at the same time, each one
+    published and confirmed after the one before it (see the module docstring)."""
 
     def __init__(self, app: faust.App, settings: Settings, processor: WindowProcessor, in_hand: WindowsInHand,
                  stopping: Callable[[], bool], crash_after_confirm: Callable[[], None]) -> None:
         self.app, self.settings, self.processor, self.in_hand = app, settings, processor, in_hand
         self.stopping, self.crash_after_confirm = stopping, crash_after_confirm
         self.queue: asyncio.Queue[Window] = asyncio.Queue(maxsize=1)
+        self.in_flight: list[Flight] = []  # windows started and not yet ended, oldest first
         self.abandoning = False  # set by the first window abandoned: every later one is too
+
+    def earlier_abandoned(self) -> bool:
+        """Whether a window was abandoned (a method: the flag changes while a window awaits)."""
+        return self.abandoning
 
     def abandon(self, window: Sequence[EventT[Any]], why: str) -> None:
         self.abandoning = True
@@ -183,19 +207,50 @@ class Runner:
         log.warning("window of %d events abandoned (%s); it will be replayed", len(window), why)
 
     async def run(self) -> None:
+        try:
+            while True:
+                window = await self.queue.get()
+                self.in_hand.begin()  # before any await: a revocation at shutdown sees it from here on
+                WINDOWS_QUEUED.labels(window.events[0].message.topic).set(self.queue.qsize())
+                points = footprint(window.parsed)
+                try:
+                    await self._room_for(points)
+                except asyncio.CancelledError:
+                    self._ended()
+                    self.abandon(window.events, "the agent stopped")
+                    raise
+                before = self.in_flight[-1].task if self.in_flight else None
+                self.in_flight.append(Flight(points, asyncio.ensure_future(self._flight(window, before))))
+        except asyncio.CancelledError:  # the agent stops: the windows in flight and those queued are replayed
+            flights, self.in_flight = self.in_flight, []
+            for flight in flights:
+                flight.task.cancel()
+            await asyncio.gather(*(flight.task for flight in flights), return_exceptions=True)
+            self.drain("the agent stopped")
+            raise
+
+    async def _room_for(self, points: Footprint | None) -> None:
+        """Wait until a window that writes ``points`` may start: every window in flight that it
+        is not independent of has ended (they end in order), and fewer than the limit remain."""
         while True:
-            window = await self.queue.get()
-            self.in_hand.begin()  # before any await: a revocation at shutdown sees it from here on
-            WINDOWS_QUEUED.labels(window.events[0].message.topic).set(self.queue.qsize())
-            try:
-                await self._one(window)
-            except asyncio.CancelledError:  # the agent stops: this window and those queued are replayed
-                self.abandon(window.events, "the agent stopped")
-                self.drain("the agent stopped")
-                raise
-            finally:
-                self.in_hand.end()
-                self.queue.task_done()
+            self.in_flight = [flight for flight in self.in_flight if not flight.task.done()]
+            conflicting = [flight for flight in self.in_flight if not independent(flight.points, points)]
+            if not conflicting and len(self.in_flight) < self.settings.windows_in_flight:
+                return
+            await asyncio.wait({(conflicting or self.in_flight)[-1 if conflicting else 0].task})
+
+    async def _flight(self, window: Window, before: asyncio.Future[None] | None) -> None:
+        try:
+            await self._one(window, before)
+        except asyncio.CancelledError:
+            self.abandon(window.events, "the agent stopped")
+            raise
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        self.in_hand.end()
+        self.queue.task_done()
 
     def drain(self, why: str) -> None:
         """Abandon every window still queued."""
@@ -227,13 +282,20 @@ class Runner:
         except (KafkaError, ConsumerStoppedError, ConsumerNotStarted) as exc:
             log.warning("commit after a window failed (%r); the periodic commit retries it", exc)
 
-    async def _one(self, window: Window) -> None:
+    async def _one(self, window: Window, before: asyncio.Future[None] | None) -> None:
+        """Apply a window (while ``before``, the window started before it, may still be in flight),
+        then, once ``before`` has ended, publish and confirm it."""
         events = window.events
         if self.abandoning or self.stopping():  # buffered before shutdown: the next owner replays it
             self.abandon(events, "not started at shutdown")
             return
         try:
             result = await self.processor.process_quarantining(window.records, window.parsed)
+            if before is not None:
+                await asyncio.wait({before})  # confirmed in order; its outcome is in self.abandoning
+            if self.earlier_abandoned():  # an earlier window will be replayed: so is this one, after it
+                self.abandon(events, "an earlier window was abandoned")
+                return
             await publish(self.app, self.settings, result)
             self.crash_after_confirm()
         except WindowAbandoned as given_up:  # it waited (Qdrant retries, the patch watermark) at shutdown

@@ -17,7 +17,7 @@ from connector.domain.operations import Op
 from connector.domain.records import ErrorInfo, VerificationOutcome
 from connector.settings import Settings
 from connector.stream.window.embedding import operations_for
-from connector.stream.window.items import Item, Record, WindowResult
+from connector.stream.window.items import Item, Record, WindowResult, fail_together
 from connector.stream.window.parse import parse_record
 from connector.stream.window.quarantine import process_quarantining
 from connector.stream.window.report import Timings, report_batch
@@ -32,6 +32,22 @@ def record(offset: int, value: Any, partition: int = 0, topic: str = "patches") 
 
 def set_payload(pid: int, collection: str = "docs") -> dict[str, Any]:
     return {"schema_version": 1, "collection": collection, "op": "set_payload", "ids": [pid], "payload": {"v": pid}}
+
+
+# --- records of several events ------------------------------------------------------------------
+
+
+def test_the_events_of_one_record_fail_together_and_only_they() -> None:
+    """A CDC record that means two events (positions 1, 2) fails whole when one fails; the
+    records around it keep their own outcome."""
+    items = [Item(0, record(0, {})), Item(1, record(1, {})), Item(2, record(1, {}), part_of=1), Item(3, record(2, {}))]
+    fail_together(items)
+    assert [item.error for item in items] == [None] * 4
+    items[2].error = ErrorInfo(code="schema_violation", message="bad")
+    items[3].error = ErrorInfo(code="point_not_found", message="gone")
+    fail_together(items)
+    assert [item.error.code if item.error else None for item in items] == [
+        None, "schema_violation", "schema_violation", "point_not_found"]
 
 
 # --- parse ------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def fail(item: Item, code: RejectionCode, message: str) -> None:
 def fail_together(items: Sequence[Item]) -> None:
     """The events of one record apply all or none: the first failure of one fails every one, so
     the record is dead-lettered once, with that reason, and none of its events is sent."""
+    if all(item.part_of is None for item in items) or all(item.error is None for item in items):
+        return  # a record per item, or no failure: nothing to spread (called several times a window)
     by_record: dict[int, list[Item]] = {}
     for item in items:
         by_record.setdefault(item.record_position, []).append(item)

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -55,6 +56,7 @@ __all__ = ["WindowProcessor"]
 log = logging.getLogger(__name__)
 
 Report = tuple[VerificationEvent, list[DeadLetterRecord]]
+_STAGE: ContextVar[str] = ContextVar("window_stage", default="parsing")
 
 
 class WindowProcessor:
@@ -88,7 +90,16 @@ class WindowProcessor:
         self.honor_fences = honor_fences
         self.admission = Admission(settings, qdrant, self.catalog, self.failpoints)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
-        self.stage = "parsing"  # where the window being processed is (named in poison_record dead letters)
+
+    @property
+    def stage(self) -> str:
+        """Where the window being processed in this task is (named in poison_record dead letters);
+        a context variable, since independent windows are processed at the same time."""
+        return _STAGE.get()
+
+    @stage.setter
+    def stage(self, value: str) -> None:
+        _STAGE.set(value)
 
     async def process_quarantining(self, records: Sequence[Record], parsed: list[Item] | None = None) -> WindowResult:
         """:meth:`process`, with the records that break it dead-lettered (connector/stream/window/quarantine.py).
