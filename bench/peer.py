@@ -278,13 +278,14 @@ async def run_sink(ctx: Context, server: QdrantServer, backlog: Backlog, folder:
         sink.stop()
 
 
-async def run_connector(ctx: Context, target: QdrantTarget, backlog: Backlog, *, verify: bool = True) -> Timing:
+async def run_connector(ctx: Context, target: QdrantTarget, backlog: Backlog, *, verify: bool = True,
+                        **overrides: Any) -> Timing:
     """``verify=False``: the same worker with ``QCC_VERIFY_AFTER_APPLY=false`` (no read-back), to
-    measure what the read-back costs."""
+    measure what the read-back costs; ``overrides``: other settings."""
     assert target.server is not None
     folder = ctx.scratch("qdrant")
     await fresh_collection(target, folder)
-    settings = ctx.settings("peer", patch_topic=backlog.connector_topic, verify_after_apply=verify)
+    settings = ctx.settings("peer", patch_topic=backlog.connector_topic, verify_after_apply=verify, **overrides)
     await ensure_topics(settings, partitions=PARTITIONS)
     log = ctx.scratch("worker") / "worker.log"
     seen = Confirmations(ctx.bootstrap, settings.verification_topic)

@@ -108,6 +108,28 @@ async def test_answers_come_uncompressed_unless_asked(qdrant_server: QdrantServe
     assert encodings == (["gzip"] if compression else [None])
 
 
+async def test_requests_share_a_connection(qdrant_server: QdrantServer) -> None:
+    """One TCP connection for requests in a row, the server at 127.0.0.1 included (qdrant-client
+    would open one per request there: connector/qdrant/client.py, ``KEEP_ALIVE``)."""
+    assert "127.0.0.1" in qdrant_server.url or "localhost" in qdrant_server.url
+    client = make_client(Settings(qdrant_url=qdrant_server.url))
+    streams: list[Any] = []  # held, so that no two connections share an id
+
+    async def record_connection(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        streams.append(response.extensions["network_stream"])
+        return response
+
+    client.http.client.add_middleware(record_connection)
+    try:
+        for _ in range(5):
+            await client.get_collections()
+    finally:
+        await client.close()
+    assert len(streams) == 5
+    assert len({id(stream) for stream in streams}) == 1
+
+
 async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdrant_server: QdrantServer) -> None:
     """The worker reads points before and after a window from the REST answer's JSON
     (connector/qdrant/reads.py, ``retrieve_json_chunked``): the same state as the models make, for
