@@ -58,6 +58,7 @@ from connector.domain.changes import (
     ReembedEvent,
     UpdateVectorsEvent,
     UpsertEvent,
+    filter_of,
     normalize_id,
     point_ids_of,
 )
@@ -408,7 +409,7 @@ class _Tail:
                     if event is None:  # a rejection or a fence
                         self.touched[tp][item.record.offset] = []
                     else:
-                        filtered = getattr(event, "filter", None) is not None
+                        filtered = filter_of(event) is not None
                         self.touched[tp][item.record.offset] = None if filtered else point_ids_of(event)
                 if records:
                     result = await processor.process_parsed(items)

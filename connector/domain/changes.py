@@ -471,6 +471,13 @@ def normalize_id(point_id: int | UUID | str) -> int | str:
     return str(UUID(str(point_id)))
 
 
+def filter_of(event: ChangeEvent) -> dict[str, Any] | None:
+    """The Qdrant filter an event addresses its points by, if any. Not ``getattr(event, "filter",
+    None)``: on an event without the field, pydantic raises and catches an AttributeError, ~1 µs,
+    several times per event on the hot path."""
+    return event.filter if isinstance(event, (_Selected, ReembedEvent)) else None
+
+
 def point_ids_of(event: ChangeEvent) -> list[int | str]:
     """The ids an event names explicitly (none for filter-addressed events)."""
     if isinstance(event, (UpsertEvent, UpdateVectorsEvent)):

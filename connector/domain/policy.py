@@ -3,13 +3,13 @@ guard for filter-addressed operations. Pure: the caller supplies the filter's ma
 
 from __future__ import annotations
 
-from connector.domain.changes import ChangeEvent, Rejection, RejectionCode
+from connector.domain.changes import ChangeEvent, Rejection, RejectionCode, filter_of
 from connector.settings import Settings
 
 
 def operation_name(event: ChangeEvent) -> str:
     """``op`` for id-addressed events, ``op:filter`` for filter-addressed ones."""
-    return f"{event.op}:filter" if getattr(event, "filter", None) is not None else event.op
+    return f"{event.op}:filter" if filter_of(event) is not None else event.op
 
 
 def check_policy(event: ChangeEvent, topic: str, settings: Settings) -> Rejection | None:

@@ -17,6 +17,7 @@ from connector.domain.changes import (
     SparseVector,
     UpdateVectorsEvent,
     UpsertEvent,
+    filter_of,
 )
 from connector.domain.operations import DEFAULT_VECTOR, VectorKind
 from connector.domain.schema import CollectionSchema
@@ -56,7 +57,7 @@ def check_event(event: ChangeEvent, schema: CollectionSchema, allowed_models: se
     def reject(code: RejectionCode, message: str) -> Rejection:
         return Rejection(code=code, message=message, collection=event.collection, event_id=event.event_id)
 
-    flt = getattr(event, "filter", None)
+    flt = filter_of(event)
     if flt is not None:
         try:
             qm.Filter.model_validate(flt)

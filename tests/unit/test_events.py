@@ -16,6 +16,7 @@ from connector.domain.changes import (
     ReembedEvent,
     Rejection,
     SetPayloadEvent,
+    filter_of,
     parse_change,
     point_ids_of,
     tombstone_delete,
@@ -69,6 +70,26 @@ def test_a_valid_patch_keeps_collection_and_normalizes_nothing_it_should_not() -
     assert isinstance(event, SetPayloadEvent)
     assert event.key == "a.b"
     assert event.payload == {"x": None}
+
+
+FLT = {"must": [{"key": "tag", "match": {"value": "x"}}]}
+
+
+@pytest.mark.parametrize("fields", [
+    {"op": "upsert", "points": [{"id": 1, "vector": [0.5]}]},
+    {"op": "update_vectors", "points": [{"id": 1, "vector": {"v": [0.5]}}]},
+    *({"op": op, "ids": [1], **extra} for op, extra in [
+        ("delete", {}), ("set_payload", {"payload": {"a": 1}}), ("overwrite_payload", {"payload": {}}),
+        ("delete_payload", {"keys": ["a"]}), ("clear_payload", {}), ("delete_vectors", {"vector_names": ["v"]})]),
+    *({"op": op, "filter": FLT, **extra} for op, extra in [
+        ("delete", {}), ("set_payload", {"payload": {"a": 1}}), ("clear_payload", {})]),
+    {"kind": "reembed", "filter": FLT, "text_field": "body"},
+    {"kind": "reembed", "ids": [1], "text_field": "body"},
+])
+def test_the_filter_of_every_kind_of_event(fields: dict) -> None:
+    event = parse_change(_patch(**fields), expect="reembed" if "kind" in fields else "patch")
+    assert not isinstance(event, (Rejection, FenceRecord)), event
+    assert filter_of(event) == getattr(event, "filter", None) == fields.get("filter")
 
 
 def test_reembed_by_filter() -> None:

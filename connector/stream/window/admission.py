@@ -9,7 +9,7 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.domain.changes import ChangeEvent, Rejection
+from connector.domain.changes import ChangeEvent, Rejection, filter_of
 from connector.domain.policy import check_blast_radius, check_policy
 from connector.domain.schema import CollectionSchema
 from connector.domain.sharding import Selector, shard_key_refusal
@@ -67,7 +67,7 @@ class Admission:
             rejection = check_policy(item.event, item.record.topic, self.settings) or check_event(
                 item.event, schema, self.settings.models_allowed()
             )
-            flt = getattr(item.event, "filter", None)
+            flt = filter_of(item.event)
             if rejection is None and flt is not None:
                 rejection = await self._check_blast_radius(collection, item.event, flt, shard_key)
             if rejection is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connector.domain.changes import point_ids_of
+from connector.domain.changes import filter_of, point_ids_of
 from connector.domain.operations import PointKey
 from connector.stream.window.items import Item
 
@@ -35,7 +35,7 @@ def footprint(items: Sequence[Item] | None) -> Footprint | None:
         event = item.event
         if event is None or item.skipped:
             continue
-        if getattr(event, "filter", None) is not None:
+        if filter_of(event) is not None:
             return None
         points.update((event.collection, pid) for pid in point_ids_of(event))
     return frozenset(points)
