@@ -370,7 +370,7 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                    "operations, parsed and grouped beforehand (not timed), sent straight to Qdrant in window-sized "
                    "`batch_update_points` calls. Fresh identical collections for each; in each repeat the three run "
                    "one after the other on each target in turn."), "",
-                  *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", ""]
+                  *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", "", *notes("patches")]
     if protocol_rows(sections):
         lines += ["## REST or gRPC", "",
                   ("gRPC's speed-up over REST on the same server: events/s over gRPC divided by events/s over REST, "
