@@ -115,7 +115,8 @@ async def profile_windows(ctx: Context, target: QdrantTarget, kind: str, windows
     embedder = Embedder(settings)
     embedder.warm_up()
     processor = WindowProcessor(
-        settings, client, make_retrying(settings, client), embedder, "reembed" if kind == "reembed" else "patch"
+        settings, client, make_retrying(settings, client, bounded=False), embedder,
+        "reembed" if kind == "reembed" else "patch",
     )
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:window])  # warm: schema cache, model

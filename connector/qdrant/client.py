@@ -87,13 +87,15 @@ def orjson_body(response: httpx.Response, **_: Any) -> Any:
 
 
 def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
-                  failpoints: Failpoints | None = None) -> RetryingClient:
-    """``client`` (else a new one) with the settings' retries and call timeout."""
+                  failpoints: Failpoints | None = None, *, bounded: bool = True) -> RetryingClient:
+    """``client`` (else a new one) with the settings' retries and call timeout; ``bounded=False``
+    leaves calls unbounded here (the profile bench: a bounded call runs as a task of its own, so
+    its time would show on no window stage)."""
     return RetryingClient(
         client or make_client(settings),
         retry_initial=settings.retry_initial_seconds,
         retry_max=settings.retry_max_seconds,
-        timeout=settings.qdrant_timeout_seconds if settings.qdrant_url else None,
+        timeout=settings.qdrant_timeout_seconds if settings.qdrant_url and bounded else None,
         failpoints=failpoints,
         read_consistency=read_consistency(settings),
         rest=bool(settings.qdrant_url) and not settings.qdrant_prefer_grpc,  # "" is local mode, as above
