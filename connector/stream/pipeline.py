@@ -182,7 +182,7 @@ class Flight:
     """A window started by the runner: the points it writes (None: unknown) and its task."""
 
     points: Footprint | None
-    task: asyncio.Future[None]
+    task: asyncio.Future[bool]
 
 
 class Runner:
@@ -195,11 +195,7 @@ class Runner:
         self.stopping, self.crash_after_confirm = stopping, crash_after_confirm
         self.queue: asyncio.Queue[Window] = asyncio.Queue(maxsize=1)
         self.in_flight: list[Flight] = []  # windows started and not yet ended, oldest first
-        self.abandoning = False  # set by the first window abandoned: every later one is too
-
-    def earlier_abandoned(self) -> bool:
-        """Whether a window was abandoned (a method: the flag changes while a window awaits)."""
-        return self.abandoning
+        self.abandoning = False  # set by the first window abandoned: every window started later is too
 
     def abandon(self, window: Sequence[EventT[Any]], why: str) -> None:
         self.abandoning = True
@@ -222,11 +218,11 @@ class Runner:
                 before = self.in_flight[-1].task if self.in_flight else None
                 self.in_flight.append(Flight(points, asyncio.ensure_future(self._flight(window, before))))
         except asyncio.CancelledError:  # the agent stops: the windows in flight and those queued are replayed
+            self.drain("the agent stopped")  # first: a second cancel may interrupt the wait below
             flights, self.in_flight = self.in_flight, []
             for flight in flights:
                 flight.task.cancel()
             await asyncio.gather(*(flight.task for flight in flights), return_exceptions=True)
-            self.drain("the agent stopped")
             raise
 
     async def _room_for(self, points: Footprint | None) -> None:
@@ -239,9 +235,10 @@ class Runner:
                 return
             await asyncio.wait({(conflicting or self.in_flight)[-1 if conflicting else 0].task})
 
-    async def _flight(self, window: Window, before: asyncio.Future[None] | None) -> None:
+    async def _flight(self, window: Window, before: asyncio.Future[bool] | None) -> bool:
+        """Whether the window was confirmed (else abandoned: the windows after it are too)."""
         try:
-            await self._one(window, before)
+            return await self._one(window, before)
         except asyncio.CancelledError:
             self.abandon(window.events, "the agent stopped")
             raise
@@ -282,25 +279,23 @@ class Runner:
         except (KafkaError, ConsumerStoppedError, ConsumerNotStarted) as exc:
             log.warning("commit after a window failed (%r); the periodic commit retries it", exc)
 
-    async def _one(self, window: Window, before: asyncio.Future[None] | None) -> None:
+    async def _one(self, window: Window, before: asyncio.Future[bool] | None) -> bool:
         """Apply a window (while ``before``, the window started before it, may still be in flight),
         then, once ``before`` has ended, publish and confirm it."""
         events = window.events
         if self.abandoning or self.stopping():  # buffered before shutdown: the next owner replays it
             self.abandon(events, "not started at shutdown")
-            return
+            return False
         try:
             result = await self.processor.process_quarantining(window.records, window.parsed)
-            if before is not None:
-                await asyncio.wait({before})  # confirmed in order; its outcome is in self.abandoning
-            if self.earlier_abandoned():  # an earlier window will be replayed: so is this one, after it
-                self.abandon(events, "an earlier window was abandoned")
-                return
+            if before is not None and not await _confirmed(before):  # confirmed in order
+                self.abandon(events, "an earlier window was abandoned")  # replayed after it, so this one too
+                return False
             await publish(self.app, self.settings, result)
             self.crash_after_confirm()
         except WindowAbandoned as given_up:  # it waited (Qdrant retries, the patch watermark) at shutdown
             self.abandon(events, str(given_up))
-            return
+            return False
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -330,6 +325,13 @@ class Runner:
                        "applied": v.applied_event_count, "dead_letters": len(v.dead_letters),
                        "verification": v.verification.status, "topic": v.topic},
             )
+        return True
+
+
+async def _confirmed(window: asyncio.Future[bool]) -> bool:
+    """Wait for a window to end: whether it was confirmed (cancelled: abandoned, not confirmed)."""
+    await asyncio.wait({window})
+    return not window.cancelled() and window.exception() is None and window.result()
 
 
 async def run_windows(app: faust.App, settings: Settings, processor: WindowProcessor, stream: Stream[Any],

@@ -65,11 +65,11 @@ async def commit() -> None:
     return None
 
 
-def runner(log: list[str], in_flight: int = 2) -> tuple[Runner, Processor]:
+def runner(log: list[str], in_flight: int = 2, stopping: Any = lambda: False) -> tuple[Runner, Processor]:
     processor = Processor(log)
     app: Any = SimpleNamespace(consumer=SimpleNamespace(commit=commit, highwater=lambda _tp: None), producer=None)
     settings = Settings(windows_in_flight=in_flight)
-    made = Runner(app, settings, processor, WindowsInHand(), stopping=lambda: False,  # type: ignore[arg-type]
+    made = Runner(app, settings, processor, WindowsInHand(), stopping=stopping,  # type: ignore[arg-type]
                   crash_after_confirm=lambda: None)
     return made, processor
 
@@ -154,3 +154,27 @@ async def test_a_window_applied_beside_an_abandoned_one_is_abandoned_too() -> No
     assert first.events[0].message.acked  # marked: never acknowledged
     assert second.events[0].message.acked
     assert made.abandoning
+
+
+async def test_a_window_abandoned_after_the_one_in_flight_leaves_that_one_confirmed() -> None:
+    """Shutdown begins while a window is applied: the next one is abandoned unstarted, the one
+    applied is still confirmed (only windows after an abandoned one must be replayed)."""
+    log: list[str] = []
+    stopping = [False]
+    made, processor = runner(log, stopping=lambda: stopping[0])
+    first, second = window(10, [1], log), window(20, [2], log)
+
+    task = asyncio.ensure_future(made.run())
+    try:
+        await made.queue.put(first)
+        await settle()
+        stopping[0] = True
+        await made.queue.put(second)
+        await settle()
+        processor.gates[10].set()
+        await asyncio.wait_for(made.queue.join(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert log == ["start 10", "applied 10", "ack 10"]
+    assert second.events[0].message.acked  # marked: never acknowledged
