@@ -66,6 +66,7 @@ def worker() -> None:
     from faust.worker import Worker
 
     from connector.embedding.embedder import Embedder
+    from connector.heap import settle_heap
     from connector.logs import BROKER_OUTAGE, configure
     from connector.qdrant.client import check_local_storage
     from connector.stream.app import create_app
@@ -110,6 +111,8 @@ def worker() -> None:
         raise typer.Exit(0)
     app = create_app(settings, embedder=embedder, readiness=readiness if settings.http_port else None,
                      broker_probe=probe, cdc_mapping=cdc_mapping)
+    frozen = settle_heap()  # the models are loaded: what exists now lives as long as the process
+    logging.getLogger("connector.worker").debug("start-up heap frozen: %d objects", frozen)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
            logging_config=log_config).execute_from_commandline()
 
