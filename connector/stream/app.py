@@ -36,6 +36,7 @@ from connector.stream.broker_probe import BrokerProbe
 from connector.stream.cdc_mapping_file import load_cdc_mapping
 from connector.stream.health import Readiness, probe_qdrant, serve
 from connector.stream.patch_watermark import PatchWatermark
+from connector.stream.quiet_monitor import QuietMonitor
 from connector.stream.window import WindowProcessor
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
+        Monitor=QuietMonitor,  # no statistics of every event for the web views turned off above
         topic_allow_declare=False,  # topics are created by `qdrant-change-connector topics`
         topic_disable_leader=True,
         producer_acks=-1,
