@@ -20,7 +20,7 @@ from connector.domain.changes import ShardKeyWithFallback
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointKey, Sparse, Vector
 from connector.domain.sharding import Selector
 
-__all__ = ["grpc_batch_operations", "grpc_operations", "payload_values", "point_id", "shard_key_selector"]
+__all__ = ["grpc_batch_operations", "grpc_operations", "point_id", "shard_key_selector"]
 
 Update = grpc.PointsUpdateOperation
 
@@ -43,77 +43,105 @@ def point_id(pid: PointKey) -> grpc.PointId:
     return grpc.PointId(num=pid) if isinstance(pid, int) else grpc.PointId(uuid=pid)
 
 
-def _value(value: Any) -> grpc.Value:
-    """A payload value as ``json_to_value`` of qdrant-client makes it (bool before int: a bool is an int)."""
+def _fill_value(target: grpc.Value, value: Any) -> None:
+    """A payload value as ``json_to_value`` of qdrant-client makes it (a bool before an int: a bool is one)."""
     if isinstance(value, str):
-        return grpc.Value(string_value=value)
-    if isinstance(value, bool):
-        return grpc.Value(bool_value=value)
-    if isinstance(value, int):
-        return grpc.Value(integer_value=value)
-    if isinstance(value, float):
-        return grpc.Value(double_value=value)
-    if value is None:
-        return grpc.Value(null_value=grpc.NullValue.NULL_VALUE)
-    if isinstance(value, dict):
-        return grpc.Value(struct_value=grpc.Struct(fields={k: _value(v) for k, v in value.items()}))
-    if isinstance(value, (list, tuple)):
-        return grpc.Value(list_value=grpc.ListValue(values=[_value(v) for v in value]))
-    raise ValueError(f"not a JSON value: {value!r}")
+        target.string_value = value
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        target.integer_value = value
+    elif isinstance(value, float):
+        target.double_value = value
+    elif value is None:
+        target.null_value = grpc.NullValue.NULL_VALUE
+    elif isinstance(value, dict):
+        target.struct_value.SetInParent()  # set even when empty
+        _fill_payload(target.struct_value.fields, value)
+    elif isinstance(value, (list, tuple)):
+        target.list_value.SetInParent()
+        values = target.list_value.values
+        for item in value:
+            _fill_value(values.add(), item)
+    else:
+        raise ValueError(f"not a JSON value: {value!r}")
 
 
-def payload_values(payload: dict[str, Any]) -> dict[str, grpc.Value]:
-    """A payload as the map of ``grpc.Value`` a message takes."""
-    return {key: _value(value) for key, value in payload.items()}
+def _fill_payload(target: Any, payload: dict[str, Any]) -> None:
+    for key, value in payload.items():
+        _fill_value(target[key], value)
 
 
-def _vector(vector: Vector) -> grpc.Vector:
+def _fill_vector(target: grpc.Vector, vector: Vector) -> None:
     if isinstance(vector, Sparse):
-        return grpc.Vector(sparse=grpc.SparseVector(values=vector.values, indices=vector.indices))
-    return grpc.Vector(dense=grpc.DenseVector(data=vector))
+        target.sparse.SetInParent()
+        target.sparse.values.extend(vector.values)
+        target.sparse.indices.extend(vector.indices)
+    else:
+        target.dense.SetInParent()
+        target.dense.data.extend(vector)
 
 
-def _vectors(vectors: dict[str, Vector]) -> grpc.Vectors:
+def _fill_vectors(target: grpc.Vectors, vectors: dict[str, Vector]) -> None:
     if set(vectors) == {DEFAULT_VECTOR}:
-        return grpc.Vectors(vector=_vector(vectors[DEFAULT_VECTOR]))
+        _fill_vector(target.vector, vectors[DEFAULT_VECTOR])
+        return
     # no vectors at all is an empty map, set: what the models' ``vector={}`` becomes
-    return grpc.Vectors(vectors=grpc.NamedVectors(vectors={name: _vector(v) for name, v in vectors.items()}))
+    target.vectors.SetInParent()
+    named = target.vectors.vectors
+    for name, vector in vectors.items():
+        _fill_vector(named[name], vector)
 
 
-def _ids(ids: list[PointKey] | None) -> grpc.PointsSelector:
-    return grpc.PointsSelector(points=grpc.PointsIdsList(ids=[point_id(pid) for pid in ids or []]))
+def _fill_ids(target: grpc.PointsSelector, ids: list[PointKey] | None) -> None:
+    target.points.SetInParent()
+    out = target.points.ids
+    for pid in ids or []:
+        if isinstance(pid, int):
+            out.add().num = pid
+        else:
+            out.add().uuid = pid
 
 
 def _operation(op: Op, shard: grpc.ShardKeySelector | None) -> Update:
-    if op.kind == "upsert":
+    # Built in place, top down: a message passed to a constructor is copied, and the copies of a
+    # point's vector at each level of nesting cost more than building it.
+    update = Update()
+    if op.kind in ("upsert", "update_vectors"):
         assert op.points is not None
-        points = [grpc.PointStruct(id=point_id(pid), vectors=_vectors(d.vectors),
-                                   payload=payload_values(d.payload or {})) for pid, d in op.points.items()]
-        return Update(upsert=Update.PointStructList(points=points, shard_key_selector=shard))
-    if op.kind == "update_vectors":
-        assert op.points is not None
-        vectors = [grpc.PointVectors(id=point_id(pid), vectors=_vectors(d.vectors)) for pid, d in op.points.items()]
-        return Update(update_vectors=Update.UpdateVectors(points=vectors, shard_key_selector=shard))
-    if op.kind == "delete":
-        return Update(delete_points=Update.DeletePoints(points=_ids(op.ids), shard_key_selector=shard))
-    if op.kind == "clear_payload":
-        return Update(clear_payload=Update.ClearPayload(points=_ids(op.ids), shard_key_selector=shard))
-    if op.kind == "set_payload":
-        return Update(set_payload=Update.SetPayload(payload=payload_values(op.payload or {}),
-                                                    points_selector=_ids(op.ids), shard_key_selector=shard,
-                                                    key=op.key))
-    if op.kind == "overwrite_payload":
-        return Update(overwrite_payload=Update.OverwritePayload(payload=payload_values(op.payload or {}),
-                                                                points_selector=_ids(op.ids),
-                                                                shard_key_selector=shard))
-    if op.kind == "delete_payload":
-        return Update(delete_payload=Update.DeletePayload(keys=list(op.keys or ()), points_selector=_ids(op.ids),
-                                                          shard_key_selector=shard))
-    if op.kind == "delete_vectors":
-        return Update(delete_vectors=Update.DeleteVectors(
-            points_selector=_ids(op.ids), vectors=grpc.VectorsSelector(names=list(op.vector_names or ())),
-            shard_key_selector=shard))
-    raise ValueError(f"unknown op kind {op.kind}")
+        body: Any = getattr(update, op.kind)
+        for pid, data in op.points.items():
+            point = body.points.add()
+            if isinstance(pid, int):
+                point.id.num = pid
+            else:
+                point.id.uuid = pid
+            _fill_vectors(point.vectors, data.vectors)
+            if op.kind == "upsert":
+                _fill_payload(point.payload, data.payload or {})
+    elif op.kind in ("delete", "clear_payload"):
+        body = update.delete_points if op.kind == "delete" else update.clear_payload
+        _fill_ids(body.points, op.ids)
+    elif op.kind in ("set_payload", "overwrite_payload"):
+        body = getattr(update, op.kind)
+        _fill_payload(body.payload, op.payload or {})
+        _fill_ids(body.points_selector, op.ids)
+        if op.kind == "set_payload" and op.key is not None:
+            body.key = op.key
+    elif op.kind == "delete_payload":
+        body = update.delete_payload
+        body.keys.extend(op.keys or ())
+        _fill_ids(body.points_selector, op.ids)
+    elif op.kind == "delete_vectors":
+        body = update.delete_vectors
+        _fill_ids(body.points_selector, op.ids)
+        body.vectors.names.extend(op.vector_names or ())
+    else:
+        raise ValueError(f"unknown op kind {op.kind}")
+    body.SetInParent()
+    if shard is not None:
+        body.shard_key_selector.CopyFrom(shard)
+    return update
 
 
 def grpc_operations(op: Op, shard: grpc.ShardKeySelector | None = None) -> list[Update] | None:
@@ -127,8 +155,7 @@ def grpc_operations(op: Op, shard: grpc.ShardKeySelector | None = None) -> list[
         return [_operation(op, shard)]
     # the null split of to_requests: remove those keys, then set the rest
     paths = [f"{op.key}.{k}" if op.key else k for k in nulls]
-    delete = Update(delete_payload=Update.DeletePayload(keys=paths, points_selector=_ids(op.ids),
-                                                        shard_key_selector=shard))
+    delete = _operation(Op("delete_payload", ids=op.ids, keys=tuple(paths)), shard)
     rest = {k: v for k, v in (op.payload or {}).items() if v is not None}
     if not rest and not op.key:
         return [delete]
