@@ -1,6 +1,6 @@
-"""The REST fast path (requests and reads without qdrant-client's models) beside the models, side by side.
+"""The REST and gRPC fast paths (requests and reads without qdrant-client's models) beside the models, side by side.
 
-    .venv/bin/python -m bench.rest_wire [--windows 20] [--repeats 3]
+    .venv/bin/python -m bench.rest_wire [--windows 20] [--repeats 3] [--protocol rest|grpc]
 
 The window processor of the worker, in this process, on a real Qdrant server over REST (no
 Kafka: the peer section's end-to-end numbers carry that), with every guarantee on (existence
@@ -9,6 +9,9 @@ qdrant-client's models (batch requests built as models and encoded by the client
 into models), and once the worker's way over REST: requests encoded straight from the ops with
 orjson (connector/qdrant/rest_wire.py), reads taken from the answer's JSON
 (connector/qdrant/reads.py); the two alternate within each repeat, each on a fresh collection.
+``--protocol grpc`` does the same over gRPC: the models converted to protobuf by the client
+and read back through its conversion to models, against protobuf built straight from the ops
+(connector/qdrant/grpc_wire.py) and read as it comes (``reads.retrieve_grpc_chunked``).
 Reported: events per second of processing, and the CPU of this process per event (the server's
 CPU is not in it), median (min, max) over the repeats, and fast / models per repeat.
 """
@@ -34,17 +37,22 @@ WINDOW = 500
 KINDS = ("upserts", "distinct", "mixed")
 
 
-async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, fast: bool) -> tuple[float, float]:
+async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, fast: bool,
+                  protocol: str = "rest") -> tuple[float, float]:
     """Events per second and CPU µs per event of processing ``windows`` windows of ``kind``."""
-    settings = Settings(qdrant_url=server.url, data_dir=folder, window_max_events=WINDOW, http_port=0)
+    settings = Settings(qdrant_url=server.url, data_dir=folder, window_max_events=WINDOW, http_port=0,
+                        qdrant_prefer_grpc=protocol == "grpc", qdrant_grpc_port=server.grpc_port)
     client = make_client(settings)
     for existing in (await client.get_collections()).collections:
         await client.delete_collection(existing.name)
     events = await vector_workload(client, kind, windows * WINDOW)
     embedder = Embedder(settings)  # never called: these windows carry their vectors
-    # the worker's client and retry policy; ``rest`` off sends and reads through qdrant-client's models
+    # the worker's client and retry policy; ``rest`` (``grpc``) off sends and reads through qdrant-client's models
     qdrant = make_retrying(settings, client)
-    qdrant.rest = fast
+    if protocol == "grpc":
+        qdrant.grpc = fast
+    else:
+        qdrant.rest = fast
     processor = WindowProcessor(settings, client, qdrant, embedder, "patch")
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:WINDOW])  # warm: schema cache, connections
@@ -59,14 +67,14 @@ async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, f
     return n / wall, cpu / n * 1e6
 
 
-async def measure(windows: int, repeats: int) -> dict[str, dict[str, list[tuple[float, float]]]]:
+async def measure(windows: int, repeats: int, protocol: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
     out: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"models": [], "fast": []} for k in KINDS}
     with QdrantServer() as server, tempfile.TemporaryDirectory(prefix="qcc-rest-wire-") as tmp:
         for repeat in range(repeats):
             for kind in KINDS:
                 order = (False, True) if repeat % 2 == 0 else (True, False)
                 for fast in order:
-                    run = await one_run(server, Path(tmp), kind, windows, fast)
+                    run = await one_run(server, Path(tmp), kind, windows, fast, protocol)
                     out[kind]["fast" if fast else "models"].append(run)
                     print(f"  {kind} {'fast' if fast else 'models'}: {run[0]:.0f} events/s, "
                           f"{run[1]:.0f} µs CPU per event", flush=True)
@@ -81,9 +89,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
     args = parser.parse_args()
-    runs = asyncio.run(measure(args.windows, args.repeats))
-    print(f"{args.windows} windows of {WINDOW} a run, {args.repeats} repeats, REST; median (min–max)")
+    runs = asyncio.run(measure(args.windows, args.repeats, args.protocol))
+    print(f"{args.windows} windows of {WINDOW} a run, {args.repeats} repeats, "
+          f"{'gRPC' if args.protocol == 'grpc' else 'REST'}; median (min–max)")
     print("| workload | events/s: models | fast | fast / models | CPU µs per event: models | fast | fast / models |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind, sides in runs.items():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from qdrant_client import grpc
 from qdrant_client import models as qm
 
 from connector.domain.changes import normalize_id
@@ -88,6 +89,65 @@ def state_from_json(records: Iterable[Mapping[str, Any]]) -> State:
     return {normalize_id(record["id"]): PointState(payload=dict(record.get("payload") or {}),
                                                    vectors=_state_vectors(record.get("vector")))
             for record in records}
+
+
+def state_from_grpc(points: Iterable[grpc.RetrievedPoint]) -> State:
+    """The same from the points of a gRPC ``Get`` answer, without qdrant-client's conversion to
+    models (which reads each payload value through ``MessageToDict``): connector/qdrant/reads.py,
+    ``retrieve_grpc_chunked``."""
+    return {_grpc_id(point.id): PointState(payload={k: _grpc_value(v) for k, v in point.payload.items()},
+                                           vectors=_grpc_vectors(point.vectors) if point.HasField("vectors") else {})
+            for point in points}
+
+
+def _grpc_id(pid: grpc.PointId) -> PointKey:
+    return pid.num if pid.WhichOneof("point_id_options") == "num" else normalize_id(pid.uuid)
+
+
+def _grpc_value(value: grpc.Value) -> Any:
+    """A payload value as qdrant-client's ``value_to_json`` gives it: integers as int, doubles as float."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _grpc_value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_grpc_value(v) for v in value.list_value.values]
+    if kind == "null_value":
+        return None
+    if kind is None:
+        raise ValueError("a payload value without a kind")
+    return getattr(value, kind)
+
+
+def _grpc_vectors(raw: grpc.VectorsOutput) -> dict[str, Vector]:
+    """As :func:`_state_vectors` reads the models of these: the unnamed vector dense (or a
+    multivector, as its lists), named ones dense or sparse; named multivectors are not compared."""
+    if raw.WhichOneof("vectors_options") == "vector":
+        kind, value = _grpc_vector(raw.vector)
+        return {DEFAULT_VECTOR: value} if kind in ("dense", "multi_dense") else {}
+    vectors: dict[str, Vector] = {}
+    for name, output in raw.vectors.vectors.items():
+        kind, value = _grpc_vector(output)
+        if kind == "sparse" or (kind == "dense" and value):
+            vectors[name] = value
+    return vectors
+
+
+def _grpc_vector(output: grpc.VectorOutput) -> tuple[str, Any]:
+    """The kind of one vector and its value; a server may still fill the deprecated fields
+    (``data``, ``indices``, ``vectors_count``) instead of the oneof."""
+    kind = output.WhichOneof("vector")
+    if kind == "dense":
+        return kind, tuple(output.dense.data)
+    if kind == "sparse":
+        return kind, Sparse(tuple(output.sparse.indices), tuple(output.sparse.values))
+    if kind == "multi_dense":
+        return kind, tuple(list(v.data) for v in output.multi_dense.vectors)
+    if output.HasField("indices"):
+        return "sparse", Sparse(tuple(output.indices.data), tuple(output.data))
+    if output.HasField("vectors_count"):
+        data, step = list(output.data), len(output.data) // output.vectors_count
+        return "multi_dense", tuple(data[i : i + step] for i in range(0, len(data), step))
+    return "dense", tuple(output.data)
 
 
 def _dense_equal(expected: tuple[float, ...], actual: tuple[float, ...], cosine: bool) -> bool:

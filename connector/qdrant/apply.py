@@ -31,10 +31,11 @@ from connector.domain.operations import Op
 from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
 from connector.qdrant.convert import to_requests
+from connector.qdrant.grpc_wire import grpc_batch_operations
 from connector.qdrant.request_size import halve, point_count, requests_for
 from connector.qdrant.rest_wire import rest_batch_body
 from connector.qdrant.retrying import RetryingClient
-from connector.qdrant.updates import ConfirmedUpdate, SendUpdate, send_rest_batch
+from connector.qdrant.updates import ConfirmedUpdate, SendUpdate, send_grpc_batch, send_rest_batch
 
 __all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "FilterHook", "apply_isolating", "split_at_filters"]
 
@@ -126,8 +127,9 @@ class BatchApplier:
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
         read timeout too, so the client would give up just as the server answers (the REST fast path
-        does not; filter ops still take the client's call). When ``qdrant`` talks REST to a server,
-        id-addressed requests skip qdrant-client's models (connector/qdrant/rest_wire.py)."""
+        does not; filter ops still take the client's call). When ``qdrant`` talks REST or gRPC to a
+        server, id-addressed requests skip qdrant-client's models (connector/qdrant/rest_wire.py,
+        grpc_wire.py)."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout
@@ -168,9 +170,12 @@ class BatchApplier:
         the refilled tokens on that prefix again, every time."""
         points = sum(point_count(op) for op in request)
         body = rest_batch_body(request, shard_key) if self.qdrant.rest else None
+        messages = grpc_batch_operations(request, shard_key) if self.qdrant.grpc else None
         send: SendUpdate
         if body is not None:
             send = partial(send_rest_batch, self.qdrant.client, collection, body, self.ordering)
+        elif messages is not None:
+            send = partial(send_grpc_batch, self.qdrant.client, collection, messages, self.ordering)
         else:
             operations = [operation for op in request for operation in to_requests(op, shard_key)]
             send = partial(self.qdrant.client.batch_update_points, collection, operations, wait=True,

@@ -99,6 +99,7 @@ def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
         failpoints=failpoints,
         read_consistency=read_consistency(settings),
         rest=bool(settings.qdrant_url) and not settings.qdrant_prefer_grpc,  # "" is local mode, as above
+        grpc=bool(settings.qdrant_url) and settings.qdrant_prefer_grpc,
     )
 
 

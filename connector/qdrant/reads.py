@@ -12,14 +12,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+from qdrant_client import grpc
 from qdrant_client import models as qm
+from qdrant_client.conversions.conversion import RestToGrpc
 
 from connector.domain.sharding import Selector
+from connector.qdrant import grpc_wire
 from connector.qdrant.convert import shard_key_selector
 from connector.qdrant.rest_wire import shard_key_json
 from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.updates import grpc_deadline
 
-__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "retrieve_json_chunked", "scroll_pages", "strict_limit"]
+__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "retrieve_grpc_chunked", "retrieve_json_chunked",
+           "scroll_pages", "strict_limit"]
 
 READ_CHUNK = 1000  # ids per retrieve: a request of a few hundred KiB at most
 
@@ -71,6 +76,32 @@ async def retrieve_json_chunked(qdrant: RetryingClient, collection: str, ids: Se
         )
         records += answer["result"]
     return records
+
+
+async def retrieve_grpc_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
+                                with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
+                                chunk: int = READ_CHUNK,
+                                shard_key: Selector | None = None) -> list[grpc.RetrievedPoint]:
+    """What :func:`retrieve_chunked` reads, as the points of the gRPC answer (a client talking gRPC
+    to a server only): qdrant-client converts each to a model, its payload value by value through
+    ``MessageToDict`` (connector/domain/verifier.py ``state_from_grpc`` reads them as they are).
+    The request and its deadline are the client's own ``retrieve``'s."""
+    client = qdrant.client
+    consistency = qdrant.read_consistency
+    options: dict[str, Any] = {
+        "collection_name": collection,
+        "with_payload": RestToGrpc.convert_with_payload_interface(with_payload),
+        "with_vectors": RestToGrpc.convert_with_vectors(with_vectors),
+        "read_consistency": None if consistency is None else RestToGrpc.convert_read_consistency(consistency),
+        "shard_key_selector": grpc_wire.shard_key_selector(shard_key),
+    }
+    points: list[grpc.RetrievedPoint] = []
+    for start in range(0, len(ids), chunk):
+        request = grpc.GetPoints(ids=[grpc_wire.point_id(pid) for pid in ids[start : start + chunk]], **options)
+        answer = await qdrant.call(f"retrieve({collection}, {len(request.ids)} ids)",
+                                   partial(client.grpc_points.Get, request, timeout=grpc_deadline(client)))
+        points += answer.result
+    return points
 
 
 async def scroll_pages(

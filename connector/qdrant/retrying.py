@@ -63,6 +63,7 @@ class RetryingClient:
         stopping: Callable[[], bool] = lambda: False,
         read_consistency: qm.ReadConsistency | None = None,
         rest: bool = False,
+        grpc: bool = False,
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``stopping`` says the worker is shutting down, which ends a retry loop (the
@@ -75,9 +76,11 @@ class RetryingClient:
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
         self.read_consistency = read_consistency  # replicas that answer a read (connector/qdrant/reads.py)
-        # the client talks REST to a server: batches and read-backs may skip qdrant-client's models
-        # (connector/qdrant/rest_wire.py, reads.retrieve_json_chunked)
+        # the client talks REST (or gRPC) to a server: batches and read-backs may skip qdrant-client's
+        # models (connector/qdrant/rest_wire.py and grpc_wire.py, reads.retrieve_json_chunked and
+        # retrieve_grpc_chunked)
         self.rest = rest
+        self.grpc = grpc
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the

@@ -65,7 +65,8 @@ def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> BatchAp
     config = settings_for(target, **settings)
     qdrant = make_retrying(config)
     qdrant._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
-    assert qdrant.rest == (target.name == "rest")  # over REST the applier encodes requests itself, as the worker's
+    # over REST and gRPC the applier builds requests itself, as the worker's
+    assert (qdrant.rest, qdrant.grpc) == (target.name == "rest", target.name == "grpc")
     return BatchApplier(qdrant, config.qdrant_max_request_bytes)
 
 

@@ -15,12 +15,13 @@ from connector.domain.verifier import (
     compare,
     expected_state,
     resolve_filters,
+    state_from_grpc,
     state_from_json,
     state_from_records,
     touched_vectors,
     vectors_to_read,
 )
-from connector.qdrant.reads import retrieve_chunked, retrieve_json_chunked
+from connector.qdrant.reads import retrieve_chunked, retrieve_grpc_chunked, retrieve_json_chunked
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
 
@@ -33,6 +34,9 @@ async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey
     """The existing points among ``ids`` (in the batch's shards), as the verifier models them."""
     if qdrant.rest:  # straight from the answer's JSON: no qdrant-client models of 500 points a window
         return state_from_json(await retrieve_json_chunked(qdrant, collection, ids, with_payload=payload,
+                                                           with_vectors=vectors, shard_key=shard_key))
+    if qdrant.grpc:  # straight from the protobuf answer: no models, no MessageToDict of each payload value
+        return state_from_grpc(await retrieve_grpc_chunked(qdrant, collection, ids, with_payload=payload,
                                                            with_vectors=vectors, shard_key=shard_key))
     records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors,
                                      shard_key=shard_key)
