@@ -94,7 +94,7 @@ def worker() -> None:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EXIT_CONFIG) from None
     _say_where_qdrant_is(settings)
-    loop = asyncio.new_event_loop()  # Faust runs on it too, so the endpoints served now stay up
+    loop = new_event_loop(settings)  # Faust runs on it too, so the endpoints served now stay up
     asyncio.set_event_loop(loop)
     readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
     if settings.http_port:
@@ -115,6 +115,17 @@ def worker() -> None:
     logging.getLogger("connector.worker").debug("start-up heap frozen: %d objects", frozen)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
            logging_config=log_config).execute_from_commandline()
+
+
+def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """The worker's event loop: uvloop unless ``QCC_EVENT_LOOP=asyncio``. The loop's own work
+    (tasks, callbacks, sockets) was a fifth of the worker's CPU on asyncio's loop, most of it
+    Faust's per-message tasks (docs/design.md, "The event loop")."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _say_where_qdrant_is(settings: Settings) -> None:

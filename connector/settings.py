@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         "address none by a filter (published and committed in order); 1: one after another",
     )
 
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="The worker's event loop: uvloop (libuv; less CPU per event) or Python's own asyncio",
+    )
+
     # Qdrant
     qdrant_url: str | None = Field(
         None, validation_alias=AliasChoices("QCC_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
