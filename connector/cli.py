@@ -119,7 +119,7 @@ def worker() -> None:
 
 def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     """The worker's event loop: uvloop unless ``QCC_EVENT_LOOP=asyncio``. The loop's own work
-    (tasks, callbacks, sockets) was a fifth of the worker's CPU on asyncio's loop, most of it
+    (tasks, callbacks, sockets) was ~15-20% of the worker's CPU on asyncio's loop, much of it for
     Faust's per-message tasks (docs/design.md, "The event loop")."""
     if settings.event_loop == "uvloop":
         import uvloop

@@ -12,8 +12,8 @@ events: 1,333 young, 121 middle and 11 full collections, 2.1 s of a 14 s run). T
 So once the models are loaded the heap is frozen (``gc.freeze``: those objects are never walked
 again) and a young collection waits for 50,000 allocations, by when most of a window's objects
 are freed by reference counting, which does not wait for the collector. Garbage in reference
-cycles still goes: later, by at most that many allocations. Measured with the peer bench's worker:
-the collector's time 2.1 s -> 0.1 s per 20,000 upserts (bench/notes/heap.md).
+cycles still goes: later, by at most that many allocations. Measured with the peer bench's worker
+(20,000 upserts): the collector's time once started ~1.5 s -> ~0 (docs/design.md, "The collector").
 """
 
 from __future__ import annotations
