@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "connector"
 # The layers of the package, bottom first: a module imports only its own package and the layers
 # below its own (README, "Layout"); every package and top-level module is in one.
 TIERS: list[set[str]] = [
-    {"errors", "paths", "failpoints", "console"},
+    {"errors", "paths", "failpoints", "console", "heap"},
     {"settings"},
     {"domain", "logs"},
     {"metrics"},
