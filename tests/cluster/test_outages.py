@@ -53,10 +53,21 @@ def replicas(client: QdrantClient) -> list[tuple[int, int, qm.ReplicaState]]:
         (r.shard_id, r.peer_id, r.state) for r in info.remote_shards]
 
 
-def leader_node(cluster: QdrantCluster) -> int:
-    """Which node leads the cluster's consensus now."""
-    leader = get(f"{cluster.url}/cluster")["raft_info"]["leader"]
-    return next(i for i, n in enumerate(cluster.nodes) if get(f"{n.url}/cluster")["peer_id"] == leader)
+def leader_node(cluster: QdrantCluster, timeout: float = 60) -> int:
+    """Which node leads the cluster's consensus now, once one does: right after the nodes of a
+    disruption come back an election may still run, and no leader is known (a CI run under load
+    asked then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leader = get(f"{cluster.url}/cluster")["raft_info"]["leader"]
+        for index, node in enumerate(cluster.nodes):
+            try:
+                if leader is not None and get(f"{node.url}/cluster")["peer_id"] == leader:
+                    return index
+            except OSError:  # a node still starting
+                continue
+        assert time.monotonic() < deadline, f"no node of the cluster leads its consensus (raft leader: {leader})"
+        time.sleep(0.5)
 
 
 async def settled(client: QdrantClient, timeout: float = 120) -> None:
