@@ -122,9 +122,13 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     (tasks, callbacks, sockets) was ~15-20% of the worker's CPU on asyncio's loop, much of it for
     Faust's per-message tasks (docs/design.md, "The event loop")."""
     if settings.event_loop == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
+        try:
+            import uvloop
+        except ImportError:  # no build for this platform (Windows): the dependency is marked so
+            logging.getLogger("connector.worker").warning(
+                "uvloop is not installed on this platform: running on asyncio's event loop (QCC_EVENT_LOOP=asyncio)")
+        else:
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

@@ -14,7 +14,8 @@ Failpoints:
   its filter matched, as a server that drops part of a filter op would (the read-back must say
   mismatch);
 - ``write-behind``: between a window's batch and its read-back, another writer sets a payload
-  key on a point the batch wrote (the read-back must say mismatch; the audit must name it);
+  key on a point the batch wrote, or in a re-embed window (which checks no payload) reverses
+  a vector it wrote (the read-back must say mismatch; the audit must name it);
 - ``hold-apply``: a window's batch request waits while the file exists, as a slow request in
   flight does (shutdown does not cut it short);
 - ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;

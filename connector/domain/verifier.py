@@ -181,8 +181,11 @@ def compare(
     vectors_touched: dict[PointKey, set[str]],
     cosine_names: set[str],
     rejected_ids: frozenset[PointKey] | set[PointKey] = frozenset(),
+    *,
+    payload: bool = True,
 ) -> VerificationOutcome:
     """Compare the touched points; status is 'verified' only if every check holds.
+    ``payload=False`` leaves payloads out (a re-embed window: the patch stream owns them).
 
     A difference on a point of ``rejected_ids`` (named by a dead-lettered event) is what that
     event did in part before Qdrant refused it, not a mismatch: it is listed apart, and the
@@ -193,7 +196,7 @@ def compare(
     checked = 0
     for pid in ids:
         checked += 1
-        differences = _differences(pid, expected.get(pid), actual.get(pid), vectors_touched, cosine_names)
+        differences = _differences(pid, expected.get(pid), actual.get(pid), vectors_touched, cosine_names, payload)
         (changed_by_rejected if pid in rejected_ids else mismatches).extend(differences)
     status: Literal["mismatch", "partial", "verified"] = (
         "mismatch" if mismatches else "partial" if changed_by_rejected else "verified"
@@ -240,13 +243,14 @@ def json_equal(a: Any, b: Any) -> bool:
 
 
 def _differences(pid: PointKey, want: PointState | None, got: PointState | None,
-                 vectors_touched: dict[PointKey, set[str]], cosine_names: set[str]) -> list[Mismatch]:
+                 vectors_touched: dict[PointKey, set[str]], cosine_names: set[str],
+                 payload: bool = True) -> list[Mismatch]:
     if (want is None) != (got is None):
         return [Mismatch(id=pid, field="exists", expected=want is not None, actual=got is not None)]
     if want is None or got is None:
         return []
     differences = []
-    if want.payload != got.payload and not json_equal(want.payload, got.payload):
+    if payload and want.payload != got.payload and not json_equal(want.payload, got.payload):
         differences.append(Mismatch(id=pid, field="payload", expected=want.payload, actual=got.payload))
     for name in sorted(vectors_touched.get(pid, ())):
         w, g = want.vectors.get(name), got.vectors.get(name)

@@ -54,6 +54,19 @@ def test_compare_reports_payload_vector_and_existence_mismatches() -> None:
     assert {(m.id, m.field) for m in outcome.mismatches} == {(1, "vector:s"), (2, "payload"), (3, "exists")}
 
 
+def test_compare_without_payload_checks_existence_and_vectors_only() -> None:
+    """A re-embed window's check: the patch stream may change payloads beside it."""
+    ops = [Op("update_vectors", points={1: PointData({"d": (1.0, 0.0)}), 2: PointData({"d": (0.0, 1.0)})})]
+    expected = expected_state({1: PointState(), 2: PointState(), 3: PointState()}, ops)
+    patched = {1: PointState(payload={"text": "new"}, vectors={"d": (1.0, 0.0)}),
+               2: PointState(payload={"text": "new"}, vectors={"d": (0.0, 1.0)}), 3: PointState()}
+    assert compare(expected, patched, [1, 2], touched_vectors(ops), set(), payload=False).status == "verified"
+    assert compare(expected, patched, [1, 2], touched_vectors(ops), set()).status == "mismatch"
+    changed = {1: PointState(vectors={"d": (0.0, 1.0)})}
+    outcome = compare(expected, changed, [1, 2], touched_vectors(ops), set(), payload=False)
+    assert {(m.id, m.field) for m in outcome.mismatches} == {(1, "vector:d"), (2, "exists")}
+
+
 def test_sparse_order_does_not_matter() -> None:
     ops = [Op("update_vectors", points={1: PointData({"s": Sparse((5, 1), (0.5, 0.2))})})]
     expected = expected_state({1: PointState()}, ops)

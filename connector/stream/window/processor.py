@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
 
 from connector.domain.cdc_mapping import CdcMapping
-from connector.domain.operations import Op
+from connector.domain.operations import DEFAULT_VECTOR, Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.schema import CollectionSchema
@@ -177,14 +178,26 @@ class WindowProcessor:
             result.dead_letters.extend(dead)
             result.rechecks += [item.record for item in members if item.recheck and item.error is None]
 
-    async def _write_behind(self, collection: str, applied: list[Op]) -> None:
+    async def _write_behind(self, collection: str, applied: list[Op], payload: bool) -> None:
         """Failpoint ``write-behind``: another writer changes a point the window just wrote,
-        before its read-back (which must then say mismatch)."""
-        target = next((pid for op in applied if op.kind != "delete" for pid in op.point_ids()), None)
-        if target is not None:
-            log.warning("failpoint write-behind: changing point %s behind the connector's back", target)
-            await self.qdrant.call("set_payload", lambda: self.client.set_payload(
-                collection, {"written_behind": True}, points=[target], wait=True))
+        before its read-back (which must then say mismatch): its payload, or where the window
+        checks no payload (re-embeds), a dense vector it wrote, reversed."""
+        if payload:
+            target = next((pid for op in applied if op.kind != "delete" for pid in op.point_ids()), None)
+            if target is not None:
+                log.warning("failpoint write-behind: changing point %s behind the connector's back", target)
+                await self.qdrant.call("set_payload", lambda: self.client.set_payload(
+                    collection, {"written_behind": True}, points=[target], wait=True))
+            return
+        written = next(((pid, name, vector) for op in applied if op.points is not None
+                        for pid, data in op.points.items() for name, vector in data.vectors.items()
+                        if isinstance(vector, tuple) and len(set(vector)) > 1), None)
+        if written is not None:
+            pid, name, vector = written
+            log.warning("failpoint write-behind: changing vector %r of point %s behind the connector's back", name, pid)
+            changed = list(reversed(vector))
+            point = qm.PointVectors(id=pid, vector=changed if name == DEFAULT_VECTOR else {name: changed})
+            await self.qdrant.call("update_vectors", lambda: self.client.update_vectors(collection, [point], wait=True))
 
     async def _pass_fence(self, item: Item, started: float) -> VerificationEvent:
         """Wait until the fence's alias points at its target, or the fence expires."""
@@ -234,8 +247,11 @@ class WindowProcessor:
                      started: float, shard_key: Selector | None) -> Report:
         """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards."""
         read = ids_to_read(ops)
-        before = await read_state(self.qdrant, schema.name, read, payload=self.settings.verify_after_apply,
-                                  shard_key=shard_key)
+        # a re-embed window checks the vectors it wrote, not payloads: the patch stream, consumed
+        # beside it, may change a payload between this read and the read-back (docs/design.md)
+        checks_payload = self.expect == "patch"
+        before = await read_state(self.qdrant, schema.name, read,
+                                  payload=self.settings.verify_after_apply and checks_payload, shard_key=shard_key)
         screened = screen_existence(ops, set(before))
         by_position = {item.position: item for item in items}
         for op, absent in screened.missing:
@@ -266,11 +282,12 @@ class WindowProcessor:
         timings.apply = time.monotonic() - t0
         t0 = time.monotonic()
         self.stage = "verification, after its operations were applied"
-        await self.failpoints.stage("verify", values, writer=lambda: self._write_behind(schema.name, applied))
+        await self.failpoints.stage("verify", values,
+                                    writer=lambda: self._write_behind(schema.name, applied, checks_payload))
         if self.settings.verify_after_apply:
             matches = matcher.matches if matcher is not None else {}
             outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches,
-                                           shard_key=shard_key)
+                                           shard_key=shard_key, payload=checks_payload)
             if matcher is not None and matcher.matches:
                 outcome = filter_checks(outcome, matcher, applied, by_position)
         else:

@@ -46,7 +46,7 @@ async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey
 async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, before: State, read: set[PointKey],
                          applied: list[Op], rejected: list[Op],
                          matches: Mapping[int, FilterMatch] | None = None, *,
-                         shard_key: Selector | None = None) -> VerificationOutcome:
+                         shard_key: Selector | None = None, payload: bool = True) -> VerificationOutcome:
     """Read back the points of the applied ops, and of the rejected ones: a server applies a
     multi-point op in chunks up to the chunk naming a missing point, so a dead-lettered event
     may have changed some of its points (their payload and existence are checked; ``before``
@@ -56,7 +56,10 @@ async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, befor
 
     A filter-addressed op is checked on the points it matched when it was applied
     (``matches``, by ``id(op)``, taken by connector/stream/window/filters.py): those whose
-    state was taken then, and any an id-addressed op of the window names too."""
+    state was taken then, and any an id-addressed op of the window names too.
+
+    ``payload=False`` (a re-embed window) checks existence and the vectors written, not the
+    payload: the patch stream owns it and may change it at any moment in between."""
     if not applied and not rejected:
         return VerificationOutcome(status="skipped", reason="no operation was applied")
     before, resolved = resolve_filters(before, applied, matches or {})
@@ -66,10 +69,10 @@ async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, befor
     captured = [pid for match in (matches or {}).values() for pid in match.states if pid in before]
     ids = [pid for pid in dict.fromkeys(ids_of(applied + rejected) + captured) if pid not in unknown]
     touched = touched_vectors(resolved)
-    after = await read_state(qdrant, schema.name, ids, payload=True, vectors=vectors_to_read(touched),
+    after = await read_state(qdrant, schema.name, ids, payload=payload, vectors=vectors_to_read(touched),
                              shard_key=shard_key)
     expected = expected_state({pid: before[pid] for pid in ids if pid in before}, resolved)
-    outcome = compare(expected, after, ids, touched, schema.cosine_names(), rejected_ids=rejected_ids)
+    outcome = compare(expected, after, ids, touched, schema.cosine_names(), rejected_ids=rejected_ids, payload=payload)
     if unknown:
         outcome = outcome.model_copy(update={"reason": f"{len(unknown)} points of rejected upserts or deletes "
                                                        "were not read before the window: not compared"})
