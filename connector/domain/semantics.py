@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from connector.domain.operations import NEEDS_EXISTING_POINT, Op, PointKey, Vector
 from connector.errors import ConnectorError
 
@@ -24,10 +27,15 @@ class PointMissing(ConnectorError):
         self.point_id = point_id
 
 
+# A dense vector read back over REST stays the numpy array it was decoded into (read-only):
+# no Python float per element (connector/domain/verifier.py, ``state_from_rest_body``).
+StoredVector = Vector | npt.NDArray[np.float64]
+
+
 @dataclass
 class PointState:
     payload: dict[str, Any] = field(default_factory=dict)
-    vectors: dict[str, Vector] = field(default_factory=dict)
+    vectors: dict[str, StoredVector] = field(default_factory=dict)
 
 
 State = dict[PointKey, PointState]
@@ -43,7 +51,7 @@ def copy_json(value: Any) -> Any:
 
 
 def copy_state(state: State) -> State:
-    """Payloads copied deeply; vectors are immutable (tuples, Sparse), so their dicts shallowly."""
+    """Payloads copied deeply; vectors are immutable (tuples, Sparse, read-only arrays), so their dicts shallowly."""
     return {pid: PointState(copy_json(p.payload), dict(p.vectors)) for pid, p in state.items()}
 FilterMatcher = Callable[[dict[str, Any], PointKey, PointState], bool]
 

@@ -67,7 +67,8 @@ async def decode_responses_with_orjson(
     decoders differ only on what a server never sends (a key twice in one object, an integer
     beyond 64 bits, NaN); orjson's error is a ``json.JSONDecodeError`` too."""
     response = await call_next(request)
-    response.json = partial(orjson_body, response)  # type: ignore[method-assign]
+    raw = request.extensions.get(RAW_ANSWER) and response.status_code == 200
+    response.json = partial(raw_body if raw else orjson_body, response)  # type: ignore[method-assign]
     return response
 
 
@@ -84,6 +85,15 @@ async def ask_uncompressed(
 def orjson_body(response: httpx.Response, **_: Any) -> Any:
     """``response.json()`` as :func:`decode_responses_with_orjson` answers it."""
     return orjson.loads(response.content)
+
+
+RAW_ANSWER = "qcc.raw_answer"  # a request extension: its 200 answer is handed over undecoded (reads.py)
+
+
+def raw_body(response: httpx.Response, **_: Any) -> bytes:
+    """``response.json()`` of a request marked :data:`RAW_ANSWER`: the body's bytes, for a
+    decoder that makes no Python object per vector element (connector/domain/verifier.py)."""
+    return response.content
 
 
 def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,

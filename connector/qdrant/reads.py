@@ -18,12 +18,13 @@ from qdrant_client.conversions.conversion import RestToGrpc
 
 from connector.domain.sharding import Selector
 from connector.qdrant import grpc_wire
+from connector.qdrant.client import RAW_ANSWER
 from connector.qdrant.convert import shard_key_selector
 from connector.qdrant.rest_wire import shard_key_json
 from connector.qdrant.retrying import RetryingClient
 from connector.qdrant.updates import grpc_deadline
 
-__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "retrieve_grpc_chunked", "retrieve_json_chunked",
+__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "retrieve_grpc_chunked", "retrieve_rest_chunked",
            "scroll_pages", "strict_limit"]
 
 READ_CHUNK = 1000  # ids per retrieve: a request of a few hundred KiB at most
@@ -54,28 +55,30 @@ async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequenc
     return records
 
 
-async def retrieve_json_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
+async def retrieve_rest_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
                                 with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
-                                chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[dict[str, Any]]:
-    """What :func:`retrieve_chunked` reads, as the REST JSON of the records (a client talking REST
-    to a server only): the read-back of a window of 384-d upserts spent ~40% of its CPU building
-    qdrant-client's models of it (connector/domain/verifier.py ``state_from_json`` reads the JSON)."""
+                                chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[bytes | Any]:
+    """What :func:`retrieve_chunked` reads, as the REST answers themselves, one per chunk (a client
+    talking REST to a server only): the bytes of each when the client is the connector's
+    (connector/qdrant/client.py, ``RAW_ANSWER``), else its decoded JSON. Building qdrant-client's
+    models of a read-back of 384-d upserts was ~40% of its CPU, and Python floats of its vectors
+    most of the rest (connector/domain/verifier.py ``state_from_rest`` reads either form)."""
     query = "" if qdrant.read_consistency is None else "?" + urlencode({"consistency": str(qdrant.read_consistency)})
     api: Any = qdrant.client.http.points_api.api_client  # the async client's session (typed as the sync one's)
-    records: list[dict[str, Any]] = []
+    answers: list[bytes | Any] = []
     for start in range(0, len(ids), chunk):
         part = list(ids[start : start + chunk])
         body: dict[str, Any] = {"ids": part, "with_payload": with_payload, "with_vector": with_vectors}
         if shard_key is not None:
             body["shard_key"] = shard_key_json(shard_key)
-        answer = await qdrant.call(
+        answers.append(await qdrant.call(
             f"retrieve({collection}, {len(part)} ids)",
-            partial(api.request, type_=dict[str, Any], method="POST",
+            partial(api.request, type_=Any, method="POST",
                     url=f"/collections/{{collection_name}}/points{query}", path_params={"collection_name": collection},
-                    headers={"Content-Type": "application/json"}, content=orjson.dumps(body)),
-        )
-        records += answer["result"]
-    return records
+                    headers={"Content-Type": "application/json"}, content=orjson.dumps(body),
+                    extensions={RAW_ANSWER: True}),
+        ))
+    return answers
 
 
 async def retrieve_grpc_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,

@@ -77,7 +77,7 @@ class RetryingClient:
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
         self.read_consistency = read_consistency  # replicas that answer a read (connector/qdrant/reads.py)
         # the client talks REST (or gRPC) to a server: batches and read-backs may skip qdrant-client's
-        # models (connector/qdrant/rest_wire.py and grpc_wire.py, reads.retrieve_json_chunked and
+        # models (connector/qdrant/rest_wire.py and grpc_wire.py, reads.retrieve_rest_chunked and
         # retrieve_grpc_chunked)
         self.rest = rest
         self.grpc = grpc

@@ -19,6 +19,7 @@ from connector.qdrant import make_client, make_retrying
 from connector.qdrant.errors import classify
 from connector.settings import Settings
 from connector.stream.window.readback import read_state
+from tests.unit.strategies import with_tuples
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
@@ -132,7 +133,7 @@ async def test_requests_share_a_connection(qdrant_server: QdrantServer) -> None:
 
 async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdrant_server: QdrantServer) -> None:
     """The worker reads points before and after a window from the REST answer's JSON
-    (connector/qdrant/reads.py, ``retrieve_json_chunked``): the same state as the models make, for
+    (connector/qdrant/reads.py, ``retrieve_rest_chunked``): the same state as the models make, for
     named dense and sparse vectors, payloads asked whole or by key, a missing point and a missing collection."""
     _, plain = clients
     await plain.create_collection(
@@ -156,7 +157,7 @@ async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdr
             qdrant.rest = False
             through_models = await read_state(qdrant, "decoding", ids, payload=payload, vectors=vectors)
             qdrant.rest = True
-            assert from_json == through_models, (payload, vectors)
+            assert with_tuples(from_json) == through_models, (payload, vectors)
             assert len(from_json) == 4
         with pytest.raises(CollectionMissing):
             await read_state(qdrant, "no-such-collection", [1], payload=True)

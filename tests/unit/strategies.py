@@ -81,3 +81,11 @@ def windows(draw: st.DrawFn, max_size: int = 25, **kwargs: Any) -> list[Op]:
 @st.composite
 def states(draw: st.DrawFn) -> State:
     return draw(st.dictionaries(IDS, st.builds(PointState, payloads(), vectors()), max_size=5))
+
+
+def with_tuples(state: State) -> State:
+    """``state`` with its dense vectors as tuples of floats, to compare states with ``==``
+    (a REST read-back holds them as numpy arrays: connector/domain/verifier.py)."""
+    return {pid: PointState(point.payload, {name: tuple(v.tolist()) if hasattr(v, "tolist") else v
+                                            for name, v in point.vectors.items()})
+            for pid, point in state.items()}

@@ -20,7 +20,7 @@ from connector.domain.sharding import Selector
 from connector.domain.verifier import state_from_grpc, state_from_records
 from connector.qdrant.convert import to_requests
 from connector.qdrant.grpc_wire import grpc_batch_operations
-from tests.unit.strategies import windows
+from tests.unit.strategies import windows, with_tuples
 from tests.unit.test_rest_wire import SHARD_KEYS, records
 
 
@@ -84,7 +84,7 @@ def test_a_read_over_grpc_makes_the_state_the_models_make(read: list[qm.Record])
     # a gRPC point always has a payload map (the client's conversion takes no None)
     points = [RestToGrpc.convert_retrieved_point(record.model_copy(update={"payload": record.payload or {}}))
               for record in read]
-    fast = state_from_grpc(points)
+    fast = with_tuples(state_from_grpc(points))
     through_models = state_from_records([GrpcToRest.convert_retrieved_point(point) for point in points])
     assert fast == through_models
     assert typed({str(k): v.payload for k, v in fast.items()}) == typed(
@@ -101,6 +101,6 @@ def test_a_vector_in_the_deprecated_fields_is_read_too() -> None:
               grpc.RetrievedPoint(id=grpc.PointId(uuid="6F1C1D2E-0000-4000-8000-000000000007"),
                                   vectors=grpc.VectorsOutput(vectors=grpc.NamedVectorsOutput(
                                       vectors={"d": dense, "s": sparse, "m": multi})))]
-    fast = state_from_grpc(points)
+    fast = with_tuples(state_from_grpc(points))
     assert fast == state_from_records([GrpcToRest.convert_retrieved_point(point) for point in points])
     assert fast["6f1c1d2e-0000-4000-8000-000000000007"].vectors == {"d": (0.5, -1.0), "s": Sparse((3,), (0.5,))}

@@ -16,12 +16,12 @@ from connector.domain.verifier import (
     expected_state,
     resolve_filters,
     state_from_grpc,
-    state_from_json,
     state_from_records,
+    state_from_rest,
     touched_vectors,
     vectors_to_read,
 )
-from connector.qdrant.reads import retrieve_chunked, retrieve_grpc_chunked, retrieve_json_chunked
+from connector.qdrant.reads import retrieve_chunked, retrieve_grpc_chunked, retrieve_rest_chunked
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
 
@@ -33,7 +33,7 @@ async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey
                      shard_key: Selector | None = None) -> State:
     """The existing points among ``ids`` (in the batch's shards), as the verifier models them."""
     if qdrant.rest:  # straight from the answer's JSON: no qdrant-client models of 500 points a window
-        return state_from_json(await retrieve_json_chunked(qdrant, collection, ids, with_payload=payload,
+        return state_from_rest(await retrieve_rest_chunked(qdrant, collection, ids, with_payload=payload,
                                                            with_vectors=vectors, shard_key=shard_key))
     if qdrant.grpc:  # straight from the protobuf answer: no models, no MessageToDict of each payload value
         return state_from_grpc(await retrieve_grpc_chunked(qdrant, collection, ids, with_payload=payload,
