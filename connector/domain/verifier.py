@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -241,7 +241,7 @@ def _dense_rows_equal(expected: Sequence[StoredVector], actual: Sequence[StoredV
     return np.asarray((np.abs(a - e) <= TOLERANCE + 1e-9 * np.abs(e)).all(axis=1))
 
 
-def _dense(vector: StoredVector | None) -> bool:
+def _dense(vector: StoredVector | None) -> TypeGuard[tuple[float, ...] | npt.NDArray[np.float64]]:
     """A dense vector (not sparse, not a multivector's lists)."""
     if vector is None or isinstance(vector, Sparse):
         return False
@@ -273,8 +273,8 @@ def _dense_verdicts(expected: State, actual: State, ids: Iterable[PointKey],
             continue
         for name in vectors_touched.get(pid, ()):
             w, g = want.vectors.get(name), got.vectors.get(name)
-            if w is not None and g is not None and _dense(w) and _dense(g) and len(w) == len(g):  # type: ignore[arg-type]
-                groups.setdefault((len(w), name in cosine_names), []).append(((pid, name), w, g))  # type: ignore[arg-type]
+            if _dense(w) and _dense(g) and len(w) == len(g):
+                groups.setdefault((len(w), name in cosine_names), []).append(((pid, name), w, g))
     verdicts: DenseVerdicts = {}
     for (_, cosine), members in groups.items():
         rows = _dense_rows_equal([w for _, w, _ in members], [g for _, _, g in members], cosine)
