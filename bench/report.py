@@ -189,6 +189,15 @@ def runs_table(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def process_runtime(section: dict[str, Any]) -> str:
+    """What the bench process ran an in-process section on (bench/run.py, ``run_as_the_worker_does``)."""
+    loops = {part.get("run", {}).get("event_loop") for part in section.get("targets", {"": section}).values()}
+    if loops == {"uvloop"}:
+        return "The bench process runs on the worker's event loop (uvloop) and collector policy, as a worker does."
+    return ("The bench process ran on asyncio's own event loop with Python's default collector, "
+            "not the worker's uvloop and collector policy (a run that did not record its loop).")
+
+
 def contention(results: dict[str, Any]) -> list[str]:
     """A warning in the header when other processes took a noticeable share of the cores."""
     stamps: dict[str, tuple[float, str]] = {}
@@ -369,7 +378,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                    "`batch_update_points` request with one operation per event, `wait=true`. ceiling: the same "
                    "operations, parsed and grouped beforehand (not timed), sent straight to Qdrant in window-sized "
                    "`batch_update_points` calls. Fresh identical collections for each; in each repeat the three run "
-                   "one after the other on each target in turn."), "",
+                   "one after the other on each target in turn. "
+                   f"{process_runtime(sections['patches'])}"), "",
                   *patches_table(sections["patches"]), "", f"![patches]({images['patches']})", "", *notes("patches")]
     if protocol_rows(sections):
         lines += ["## REST or gRPC", "",

@@ -29,16 +29,19 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from bench import backlog, pages, patches, peer, profile, reembed, scale, seed_claim, windows
 from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
+from connector.cli import new_event_loop
 from connector.dev.broker import KafkaBroker
 from connector.dev.qdrant_server import QdrantServer, server_start_script
 from connector.embedding.offline_model import assemble_all
+from connector.heap import settle_heap
+from connector.settings import Settings
 
 Section = Callable[[Context], Awaitable[dict[str, Any]]]
 # each section and the targets it can measure on; the local-only ones pick their own local mode
@@ -104,6 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if "skipped" in section:  # it said why; the results file keeps what it had
                     continue
                 stamp = {"size": args.size, "repeats": args.repeats, "started": started,
+                         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                          "qdrant_client": results["machine"]["versions"]["qdrant-client"],
                          "seconds": round(time.monotonic() - section_use.wall, 1), **section_use.result()}
                 for part in section.get("targets", {"": section}).values():  # each target knows its own run
@@ -134,6 +138,21 @@ def merge(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return {**previous, **{k: v for k, v in new.items() if k != "sections"}, "sections": sections}
 
 
+def run_as_the_worker_does(measure: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run the in-process sections on the worker command's event loop (uvloop unless
+    ``QCC_EVENT_LOOP=asyncio``) and under its collector policy (connector/heap.py), so that the
+    connector measured in this process runs as a worker does; the contenders beside it share both."""
+    settings = Settings()
+    loop = new_event_loop(settings)
+    settle_heap()
+    try:
+        results = loop.run_until_complete(measure)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="full")
@@ -157,7 +176,7 @@ def main() -> None:
         script, reason = server_start_script()
         if script is None:
             sys.exit(reason)
-    results = asyncio.run(run(args))
+    results = run_as_the_worker_does(run(args))
     if (args.only or args.qdrant) and args.out.exists():  # a partial run updates what it measured
         results = merge(json.loads(args.out.read_text()), results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
