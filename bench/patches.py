@@ -32,6 +32,7 @@ from bench.common import (
     produce,
     summary,
 )
+from bench.peer import cpu_seconds
 from connector.domain.changes import parse_change
 from connector.domain.operations import op_from_patch
 from connector.qdrant import to_qdrant
@@ -62,9 +63,30 @@ def _key(event: dict[str, Any]) -> bytes:
     return f"kv/{ids[0]}".encode()
 
 
+class CpuSpan:
+    """CPU of this process and of the Qdrant server (when there is one) over a measured span,
+    as ms per 1,000 events: put in ``into`` as ``own`` and ``server``."""
+
+    def __init__(self, target: QdrantTarget, into: dict[str, float] | None) -> None:
+        self.target, self.into = target, into
+
+    def _server(self) -> float:
+        return cpu_seconds(self.target.server.process.pid) if self.target.server is not None else 0.0
+
+    def start(self) -> None:
+        self.own, self.server = time.process_time(), self._server()
+
+    def stop(self, events: int) -> None:
+        if self.into is not None:
+            self.into["own"] = (time.process_time() - self.own) * 1e6 / events
+            if self.target.server is not None:
+                self.into["server"] = (self._server() - self.server) * 1e6 / events
+
+
 async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int,
-                        **overrides: Any) -> float:
-    """Events per second of the connector in this process; ``overrides``: settings."""
+                        cpu: dict[str, float] | None = None, **overrides: Any) -> float:
+    """Events per second of the connector in this process; ``overrides``: settings; ``cpu`` gets
+    the CPU per 1,000 events of this process (the connector, and producing the events) and of the server."""
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     settings = ctx.settings("patches", window_max_events=WINDOW, **overrides)
@@ -75,11 +97,14 @@ async def run_connector(ctx: Context, target: QdrantTarget, events: list[dict[st
         ):
             warm = await produce(ctx.bootstrap, settings.patch_topic, [(b"kv/0", json.dumps(events[0]).encode())])
             await seen.wait(settings.patch_topic, warm)
+            span = CpuSpan(target, cpu)
             start = time.time()
+            span.start()
             sent = await produce(
                 ctx.bootstrap, settings.patch_topic, [(_key(e), json.dumps(e).encode()) for e in events]
             )
             done = await seen.wait(settings.patch_topic, sent)
+            span.stop(len(events))
             return len(events) / (done - start)
     finally:
         await client.close()
@@ -119,7 +144,8 @@ async def run_naive(ctx: Context, target: QdrantTarget, events: list[dict[str, A
         await client.close()
 
 
-async def run_ceiling(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int) -> float:
+async def run_ceiling(ctx: Context, target: QdrantTarget, events: list[dict[str, Any]], points: int,
+                      cpu: dict[str, float] | None = None) -> float:
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     # the seeded points first, so that the reference rejects exactly the events on missing points
@@ -131,9 +157,12 @@ async def run_ceiling(ctx: Context, target: QdrantTarget, events: list[dict[str,
     ops = [to_qdrant(op_from_patch(parse_change(json.dumps(e).encode(), expect="patch"), i))  # type: ignore[arg-type]
            for i, e in enumerate(events) if i + points not in rejected]
     try:
+        span = CpuSpan(target, cpu)
         start = time.time()
+        span.start()
         for i in range(0, len(ops), WINDOW):
             await client.batch_update_points("kv", ops[i : i + WINDOW], wait=True)
+        span.stop(len(events))
         return len(events) / (time.time() - start)
     finally:
         await client.close()
@@ -144,6 +173,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
     sizes = {t.name: FULL_EVENTS[t.name] if ctx.size == "full" else 300 for t in targets}
     points = 2000 if ctx.size == "full" else 100
     runs: dict[str, dict[str, dict[str, list[float]]]] = {t.name: {} for t in targets}
+    cpus: dict[str, dict[str, dict[str, list[float]]]] = {t.name: {} for t in targets}  # per 1,000 events
     for kind in ("identical", "distinct", "mixed"):
         events = {n: workload(kind, n, points) for n in set(sizes.values())}
         for _ in range(ctx.repeats):
@@ -152,9 +182,14 @@ async def measure(ctx: Context) -> dict[str, Any]:
                     runs[target.name].setdefault(kind, {"connector": [], "naive": [], "ceiling": []}),
                     sizes[target.name],
                 )
-                mine["connector"].append(await run_connector(ctx, target, events[n], points))
+                spent: dict[str, dict[str, float]] = {"connector": {}, "ceiling": {}}
+                mine["connector"].append(await run_connector(ctx, target, events[n], points, spent["connector"]))
                 mine["naive"].append(await run_naive(ctx, target, events[n], points))
-                mine["ceiling"].append(await run_ceiling(ctx, target, events[n], points))
+                mine["ceiling"].append(await run_ceiling(ctx, target, events[n], points, spent["ceiling"]))
+                used = cpus[target.name].setdefault(kind, {})
+                for who, cpu in spent.items():
+                    for where, ms in cpu.items():
+                        used.setdefault(f"{who}_{where}", []).append(ms)
         for target in targets:
             r = runs[target.name][kind]
             print(
@@ -169,6 +204,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
             result = {name: summary(values) for name, values in r.items()}
             result["connector_vs_naive"] = summary([c / n_ for c, n_ in zip(r["connector"], r["naive"], strict=True)])
             result["connector_vs_ceiling"] = summary([c / e for c, e in zip(r["connector"], r["ceiling"], strict=True)])
+            result["cpu_ms_per_1000"] = {name: summary(values) for name, values in cpus[target.name][kind].items()}
             workloads[kind] = result
         out["targets"][target.name] = {
             "events": sizes[target.name],

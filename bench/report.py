@@ -112,6 +112,24 @@ def patches_table(section: dict[str, Any]) -> list[str]:
             rows.append(f"| {TARGET_LABEL[name]} | {kind} | {_spread(r['connector'], 0)} | {_spread(r['naive'], 0)} | "
                         f"{_spread(r['ceiling'], 0)} | {_spread(r['connector_vs_naive'])}× | "
                         f"{_spread(r['connector_vs_ceiling'])}× |")
+    return rows + patches_cpu_table(section)
+
+
+def patches_cpu_table(section: dict[str, Any]) -> list[str]:
+    """CPU per 1,000 events of the connector and the ceiling, and of the server meanwhile (runs that measured it)."""
+    measured = [(name, kind, r["cpu_ms_per_1000"]) for name, t in section["targets"].items()
+                for kind, r in t["workloads"].items() if "cpu_ms_per_1000" in r]
+    if not measured:
+        return []
+    rows = ["", ("CPU per 1,000 events (ms, median): this process while the connector ran (the connector, and "
+                 "producing its events to the broker) or while the ceiling sent its batches, and the Qdrant server "
+                 "meanwhile."), "",
+            "| Qdrant | workload | connector | server (connector) | ceiling | server (ceiling) |",
+            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name, kind, cpu in measured:
+        cells = [f"{cpu[key]['median']:.0f}" if key in cpu else "–"
+                 for key in ("connector_own", "connector_server", "ceiling_own", "ceiling_server")]
+        rows.append(f"| {TARGET_LABEL[name]} | {kind} | {' | '.join(cells)} |")
     return rows
 
 
