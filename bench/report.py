@@ -535,7 +535,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
                 "a task, off the stage's stack), its encoding and decoding stay in the stages. "
                 "Embedding runs in the embedding thread and shows as the time the window "
                 "awaits it. Workloads: distinct and mixed patches, the peer section's 384-d upserts, inline-text "
-                "re-embeds."
+                "re-embeds. Measured on asyncio's own loop (`QCC_EVENT_LOOP=asyncio python -m bench.run --only "
+                "profile`): on uvloop the wait for a gRPC answer is not seen as a row of its own but as *other*."
             ),
             "",
             *profile_table(sections["profile"]),
