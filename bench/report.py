@@ -208,12 +208,19 @@ def runs_table(results: dict[str, Any]) -> list[str]:
 
 
 def process_runtime(section: dict[str, Any]) -> str:
-    """What the bench process ran an in-process section on (bench/run.py, ``run_as_the_worker_does``)."""
-    loops = {part.get("run", {}).get("event_loop") for part in section.get("targets", {"": section}).values()}
-    if loops == {"uvloop"}:
-        return "The bench process runs on the worker's event loop (uvloop) and collector policy, as a worker does."
-    return ("The bench process ran on asyncio's own event loop with Python's default collector, "
-            "not the worker's uvloop and collector policy (a run that did not record its loop).")
+    """What the bench process ran an in-process section on, per target (bench/run.py,
+    ``run_as_the_worker_does``); runs that did not record it ran on asyncio's loop."""
+    on: dict[bool, list[str]] = {True: [], False: []}
+    for name, part in section.get("targets", {}).items():
+        on[part.get("run", {}).get("event_loop") == "uvloop"].append(TARGET_LABEL.get(name, name))
+    said = []
+    if on[True]:
+        said.append("on the worker's event loop (uvloop) and collector policy, as a worker does, "
+                    f"for {', '.join(on[True])}")
+    if on[False]:
+        said.append(f"on asyncio's own loop with Python's default collector for {', '.join(on[False])} "
+                    "(runs from before the bench took the worker's)")
+    return f"The bench process ran {'; '.join(said)}." if said else ""
 
 
 def contention(results: dict[str, Any]) -> list[str]:
