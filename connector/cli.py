@@ -308,16 +308,17 @@ def models(
 
 @cli.command()
 def demo(
-    events: int = typer.Option(300, help="Sample events to stream"),
+    events: int = typer.Option(300, min=1, help="Sample events to stream"),
     workdir: Path = typer.Option(
         Path("demo-data"), help="Broker data and Qdrant storage go here (models: the cache folder)"
     ),
+    seed: int = typer.Option(1, help="The sample story's seed: the same seed, the same events and counts"),
 ) -> None:
     """Everything on embedded defaults: a local Kafka broker, Qdrant local mode, sample events."""
     from connector.dev.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
-    raise typer.Exit(run_demo(events=events, workdir=workdir))
+    raise typer.Exit(run_demo(events=events, workdir=workdir, seed=seed))
 
 
 def _distance(name: str) -> Any:
