@@ -51,7 +51,7 @@ def plan(state: PartitionState, mode: Mode, group: str, waited: float | None = N
     if state.start >= state.log_end:  # nothing was produced in the range asked for
         return Scope(state.start, state.start, 0, None)
     asked = state.log_end - state.start
-    after_wait = f" after waiting {waited:.0f} s" if mode == "wait" and waited is not None else ""
+    after_wait = f" after waiting {waited:.1f} s" if mode == "wait" and waited is not None else ""
     if state.committed is None:
         return Scope(state.start, state.start, asked, f"no commits by group {group}{after_wait}")
     if state.committed <= state.start:
