@@ -42,6 +42,13 @@ def audit_as_is(stack: Stack, *args: str, env: dict[str, str] | None = None) -> 
     return result.returncode, json.loads(result.stdout)
 
 
+def audit_line(stack: Stack, *args: str) -> tuple[int, str]:
+    """``audit`` as a person runs it: its exit code and what it said on stderr."""
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "audit", *args],
+                            env={**os.environ, **stack.env}, capture_output=True, timeout=120, check=False)
+    return result.returncode, result.stderr.decode()
+
+
 def reasons(report: dict[str, Any], topic: str) -> list[str]:
     return [reason for p in report["partitions"] if p["topic"] == topic for reason in p["reasons"]]
 
@@ -169,16 +176,16 @@ async def test_audit_of_what_nobody_consumed_or_of_a_missing_topic_proves_nothin
 
     code, report = audit_as_is(stack)  # no worker ran: the group committed nothing
     assert code == 1, report
-    assert not report["complete"] and "INCOMPLETE" in report["verdict"]
+    assert not report["complete"]
+    assert "INCOMPLETE" in report["verdict"]
     assert reasons(report, topic) == [f"no commits by group {group}"] * 2
     assert report["behind"] == 15
 
     missing = f"no.such.{stack.name}"
-    result = subprocess.run([sys.executable, "-m", "connector.cli", "audit", "--topic", missing],
-                            env={**os.environ, **stack.env}, capture_output=True, timeout=120, check=False)
-    stderr = result.stderr.decode()
-    assert result.returncode == 66, stderr
-    assert f"no topic {missing} (--topic) on the Kafka broker" in stderr and "Traceback" not in stderr
+    code, stderr = audit_line(stack, "--topic", missing)
+    assert code == 66, stderr
+    assert f"no topic {missing} (--topic) on the Kafka broker" in stderr
+    assert "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert missing not in await topic_names(kafka.bootstrap)
 
@@ -208,7 +215,8 @@ async def test_audit_wait_proves_what_a_worker_caught_up_on_and_the_lag_shows_it
         code, report = audit_as_is(stack, "--wait", "90")  # what a pipeline runs after producing
         assert code == 0, problems(report) or report["partitions"]
         assert report["verdict"].startswith("trail complete: every offset up to the log end")
-        assert totals(report, "applied") == 15 and report["behind"] == 0
+        assert totals(report, "applied") == 15
+        assert report["behind"] == 0
         await metric_samples(port, until=lambda s: lag(s, topic) == 0, timeout=30)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
@@ -222,10 +230,15 @@ async def test_audit_wait_proves_what_a_worker_caught_up_on_and_the_lag_shows_it
     await produce(kafka.bootstrap, topic, upserts(15, 5))
     code, report = audit_as_is(stack)
     assert code == 0, problems(report)
-    assert report["behind"] == 5 and report["verdict"].startswith(f"trail complete up to the commits of group {group}")
+    assert report["behind"] == 5
+    assert report["verdict"].startswith(f"trail complete up to the commits of group {group}")
     code, report = audit_as_is(stack, "--since", since)  # nothing from then on is committed
     assert code == 1, report
-    assert all("committed nothing from offset" in r for r in reasons(report, topic)), report
+    said = reasons(report, topic)
+    assert said, report
+    assert all("committed nothing from offset" in r for r in said), said
     code, report = audit_as_is(stack, "--wait", "1")  # nobody applies them: the wait ends, and says so
     assert code == 1, report
-    assert all("after waiting" in r for r in reasons(report, topic)), report
+    said = reasons(report, topic)
+    assert said, report
+    assert all("after waiting" in r for r in said), said

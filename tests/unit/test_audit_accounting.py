@@ -104,7 +104,8 @@ def test_a_group_that_committed_nothing_proves_nothing_and_says_so() -> None:
     report = account("t", 0, scope.start, scope.end, [], [], behind=scope.behind, unproven=scope.reason)
     assert not report.complete()
     nothing_produced = plan(state(0, 0, None), "committed", "qcc-typo", None)
-    assert nothing_produced.reason is None and nothing_produced.behind == 0  # an empty partition has nothing to prove
+    assert nothing_produced.reason is None  # an empty partition has nothing to prove
+    assert nothing_produced.behind == 0
 
 
 def test_commits_before_the_start_asked_for_prove_nothing_of_it() -> None:
@@ -150,13 +151,15 @@ def test_a_gap_of_offset_0_is_shown_as_offset_0_and_no_gap_as_none() -> None:
 def test_the_first_and_last_lines_say_the_verdict() -> None:
     unproven = account("t", 0, 0, 0, [], [], behind=15, unproven="no commits by group g")
     lines = [line for line in rendered([unproven]) if line.strip()]
-    assert "INCOMPLETE" in lines[0] and "every" not in lines[0]
+    assert "INCOMPLETE" in lines[0]
+    assert "every" not in lines[0]
     assert "t[0]: no commits by group g" in lines
     assert lines[-1] == "trail INCOMPLETE: 1 of 1 partitions not proven"
     behind = account("t", 0, 0, 2, [verification(1, [(0, 1)])], [], behind=3)
     assert verdict([behind], strict=False, group="g").startswith("trail complete up to the commits of group g")
     caught_up_report = account("t", 0, 0, 2, [verification(1, [(0, 1)])], [])
-    assert verdict([caught_up_report], strict=False, group="g").startswith("trail complete: every offset up to the log end")
+    assert verdict([caught_up_report], strict=False, group="g").startswith(
+        "trail complete: every offset up to the log end")
 
 
 def test_the_json_carries_the_verdict_the_reasons_and_behind() -> None:
