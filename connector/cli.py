@@ -222,7 +222,7 @@ def tail(
     asyncio.run(follow(Settings(), from_beginning=from_beginning, count=count, raw=raw))
 
 
-EXIT_INCOMPLETE = 1  # audit: the trail has a gap, a mismatch or a missing dead letter
+EXIT_INCOMPLETE = 1  # audit: a range not proven, a gap, a mismatch or a missing dead letter
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the broker cannot be reached
 
 
@@ -234,53 +234,83 @@ def audit(
                                            "the earliest retained)"),
     since: datetime | None = typer.Option(None, help="Prove from the first offset at this time (ISO 8601)"),
     to: str = typer.Option("committed", help="Prove up to the consumer group's committed offsets, or 'end'"),
+    wait: float | None = typer.Option(None, min=0, metavar="SECONDS", help="First wait up to SECONDS for the "
+                                      "group's commits to reach the log end as it is now, then prove up to it"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     strict: bool = typer.Option(False, help="Count batches applied without verification as incomplete"),
 ) -> None:
     """Prove from the topics that every source offset was applied in a verified batch or dead-lettered
-    (exit 0 complete, 1 incomplete, 69 broker unreachable)."""
+    (exit 0 complete, 1 incomplete, 66 a topic missing, 69 broker unreachable)."""
     from aiokafka.errors import KafkaConnectionError
     from rich.progress import Progress
 
     from connector.audit.accounting import account
-    from connector.audit.reading import read_trail, source_ranges
+    from connector.audit.reading import missing_topics, partition_states, read_trail, wait_for_commits
     from connector.audit.render import as_json as report_json
     from connector.audit.render import print_report
+    from connector.audit.scope import Mode, plan
+    from connector.exit_codes import EX_NOINPUT
 
     if to not in ("committed", "end"):
         console.print(f"--to must be 'committed' or 'end', not {to!r}")
         raise typer.Exit(64)
+    if wait is not None and to == "end":
+        console.print("--wait proves up to the log end once the group's commits reach it; --to end proves up to "
+                      "it without waiting: use one of them")
+        raise typer.Exit(64)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an unreachable broker is said once, below
     settings = Settings()
+    group = settings.consumer_group
+    named_by = dict.fromkeys(topic or [], "--topic") or {
+        settings.patch_topic: "QCC_PATCH_TOPIC", settings.reembed_topic: "QCC_REEMBED_TOPIC",
+        **dict.fromkeys(settings.cdc_topics, "QCC_CDC_TOPICS")}
+    named_by |= {settings.verification_topic: "QCC_VERIFICATION_TOPIC",
+                 settings.dead_letter_topic: "QCC_DEAD_LETTER_TOPIC"}
     topics = topic or [settings.patch_topic, settings.reembed_topic, *settings.cdc_topics]
     since_utc = since.replace(tzinfo=since.tzinfo or timezone.utc) if since is not None else None
 
-    async def run() -> list[Any]:
+    async def run() -> int:
+        missing = await missing_topics(settings, list(named_by))
+        if missing:
+            console.print(f"no topic {', '.join(f'{t} ({named_by[t]})' for t in missing)} on the Kafka broker at "
+                          f"{settings.kafka_bootstrap_servers}: check the name; `qdrant-change-connector topics` "
+                          "creates the connector's topics", markup=False, highlight=False)
+            return EX_NOINPUT
+        # the commits before the trail: a batch is committed only after its verification event is published
+        states = await partition_states(settings, topics, from_offset=from_offset, since=since_utc)
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            waited = None
+            if wait is not None:
+                waiting = progress.add_task(f"waiting for group {group}'s commits", total=None)
+                states, waited = await wait_for_commits(settings, states, wait, lambda to_go: progress.update(
+                    waiting, description=f"waiting for group {group}'s commits: {to_go} records to go"))
+                progress.remove_task(waiting)
             task = progress.add_task("reading the trail", total=None)
 
             def advance(name: str, done: int, total: int) -> None:
                 progress.update(task, description=f"reading {name}", completed=done, total=total)
 
             trail = await read_trail(settings, set(topics), advance)
-        ranges = await source_ranges(settings, topics, from_offset=from_offset, since=since_utc,
-                                     to="end" if to == "end" else "committed")
-        reports = [account(t, p, start, end, trail.verifications, trail.dead_letters)
-                   for (t, p), (start, end) in sorted(ranges.items())]
-        return [reports, trail.unreadable]
+        mode: Mode = "wait" if wait is not None else "end" if to == "end" else "committed"
+        reports = []
+        for state in sorted(states, key=lambda s: (s.topic, s.partition)):
+            scope = plan(state, mode, group, waited)
+            reports.append(account(state.topic, state.partition, scope.start, scope.end, trail.verifications,
+                                   trail.dead_letters, behind=scope.behind, unproven=scope.reason))
+        if as_json:
+            print(json.dumps(report_json(reports, strict=strict, unreadable=trail.unreadable, group=group), indent=2))
+        else:
+            print_report(console_for(), reports, strict=strict, unreadable=trail.unreadable, group=group)
+        return 0 if all(r.complete(strict) for r in reports) else EXIT_INCOMPLETE
 
     try:
-        reports, unreadable = asyncio.run(run())
+        code = asyncio.run(run())
     except KafkaConnectionError as exc:
         console.print(f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers} ({exc}); "
                       "check QCC_KAFKA_BOOTSTRAP_SERVERS")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
-    if as_json:
-        print(json.dumps(report_json(reports, strict=strict, unreadable=unreadable), indent=2))
-    else:
-        print_report(console_for(), reports, strict=strict, unreadable=unreadable)
-    if not all(r.complete(strict) for r in reports):
-        raise typer.Exit(EXIT_INCOMPLETE)
+    if code:
+        raise typer.Exit(code)
 
 
 @cli.command()

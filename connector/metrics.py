@@ -40,8 +40,9 @@ TEXTS_EMBEDDED = Counter(f"{PREFIX}_texts_embedded", "Texts embedded (rate = tex
 QDRANT_SECONDS = Histogram(f"{PREFIX}_qdrant_request_seconds", "Latency of Qdrant calls", ["call"], registry=REGISTRY)
 END_TO_END_SECONDS = Histogram(f"{PREFIX}_end_to_end_seconds", "Oldest event of a batch: produce time to confirmation",
                                registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Records behind the end of the partition, after the last window",
-                     ["topic", "partition"], registry=REGISTRY)
+CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Records of an assigned partition not yet applied and committed "
+                     "(log end - the group's committed offset), from the assignment on", ["topic", "partition"],
+                     registry=REGISTRY)
 REEMBED_WAIT_SECONDS = Histogram(f"{PREFIX}_reembed_wait_seconds",
                                  "Time a re-embed reading payload text waited for earlier patches to be applied",
                                  registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300))

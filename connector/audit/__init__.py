@@ -1,5 +1,6 @@
 """The ``audit`` command: proves from the topics alone that every source offset was applied in
-a verified batch or dead-lettered. ``accounting`` is the pure proof, ``reading`` takes what it
-needs from Kafka, ``render`` prints it."""
+a verified batch or dead-lettered, or says why it cannot. ``accounting`` is the pure proof,
+``scope`` (pure) the range to prove on each partition and why not more, ``reading`` takes what
+it needs from Kafka, ``render`` prints it."""
 
-__all__ = ["accounting", "reading", "render"]
+__all__ = ["accounting", "reading", "render", "scope"]

@@ -8,7 +8,8 @@ whose ranges hold it: a replay after a crash covers offsets again, and the lates
 partial) batch, or dead-lettered it and the dead letter is on its topic. What is left is named:
 gaps (no word at all), mismatches (the read-back differed), dead letters listed but missing from
 the dead-letter topic, and unverified batches (verification off: reported, an error only when
-strict).
+strict). A partition whose range asked for is not proven whole (connector/audit/scope.py)
+carries the reason as ``unproven`` and is incomplete.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class PartitionReport:
     partition: int
     start: int  # first offset proven
     end: int  # one past the last
+    behind: int = 0  # records asked for after ``end``, not proven (scope.py)
+    unproven: str | None = None  # why records asked for are not proven (scope.py): incomplete
     applied: int = 0
     unchanged: int = 0  # passed without a change (a migration fence, nothing to apply)
     dead_lettered: Counter[str] = field(default_factory=Counter)
@@ -62,7 +65,8 @@ class PartitionReport:
     missing_dead_letters: list[tuple[int, int]] = field(default_factory=list)
 
     def complete(self, strict: bool = False) -> bool:
-        return not (self.gaps or self.mismatches or self.missing_dead_letters or (strict and self.unverified))
+        return not (self.unproven or self.gaps or self.mismatches or self.missing_dead_letters
+                    or (strict and self.unverified))
 
 
 def verification_from_json(record: dict[str, Any], order: tuple[Any, ...]) -> Verification | None:
@@ -93,8 +97,9 @@ def runs(offsets: Iterable[int]) -> list[tuple[int, int]]:
 
 
 def account(topic: str, partition: int, start: int, end: int, verifications: Sequence[Verification],
-            dead_letters: Iterable[DeadLetter]) -> PartitionReport:
-    """The final word on every offset of ``topic``/``partition`` in [start, end)."""
+            dead_letters: Iterable[DeadLetter], *, behind: int = 0, unproven: str | None = None) -> PartitionReport:
+    """The final word on every offset of ``topic``/``partition`` in [start, end); ``behind`` and
+    ``unproven`` are the range's own (scope.py)."""
     words: dict[int, list[Verification]] = defaultdict(list)
     for verification in sorted((v for v in verifications if v.topic == topic), key=lambda v: v.order):
         for p, first, last in verification.ranges:
@@ -102,7 +107,7 @@ def account(topic: str, partition: int, start: int, end: int, verifications: Seq
                 for offset in range(max(first, start), min(last + 1, end)):
                     words[offset].append(verification)
     dead_codes = {d.offset: d.code for d in dead_letters if d.topic == topic and d.partition == partition}
-    report = PartitionReport(topic, partition, start, end)
+    report = PartitionReport(topic, partition, start, end, behind, unproven)
     gaps, mismatches, partial, unverified, missing, not_verified_replays = [], [], [], [], [], []
     mismatch_batches: dict[str, None] = {}
     for offset in range(start, end):

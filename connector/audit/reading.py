@@ -1,24 +1,27 @@
 """What the audit reads from Kafka: the verification and dead-letter topics whole, and the
 offsets to prove on each source partition. No consumer group is joined (partitions are
-assigned and read to their end), so the audit never moves the worker's offsets."""
+assigned and read to their end), so the audit never moves the worker's offsets; and no topic is
+named to the broker before it is known to exist, so the audit never creates one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connector.audit.accounting import DeadLetter, Verification, verification_from_json
+from connector.audit.scope import PartitionState, caught_up
 from connector.kafka.options import client_options
 from connector.kafka.publishing import read_dead_letter
 from connector.settings import Settings
 
-__all__ = ["Trail", "read_trail", "source_ranges"]
+__all__ = ["Trail", "committed_offsets", "missing_topics", "partition_states", "read_trail", "wait_for_commits"]
 
 Progress = Callable[[str, int, int], None]  # (topic, records read, records in all)
 
@@ -31,7 +34,8 @@ class Trail:
 
 
 async def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
-    """The partitions of ``topics`` (a topic that does not exist has none)."""
+    """The partitions of ``topics``, which exist (:func:`missing_topics`): describing a missing
+    topic makes a broker with auto-creation on create it."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
@@ -109,12 +113,12 @@ async def read_trail(settings: Settings, topics: set[str], progress: Progress | 
     return trail
 
 
-async def source_ranges(settings: Settings, topics: list[str], *, from_offset: int | None = None,
-                        since: datetime | None = None,
-                        to: Literal["committed", "end"] = "committed") -> dict[tuple[str, int], tuple[int, int]]:
-    """Per source partition, the offsets [start, end) to prove: from the earliest retained (or
-    ``from_offset``, or the first at ``since``) up to the consumer group's committed offset (or
-    the log end)."""
+async def partition_states(settings: Settings, topics: list[str], *, from_offset: int | None = None,
+                           since: datetime | None = None) -> list[PartitionState]:
+    """Per partition of ``topics`` (which exist: :func:`missing_topics`), the first offset asked
+    for (the earliest retained, or ``from_offset``, or the first at ``since``), the log end, and
+    the consumer group's committed offset. Read before the trail: every batch the group committed
+    by then has its verification event on the topic before the commit (pipeline.py)."""
     partitions = await _partitions(settings, topics)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
     try:
@@ -128,16 +132,60 @@ async def source_ranges(settings: Settings, topics: list[str], *, from_offset: i
             starts = {tp: max(starts[tp], from_offset) for tp in partitions}
     finally:
         await consumer.stop()
-    if to == "committed":
-        ends = await _committed(settings, partitions)
-    return {(tp.topic, tp.partition): (starts[tp], max(starts[tp], ends.get(tp, starts[tp]))) for tp in partitions}
+    committed = await committed_offsets(settings, partitions)
+    return [PartitionState(tp.topic, tp.partition, starts[tp], ends[tp], committed.get(tp)) for tp in partitions]
 
 
-async def _committed(settings: Settings, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def wait_for_commits(settings: Settings, states: list[PartitionState], timeout: float,
+                           on_wait: Callable[[int], None] | None = None,
+                           every: float = 0.5) -> tuple[list[PartitionState], float]:
+    """Until the group's commits reach each partition's log end of ``states`` (or ``timeout``
+    seconds): the states with the commits last read, and the seconds waited. ``on_wait`` is told
+    the records still to be committed."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    partitions = [TopicPartition(s.topic, s.partition) for s in states]
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
-        offsets = await admin.list_consumer_group_offsets(settings.consumer_group, partitions=partitions)
+        while True:
+            to_go = sum(s.log_end - max(s.start, s.committed or 0) for s in states if not caught_up(s))
+            if on_wait is not None:
+                on_wait(to_go)
+            if not to_go or loop.time() - began >= timeout:
+                return states, loop.time() - began
+            await asyncio.sleep(min(every, max(0.0, timeout - (loop.time() - began))))
+            committed = await _committed(admin, settings.consumer_group, partitions)
+            states = [replace(s, committed=committed.get(TopicPartition(s.topic, s.partition))) for s in states]
     finally:
         await admin.close()
+
+
+async def missing_topics(settings: Settings, topics: list[str]) -> list[str]:
+    """Those of ``topics`` the broker does not have. Asked as the list of all topics: a metadata
+    request that names a missing topic makes a broker with auto-creation on create it."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [t for t in dict.fromkeys(topics) if t not in existing]
+
+
+async def committed_offsets(settings: Settings, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The consumer group's committed offset of each of ``partitions`` that has one."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        return await _committed(admin, settings.consumer_group, partitions)
+    finally:
+        await admin.close()
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str,
+                     partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    if not partitions:
+        return {}
+    offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
     return {tp: found.offset for tp, found in offsets.items() if found is not None and found.offset >= 0}

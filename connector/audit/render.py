@@ -1,4 +1,5 @@
-"""The audit's report: a table per source partition for people, JSON for programs."""
+"""The audit's report: a table per source partition for people, JSON for programs. Both say the
+same verdict (:func:`verdict`) and the same reasons per partition (:func:`reasons`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from connector.audit.accounting import PartitionReport
 
-__all__ = ["as_json", "print_report"]
+__all__ = ["as_json", "print_report", "reasons", "verdict"]
+
+NONE = "-"  # an empty list of offsets: never "0", which is an offset
 
 
 def _runs(runs: list[tuple[int, int]], limit: int = 5) -> str:
@@ -17,57 +21,84 @@ def _runs(runs: list[tuple[int, int]], limit: int = 5) -> str:
     return shown + (f" (+{len(runs) - limit} runs)" if len(runs) > limit else "")
 
 
-def as_json(reports: list[PartitionReport], *, strict: bool, unreadable: int) -> dict[str, Any]:
+def reasons(report: PartitionReport, strict: bool) -> list[str]:
+    """Why the partition is not proven; empty when it is complete."""
+    found = [report.unproven] if report.unproven else []
+    if report.gaps:
+        found.append(f"no verification event covers offsets {_runs(report.gaps, 20)}")
+    if report.mismatches:
+        found.append(f"the read-back differed at offsets {_runs(report.mismatches, 20)} "
+                     f"(batches {', '.join(report.mismatch_batches[:5])})")
+    if report.missing_dead_letters:
+        found.append(f"dead-lettered at offsets {_runs(report.missing_dead_letters, 20)}, "
+                     "but no dead-letter record is on the topic")
+    if strict and report.unverified:
+        found.append(f"applied without verification at offsets {_runs(report.unverified, 20)} (--strict)")
+    return found
+
+
+def verdict(reports: list[PartitionReport], *, strict: bool, group: str) -> str:
+    """One line that says what was proven, and what was not."""
+    failed = sum(1 for r in reports if not r.complete(strict))
+    if failed:
+        return f"trail INCOMPLETE: {failed} of {len(reports)} partitions not proven"
+    behind = sum(r.behind for r in reports)
+    if behind:
+        return (f"trail complete up to the commits of group {group}: every offset before them applied in a "
+                f"verified batch or dead-lettered; {behind} records after them not proven (--wait proves them)")
+    return "trail complete: every offset up to the log end applied in a verified batch or dead-lettered"
+
+
+def as_json(reports: list[PartitionReport], *, strict: bool, unreadable: int, group: str) -> dict[str, Any]:
     """The machine-readable report (its shape: docs/audit.md)."""
     return {
         "complete": all(r.complete(strict) for r in reports),
+        "verdict": verdict(reports, strict=strict, group=group),
+        "consumer_group": group,
+        "behind": sum(r.behind for r in reports),
         "strict": strict,
         "unreadable_trail_records": unreadable,
         "partitions": [
             {
                 "topic": r.topic, "partition": r.partition, "from_offset": r.start, "to_offset": r.end,
-                "applied": r.applied, "unchanged": r.unchanged, "dead_lettered": dict(r.dead_lettered),
-                "replayed": r.replayed, "replays_not_verified": r.replays_not_verified, "gaps": r.gaps,
-                "mismatches": r.mismatches, "mismatch_batches": r.mismatch_batches, "partial": r.partial,
-                "unverified": r.unverified, "missing_dead_letters": r.missing_dead_letters,
-                "complete": r.complete(strict),
+                "behind": r.behind, "applied": r.applied, "unchanged": r.unchanged,
+                "dead_lettered": dict(r.dead_lettered), "replayed": r.replayed,
+                "replays_not_verified": r.replays_not_verified, "gaps": r.gaps, "mismatches": r.mismatches,
+                "mismatch_batches": r.mismatch_batches, "partial": r.partial, "unverified": r.unverified,
+                "missing_dead_letters": r.missing_dead_letters, "complete": r.complete(strict),
+                "reasons": reasons(r, strict),
             }
             for r in reports
         ],
     }
 
 
-def print_report(console: Console, reports: list[PartitionReport], *, strict: bool, unreadable: int) -> None:
-    table = Table(title="audit: every source offset applied in a verified batch or dead-lettered")
-    for column in ("topic", "partition", "offsets", "applied", "dead-lettered", "replayed", "gaps", "mismatches",
-                   "unverified", "complete"):
+def print_report(console: Console, reports: list[PartitionReport], *, strict: bool, unreadable: int,
+                 group: str) -> None:
+    headline = verdict(reports, strict=strict, group=group)
+    table = Table(title=Text(f"audit: {headline}"))  # Text: a group name is no markup
+    for column in ("topic", "partition", "offsets", "behind", "applied", "dead-lettered", "replayed", "gaps",
+                   "mismatches", "unverified", "complete"):
         table.add_column(column)
     for r in reports:
         dead = ", ".join(f"{n} {code}" for code, n in sorted(r.dead_lettered.items())) or "0"
         problems = r.mismatches + r.missing_dead_letters
         table.add_row(
-            r.topic, str(r.partition), f"{r.start}-{r.end - 1}" if r.end > r.start else "none",
-            str(r.applied + r.unchanged), dead, str(r.replayed), _runs(r.gaps) or "0", _runs(problems) or "0",
-            _runs(r.unverified) or "0", "yes" if r.complete(strict) else "NO",
+            r.topic, str(r.partition), f"{r.start}-{r.end - 1}" if r.end > r.start else "none", str(r.behind),
+            str(r.applied + r.unchanged), dead, str(r.replayed), _runs(r.gaps) or NONE, _runs(problems) or NONE,
+            _runs(r.unverified) or NONE, "yes" if r.complete(strict) else "NO",
         )
     console.print(table)
     for r in reports:
         where = f"{r.topic}[{r.partition}]"
-        if r.gaps:
-            console.print(f"{where}: no verification event covers offsets {_runs(r.gaps, 20)}")
-        if r.mismatches:
-            console.print(f"{where}: the read-back differed at offsets {_runs(r.mismatches, 20)} "
-                          f"(batches {', '.join(r.mismatch_batches[:5])})")
-        if r.missing_dead_letters:
-            console.print(f"{where}: dead-lettered at offsets {_runs(r.missing_dead_letters, 20)}, "
-                          "but no dead-letter record is on the topic")
+        for reason in reasons(r, strict):
+            console.print(f"{where}: {reason}", markup=False)
         if r.replays_not_verified:
             console.print(f"{where}: replayed offsets whose last read-back was not verified: "
                           f"{_runs(r.replays_not_verified, 20)}")
-        if r.unverified:
+        if r.unverified and not strict:
             console.print(f"{where}: applied without verification (QCC_VERIFY_AFTER_APPLY=false) at "
                           f"{_runs(r.unverified, 20)}")
     if unreadable:
         console.print(f"{unreadable} records of the verification and dead-letter topics could not be read")
-    complete = all(r.complete(strict) for r in reports)
-    console.print("trail complete" if complete else "trail INCOMPLETE")
+    console.print(headline, markup=False)

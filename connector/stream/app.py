@@ -35,6 +35,7 @@ from connector.stream import pipeline
 from connector.stream.broker_probe import BrokerProbe
 from connector.stream.cdc_mapping_file import load_cdc_mapping
 from connector.stream.health import Readiness, probe_qdrant, serve
+from connector.stream.lag import ConsumerLag
 from connector.stream.patch_watermark import PatchWatermark
 from connector.stream.quiet_monitor import QuietMonitor
 from connector.stream.window import WindowProcessor
@@ -204,6 +205,18 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
             await probe_broker.watch()
         finally:
             await probe_broker.close()
+
+    # the lag gauge from the first assignment on, not from the first window (connector/stream/lag.py)
+    consumer_lag = ConsumerLag(settings, lambda: app.consumer)
+
+    async def lag_after_assignment(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        consumer_lag.assigned()
+
+    app.on_partitions_assigned.connect(lag_after_assignment)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
+    async def watch_consumer_lag() -> None:
+        await consumer_lag.watch()
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def http_endpoints() -> None:

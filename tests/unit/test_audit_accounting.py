@@ -1,12 +1,16 @@
 """The audit's proof (connector/audit/accounting.py): gaps, replays, mismatches and dead letters
-on random trails, against a count by brute force."""
+on random trails, against a count by brute force; what of a partition it can prove (scope.py),
+and how the report says it (render.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
-from connector.audit.accounting import DeadLetter, Verification, account, runs, verification_from_json
+from connector.audit.accounting import DeadLetter, PartitionReport, Verification, account, runs, verification_from_json
+from connector.audit.render import as_json, print_report, verdict
+from connector.audit.scope import Mode, PartitionState, Scope, caught_up, plan
 
 STATUSES = ("verified", "partial", "mismatch", "skipped")
 
@@ -72,3 +76,99 @@ def test_verification_off_is_reported_and_fails_only_when_strict() -> None:
 def test_runs_and_records_of_other_kinds() -> None:
     assert runs([7, 1, 2, 3]) == [(1, 3), (7, 7)]
     assert verification_from_json({"kind": "fence"}, ()) is None
+
+
+# What the audit can prove of a partition (connector/audit/scope.py) and how it says so (render.py).
+
+def state(start: int, log_end: int, committed: int | None) -> PartitionState:
+    return PartitionState("t", 0, start, log_end, committed)
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.none() | st.integers(0, 60), st.sampled_from(["committed", "end",
+                                                                                                "wait"]))
+def test_what_is_not_proven_is_behind_and_nothing_proven_of_records_asked_for_is_never_complete(
+        start: int, log_end: int, committed: int | None, mode: Mode) -> None:
+    scope = plan(state(start, log_end, committed), mode, "g", waited=1.0)
+    assert start <= scope.end <= max(start, log_end)
+    assert scope.end + scope.behind == max(start, log_end)
+    if scope.end == start and log_end > start:  # records asked for, none of them proven
+        assert scope.reason is not None
+    if mode == "wait" and scope.behind:
+        assert scope.reason is not None  # --wait promises the log end: short of it is incomplete
+
+
+def test_a_group_that_committed_nothing_proves_nothing_and_says_so() -> None:
+    scope = plan(state(0, 15, None), "committed", "qcc-typo", None)
+    assert (scope.start, scope.end, scope.behind) == (0, 0, 15)
+    assert scope.reason == "no commits by group qcc-typo"
+    report = account("t", 0, scope.start, scope.end, [], [], behind=scope.behind, unproven=scope.reason)
+    assert not report.complete()
+    nothing_produced = plan(state(0, 0, None), "committed", "qcc-typo", None)
+    assert nothing_produced.reason is None  # an empty partition has nothing to prove
+    assert nothing_produced.behind == 0
+
+
+def test_commits_before_the_start_asked_for_prove_nothing_of_it() -> None:
+    # --since after the group's last commit: 300 records in range, none of them committed
+    scope = plan(state(120, 420, 100), "committed", "g", None)
+    assert (scope.end, scope.behind) == (120, 300)
+    assert scope.reason == "group g committed nothing from offset 120 on (its commits end at offset 100)"
+    assert plan(state(120, 420, 120), "committed", "g", None).reason is not None
+
+
+def test_commits_short_of_the_log_end_prove_up_to_them_and_count_the_rest_behind() -> None:
+    scope = plan(state(0, 420, 400), "committed", "g", None)
+    assert (scope.end, scope.behind, scope.reason) == (400, 20, None)
+    assert plan(state(0, 420, 400), "end", "g", None) == Scope(0, 420, 0, None)
+
+
+def test_wait_proves_up_to_the_log_end_or_says_how_far_the_commits_got() -> None:
+    assert caught_up(state(0, 420, 420))
+    assert plan(state(0, 420, 430), "wait", "g", 3.0) == Scope(0, 420, 0, None)  # the end as it was at the start
+    short = plan(state(0, 420, 400), "wait", "g", 3.0)
+    assert (short.end, short.behind) == (400, 20)
+    assert short.reason == "group g committed up to offset 400, not the log end 420 after waiting 3.0 s"
+    assert plan(state(0, 420, None), "wait", "g", 3.0).reason == "no commits by group g after waiting 3.0 s"
+
+
+def rendered(reports: list[PartitionReport]) -> list[str]:
+    console = Console(record=True, width=200, force_terminal=False)
+    print_report(console, reports, strict=False, unreadable=0, group="g")
+    return console.export_text().splitlines()
+
+
+def test_a_gap_of_offset_0_is_shown_as_offset_0_and_no_gap_as_none() -> None:
+    gap_at_0 = account("t", 0, 0, 2, [verification(1, [(1, 1)])], [])
+    clean = account("t", 0, 0, 2, [verification(1, [(0, 1)])], [])
+    lines = rendered([gap_at_0, clean])
+    rows = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    columns = [cell.strip() for cell in next(line for line in lines if "gaps" in line).split("┃")[1:-1]]
+    gaps, complete = columns.index("gaps"), columns.index("complete")
+    assert [row[gaps].strip() for row in rows] == ["0", "-"]
+    assert [row[complete].strip() for row in rows] == ["NO", "yes"]
+
+
+def test_the_first_and_last_lines_say_the_verdict() -> None:
+    unproven = account("t", 0, 0, 0, [], [], behind=15, unproven="no commits by group g")
+    lines = [line for line in rendered([unproven]) if line.strip()]
+    assert "INCOMPLETE" in lines[0]
+    assert "every" not in lines[0]
+    assert "t[0]: no commits by group g" in lines
+    assert lines[-1] == "trail INCOMPLETE: 1 of 1 partitions not proven"
+    behind = account("t", 0, 0, 2, [verification(1, [(0, 1)])], [], behind=3)
+    assert verdict([behind], strict=False, group="g").startswith("trail complete up to the commits of group g")
+    caught_up_report = account("t", 0, 0, 2, [verification(1, [(0, 1)])], [])
+    assert verdict([caught_up_report], strict=False, group="g").startswith(
+        "trail complete: every offset up to the log end")
+
+
+def test_the_json_carries_the_verdict_the_reasons_and_behind() -> None:
+    unproven = account("u", 0, 0, 0, [], [], behind=15, unproven="no commits by group g")
+    gap = account("t", 0, 0, 3, [verification(1, [(0, 1)])], [], behind=2)
+    report = as_json([unproven, gap], strict=False, unreadable=0, group="g")
+    assert report["complete"] is False
+    assert report["verdict"] == "trail INCOMPLETE: 2 of 2 partitions not proven"
+    assert report["behind"] == 17
+    assert [p["reasons"] for p in report["partitions"]] == [["no commits by group g"],
+                                                            ["no verification event covers offsets 2"]]
+    assert [p["behind"] for p in report["partitions"]] == [15, 2]
