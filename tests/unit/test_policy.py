@@ -13,12 +13,13 @@ def _event(**fields):
     return parse_change(json.dumps({"schema_version": 1, "collection": "docs", **fields}).encode(), expect="patch")
 
 
-CLEAR_BY_FILTER = {"op": "clear_payload", "filter": {"must": []}}
+TAGGED = {"must": [{"key": "tag", "match": {"value": "x"}}]}
+CLEAR_BY_FILTER = {"op": "clear_payload", "filter": TAGGED}
 
 
 def test_operation_names_tell_filter_addressing_apart() -> None:
     assert operation_name(_event(op="delete", ids=[1])) == "delete"
-    assert operation_name(_event(op="delete", filter={"must": []})) == "delete:filter"
+    assert operation_name(_event(op="delete", filter=TAGGED)) == "delete:filter"
 
 
 def test_topics_may_change_only_their_collections() -> None:
@@ -32,7 +33,7 @@ def test_topics_may_change_only_their_collections() -> None:
 def test_denied_operations() -> None:
     settings = Settings(denied_operations=["clear_payload", "delete:filter"])
     assert check_policy(_event(**CLEAR_BY_FILTER), "t", settings).code == "operation_denied"
-    assert check_policy(_event(op="delete", filter={"must": []}), "t", settings).code == "operation_denied"
+    assert check_policy(_event(op="delete", filter=TAGGED), "t", settings).code == "operation_denied"
     assert check_policy(_event(op="delete", ids=[1]), "t", settings) is None
 
 
