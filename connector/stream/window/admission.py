@@ -120,6 +120,6 @@ class Admission:
         rejection = check_blast_radius(event, matched, self.settings, mapped=self.mapped)
         if rejection is not None or not by_share or matched == 0:
             return rejection
-        # No blast_radius_unknown here: counting every point asks nothing of the event.
+        # Counting every point asks nothing of the event's filter: strict mode has no reason to refuse it.
         total = await count_points(self.qdrant, collection, shard_key=shard_key)
         return check_share(event, matched, total, self.settings)
