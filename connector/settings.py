@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SPARSE_MODEL = "Qdrant/bm25"
+
+# The names QCC_DENIED_OPERATIONS takes (connector/domain/policy.py's operation_name): each operation,
+# and ``op:filter`` for the filter-addressed form of those a filter can address. tests/unit/test_policy.py
+# holds them equal to the event models.
+_FILTERABLE = ("delete", "set_payload", "overwrite_payload", "delete_payload", "clear_payload", "delete_vectors",
+               "reembed")
+OPERATION_NAMES: tuple[str, ...] = ("upsert", "update_vectors", *_FILTERABLE, *(f"{op}:filter" for op in _FILTERABLE))
 
 
 class ShardKeyRule(BaseModel):
@@ -142,8 +151,13 @@ class Settings(BaseSettings):
     filter_blast_radius: int | None = Field(
         10_000, ge=0, description="Policy: most points a filter-addressed operation may match; unset: no limit"
     )
+    filter_max_share: float = Field(
+        0.5, gt=0, le=1, description="Policy: largest share of a collection's points (of its shard keys' points, "
+        "when custom-sharded) a filter-addressed operation that removes data (delete, clear_payload, "
+        "overwrite_payload, delete_payload, delete_vectors, set_payload with a null) may match; one that matches "
+        "every point is refused at any share (1: only those)")
     allow_blast_radius_override: bool = Field(
-        False, description="Policy: whether an event's blast_radius_override may lift that limit"
+        False, description="Policy: whether an event's blast_radius_override may lift those limits"
     )
     shard_keys: dict[str, ShardKeyRule] = Field(
         default_factory=dict,
@@ -179,8 +193,9 @@ class Settings(BaseSettings):
 
     # Limits and retries
     tombstones: Literal["delete", "dead_letter"] = Field(
-        "delete", description="A record without a value (a tombstone) on the patch topic, keyed collection/point-id: "
-        "delete that point, as compacted topics mean it; dead_letter keeps it as an empty_record dead letter")
+        "delete", description="A record without a value (a tombstone) on the patch topic, keyed collection/point-id "
+        "(collection/<shard key>/point-id under a from_key rule): delete that point, as compacted topics mean it; "
+        "dead_letter keeps it as an empty_record dead letter")
     max_event_bytes: int = Field(1_048_576, ge=256, description="Larger records are dead-lettered")
     publish_max_bytes: int = Field(
         1_000_000, ge=65_536,
@@ -210,6 +225,22 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("denied_operations")
+    @classmethod
+    def _known_operations(cls, names: list[str]) -> list[str]:
+        """A name that is no operation would deny nothing: the policy would be off without a word."""
+        unknown = [name for name in names if name not in OPERATION_NAMES]
+        if unknown:
+            def hint(name: str) -> str:
+                if name.removesuffix(":filter") in OPERATION_NAMES:
+                    return f"{name!r} (a filter never addresses {name.removesuffix(':filter')})"
+                nearest = difflib.get_close_matches(name, OPERATION_NAMES, n=1)
+                return f"{name!r}" + (f" (did you mean {nearest[0]!r}?)" if nearest else "")
+
+            raise PydanticCustomError("unknown_operation", "unknown operation {unknown}; the names are {names}",
+                                      {"unknown": ", ".join(map(hint, unknown)), "names": ", ".join(OPERATION_NAMES)})
+        return names
 
     @model_validator(mode="after")
     def _cdc_needs_mapping(self) -> Settings:

@@ -5,7 +5,8 @@ Modules: ``changes`` (inbound events and their parser), ``records`` (what the co
 publishes: verification events, dead letters), ``operations`` (events as operations),
 ``semantics`` (what an operation does to a point, the reference model), ``planner``
 (coalescing a window's operations), ``validation`` (an event against a collection's
-``schema``), ``policy`` (what a topic may do, blast radius), ``verifier`` (expected vs read back).
+``schema``), ``policy`` (what a topic may do, blast radius, the share of a collection),
+``match_all`` (filters that match every point by themselves), ``verifier`` (expected vs read back).
 """
 
 from connector.domain.changes import ChangeEvent, FenceRecord, ReembedEvent, Rejection, parse_change

@@ -5,7 +5,8 @@ One row change becomes the events of one point (connector/domain/cdc_mapping.py 
 changed): an insert or snapshot row an ``upsert`` (its first text embedded inline) and one
 inline re-embed per further text; an update a ``set_payload`` of the keys that changed, a
 re-embed per changed text and a ``delete_vectors`` for texts that became empty; a delete a
-``delete``; a truncate, with ``truncate: delete_all``, a delete by an all-matching filter. A
+``delete``; a truncate, with ``truncate: delete_all``, a delete by an all-matching filter, its
+``blast_radius_override`` granted by the mapping (connector/domain/policy.py). A
 column that is NULL is no payload key (an update to NULL removes the key, as a ``set_payload``
 null does), so a point's payload is the row's non-null mapped columns, however it got there.
 """
@@ -83,7 +84,7 @@ def events_for(change: PointChange, table: TableMapping, event_id: str | None = 
     if change.kind == "delete":
         return [DeleteEvent(**common, op="delete", ids=ids)]
     if change.kind == "delete_all":
-        return [DeleteEvent(**common, op="delete", filter={"must": []})]
+        return [DeleteEvent(**common, op="delete", filter={"must": []}, blast_radius_override=True)]
     if change.kind == "nothing":
         return []
     events: list[ChangeEvent] = []

@@ -9,7 +9,9 @@ What the connector publishes in return is in :mod:`connector.domain.records`.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
@@ -24,13 +26,19 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from connector.domain.json_decode import decode_event_json
+from connector.domain.match_all import matches_everything
+from connector.settings import ShardKeyRule
 
 SCHEMA_VERSION: Final = 1
 
 PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"
 NAME_PATTERN = r"^[A-Za-z0-9_\-\.]{1,255}$"
+# The validation error of an event whose filter matches every point by itself (its dead letter's
+# code is blast_radius_share_exceeded, not schema_violation).
+MATCHES_EVERYTHING: Final = "filter_matches_everything"
 
 PointId = Annotated[
     Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] | UUID,
@@ -122,9 +130,11 @@ class _Selected(_Event):
     model_config = ConfigDict(json_schema_extra=_one_of_required(["ids"], ["filter"], exclusive=("ids", "filter")))
 
     ids: IdList | None = None
-    filter: dict[str, Any] | None = Field(None, description="A Qdrant filter object")
+    filter: dict[str, Any] | None = Field(
+        None, description="A Qdrant filter object. One that matches every point by itself (no condition, only empty "
+        "clauses) is refused for an operation that removes data, unless blast_radius_override")
     blast_radius_override: bool = Field(
-        False, description="Apply even if the filter matches more points than the connector's limit (if permitted)"
+        False, description="Apply even if the filter matches more points than the connector's limits (if permitted)"
     )
 
     @model_validator(mode="after")
@@ -132,6 +142,23 @@ class _Selected(_Event):
         if (self.ids is None) == (self.filter is None):
             raise ValueError("give exactly one of 'ids' or 'filter'")
         return self
+
+    @model_validator(mode="after")
+    def _not_every_point(self) -> _Selected:
+        if self.filter is not None and not self.blast_radius_override and self.removes_data() \
+                and matches_everything(self.filter):
+            op = getattr(self, "op", "operation")
+            raise PydanticCustomError(
+                MATCHES_EVERYTHING, "the filter {filter} matches every point: a {op} of every point is refused; name "
+                "the points by ids or give the filter a condition (blast_radius_override, where "
+                "QCC_ALLOW_BLAST_RADIUS_OVERRIDE permits it, means every point)",
+                {"filter": json.dumps(self.filter)[:200], "op": op})
+        return self
+
+    def removes_data(self) -> bool:
+        """Whether the operation removes data: points, payloads, payload keys or vectors. A filter
+        that matches too much of a collection is refused for these (docs/design.md, "Policy")."""
+        return True
 
 
 # --- payload patches: one class per Qdrant batch operation ---------------------------------
@@ -176,6 +203,10 @@ class SetPayloadEvent(_Selected):
     op: Literal["set_payload"]
     payload: Annotated[Payload, Field(min_length=1)]
     key: Annotated[StrictStr, Field(pattern=PATH_PATTERN, max_length=1000)] | None = None
+
+    def removes_data(self) -> bool:
+        """It writes the keys it names; a null removes that key."""
+        return any(value is None for value in self.payload.values())
 
 
 class OverwritePayloadEvent(_Selected):
@@ -323,6 +354,7 @@ FENCE_ADAPTER: TypeAdapter[FenceRecord] = TypeAdapter(FenceRecord)
 # (docs/design.md, "Dead-letter codes", says what each means). mypy holds every code written.
 RejectionCode = Literal[
     "blast_radius_exceeded",
+    "blast_radius_share_exceeded",
     "blast_radius_unknown",
     "collection_not_allowed",
     "empty_record",
@@ -379,15 +411,25 @@ _POINT_NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
 _POINT_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
-def tombstone_delete(key: bytes | None) -> DeleteEvent | Rejection:
+def tombstone_delete(key: bytes | None, shard_keys: Mapping[str, ShardKeyRule] | None = None
+                     ) -> DeleteEvent | Rejection:
     """A tombstone (a record without a value), as compacted topics express deletion: it deletes
     the point its key names, ``collection/point-id`` (the key every producer of the connector's
-    events gives; an integer id or a UUID)."""
+    events gives; an integer id or a UUID). On a collection whose shard key comes from the record
+    key (a ``from_key`` rule in ``shard_keys``) the point id is what follows the rule's match, e.g.
+    ``tenants/<tenant>/<point-id>``; the shard key is then derived from the key like any event's."""
     try:
         text = key.decode("utf-8") if key is not None else ""
     except UnicodeDecodeError:
         text = ""
     collection, _, point = text.partition("/")
+    rule = (shard_keys or {}).get(collection)
+    layout = "collection/point-id"
+    if rule is not None and rule.from_key is not None:
+        layout = f"collection/point-id, or on {collection!r} the point id after the shard key rule {rule.from_key!r}"
+        match = re.search(rule.from_key, text)
+        if match is not None and match.group(1):  # else no shard key: the window says so (shard_key_required)
+            point = text[match.end():].removeprefix("/")
     point_id: int | str | None = None
     if _POINT_NUMBER.fullmatch(point):  # as a producer writes it: no sign, no leading zero, below 2**64
         point_id = int(point) if int(point) < 2**64 else None
@@ -396,7 +438,7 @@ def tombstone_delete(key: bytes | None) -> DeleteEvent | Rejection:
     if point_id is None or not re.fullmatch(NAME_PATTERN, collection):
         shown = text[:100] if text else repr(key)[:100]
         return Rejection(code="empty_record", message=f"a record without a value (a tombstone) deletes the point its "
-                         f"key names, collection/point-id; its key {shown!r} names none")
+                         f"key names, {layout}; its key {shown!r} names none")
     return DeleteEvent(schema_version=SCHEMA_VERSION, collection=collection, op="delete", ids=[point_id])
 
 
@@ -408,12 +450,13 @@ def parse_change(
     max_ids_per_event: int = 10_000,
     key: bytes | None = None,
     tombstones: Literal["delete", "dead_letter"] = "delete",
+    shard_keys: Mapping[str, ShardKeyRule] | None = None,
 ) -> ChangeEvent | FenceRecord | Rejection:
-    """Parse one record value (and, for a tombstone, its ``key``). Never raises on bad input:
-    returns a :class:`Rejection`."""
+    """Parse one record value (and, for a tombstone, its ``key``, read with the collection's shard
+    key rule if any). Never raises on bad input: returns a :class:`Rejection`."""
     if value is None:
         if expect == "patch" and tombstones == "delete":
-            return tombstone_delete(key)
+            return tombstone_delete(key, shard_keys)
         where = "the re-embed topic takes none" if expect == "reembed" else "QCC_TOMBSTONES=dead_letter"
         return Rejection(code="empty_record", message=f"record has no value (a tombstone; {where})")
     if len(value) > max_event_bytes:
@@ -455,7 +498,8 @@ def parse_change(
         adapter = PATCH_ADAPTER if expect == "patch" else REEMBED_ADAPTER
         event: ChangeEvent = adapter.validate_python(document)
     except ValidationError as exc:
-        return reject("schema_violation", _validation_message(exc))
+        everything = any(error["type"] == MATCHES_EVERYTHING for error in exc.errors(include_url=False))
+        return reject("blast_radius_share_exceeded" if everything else "schema_violation", _validation_message(exc))
     except RecursionError:
         return reject("schema_violation", "event nests too deeply")
     ids = point_ids_of(event)
@@ -476,6 +520,13 @@ def filter_of(event: ChangeEvent) -> dict[str, Any] | None:
     None)``: on an event without the field, pydantic raises and catches an AttributeError, ~1 µs,
     several times per event on the hot path."""
     return event.filter if isinstance(event, (_Selected, ReembedEvent)) else None
+
+
+def removes_data(event: ChangeEvent) -> bool:
+    """Whether the event removes data: points (delete), a whole payload (clear_payload,
+    overwrite_payload), payload keys (delete_payload, a set_payload's null) or vectors
+    (delete_vectors). Upserts and vector updates name their points; re-embeds recompute vectors."""
+    return isinstance(event, _Selected) and event.removes_data()
 
 
 def point_ids_of(event: ChangeEvent) -> list[int | str]:

@@ -21,6 +21,9 @@ from connector.domain.changes import (
     point_ids_of,
     tombstone_delete,
 )
+from connector.settings import Settings, ShardKeyRule
+from connector.stream.window.items import Item, Record
+from connector.stream.window.parse import parse_record
 
 
 def _patch(**fields) -> bytes:
@@ -107,7 +110,8 @@ FUZZ_EXAMPLES = int(os.environ.get("QCC_FUZZ_EXAMPLES", "1500"))  # 100000+ for 
 
 # every code parse_change answers with (the dead-letter reasons of the parser)
 PARSER_CODES = {"empty_record", "event_too_large", "invalid_utf8", "invalid_json", "schema_violation",
-                "unsupported_schema_version", "wrong_topic", "unknown_operation", "too_many_ids"}
+                "unsupported_schema_version", "wrong_topic", "unknown_operation", "too_many_ids",
+                "blast_radius_share_exceeded"}
 
 
 def _accepted_kind_fits(result: object, expect: str) -> bool:
@@ -238,3 +242,42 @@ def test_any_tombstone_key_deletes_one_point_or_is_refused(key: bytes) -> None:
     assert isinstance(answer, (DeleteEvent, Rejection))
     if isinstance(answer, DeleteEvent):  # the key spells exactly that point, as a producer writes it
         assert key.decode().lower() == f"{answer.collection.lower()}/{point_ids_of(answer)[0]}"
+
+
+TENANT_RULES = {"tenants": ShardKeyRule(from_key="^tenants/([^/]+)/"), "docs": ShardKeyRule(from_payload="tenant")}
+
+
+def tombstone_item(key: bytes) -> Item:
+    settings = Settings(shard_keys=TENANT_RULES)
+    return parse_record(0, Record("qdrant.patches", 0, 0, None, key=key), settings, "patch")
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"), min_size=1, max_size=40),
+       st.integers(0, 2**64 - 1) | st.uuids().map(str))
+def test_a_tombstone_keyed_by_the_shard_key_rule_deletes_that_tenants_point(tenant: str, point: int | str) -> None:
+    """Under a from_key rule the key is collection/<shard key>/<point id>: the rule's group is the
+    shard key (derived as for any event) and the point id follows its match."""
+    item = tombstone_item(f"tenants/{tenant}/{point}".encode())
+    assert item.error is None, item.error
+    assert isinstance(item.event, DeleteEvent)
+    assert (item.event.collection, point_ids_of(item.event), item.shard_key) == ("tenants", [point], tenant)
+
+
+@pytest.mark.parametrize(("key", "code", "said"), [
+    (b"tenants/t5/x", "empty_record", "the point id after the shard key rule '^tenants/([^/]+)/'"),
+    (b"tenants/t5/", "empty_record", "its key 'tenants/t5/' names none"),
+    (b"tenants/t5/7/8", "empty_record", "names none"),
+    (b"tenants/7", "shard_key_required", "does not match the shard key rule"),  # a point, but no tenant
+    (b"docs/t5/7", "empty_record", "collection/point-id"),  # docs' rule reads the payload: no key layout
+])
+def test_a_tombstone_key_the_rule_cannot_read_is_dead_lettered(key: bytes, code: str, said: str) -> None:
+    item = tombstone_item(key)
+    assert item.error is not None
+    assert (item.error.code, said in item.error.message) == (code, True), item.error
+
+
+def test_a_collection_without_a_key_rule_keeps_collection_slash_point_id() -> None:
+    item = tombstone_item(b"plain/42")
+    assert isinstance(item.event, DeleteEvent)
+    assert (point_ids_of(item.event), item.shard_key, item.error) == ([42], None, None)
+    assert tombstone_delete(b"plain/42", TENANT_RULES) == tombstone_delete(b"plain/42")

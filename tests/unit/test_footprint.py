@@ -89,7 +89,8 @@ def test_what_makes_a_window_depend_on_others() -> None:
 
     fence = {"schema_version": 1, "kind": "fence", "collection": "docs", "target": "docs_v2", "migration_id": "m",
              "expires_at": "2030-01-01T00:00:00Z"}
-    by_filter = {"schema_version": 1, "collection": "docs", "op": "clear_payload", "filter": {"must": []}}
+    by_filter = {"schema_version": 1, "collection": "docs", "op": "clear_payload",
+                 "filter": {"must": [{"key": "a", "match": {"value": 1}}]}}
     one, two = footprint(items_of([set_on([1, 2])])), footprint(items_of([set_on([3]), set_on([4])]))
     assert one == {("docs", 1), ("docs", 2)}
     assert independent(one, two)

@@ -113,7 +113,7 @@ ADDRESSES = [(op, False) for op in PATCH_OPS] + [(op, True) for op in PATCH_OPS 
 
 @pytest.mark.parametrize(("op", "by_filter"), ADDRESSES)
 def test_every_request_carries_the_batch_shard_key(op: str, by_filter: bool) -> None:
-    fields: dict[str, Any] = {"filter": {"must": []}} if by_filter else {"ids": [1]}
+    fields: dict[str, Any] = {"filter": {"must": [{"key": "a", "match": {"value": 1}}]}} if by_filter else {"ids": [1]}
     if op in BY_POINTS:
         fields = {"points": [{"id": 1, "vector": [0.5, 0.5]}]}
     extra = {"set_payload": {"payload": {"a": None, "b": 1}}, "overwrite_payload": {"payload": {"a": 1}},

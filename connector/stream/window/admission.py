@@ -1,5 +1,6 @@
 """Stage 2: which events of a collection may be applied (the collection, the allowed list,
-policy, the schema, a filter's blast radius); the others fail with the reason."""
+policy, the schema, a filter's blast radius and share of the collection); the others fail with
+the reason."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from qdrant_client import models as qm
 
 from connector.domain.changes import ChangeEvent, Rejection, filter_of
-from connector.domain.policy import check_blast_radius, check_policy
+from connector.domain.policy import check_blast_radius, check_policy, check_share, share_guarded
 from connector.domain.schema import CollectionSchema
 from connector.domain.sharding import Selector, shard_key_refusal
 from connector.domain.validation import check_event
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 
 class Admission:
     def __init__(self, settings: Settings, qdrant: RetryingClient, catalog: CollectionCatalog,
-                 failpoints: Failpoints) -> None:
+                 failpoints: Failpoints, *, mapped: bool = False) -> None:
+        """``mapped``: the events are a CDC mapping's (connector/domain/policy.py, override_permitted)."""
         self.settings, self.qdrant, self.catalog, self.failpoints = settings, qdrant, catalog, failpoints
+        self.mapped = mapped
 
     async def admit(self, collection: str | None, items: list[Item], shard_key: Selector | None = None
                     ) -> CollectionSchema | None:
@@ -64,7 +67,7 @@ class Admission:
         for item in pending:
             if item.event is None:
                 continue
-            rejection = check_policy(item.event, item.record.topic, self.settings) or check_event(
+            rejection = check_policy(item.event, item.record.topic, self.settings, mapped=self.mapped) or check_event(
                 item.event, schema, self.settings.models_allowed()
             )
             flt = filter_of(item.event)
@@ -102,12 +105,21 @@ class Admission:
 
     async def _check_blast_radius(self, collection: str, event: ChangeEvent, flt: dict[str, Any],
                                   shard_key: Selector | None) -> Rejection | None:
-        if self.settings.filter_blast_radius is None:
-            return check_blast_radius(event, 0, self.settings)
+        """The blast radius of a filter-addressed event and, for one that removes data, its share of
+        the collection: Qdrant's exact counts of the filter and of the collection (in the batch's
+        shard keys), before the window."""
+        by_share = share_guarded(event, self.settings, mapped=self.mapped)
+        if self.settings.filter_blast_radius is None and not by_share:
+            return None
         try:
             matched = await count_points(self.qdrant, collection, qm.Filter.model_validate(flt), shard_key=shard_key)
         except PermanentError as exc:  # e.g. strict mode refuses a filter on an unindexed key
             return Rejection(code="blast_radius_unknown", collection=collection, event_id=event.event_id,
                              message=f"Qdrant refused to count the points of this filter, so its blast radius "
                                      f"cannot be checked: {exc}")
-        return check_blast_radius(event, matched, self.settings)
+        rejection = check_blast_radius(event, matched, self.settings, mapped=self.mapped)
+        if rejection is not None or not by_share or matched == 0:
+            return rejection
+        # Counting every point asks nothing of the event's filter: strict mode has no reason to refuse it.
+        total = await count_points(self.qdrant, collection, shard_key=shard_key)
+        return check_share(event, matched, total, self.settings)

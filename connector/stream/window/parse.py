@@ -27,6 +27,7 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
         max_ids_per_event=settings.max_ids_per_event,
         key=record.key,
         tombstones=settings.tombstones,
+        shard_keys=settings.shard_keys,
     )
     if isinstance(parsed, FenceRecord):
         return Item(position, record, fence=parsed)

@@ -89,7 +89,7 @@ class WindowProcessor:
         self.retarget = retarget
         self.cdc_mapping = cdc_mapping
         self.honor_fences = honor_fences
-        self.admission = Admission(settings, qdrant, self.catalog, self.failpoints)
+        self.admission = Admission(settings, qdrant, self.catalog, self.failpoints, mapped=cdc_mapping is not None)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
 
     @property
