@@ -33,7 +33,8 @@ from connector.qdrant.wires.rest import RAW_ANSWER, use_rest_session
 
 BATCH_ANSWER = {"result": [{"operation_id": 7, "status": "completed"}, {"operation_id": 8, "status": "wait_timeout"}],
                 "status": "ok", "time": 0.002}
-POINTS_ANSWER = {"result": [{"id": 1, "payload": {"a": 1}, "vector": {"d": [0.5, -0.25]}}], "status": "ok", "time": 0.001}
+POINTS_ANSWER = {"result": [{"id": 1, "payload": {"a": 1}, "vector": {"d": [0.5, -0.25]}}],
+                 "status": "ok", "time": 0.001}
 
 
 @pytest.fixture

@@ -43,7 +43,8 @@ def test_the_null_split_spelled_out() -> None:
 shard_keys = st.integers(0, 2**32) | st.text(min_size=1, max_size=4)
 selectors: st.SearchStrategy[Selector] = (
     shard_keys | st.lists(shard_keys, min_size=1, max_size=3)
-    | st.builds(lambda target, fallback: ShardKeyWithFallback(target=target, fallback=fallback), shard_keys, shard_keys))
+    | st.builds(lambda target, fallback: ShardKeyWithFallback(target=target, fallback=fallback),
+                shard_keys, shard_keys))
 
 
 @given(selectors)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from qdrant_client import grpc
+from qdrant_client import AsyncQdrantClient, grpc
 from qdrant_client import models as qm
 
 from connector.domain.changes import normalize_id
@@ -244,7 +244,7 @@ class GrpcWire(Wire[list[Update] | ModelsBatch, GrpcAnswer]):
 
     name = "grpc"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: AsyncQdrantClient) -> None:
         super().__init__(client)
         self.models = ModelsWire(client)  # what this wire does not build itself
 

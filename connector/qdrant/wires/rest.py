@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import orjson
 import simdjson
+from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.domain.changes import normalize_id
@@ -227,7 +228,7 @@ async def ask_uncompressed(
     return await call_next(request)
 
 
-def use_rest_session(client: Any, *, compression: bool) -> None:
+def use_rest_session(client: AsyncQdrantClient, *, compression: bool) -> None:
     """The server client's REST session as the connector uses it: answers decoded by orjson
     (handed over undecoded where a read asks, :data:`RAW_ANSWER`), uncompressed unless asked."""
     add_rest_middleware(client, decode_responses_with_orjson)
@@ -243,7 +244,7 @@ class RestWire(Wire[bytes | ModelsBatch, RestAnswer]):
 
     name = "rest"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: AsyncQdrantClient) -> None:
         super().__init__(client)
         self.models = ModelsWire(client)  # what this wire does not write itself
 
