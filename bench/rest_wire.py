@@ -4,14 +4,14 @@
 
 The window processor of the worker, in this process, on a real Qdrant server over REST (no
 Kafka: the peer section's end-to-end numbers carry that), with every guarantee on (existence
-read where the plan needs it, ``wait=true``, read-back). The same windows go once through
-qdrant-client's models (batch requests built as models and encoded by the client, reads decoded
-into models), and once the worker's way over REST: requests encoded straight from the ops with
-orjson (connector/qdrant/rest_wire.py), reads taken from the answer's JSON
-(connector/qdrant/reads.py); the two alternate within each repeat, each on a fresh collection.
-``--protocol grpc`` does the same over gRPC: the models converted to protobuf by the client
-and read back through its conversion to models, against protobuf built straight from the ops
-(connector/qdrant/grpc_wire.py) and read as it comes (``reads.retrieve_grpc_chunked``).
+read where the plan needs it, ``wait=true``, read-back). The same windows go once through the
+models wire (batch requests built as qdrant-client's models and encoded by the client, reads
+decoded into models), and once the worker's way over REST: the REST wire, requests encoded
+straight from the ops with orjson, reads taken from the answer's bytes
+(connector/qdrant/wires/rest.py); the two alternate within each repeat, each on a fresh
+collection. ``--protocol grpc`` does the same over gRPC: the models converted to protobuf by the
+client and read back through its conversion to models, against the gRPC wire, protobuf built
+straight from the ops and read as it comes (connector/qdrant/wires/grpc.py).
 Reported: events per second of processing, and the CPU of this process per event (the server's
 CPU is not in it), median (min, max) over the repeats, and fast / models per repeat.
 """
@@ -30,6 +30,7 @@ from bench.profile import vector_workload
 from connector.dev.qdrant_server import QdrantServer
 from connector.embedding.embedder import Embedder
 from connector.qdrant.client import make_client, make_retrying
+from connector.qdrant.wires import ModelsWire
 from connector.settings import Settings
 from connector.stream.window import Record, WindowProcessor
 
@@ -47,12 +48,10 @@ async def one_run(server: QdrantServer, folder: Path, kind: str, windows: int, f
         await client.delete_collection(existing.name)
     events = await vector_workload(client, kind, windows * WINDOW)
     embedder = Embedder(settings)  # never called: these windows carry their vectors
-    # the worker's client and retry policy; ``rest`` (``grpc``) off sends and reads through qdrant-client's models
+    # the worker's client, retry policy and wire; not ``fast``: sent and read through qdrant-client's models
     qdrant = make_retrying(settings, client)
-    if protocol == "grpc":
-        qdrant.grpc = fast
-    else:
-        qdrant.rest = fast
+    if not fast:
+        qdrant.wire = ModelsWire(client)
     processor = WindowProcessor(settings, client, qdrant, embedder, "patch")
     records = [Record(topic="t", partition=0, offset=i, value=json.dumps(e).encode()) for i, e in enumerate(events)]
     await processor.process(records[:WINDOW])  # warm: schema cache, connections

@@ -28,17 +28,80 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as qm
 
 log = logging.getLogger(__name__)
 
 
+class WrittenOp(Protocol):
+    """What the ``write-behind`` writer reads of an op a window applied
+    (connector.domain.operations.Op, of a tier above this module)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def points(self) -> Mapping[Any, Any] | None: ...
+
+    def point_ids(self) -> list[Any]: ...
+
+
+class QdrantCall(Protocol):
+    """A Qdrant call through the retrying caller (connector.qdrant.retrying.RetryingClient.call)."""
+
+    def __call__(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """A window's applied ops, handed to the ``write-behind`` writer: ``payload_checked`` says
+    whether its read-back compares payloads (a re-embed window's does not)."""
+
+    client: AsyncQdrantClient
+    call: QdrantCall
+    collection: str
+    ops: Sequence[WrittenOp]
+    payload_checked: bool
+
+
+async def write_behind(written: Written) -> None:
+    """Failpoint ``write-behind``: another writer changes a point the window just wrote, before
+    its read-back (which must then say mismatch): its payload, or where the window checks no
+    payload (re-embeds), a dense vector it wrote, reversed."""
+    client, collection = written.client, written.collection
+    if written.payload_checked:
+        target = next((pid for op in written.ops if op.kind != "delete" for pid in op.point_ids()), None)
+        if target is not None:
+            log.warning("failpoint write-behind: changing point %s behind the connector's back", target)
+            await written.call("set_payload", lambda: client.set_payload(
+                collection, {"written_behind": True}, points=[target], wait=True))
+        return
+    vector_written = next(((pid, name, vector) for op in written.ops if op.points is not None
+                           for pid, data in op.points.items() for name, vector in data.vectors.items()
+                           if isinstance(vector, tuple) and len(set(vector)) > 1), None)
+    if vector_written is not None:
+        pid, name, vector = vector_written
+        log.warning("failpoint write-behind: changing vector %r of point %s behind the connector's back", name, pid)
+        changed = list(reversed(vector))
+        point = qm.PointVectors(id=pid, vector=changed if name == "" else {name: changed})  # "": the unnamed one
+        await written.call("update_vectors", lambda: client.update_vectors(collection, [point], wait=True))
+
+
+WriteBehind = Callable[[Written], Awaitable[None]]
+
+
 class Failpoints:
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, write_behind: WriteBehind = write_behind) -> None:
+        """``write_behind`` is the writer of failpoint ``write-behind`` (a test may give its own)."""
         self._folder = folder
+        self._write_behind = write_behind
 
     def active(self, name: str) -> bool:
         return self._folder is not None and (self._folder / name).exists()
@@ -69,17 +132,17 @@ class Failpoints:
             if marker and marker in text:
                 raise RuntimeError(f"failpoint: poison-{stage} (a record that breaks this stage)")
 
-    async def stage(self, name: str, values: list[bytes | None] | list[str],
-                    writer: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def stage(self, name: str, values: list[bytes | None] | list[str], written: Written | None = None) -> None:
         """The one fault hook at the start of a window's stage ``name`` (validate, plan, apply,
         verify): ``poison-<name>``; before ``apply`` also ``hold-apply``; before ``verify`` (the
-        batch is applied) also ``crash-after-apply`` and ``write-behind``, which runs ``writer``."""
+        batch is applied) also ``crash-after-apply`` and ``write-behind``, which changes what
+        the window ``written``."""
         if name == "apply":
             await self.hold("hold-apply")
         if name == "verify":
             self.crash_if_active("crash-after-apply")
-            if writer is not None and self.active("write-behind"):
-                await writer()
+            if written is not None and self.active("write-behind"):
+                await self._write_behind(written)
         self.poison(name, values)
 
     def qdrant_fault(self) -> Exception | None:

@@ -28,7 +28,7 @@ class PointMissing(ConnectorError):
 
 
 # A dense vector read back over REST stays the numpy array it was decoded into (read-only):
-# no Python float per element (connector/domain/verifier.py, ``state_from_rest_body``).
+# no Python float per element (connector/qdrant/wires/rest.py, ``state_from_body``).
 StoredVector = Vector | npt.NDArray[np.float64]
 
 

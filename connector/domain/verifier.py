@@ -3,7 +3,8 @@
 The expectation is the state read before the batch with the applied ops replayed on it by
 :mod:`connector.domain.semantics`; the comparison is pure. Only what the batch touched is checked:
 existence, the whole payload, and the vectors it wrote or deleted. A concurrent writer to the
-same points shows up as a mismatch, which is what an audit wants to know.
+same points shows up as a mismatch, which is what an audit wants to know. What was read comes
+decoded by the client's wire (connector/qdrant/wires/); nothing here knows a wire format.
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
-import simdjson
-from qdrant_client import grpc
-from qdrant_client import models as qm
 
-from connector.domain.changes import normalize_id
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointKey, Sparse
 from connector.domain.records import Mismatch, VerificationOutcome
 from connector.domain.semantics import PointState, State, StoredVector, apply_all, copy_state
@@ -59,171 +56,6 @@ def expected_state(before: State, ops: list[Op]) -> State:
     state = copy_state(before)
     apply_all(state, ops)
     return state
-
-
-def _state_vectors(raw: Any) -> dict[str, StoredVector]:
-    """A record's vectors as connector state: dense as tuples, sparse as Sparse (a model, or its
-    REST JSON ``{"indices": [...], "values": [...]}``); multivectors are not compared."""
-    vectors: dict[str, StoredVector] = {}
-    if isinstance(raw, list):
-        vectors[DEFAULT_VECTOR] = tuple(raw)
-    elif isinstance(raw, dict):
-        for name, value in raw.items():
-            if isinstance(value, qm.SparseVector):
-                vectors[name] = Sparse(tuple(value.indices), tuple(value.values))
-            elif isinstance(value, dict):
-                vectors[name] = Sparse(tuple(value["indices"]), tuple(value["values"]))
-            elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
-                vectors[name] = tuple(value)
-    return vectors
-
-
-def state_from_records(records: Iterable[qm.Record]) -> State:
-    """Qdrant records as connector state (ids normalised, vectors as tuples/Sparse)."""
-    return {normalize_id(record.id): PointState(payload=dict(record.payload or {}),
-                                                vectors=_state_vectors(record.vector))
-            for record in records}
-
-
-def state_from_json(records: Iterable[Mapping[str, Any]]) -> State:
-    """The same from the REST JSON of the records (``result`` of ``POST /collections/{name}/points``),
-    without building qdrant-client's models (connector/qdrant/reads.py, ``retrieve_rest_chunked``)."""
-    return {normalize_id(record["id"]): PointState(payload=dict(record.get("payload") or {}),
-                                                   vectors=_state_vectors(record.get("vector")))
-            for record in records}
-
-
-def state_from_rest(answers: Iterable[bytes | Mapping[str, Any]]) -> State:
-    """The points of REST ``retrieve`` answers, each as its bytes (:func:`state_from_rest_body`)
-    or decoded (:func:`state_from_json`)."""
-    state: State = {}
-    for answer in answers:
-        state.update(state_from_rest_body(answer) if isinstance(answer, bytes) else state_from_json(answer["result"]))
-    return state
-
-
-class _Parsers:
-    """One simdjson parser, reused (its buffers sized to the largest answer so far); a new one
-    when a document of the last parse is still referenced (a traceback may hold one)."""
-
-    parser = simdjson.Parser()
-
-    @classmethod
-    def parse(cls, body: bytes) -> Any:
-        try:
-            return cls.parser.parse(body)
-        except RuntimeError:  # "Tried to re-use a parser while ... objects still exist"
-            cls.parser = simdjson.Parser()
-            return cls.parser.parse(body)
-
-
-def state_from_rest_body(body: bytes) -> State:
-    """:func:`state_from_json` from the answer's bytes, parsed by simdjson: each dense vector
-    goes from the JSON text into a numpy array without a Python float per element. A read-back
-    of 500 384-d points (2.3 MB) is 192,000 floats: ~21 ms a window through orjson and Python
-    floats, ~8 ms this way. Payloads and sparse vectors are Python objects as before."""
-    document = _Parsers.parse(body)
-    try:
-        return {normalize_id(record["id"]): PointState(payload=_simd_payload(record.get("payload")),
-                                                       vectors=_simd_vectors(record.get("vector")))
-                for record in document["result"]}
-    finally:
-        del document  # the parser is reused only once nothing refers to its last document
-
-
-def _simd_payload(payload: Any) -> dict[str, Any]:
-    return payload.as_dict() if isinstance(payload, simdjson.Object) else {}
-
-
-def _simd_vectors(raw: Any) -> dict[str, StoredVector]:
-    """As :func:`_state_vectors` reads the same JSON."""
-    vectors: dict[str, StoredVector] = {}
-    if isinstance(raw, simdjson.Array):
-        if len(raw) and isinstance(raw.at_pointer("/0"), simdjson.Array):  # a multivector: its lists
-            lists: list[Any] = raw.as_list()
-            vectors[DEFAULT_VECTOR] = tuple(lists)
-        else:
-            vectors[DEFAULT_VECTOR] = _dense_array(raw)
-    elif isinstance(raw, simdjson.Object):
-        for name in raw.keys():  # noqa: SIM118 - items() would unbox each value into Python lists
-            value = raw[name]
-            if isinstance(value, simdjson.Object):
-                sparse: dict[str, Any] = value.as_dict()
-                vectors[name] = Sparse(tuple(sparse["indices"]), tuple(sparse["values"]))
-            elif (isinstance(value, simdjson.Array) and len(value)
-                  and isinstance(value.at_pointer("/0"), (int, float))):
-                vectors[name] = _dense_array(value)
-    return vectors
-
-
-def _dense_array(array: simdjson.Array) -> StoredVector:
-    """A JSON array of numbers as float64, read-only; its floats as a tuple if it holds anything else."""
-    try:
-        return np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64)
-    except TypeError:  # not numbers only (a server never sends that): what state_from_json would make
-        values: list[Any] = array.as_list()
-        return tuple(values)
-
-
-def state_from_grpc(points: Iterable[grpc.RetrievedPoint]) -> State:
-    """The same from the points of a gRPC ``Get`` answer, without qdrant-client's conversion to
-    models (which reads each payload value through ``MessageToDict``): connector/qdrant/reads.py,
-    ``retrieve_grpc_chunked``."""
-    return {_grpc_id(point.id): PointState(payload={k: _grpc_value(v) for k, v in point.payload.items()},
-                                           vectors=_grpc_vectors(point.vectors) if point.HasField("vectors") else {})
-            for point in points}
-
-
-def _grpc_id(pid: grpc.PointId) -> PointKey:
-    return pid.num if pid.WhichOneof("point_id_options") == "num" else normalize_id(pid.uuid)
-
-
-def _grpc_value(value: grpc.Value) -> Any:
-    """A payload value as qdrant-client's ``value_to_json`` gives it: integers as int, doubles as float."""
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return {k: _grpc_value(v) for k, v in value.struct_value.fields.items()}
-    if kind == "list_value":
-        return [_grpc_value(v) for v in value.list_value.values]
-    if kind == "null_value":
-        return None
-    if kind is None:
-        raise ValueError("a payload value without a kind")
-    return getattr(value, kind)
-
-
-def _grpc_vectors(raw: grpc.VectorsOutput) -> dict[str, StoredVector]:
-    """As :func:`_state_vectors` reads the models of these: the unnamed vector dense (or a
-    multivector, as its lists), named ones dense or sparse; named multivectors are not compared."""
-    if raw.WhichOneof("vectors_options") == "vector":
-        kind, value = _grpc_vector(raw.vector)
-        return {DEFAULT_VECTOR: value} if kind in ("dense", "multi_dense") else {}
-    vectors: dict[str, StoredVector] = {}
-    for name, output in raw.vectors.vectors.items():
-        kind, value = _grpc_vector(output)
-        if kind == "sparse" or (kind == "dense" and len(value)):
-            vectors[name] = value
-    return vectors
-
-
-def _grpc_vector(output: grpc.VectorOutput) -> tuple[str, Any]:
-    """The kind of one vector and its value; a server may still fill the deprecated fields
-    (``data``, ``indices``, ``vectors_count``) instead of the oneof."""
-    kind = output.WhichOneof("vector")
-    if kind == "dense":  # numpy reads the repeated field ~3x faster than a tuple of Python floats is made
-        dense = np.array(output.dense.data, dtype=np.float64)
-        dense.flags.writeable = False  # immutable, as a state's vectors are (semantics.copy_state)
-        return kind, dense
-    if kind == "sparse":
-        return kind, Sparse(tuple(output.sparse.indices), tuple(output.sparse.values))
-    if kind == "multi_dense":
-        return kind, tuple(list(v.data) for v in output.multi_dense.vectors)
-    if output.HasField("indices"):
-        return "sparse", Sparse(tuple(output.indices.data), tuple(output.data))
-    if output.HasField("vectors_count"):
-        data, step = list(output.data), len(output.data) // output.vectors_count
-        return "multi_dense", tuple(data[i : i + step] for i in range(0, len(data), step))
-    return "dense", tuple(output.data)
 
 
 def _dense_rows_equal(expected: Sequence[StoredVector], actual: Sequence[StoredVector],

@@ -30,12 +30,9 @@ from qdrant_client import models as qm
 from connector.domain.operations import Op
 from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
-from connector.qdrant.convert import to_requests
-from connector.qdrant.grpc_wire import grpc_batch_operations
 from connector.qdrant.request_size import halve, point_count, requests_for
-from connector.qdrant.rest_wire import rest_batch_body
 from connector.qdrant.retrying import RetryingClient
-from connector.qdrant.updates import ConfirmedUpdate, SendUpdate, send_grpc_batch, send_rest_batch
+from connector.qdrant.updates import ConfirmedUpdate
 
 __all__ = ["ApplyResult", "BatchApplier", "FailedEvent", "FilterHook", "apply_isolating", "split_at_filters"]
 
@@ -126,10 +123,9 @@ class BatchApplier:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
-        read timeout too, so the client would give up just as the server answers (the REST fast path
-        does not; filter ops still take the client's call). When ``qdrant`` talks REST or gRPC to a
-        server, id-addressed requests skip qdrant-client's models (connector/qdrant/rest_wire.py,
-        grpc_wire.py)."""
+        read timeout too, so the client would give up just as the server answers (the REST wire
+        does not; filter ops still take the client's call). Requests are encoded and sent by
+        ``qdrant``'s wire (connector/qdrant/wires/)."""
         self.qdrant = qdrant
         self.max_request_bytes = max_request_bytes
         self.wait_timeout = wait_timeout
@@ -169,17 +165,8 @@ class BatchApplier:
         cannot pay, after applying the ones before, so re-sending the whole request would spend
         the refilled tokens on that prefix again, every time."""
         points = sum(point_count(op) for op in request)
-        body = rest_batch_body(request, shard_key) if self.qdrant.rest else None
-        messages = grpc_batch_operations(request, shard_key) if self.qdrant.grpc else None
-        send: SendUpdate
-        if body is not None:
-            send = partial(send_rest_batch, self.qdrant.client, collection, body, self.ordering)
-        elif messages is not None:
-            send = partial(send_grpc_batch, self.qdrant.client, collection, messages, self.ordering)
-        else:
-            operations = [operation for op in request for operation in to_requests(op, shard_key)]
-            send = partial(self.qdrant.client.batch_update_points, collection, operations, wait=True,
-                           ordering=self.ordering)
+        wire = self.qdrant.wire
+        send = partial(wire.send, collection, wire.encode(request, shard_key), self.ordering)
         try:
             await self.qdrant.call(f"batch_update_points({collection}, {len(request)} ops)",
                                    ConfirmedUpdate(send, self.wait_timeout), raise_rate_limit=points > 1)

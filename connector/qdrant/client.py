@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
 from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.wires import wire_for
+from connector.qdrant.wires.rest import use_rest_session
 from connector.settings import Settings
 
 # Connections kept open between requests. qdrant-client keeps none to a server at localhost or
@@ -50,50 +49,10 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             limits=KEEP_ALIVE,
             **_tls_options(settings.qdrant_ca_file),
         )
-        client.http.client.add_middleware(decode_responses_with_orjson)
-        if not settings.qdrant_http_compression:
-            client.http.client.add_middleware(ask_uncompressed)
+        use_rest_session(client, compression=settings.qdrant_http_compression)
         return client
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=str(settings.qdrant_path))
-
-
-async def decode_responses_with_orjson(
-    request: httpx.Request, call_next: Callable[[httpx.Request], Awaitable[httpx.Response]]
-) -> httpx.Response:
-    """REST answers decoded by orjson instead of stdlib ``json``: a read-back of 500 384-d points
-    is ~2.3 MB of float text, 79 -> 45 ms a window (the client's own parsing included). The
-    client reads every answer through ``Response.json``, so that is what is replaced. The two
-    decoders differ only on what a server never sends (a key twice in one object, an integer
-    beyond 64 bits, NaN); orjson's error is a ``json.JSONDecodeError`` too."""
-    response = await call_next(request)
-    raw = request.extensions.get(RAW_ANSWER) and response.status_code == 200
-    response.json = partial(raw_body if raw else orjson_body, response)  # type: ignore[method-assign]
-    return response
-
-
-async def ask_uncompressed(
-    request: httpx.Request, call_next: Callable[[httpx.Request], Awaitable[httpx.Response]]
-) -> httpx.Response:
-    """No gzip (httpx asks for it, Qdrant obliges): a read-back of 500 384-d points took 44 ms
-    with it and 24 without, the server's CPU 22 -> 8 ms and the client's 28 -> 17 ms, over
-    loopback. ``QCC_QDRANT_HTTP_COMPRESSION`` asks for it again, for a slow link."""
-    request.headers["Accept-Encoding"] = "identity"
-    return await call_next(request)
-
-
-def orjson_body(response: httpx.Response, **_: Any) -> Any:
-    """``response.json()`` as :func:`decode_responses_with_orjson` answers it."""
-    return orjson.loads(response.content)
-
-
-RAW_ANSWER = "qcc.raw_answer"  # a request extension: its 200 answer is handed over undecoded (reads.py)
-
-
-def raw_body(response: httpx.Response, **_: Any) -> bytes:
-    """``response.json()`` of a request marked :data:`RAW_ANSWER`: the body's bytes, for a
-    decoder that makes no Python object per vector element (connector/domain/verifier.py)."""
-    return response.content
 
 
 def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
@@ -101,15 +60,15 @@ def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,
     """``client`` (else a new one) with the settings' retries and call timeout; ``bounded=False``
     leaves calls unbounded here (the profile bench: a bounded call runs as a task of its own, so
     its time would show on no window stage)."""
+    client = client or make_client(settings)
     return RetryingClient(
-        client or make_client(settings),
+        client,
         retry_initial=settings.retry_initial_seconds,
         retry_max=settings.retry_max_seconds,
         timeout=settings.qdrant_timeout_seconds if settings.qdrant_url and bounded else None,
         failpoints=failpoints,
         read_consistency=read_consistency(settings),
-        rest=bool(settings.qdrant_url) and not settings.qdrant_prefer_grpc,  # "" is local mode, as above
-        grpc=bool(settings.qdrant_url) and settings.qdrant_prefer_grpc,
+        wire=wire_for(settings, client),
     )
 
 

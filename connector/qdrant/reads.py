@@ -1,31 +1,29 @@
 """The connector's reads, each written once: points by id (chunked), pages of a scroll, a count.
 
 The stream (existence, texts, read-back), the bulk tools and the migration all read through
-these, so every read is retried the same way and respects the same limits.
+these, so every read is retried the same way and respects the same limits. The reads before and
+after a window (:func:`read_state`) go through the client's wire; the others read qdrant-client's
+records.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, TypeVar
 
-import orjson
-from qdrant_client import grpc
 from qdrant_client import models as qm
-from qdrant_client.conversions.conversion import RestToGrpc
 
+from connector.domain.operations import PointKey
+from connector.domain.semantics import State
 from connector.domain.sharding import Selector
-from connector.qdrant import grpc_wire
-from connector.qdrant.client import RAW_ANSWER
-from connector.qdrant.convert import shard_key_selector
-from connector.qdrant.rest_wire import shard_key_json
 from connector.qdrant.retrying import RetryingClient
-from connector.qdrant.updates import grpc_deadline
+from connector.qdrant.wires.base import Selection
+from connector.qdrant.wires.models import ModelsWire, shard_key_selector
 
-__all__ = ["READ_CHUNK", "count_points", "retrieve_chunked", "retrieve_grpc_chunked", "retrieve_rest_chunked",
-           "scroll_pages", "strict_limit"]
+__all__ = ["READ_CHUNK", "count_points", "read_state", "retrieve_chunked", "scroll_pages", "strict_limit"]
+
+T = TypeVar("T")
 
 READ_CHUNK = 1000  # ids per retrieve: a request of a few hundred KiB at most
 
@@ -39,72 +37,36 @@ def strict_limit(info: qm.CollectionInfo, name: str) -> int | None:
     return int(value) if value is not None else None
 
 
-async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
-                           with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
-                           chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[qm.Record]:
-    """The existing points among ``ids`` (absent ones are simply not returned), ``chunk`` ids per call;
-    with ``shard_key``, only in those shards (without, a custom-sharded collection is read whole)."""
-    records: list[qm.Record] = []
+async def _in_chunks(qdrant: RetryingClient, collection: str, ids: Sequence[Any], chunk: int,
+                     read: Callable[[list[Any]], Awaitable[T]]) -> list[T]:
+    """``read`` of ``chunk`` ids at a time, each one retried call: the answers in order."""
+    answers: list[T] = []
     for start in range(0, len(ids), chunk):
         part = list(ids[start : start + chunk])
-        records += await qdrant.call(
-            f"retrieve({collection}, {len(part)} ids)",
-            partial(qdrant.client.retrieve, collection, part, with_payload=with_payload, with_vectors=with_vectors,
-                    shard_key_selector=shard_key_selector(shard_key), consistency=qdrant.read_consistency),
-        )
-    return records
-
-
-async def retrieve_rest_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
-                                with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
-                                chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[bytes | Any]:
-    """What :func:`retrieve_chunked` reads, as the REST answers themselves, one per chunk (a client
-    talking REST to a server only): the bytes of each when the client is the connector's
-    (connector/qdrant/client.py, ``RAW_ANSWER``), else its decoded JSON. Building qdrant-client's
-    models of a read-back of 384-d upserts was ~40% of its CPU, and Python floats of its vectors
-    most of the rest (connector/domain/verifier.py ``state_from_rest`` reads either form)."""
-    query = "" if qdrant.read_consistency is None else "?" + urlencode({"consistency": str(qdrant.read_consistency)})
-    api: Any = qdrant.client.http.points_api.api_client  # the async client's session (typed as the sync one's)
-    answers: list[bytes | Any] = []
-    for start in range(0, len(ids), chunk):
-        part = list(ids[start : start + chunk])
-        body: dict[str, Any] = {"ids": part, "with_payload": with_payload, "with_vector": with_vectors}
-        if shard_key is not None:
-            body["shard_key"] = shard_key_json(shard_key)
-        answers.append(await qdrant.call(
-            f"retrieve({collection}, {len(part)} ids)",
-            partial(api.request, type_=Any, method="POST",
-                    url=f"/collections/{{collection_name}}/points{query}", path_params={"collection_name": collection},
-                    headers={"Content-Type": "application/json"}, content=orjson.dumps(body),
-                    extensions={RAW_ANSWER: True}),
-        ))
+        answers.append(await qdrant.call(f"retrieve({collection}, {len(part)} ids)", partial(read, part)))
     return answers
 
 
-async def retrieve_grpc_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
-                                with_payload: bool | list[str] = True, with_vectors: bool | list[str] = False,
-                                chunk: int = READ_CHUNK,
-                                shard_key: Selector | None = None) -> list[grpc.RetrievedPoint]:
-    """What :func:`retrieve_chunked` reads, as the points of the gRPC answer (a client talking gRPC
-    to a server only): qdrant-client converts each to a model, its payload value by value through
-    ``MessageToDict`` (connector/domain/verifier.py ``state_from_grpc`` reads them as they are).
-    The request and its deadline are the client's own ``retrieve``'s."""
-    client = qdrant.client
-    consistency = qdrant.read_consistency
-    options: dict[str, Any] = {
-        "collection_name": collection,
-        "with_payload": RestToGrpc.convert_with_payload_interface(with_payload),
-        "with_vectors": RestToGrpc.convert_with_vectors(with_vectors),
-        "read_consistency": None if consistency is None else RestToGrpc.convert_read_consistency(consistency),
-        "shard_key_selector": grpc_wire.shard_key_selector(shard_key),
-    }
-    points: list[grpc.RetrievedPoint] = []
-    for start in range(0, len(ids), chunk):
-        request = grpc.GetPoints(ids=[grpc_wire.point_id(pid) for pid in ids[start : start + chunk]], **options)
-        answer = await qdrant.call(f"retrieve({collection}, {len(request.ids)} ids)",
-                                   partial(client.grpc_points.Get, request, timeout=grpc_deadline(client)))
-        points += answer.result
-    return points
+async def retrieve_chunked(qdrant: RetryingClient, collection: str, ids: Sequence[Any], *,
+                           with_payload: Selection = True, with_vectors: Selection = False,
+                           chunk: int = READ_CHUNK, shard_key: Selector | None = None) -> list[qm.Record]:
+    """The existing points among ``ids`` as qdrant-client's records (absent ones are simply not
+    returned), ``chunk`` ids per call; with ``shard_key``, only in those shards (without, a
+    custom-sharded collection is read whole)."""
+    read = partial(ModelsWire(qdrant.client).retrieve, collection, payload=with_payload, vectors=with_vectors,
+                   shard_key=shard_key, consistency=qdrant.read_consistency)
+    return [record for answer in await _in_chunks(qdrant, collection, ids, chunk, read) for record in answer]
+
+
+async def read_state(qdrant: RetryingClient, collection: str, ids: Sequence[PointKey], *, payload: Selection,
+                     vectors: Selection = False, shard_key: Selector | None = None, chunk: int = READ_CHUNK) -> State:
+    """The existing points among ``ids`` (in ``shard_key``'s shards) as the verifier models them,
+    read and decoded by the client's wire (connector/qdrant/wires/): over REST and gRPC without a
+    model per point (a read-back of 500 384-d points a window)."""
+    wire = qdrant.wire
+    read = partial(wire.retrieve, collection, payload=payload, vectors=vectors, shard_key=shard_key,
+                   consistency=qdrant.read_consistency)
+    return wire.decode(await _in_chunks(qdrant, collection, ids, chunk, read))
 
 
 async def scroll_pages(

@@ -25,6 +25,8 @@ from connector import metrics
 from connector.errors import AccessDenied, RateLimited, TransientError, WindowAbandoned
 from connector.failpoints import Failpoints
 from connector.qdrant.errors import classify
+from connector.qdrant.wires.base import Wire
+from connector.qdrant.wires.models import ModelsWire
 
 __all__ = ["Backoff", "RetryingClient"]
 
@@ -62,8 +64,7 @@ class RetryingClient:
         on_retry: Callable[[str, TransientError], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
         read_consistency: qm.ReadConsistency | None = None,
-        rest: bool = False,
-        grpc: bool = False,
+        wire: Wire[Any, Any] | None = None,
     ) -> None:
         """``timeout`` bounds each call here as given (qdrant-client rounds its own up to whole
         seconds); ``stopping`` says the worker is shutting down, which ends a retry loop (the
@@ -76,11 +77,9 @@ class RetryingClient:
         self.stopping = stopping
         self.failure: str | None = None  # why the current call is being retried (readiness reads it)
         self.read_consistency = read_consistency  # replicas that answer a read (connector/qdrant/reads.py)
-        # the client talks REST (or gRPC) to a server: batches and read-backs may skip qdrant-client's
-        # models (connector/qdrant/rest_wire.py and grpc_wire.py, reads.retrieve_rest_chunked and
-        # retrieve_grpc_chunked)
-        self.rest = rest
-        self.grpc = grpc
+        # how batches and the reads of a window are spelled (connector/qdrant/wires/: chosen once,
+        # where the client is made; without a choice, qdrant-client's models, which every engine takes)
+        self.wire = wire or ModelsWire(client)
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the

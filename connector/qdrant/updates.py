@@ -17,17 +17,14 @@ The re-sent copy waits as long as the server's own limit allows, not the configu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
-from urllib.parse import urlencode
+from typing import Protocol
 
-from qdrant_client import AsyncQdrantClient, grpc
 from qdrant_client import models as qm
-from qdrant_client.conversions.conversion import RestToGrpc
 
 from connector import metrics
 from connector.errors import UpdateNotApplied
 
-__all__ = ["ConfirmedUpdate", "SendUpdate", "grpc_deadline", "send_grpc_batch", "send_rest_batch", "unapplied_statuses"]
+__all__ = ["ConfirmedUpdate", "SendUpdate", "unapplied_statuses"]
 
 
 def unapplied_statuses(results: Sequence[qm.UpdateResult]) -> list[str]:
@@ -65,48 +62,3 @@ class ConfirmedUpdate:
                 f"Qdrant queued the batch without applying it (status {', '.join(sorted(set(unapplied)))}); "
                 "sending it again to wait for it"
             )
-
-
-async def send_rest_batch(client: AsyncQdrantClient, collection: str, body: bytes, ordering: qm.WriteOrdering, *,
-                          timeout: int | None) -> list[qm.UpdateResult]:
-    """``POST /collections/{collection}/points/batch?wait=true`` with a body already encoded
-    (connector/qdrant/rest_wire.py), through the client's own REST session (its address, API key,
-    TLS, timeouts and the answer's errors are the client's); the same request and answer as
-    ``client.batch_update_points`` over REST."""
-    # The query is written into the address, not passed as ``params``: the client would make a
-    # ``timeout`` there its HTTP timeout too, giving up just as the server answers (at 0, at once),
-    # and httpx would drop a query in the address for ``params``.
-    query = urlencode({"wait": "true", "ordering": str(ordering)} | ({} if timeout is None else {"timeout": timeout}))
-    api: Any = client.http.points_api.api_client  # the async client's (typed as the sync one's)
-    answer: qm.InlineResponse20018 = await api.request(
-        type_=qm.InlineResponse20018, method="POST", url=f"/collections/{{collection_name}}/points/batch?{query}",
-        path_params={"collection_name": collection}, headers={"Content-Type": "application/json"}, content=body)
-    if answer.result is None:  # never seen: an answer without results cannot say the update was applied
-        raise UpdateNotApplied("Qdrant answered a batch update without its results")
-    return answer.result
-
-
-# qdrant-client's statuses of an update answered over gRPC
-GRPC_STATUSES = {grpc.UpdateStatus.Acknowledged: qm.UpdateStatus.ACKNOWLEDGED,
-                 grpc.UpdateStatus.Completed: qm.UpdateStatus.COMPLETED,
-                 grpc.UpdateStatus.WaitTimeout: qm.UpdateStatus.WAIT_TIMEOUT}
-
-
-def grpc_deadline(client: AsyncQdrantClient) -> int | None:
-    """The deadline qdrant-client gives its own gRPC calls: its timeout, in whole seconds."""
-    return getattr(client._client, "_timeout", None)  # noqa: SLF001 - not exposed otherwise
-
-
-async def send_grpc_batch(client: AsyncQdrantClient, collection: str, operations: list[grpc.PointsUpdateOperation],
-                          ordering: qm.WriteOrdering, *, timeout: int | None) -> list[qm.UpdateResult]:
-    """``UpdateBatch`` with ``wait=true`` and operations already built (connector/qdrant/grpc_wire.py),
-    through the client's own points stub (its channels, API key metadata and interceptors); the
-    same request and answer as ``client.batch_update_points`` over gRPC. A status qdrant-client
-    does not know (its conversion raises) counts here as not applied, by its number."""
-    request = grpc.UpdateBatchPoints(collection_name=collection, wait=True, operations=operations,
-                                     ordering=RestToGrpc.convert_write_ordering(ordering), timeout=timeout)
-    answer = await client.grpc_points.UpdateBatch(request, timeout=grpc_deadline(client))
-    return [qm.UpdateResult.model_construct(
-        operation_id=result.operation_id if result.HasField("operation_id") else None,
-        status=GRPC_STATUSES.get(result.status) or f"grpc:{result.status}")  # type: ignore[arg-type] # unknown: not applied
-        for result in answer.result]

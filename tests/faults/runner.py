@@ -37,10 +37,10 @@ from connector.audit.accounting import DeadLetter, PartitionReport, Verification
 from connector.dev.broker import KafkaBroker
 from connector.dev.qdrant_server import QdrantServer
 from connector.dev.spawn import free_port
-from connector.domain.verifier import state_from_records
 from connector.embedding.embedder import Embedder
 from connector.embedding.offline_model import assemble_all
 from connector.kafka.publishing import HEADER_FORM, read_dead_letter
+from connector.qdrant.wires.models import state_from_records
 from connector.settings import Settings
 from connector.stream.pipeline import RECHECK_HEADER
 from tests.faults.workload import (

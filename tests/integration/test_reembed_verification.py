@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connector.domain.operations import Op
 from connector.domain.records import VerificationEvent
 from connector.embedding.embedder import Embedder
+from connector.failpoints import Failpoints, WriteBehind, Written, write_behind
 from connector.qdrant import make_client, make_retrying
 from connector.stream.window import WindowProcessor
 from tests.integration.test_filter_verification import run, settings_for, setup
@@ -20,29 +20,28 @@ REEMBEDS = [{"schema_version": 1, "kind": "reembed", "collection": "docs", "ids"
              "points": [{"id": 3, "text": "a text given inline"}]}]
 
 
-class PatchStreamBeside(WindowProcessor):
+async def patch_stream_beside(written: Written) -> None:
     """The window's write-behind writer is the patch stream: a text patch of a point the window
     re-embeds, applied between the window's batch and its read-back."""
-
-    async def _write_behind(self, collection: str, applied: list[Op], payload: bool) -> None:  # noqa: ARG002
-        await self.client.set_payload(collection, {"body": "a newer text"}, points=[2], wait=True)
+    await written.client.set_payload(written.collection, {"body": "a newer text"}, points=[2], wait=True)
 
 
 async def reembed_window(target: QdrantTarget, model_paths: dict[str, str], tmp_path: Path,
-                         kind: type[WindowProcessor]) -> tuple[WindowProcessor, VerificationEvent]:
+                         writer: WriteBehind) -> tuple[WindowProcessor, VerificationEvent]:
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
     (failpoints / "write-behind").touch()
     config = settings_for(target, model_paths, failpoints_dir=failpoints)
     client = make_client(config)
-    proc = kind(config, client, make_retrying(config, client), Embedder(config), "reembed")
+    proc = WindowProcessor(config, client, make_retrying(config, client), Embedder(config), "reembed",
+                           failpoints=Failpoints(failpoints, writer))
     await setup(proc, 6)
     return proc, await run(proc, REEMBEDS, topic="reembeds")
 
 
 async def test_a_payload_patched_beside_a_reembed_window_is_not_its_mismatch(
         qdrant_target: QdrantTarget, model_paths: dict[str, str], tmp_path: Path) -> None:
-    proc, verification = await reembed_window(qdrant_target, model_paths, tmp_path, PatchStreamBeside)
+    proc, verification = await reembed_window(qdrant_target, model_paths, tmp_path, patch_stream_beside)
     assert verification.verification.status == "verified", verification.verification
     assert verification.verification.checked_points == 3
     (point,) = await proc.client.retrieve("docs", [2])
@@ -53,7 +52,7 @@ async def test_a_payload_patched_beside_a_reembed_window_is_not_its_mismatch(
 
 async def test_a_vector_changed_behind_a_reembed_window_is_a_mismatch(
         qdrant_target: QdrantTarget, model_paths: dict[str, str], tmp_path: Path) -> None:
-    proc, verification = await reembed_window(qdrant_target, model_paths, tmp_path, WindowProcessor)
+    proc, verification = await reembed_window(qdrant_target, model_paths, tmp_path, write_behind)
     outcome = verification.verification
     assert outcome.status == "mismatch", outcome
     assert [m.field for m in outcome.mismatches] == ["vector:"], outcome.mismatches

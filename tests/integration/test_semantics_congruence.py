@@ -25,8 +25,8 @@ from qdrant_client import models as qm
 
 from connector.domain.operations import Op, PointData
 from connector.domain.semantics import PointMissing, PointState, State, apply_op
-from connector.domain.verifier import state_from_records
 from connector.qdrant import classify, to_qdrant, to_requests
+from connector.qdrant.wires.models import state_from_records
 from tests.qdrant_targets import QdrantTarget
 from tests.unit.strategies import match_tag, ops, states
 

@@ -19,8 +19,8 @@ from qdrant_client import models as qm
 from connector.domain.operations import Op, PointData
 from connector.domain.planner import plan
 from connector.domain.semantics import PointState, State, apply_all
-from connector.domain.verifier import state_from_records
 from connector.qdrant import BatchApplier, RetryingClient, split_at_filters
+from connector.qdrant.wires.models import state_from_records
 from tests.qdrant_targets import QdrantTarget
 
 SERVER_CHUNK = 32  # ids per step of a server's point operation (Qdrant 1.18)

@@ -1,8 +1,8 @@
-"""The gRPC fast path on the real server: batches built straight as protobuf
-(connector/qdrant/grpc_wire.py) leave the state qdrant-client's models leave, and points read
-over gRPC without its models (reads.retrieve_grpc_chunked, verifier.state_from_grpc) are the
-state the REST reading and the models make: named dense and sparse vectors, the unnamed one,
-nested payloads, nulls, integers and doubles, shard keys; errors are classified as before."""
+"""The gRPC wire on the real server: batches built straight as protobuf
+(connector/qdrant/wires/grpc.py) leave the state the models wire leaves, and points read and
+decoded by the gRPC wire (reads.read_state) are the state the REST wire and the models wire
+make: named dense and sparse vectors, the unnamed one, nested payloads, nulls, integers and
+doubles, shard keys; errors are classified as before."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from connector.domain.operations import Op, PointData, Sparse, Vector
 from connector.domain.semantics import State
 from connector.domain.sharding import Selector
 from connector.errors import CollectionMissing
-from connector.qdrant import grpc_wire, make_retrying
+from connector.qdrant import make_retrying
 from connector.qdrant.apply import BatchApplier
+from connector.qdrant.reads import read_state
 from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.wires import GrpcWire, ModelsWire, RestWire
 from connector.settings import Settings
-from connector.stream.window.readback import read_state
 from tests.unit.strategies import with_tuples
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -80,8 +81,8 @@ async def make_qdrants(qdrant_server: QdrantServer) -> tuple[RetryingClient, Ret
     over_grpc = make_retrying(Settings(qdrant_url=qdrant_server.url, qdrant_prefer_grpc=True,
                                        qdrant_grpc_port=qdrant_server.grpc_port))
     over_rest = make_retrying(Settings(qdrant_url=qdrant_server.url))
-    assert (over_grpc.grpc, over_grpc.rest) == (True, False)
-    assert (over_rest.grpc, over_rest.rest) == (False, True)
+    assert isinstance(over_grpc.wire, GrpcWire)
+    assert isinstance(over_rest.wire, RestWire)
     for existing in (await over_rest.client.get_collections()).collections:
         await over_rest.client.delete_collection(existing.name)
     return over_grpc, over_rest
@@ -103,9 +104,9 @@ async def readings(over_grpc: RetryingClient, over_rest: RetryingClient, collect
     for payload, vectors in ((True, True), (["text", "nested", "m"], ["sparse", "raw"]), (False, False),
                              (True, ["dense"])):
         fast = await read_state(over_grpc, collection, IDS, payload=payload, vectors=vectors, shard_key=shard_key)
-        over_grpc.grpc = False
+        wire, over_grpc.wire = over_grpc.wire, ModelsWire(over_grpc.client)
         models = await read_state(over_grpc, collection, IDS, payload=payload, vectors=vectors, shard_key=shard_key)
-        over_grpc.grpc = True
+        over_grpc.wire = wire
         rest = await read_state(over_rest, collection, IDS, payload=payload, vectors=vectors, shard_key=shard_key)
         assert with_tuples(fast) == models, (payload, vectors)
         assert as_float32(fast) == as_float32(rest), (payload, vectors)
@@ -129,22 +130,23 @@ async def test_a_window_sent_fast_leaves_what_the_models_leave(qdrants: Any, mon
     over_grpc, over_rest = qdrants
     await create(over_grpc, "fast")
     await create(over_grpc, "models")
-    built: list[int] = []
-    original = grpc_wire.grpc_batch_operations
+    built: list[Any] = []
+    original = GrpcWire.encode
 
     def counting(ops: list[Op], shard_key: Selector | None = None) -> Any:
-        operations = original(ops, shard_key)
-        built.append(len(operations or []))
-        return operations
+        request = original(ops, shard_key)
+        built.append(request)
+        return request
 
-    monkeypatch.setattr("connector.qdrant.apply.grpc_batch_operations", counting)
+    monkeypatch.setattr(over_grpc.wire, "encode", counting)
     result = await BatchApplier(over_grpc).apply("fast", window())
     assert result.failed == []
-    assert built == [12]  # one request, every op on the fast path (two set_payloads split at their nulls)
-    over_grpc.grpc = False  # the model path: qdrant-client's models, converted by the client
+    # one request, every op built as protobuf (two set_payloads split at their nulls)
+    assert [len(request) if isinstance(request, list) else request for request in built] == [12]
+    wire, over_grpc.wire = over_grpc.wire, ModelsWire(over_grpc.client)  # qdrant-client's models, converted by it
     assert (await BatchApplier(over_grpc).apply("models", window())).failed == []
-    over_grpc.grpc = True
-    assert built == [12]
+    over_grpc.wire = wire
+    assert len(built) == 1
 
     fast = await readings(over_grpc, over_rest, "fast")
     assert fast == await readings(over_grpc, over_rest, "models")

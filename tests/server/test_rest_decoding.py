@@ -1,5 +1,5 @@
 """The connector's REST client decodes the server's answers with orjson
-(connector/qdrant/client.py): on the real server, every read answers exactly what the client
+(connector/qdrant/wires/rest.py, ``use_rest_session``): on the real server, every read answers exactly what the client
 answers with its own decoding, errors included."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from connector.dev.qdrant_server import QdrantServer
 from connector.errors import CollectionMissing
-from connector.qdrant import client as connector_client
 from connector.qdrant import make_client, make_retrying
 from connector.qdrant.errors import classify
+from connector.qdrant.reads import read_state
+from connector.qdrant.wires import ModelsWire, RestWire
+from connector.qdrant.wires import rest as rest_wire
 from connector.settings import Settings
-from connector.stream.window.readback import read_state
 from tests.unit.strategies import with_tuples
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
@@ -45,14 +46,14 @@ async def test_reads_answer_what_the_clients_own_decoding_answers(clients: Any,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     fast, plain = clients
     decoded = 0
-    original = connector_client.orjson_body
+    original = rest_wire.orjson_body
 
     def counting(response: Any, **kwargs: Any) -> Any:
         nonlocal decoded
         decoded += 1
         return original(response, **kwargs)
 
-    monkeypatch.setattr(connector_client, "orjson_body", counting)
+    monkeypatch.setattr(rest_wire, "orjson_body", counting)
     await plain.create_collection(
         "decoding",
         vectors_config={"dense": qm.VectorParams(size=4, distance=qm.Distance.COSINE),
@@ -133,7 +134,7 @@ async def test_requests_share_a_connection(qdrant_server: QdrantServer) -> None:
 
 async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdrant_server: QdrantServer) -> None:
     """The worker reads points before and after a window from the REST answer's JSON
-    (connector/qdrant/reads.py, ``retrieve_rest_chunked``): the same state as the models make, for
+    (connector/qdrant/wires/rest.py, ``RestWire``): the same state as the models wire makes, for
     named dense and sparse vectors, payloads asked whole or by key, a missing point and a missing collection."""
     _, plain = clients
     await plain.create_collection(
@@ -149,14 +150,14 @@ async def test_a_read_from_the_json_is_the_read_through_models(clients: Any, qdr
     ] + [qm.PointStruct(id="3f2f8c6e-0c5b-4e3a-9a55-1f3b7d0e2a10", payload={"n": 1}, vector={"raw": [1, 2, 3]})],
         wait=True)
     qdrant = make_retrying(Settings(qdrant_url=qdrant_server.url, qdrant_prefer_grpc=False))
-    assert qdrant.rest
+    assert isinstance(qdrant.wire, RestWire)
     ids: list[Any] = [0, 1, 2, 99, "3f2f8c6e-0c5b-4e3a-9a55-1f3b7d0e2a10"]
     try:
         for payload, vectors in ((True, True), (["text", "n"], ["sparse", "raw"]), (False, False), (True, ["dense"])):
             from_json = await read_state(qdrant, "decoding", ids, payload=payload, vectors=vectors)
-            qdrant.rest = False
+            wire, qdrant.wire = qdrant.wire, ModelsWire(qdrant.client)
             through_models = await read_state(qdrant, "decoding", ids, payload=payload, vectors=vectors)
-            qdrant.rest = True
+            qdrant.wire = wire
             assert with_tuples(from_json) == through_models, (payload, vectors)
             assert len(from_json) == 4
         with pytest.raises(CollectionMissing):

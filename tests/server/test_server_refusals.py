@@ -65,8 +65,8 @@ def sink_for(target: QdrantTarget, retries: Retries, **settings: Any) -> BatchAp
     config = settings_for(target, **settings)
     qdrant = make_retrying(config)
     qdrant._on_retry = retries  # noqa: SLF001 - the hook the fault tests use too
-    # over REST and gRPC the applier builds requests itself, as the worker's
-    assert (qdrant.rest, qdrant.grpc) == (target.name == "rest", target.name == "grpc")
+    # over REST and gRPC the applier's requests are the wire's own, as the worker's
+    assert qdrant.wire.name == {"local": "models"}.get(target.name, target.name)
     return BatchApplier(qdrant, config.qdrant_max_request_bytes)
 
 

@@ -1,8 +1,8 @@
-"""The gRPC batch operations built straight from the ops (connector/qdrant/grpc_wire.py) are the
-messages qdrant-client makes of the models of connector/qdrant/convert.py (``RestToGrpc``), over
-random windows, shard keys and vectors; what it does not take (filters, integers beyond 64 bits)
-goes the model path. And the read side: points read over gRPC make the connector state that the
-client's models of them make."""
+"""The gRPC wire's request (connector/qdrant/wires/grpc.py, ``GrpcWire.encode``) is the messages
+qdrant-client makes of the models wire's request (``RestToGrpc``), over random windows, shard keys
+and vectors; what it does not build itself (filters, integers beyond 64 bits, lone surrogates) is
+the models' request. And the read side: points read over gRPC decoded by the gRPC wire are the
+state the models wire decodes from the client's models of them."""
 
 from __future__ import annotations
 
@@ -17,16 +17,21 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointData, Sparse
 from connector.domain.sharding import Selector
-from connector.domain.verifier import state_from_grpc, state_from_records
-from connector.qdrant.convert import to_requests
-from connector.qdrant.grpc_wire import grpc_batch_operations
+from connector.qdrant.wires import GrpcWire, ModelsWire
+from connector.qdrant.wires.models import ModelsBatch
 from tests.unit.strategies import windows, with_tuples
 from tests.unit.test_rest_wire import SHARD_KEYS, records
 
 
 def reference(ops: list[Op], shard_key: Selector | None) -> list[grpc.PointsUpdateOperation]:
-    """What qdrant-client sends over gRPC for the models of these ops (its own conversion)."""
-    return [RestToGrpc.convert_update_operation(operation) for op in ops for operation in to_requests(op, shard_key)]
+    """What qdrant-client sends over gRPC for the models wire's request (its own conversion)."""
+    return [RestToGrpc.convert_update_operation(model) for model in ModelsWire.encode(ops, shard_key).operations]
+
+
+def messages(ops: list[Op], shard_key: Selector | None = None) -> list[grpc.PointsUpdateOperation]:
+    request = GrpcWire.encode(ops, shard_key)
+    assert not isinstance(request, ModelsBatch), "the gRPC wire handed the request to the models"
+    return request
 
 
 def wire(messages: list[grpc.PointsUpdateOperation]) -> list[bytes]:
@@ -35,8 +40,7 @@ def wire(messages: list[grpc.PointsUpdateOperation]) -> list[bytes]:
 
 @given(windows(with_filters=False), st.sampled_from(SHARD_KEYS))
 def test_the_operations_are_what_the_models_send(ops: list[Op], shard_key: Selector | None) -> None:
-    fast = grpc_batch_operations(ops, shard_key)
-    assert fast is not None
+    fast = messages(ops, shard_key)
     want = reference(ops, shard_key)
     assert fast == want
     assert wire(fast) == wire(want)  # presence included: an empty map set is not a field unset
@@ -56,17 +60,17 @@ def test_vectors_of_any_name_and_any_payload(values: list[float], name: str, pay
               2: PointData(vectors={})}
     ops = [Op("upsert", points=points), Op("update_vectors", points={1: PointData(vectors={name: tuple(values)})}),
            Op("set_payload", ids=[1], payload=payload, key="m"), Op("overwrite_payload", ids=[2], payload=payload)]
-    fast = grpc_batch_operations(ops)
+    fast = messages(ops)
     assert fast == reference(ops, None)
-    assert fast is not None
     assert wire(fast) == wire(reference(ops, None))
 
 
 def test_what_it_does_not_take_goes_the_model_path() -> None:
     by_filter = Op("delete", filter={"must": [{"key": "tag", "match": {"value": "x"}}]})
-    assert grpc_batch_operations([Op("delete", ids=[1]), by_filter]) is None
-    assert grpc_batch_operations([Op("set_payload", ids=[1], payload={"n": 2**70})]) is None
-    assert grpc_batch_operations([Op("set_payload", ids=[1], payload={"s": "\ud800"})]) is None
+    for ops in ([Op("delete", ids=[1]), by_filter], [Op("set_payload", ids=[1], payload={"n": 2**70})],
+                [Op("set_payload", ids=[1], payload={"s": "\ud800"})]):
+        assert isinstance(GrpcWire.encode(ops), ModelsBatch)
+        assert GrpcWire.encode(ops) == ModelsWire.encode(ops)
 
 
 # The read side: points as Qdrant's gRPC API answers them (the client's own conversion of its
@@ -84,8 +88,8 @@ def test_a_read_over_grpc_makes_the_state_the_models_make(read: list[qm.Record])
     # a gRPC point always has a payload map (the client's conversion takes no None)
     points = [RestToGrpc.convert_retrieved_point(record.model_copy(update={"payload": record.payload or {}}))
               for record in read]
-    fast = with_tuples(state_from_grpc(points))
-    through_models = state_from_records([GrpcToRest.convert_retrieved_point(point) for point in points])
+    fast = with_tuples(GrpcWire.decode([points]))
+    through_models = ModelsWire.decode([[GrpcToRest.convert_retrieved_point(point) for point in points]])
     assert fast == through_models
     assert typed({str(k): v.payload for k, v in fast.items()}) == typed(
         {str(k): v.payload for k, v in through_models.items()})
@@ -101,6 +105,6 @@ def test_a_vector_in_the_deprecated_fields_is_read_too() -> None:
               grpc.RetrievedPoint(id=grpc.PointId(uuid="6F1C1D2E-0000-4000-8000-000000000007"),
                                   vectors=grpc.VectorsOutput(vectors=grpc.NamedVectorsOutput(
                                       vectors={"d": dense, "s": sparse, "m": multi})))]
-    fast = with_tuples(state_from_grpc(points))
-    assert fast == state_from_records([GrpcToRest.convert_retrieved_point(point) for point in points])
+    fast = with_tuples(GrpcWire.decode([points]))
+    assert fast == ModelsWire.decode([[GrpcToRest.convert_retrieved_point(point) for point in points]])
     assert fast["6f1c1d2e-0000-4000-8000-000000000007"].vectors == {"d": (0.5, -1.0), "s": Sparse((3,), (0.5,))}

@@ -1,5 +1,6 @@
-"""The package's layout holds: no import cycle between its modules, and each layer imports only
-the layers below it (docs/design.md, "Layout")."""
+"""The package's layout holds: no import cycle between its modules, each layer imports only the
+layers below it, the domain imports no wire format and no network client, and each way of
+speaking to Qdrant is one module of connector/qdrant/wires/ (docs/design.md, "Layout")."""
 
 from __future__ import annotations
 
@@ -125,3 +126,82 @@ def test_the_sdks_former_name_still_imports() -> None:
     with pytest.warns(DeprecationWarning, match="connector.kafka.producer"):
         former = importlib.import_module("connector.producer")
     assert former.ChangeProducer is ChangeProducer
+
+
+def external_imports(path: Path) -> set[str]:
+    """What a module imports from outside the package, by full name: ``from qdrant_client import
+    grpc`` is ``qdrant_client.grpc`` (also under TYPE_CHECKING and inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and not node.module.startswith("connector"):
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if not alias.name.startswith("connector"))
+    return found
+
+
+# Qdrant's wire formats and the network clients: the wires (connector/qdrant/wires/) decode what
+# they read, the domain only compares it. qdrant_client.models stays allowed: its models are data
+# (a collection's configuration, a filter). orjson decodes the connector's own input, the events,
+# in json_decode alone: no Qdrant wire, no IO.
+NOT_IN_THE_DOMAIN = ("qdrant_client.grpc", "grpc", "simdjson", "httpx", "orjson", "aiokafka", "faust",
+                     "qdrant_client.AsyncQdrantClient", "qdrant_client.QdrantClient", "qdrant_client.http",
+                     "qdrant_client.conversions")
+DOMAIN_MAY = {"connector.domain.json_decode": {"orjson"}}
+
+
+def wire_imports(modules: dict[str, set[str]]) -> list[str]:
+    """Imports of a domain module that name a wire format or a network client."""
+    return [f"{module} imports {name}" for module, names in sorted(modules.items()) for name in sorted(names)
+            if any(name == banned or name.startswith(f"{banned}.") for banned in NOT_IN_THE_DOMAIN)
+            and not any(name == allowed or name.startswith(f"{allowed}.") for allowed in DOMAIN_MAY.get(module, ()))]
+
+
+def domain_imports() -> dict[str, set[str]]:
+    return {module_name(path): external_imports(path) for path in (PACKAGE / "domain").rglob("*.py")}
+
+
+def test_the_domain_imports_no_wire_format_and_no_network_client() -> None:
+    assert not wire_imports(domain_imports()), wire_imports(domain_imports())
+
+
+def test_the_wire_format_check_finds_a_wrong_import() -> None:
+    modules = domain_imports()
+    planted = {**modules, "connector.domain.verifier": modules["connector.domain.verifier"] | {"simdjson"},
+               "connector.domain.schema": modules["connector.domain.schema"] | {"qdrant_client.grpc"},
+               "connector.domain.changes": modules["connector.domain.changes"] | {"orjson"}}
+    assert wire_imports(planted) == ["connector.domain.changes imports orjson",
+                                     "connector.domain.schema imports qdrant_client.grpc",
+                                     "connector.domain.verifier imports simdjson"]
+
+
+def test_each_wire_is_a_module_of_one_package_doing_its_four_jobs() -> None:
+    """Models, REST and gRPC: each a module of connector/qdrant/wires/ whose wire encodes, sends,
+    retrieves and decodes itself (the REST and gRPC ones hand the models what they cannot write)."""
+    from connector.qdrant.wires import WIRES
+    from connector.qdrant.wires.base import Wire
+
+    jobs = {"encode", "send", "retrieve", "decode"}
+    assert {wire.__module__: wire.name for wire in WIRES} == {
+        "connector.qdrant.wires.models": "models", "connector.qdrant.wires.rest": "rest",
+        "connector.qdrant.wires.grpc": "grpc"}
+    assert Wire.__abstractmethods__ == jobs
+    for wire in WIRES:
+        assert jobs <= set(vars(wire)), f"{wire.__name__} leaves {jobs - set(vars(wire))} to another"
+
+
+def names_used(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return ({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+            | {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names})
+
+
+def test_the_wire_is_chosen_in_one_place() -> None:
+    """Only the wires package names the REST and gRPC wires: the client's factory asks it for one
+    (``wire_for``), and the applier and the reads call the interface without asking which it is."""
+    wires = PACKAGE / "qdrant" / "wires"
+    naming = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
+                    if wires not in path.parents and names_used(path) & {"RestWire", "GrpcWire"})
+    assert naming == [], naming

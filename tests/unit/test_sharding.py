@@ -12,7 +12,7 @@ from qdrant_client import models as qm
 from connector.domain.changes import PATCH_OPS, ShardKeyWithFallback, parse_change
 from connector.domain.operations import op_from_patch
 from connector.domain.sharding import derive_selector, group_key, keys_that_must_exist, shard_key_refusal
-from connector.qdrant.convert import to_requests
+from connector.qdrant.wires.models import to_requests
 from connector.settings import Settings, ShardKeyRule
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,14 +19,12 @@ from connector.domain.verifier import (
     expected_state,
     json_equal,
     resolve_filters,
-    state_from_json,
-    state_from_rest,
     touched_vectors,
     vectors_equal,
     vectors_to_read,
 )
 from connector.stream.window import Record, batch_id_for, offset_ranges
-from tests.unit.strategies import match_tag, states, windows, with_tuples
+from tests.unit.strategies import match_tag, states, windows
 
 
 def test_expected_state_and_compare_verified_with_cosine_normalisation() -> None:
@@ -177,43 +173,6 @@ def test_payload_floats_are_equal_within_the_servers_last_digit() -> None:
     assert not json_equal({"v": True}, {"v": 1})
     assert not json_equal({"v": [1, 2]}, {"v": [1, 2, 3]})
     assert not json_equal({"v": "1"}, {"v": 1})
-
-
-JSON_FLOATS = st.floats(allow_nan=False, allow_infinity=False)
-JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), JSON_FLOATS, st.text(max_size=5))
-JSON_VALUES = st.recursive(
-    JSON_LEAVES,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
-    max_leaves=8,
-)
-DENSE_JSON = st.lists(st.one_of(JSON_FLOATS, st.integers(-5, 5)), max_size=6)
-SPARSE_JSON = st.builds(lambda pairs: {"indices": [i for i, _ in pairs], "values": [v for _, v in pairs]},
-                        st.lists(st.tuples(st.integers(0, 2**32 - 1), JSON_FLOATS), max_size=4))
-VECTOR_JSON = st.one_of(
-    st.none(), DENSE_JSON, st.lists(st.lists(JSON_FLOATS, min_size=1, max_size=3), min_size=1, max_size=2),
-    st.dictionaries(st.sampled_from(["dense", "sparse", "multi", "empty"]),
-                    st.one_of(DENSE_JSON, SPARSE_JSON, st.lists(st.lists(JSON_FLOATS, min_size=1, max_size=2),
-                                                                min_size=1, max_size=2)), max_size=3),
-)
-RECORD_JSON = st.fixed_dictionaries(
-    {"id": st.one_of(st.integers(0, 2**63 - 1), st.uuids().map(str))},
-    optional={"payload": st.one_of(st.none(), st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=4)),
-              "vector": VECTOR_JSON},
-)
-
-
-@settings(max_examples=300)
-@given(records=st.lists(RECORD_JSON, max_size=5))
-def test_a_rest_answer_read_from_its_bytes_is_the_state_its_json_makes(records: list[dict[str, Any]]) -> None:
-    """The read-back's bytes through simdjson (dense vectors as numpy arrays) make the state that
-    the decoded JSON makes, for every form of vector a REST answer holds and any payload."""
-    body = orjson.dumps({"result": records, "status": "ok", "time": 0.001})
-    from_bytes = state_from_rest([body])
-    assert with_tuples(from_bytes) == state_from_json(records)
-    for point in from_bytes.values():
-        for vector in point.vectors.values():
-            assert not isinstance(vector, np.ndarray) or vector.dtype == np.float64
-    assert state_from_rest([orjson.loads(body)]) == state_from_json(records)
 
 
 @given(

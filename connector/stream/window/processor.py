@@ -27,20 +27,20 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from qdrant_client import AsyncQdrantClient
-from qdrant_client import models as qm
 
 from connector.domain.cdc_mapping import CdcMapping
-from connector.domain.operations import DEFAULT_VECTOR, Op
+from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
 from connector.domain.schema import CollectionSchema
 from connector.domain.sharding import Selector, group_key
 from connector.embedding.embedder import Embedder
 from connector.errors import CollectionMissing
-from connector.failpoints import Failpoints
+from connector.failpoints import Failpoints, Written
 from connector.metrics import CDC_SKIPPED
 from connector.qdrant import BatchApplier, RetryingClient
 from connector.qdrant.catalog import CollectionCatalog
+from connector.qdrant.reads import read_state
 from connector.settings import Settings
 from connector.stream.window.admission import Admission
 from connector.stream.window.embedding import embed_texts, operations_for
@@ -48,7 +48,7 @@ from connector.stream.window.filters import FilterMatcher, filter_checks
 from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, fail_together, listed
 from connector.stream.window.parse import parse_cdc_record, parse_record
 from connector.stream.window.quarantine import process_quarantining
-from connector.stream.window.readback import read_state, verify_applied
+from connector.stream.window.readback import verify_applied
 from connector.stream.window.report import Timings, report_batch
 from connector.stream.window.texts import TextReader
 
@@ -178,27 +178,6 @@ class WindowProcessor:
             result.dead_letters.extend(dead)
             result.rechecks += [item.record for item in members if item.recheck and item.error is None]
 
-    async def _write_behind(self, collection: str, applied: list[Op], payload: bool) -> None:
-        """Failpoint ``write-behind``: another writer changes a point the window just wrote,
-        before its read-back (which must then say mismatch): its payload, or where the window
-        checks no payload (re-embeds), a dense vector it wrote, reversed."""
-        if payload:
-            target = next((pid for op in applied if op.kind != "delete" for pid in op.point_ids()), None)
-            if target is not None:
-                log.warning("failpoint write-behind: changing point %s behind the connector's back", target)
-                await self.qdrant.call("set_payload", lambda: self.client.set_payload(
-                    collection, {"written_behind": True}, points=[target], wait=True))
-            return
-        written = next(((pid, name, vector) for op in applied if op.points is not None
-                        for pid, data in op.points.items() for name, vector in data.vectors.items()
-                        if isinstance(vector, tuple) and len(set(vector)) > 1), None)
-        if written is not None:
-            pid, name, vector = written
-            log.warning("failpoint write-behind: changing vector %r of point %s behind the connector's back", name, pid)
-            changed = list(reversed(vector))
-            point = qm.PointVectors(id=pid, vector=changed if name == DEFAULT_VECTOR else {name: changed})
-            await self.qdrant.call("update_vectors", lambda: self.client.update_vectors(collection, [point], wait=True))
-
     async def _pass_fence(self, item: Item, started: float) -> VerificationEvent:
         """Wait until the fence's alias points at its target, or the fence expires."""
         fence = item.fence
@@ -283,7 +262,7 @@ class WindowProcessor:
         t0 = time.monotonic()
         self.stage = "verification, after its operations were applied"
         await self.failpoints.stage("verify", values,
-                                    writer=lambda: self._write_behind(schema.name, applied, checks_payload))
+                                    Written(self.client, self.qdrant.call, schema.name, applied, checks_payload))
         if self.settings.verify_after_apply:
             matches = matcher.matches if matcher is not None else {}
             outcome = await verify_applied(self.qdrant, schema, before, set(read), applied, rejected, matches,

@@ -1,5 +1,6 @@
-"""Reads of the touched points: before planning (which exist, their payload) and after applying
-(read back and compared with what the plan should have left: connector/domain/verifier.py)."""
+"""The read-back: the touched points read after applying (through the client's wire,
+connector/qdrant/reads.py ``read_state``) and compared with what the plan should have left
+(connector/domain/verifier.py)."""
 
 from __future__ import annotations
 
@@ -15,32 +16,14 @@ from connector.domain.verifier import (
     compare,
     expected_state,
     resolve_filters,
-    state_from_grpc,
-    state_from_records,
-    state_from_rest,
     touched_vectors,
     vectors_to_read,
 )
-from connector.qdrant.reads import retrieve_chunked, retrieve_grpc_chunked, retrieve_rest_chunked
+from connector.qdrant.reads import read_state
 from connector.qdrant.retrying import RetryingClient
 from connector.stream.window.items import ids_of
 
-__all__ = ["read_state", "verify_applied"]
-
-
-async def read_state(qdrant: RetryingClient, collection: str, ids: list[PointKey], *,
-                     payload: bool | list[str], vectors: bool | list[str] = False,
-                     shard_key: Selector | None = None) -> State:
-    """The existing points among ``ids`` (in the batch's shards), as the verifier models them."""
-    if qdrant.rest:  # straight from the answer's JSON: no qdrant-client models of 500 points a window
-        return state_from_rest(await retrieve_rest_chunked(qdrant, collection, ids, with_payload=payload,
-                                                           with_vectors=vectors, shard_key=shard_key))
-    if qdrant.grpc:  # straight from the protobuf answer: no models, no MessageToDict of each payload value
-        return state_from_grpc(await retrieve_grpc_chunked(qdrant, collection, ids, with_payload=payload,
-                                                           with_vectors=vectors, shard_key=shard_key))
-    records = await retrieve_chunked(qdrant, collection, ids, with_payload=payload, with_vectors=vectors,
-                                     shard_key=shard_key)
-    return state_from_records(records)
+__all__ = ["verify_applied"]
 
 
 async def verify_applied(qdrant: RetryingClient, schema: CollectionSchema, before: State, read: set[PointKey],
