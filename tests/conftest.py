@@ -26,8 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.quick)
 
 # Property tests draw the same examples on every run (a CI run passes or fails for the code, not
-# for the draw); `pytest --hypothesis-profile=explore` draws new ones, ten times as many.
-settings.register_profile("repeatable", derandomize=True, database=None)
+# for the draw), with no time limit per example: a loaded machine must not fail a test that
+# asserts nothing on time; `pytest --hypothesis-profile=explore` draws new ones, ten times as many.
+settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
 settings.register_profile("explore", max_examples=1000)
 settings.load_profile("repeatable")
 
