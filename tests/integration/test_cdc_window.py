@@ -17,8 +17,8 @@ from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
 from connector.embedding.embedder import Embedder
 from connector.metrics import TEXTS_EMBEDDED
-from connector.settings import DEFAULT_DENSE_MODEL
 from connector.qdrant import make_client, make_retrying
+from connector.settings import DEFAULT_DENSE_MODEL
 from connector.stream.window import Record, WindowProcessor
 from tests.integration.test_filter_verification import settings_for
 from tests.qdrant_targets import QdrantTarget, only_targets

@@ -285,7 +285,8 @@ def test_an_unsent_value_is_the_value_before_when_the_row_before_has_it() -> Non
 
 
 TOAST_MAPPING = CdcMapping.model_validate({"tables": {"public.products": {
-    "collection": "products", "key": ["id"], "payload": {"body": "body", "doc": "doc", "price": "price", "tags": "tags"},
+    "collection": "products", "key": ["id"],
+    "payload": {"body": "body", "doc": "doc", "price": "price", "tags": "tags"},
     "texts": {"body": {"vector": "body"}}}}})
 
 
