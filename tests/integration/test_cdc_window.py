@@ -119,20 +119,23 @@ async def test_placeholders_are_never_data_and_a_later_change_heals_a_row(
         stored = {p.id: p for p in (await proc.client.scroll("docs", limit=10, with_vectors=True))[0]}
         assert {pid: p.payload for pid, p in stored.items()} == {pid: rows[pid] for pid in (1, 2, 4)}
 
+        # as an earlier version of the connector wrote it: the placeholder as row 4's body
+        await proc.client.set_payload("docs", {"body": unsent}, points=[4], wait=True)
         texts = embedded()
         second = await proc.process(records([
             price(1, 10, full=False),  # merge: the price set, the title re-embedded, the body left as it is
             price(3, 30, full=False),  # not in Qdrant: written as far as it was sent, the body named as lacking
             price(2, 20, full=True),  # the change alone: the price
             price(5, 50, full=True),  # not in Qdrant: the whole row
+            price(4, 40, full=False),  # merge: the placeholder it holds is named as lacking
         ], first=3))
         [verification] = second.verifications
         assert second.dead_letters == []
         assert verification.verification.status == "verified", verification.verification
         assert [(u.id, u.payload_keys, u.vectors) for u in verification.verification.unavailable] == [
-            (3, ["body"], ["body"])]
+            (3, ["body"], ["body"]), (4, ["body"], [])]
         assert verification.texts_cut_count == 1  # row 5's body, embedded from the whole row
-        assert embedded() - texts == 1 + 1 + 2  # the titles of 1 and 3, both texts of 5; nothing for 2
+        assert embedded() - texts == 1 + 1 + 2 + 1  # the titles of 1, 3 and 4, both texts of 5; nothing for 2
         after = {p.id: p for p in (await proc.client.scroll("docs", limit=10, with_vectors=True))[0]}
         assert after[1].payload == rows[1]
         assert after[1].vector == {**stored[1].vector, "title": after[1].vector["title"]}  # type: ignore[index, dict-item]
@@ -141,13 +144,14 @@ async def test_placeholders_are_never_data_and_a_later_change_heals_a_row(
         assert sorted(after[5].vector) == ["body", "title"]  # type: ignore[arg-type]
         assert after[3].payload == {k: v for k, v in rows[3].items() if k != "body"}  # nothing invented
         assert sorted(after[3].vector) == ["title"]  # type: ignore[arg-type]
-        assert unsent not in json.dumps([p.payload for p in after.values()])
+        assert unsent not in json.dumps([p.payload for pid, p in after.items() if pid != 4])
 
-        # the next change of row 3 that carries the body (its row before, under FULL) heals it
-        third = await proc.process(records([price(3, 31, full=True)], first=7))
+        # the next change of rows 3 and 4 that carries the body (the row before, under FULL) heals them
+        third = await proc.process(records([price(3, 31, full=True), price(4, 41, full=True)], first=8))
         [healed] = third.verifications
         assert healed.verification.status == "verified"
         assert healed.verification.unavailable == []
+        assert (await proc.client.retrieve("docs", [4]))[0].payload == rows[4]
         point = (await proc.client.retrieve("docs", [3], with_vectors=True))[0]
         assert point.payload == rows[3]
         vectors = point.vector
