@@ -31,10 +31,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictStr, field_validator
 
 from connector.domain.changes import NAME_PATTERN, StrictModel
-from connector.domain.debezium import DEBEZIUM_PLACEHOLDER, RowChange
+from connector.domain.debezium import DEBEZIUM_PLACEHOLDER, RowChange, placeholder
 
 __all__ = ["CdcMapping", "PointChange", "TableMapping", "TextColumn", "plan_row_change", "point_id"]
 
@@ -65,6 +65,15 @@ class CdcMapping(StrictModel):
     unavailable_value_placeholder: Annotated[StrictStr, Field(min_length=1)] = Field(
         DEBEZIUM_PLACEHOLDER, description="Debezium's unavailable.value.placeholder, as its connector sets it "
         "('hex:...' too): a column holding it was not sent (an unchanged TOASTed value) and is never written")
+
+    @field_validator("unavailable_value_placeholder")
+    @classmethod
+    def _placeholder_as_debezium_reads_it(cls, value: str) -> str:
+        try:
+            placeholder(value)
+        except ValueError:
+            raise ValueError("after 'hex:' Debezium reads hexadecimal digits, two per byte") from None
+        return value
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from connector.domain.debezium import (
     decode_change,
     placeholder,
 )
+from connector.errors import ConfigurationError
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 
 ROW_SCHEMA = {"type": "struct", "optional": True, "name": "shop.public.products.Value", "fields": [
     {"field": "id", "type": "int32", "optional": False},
@@ -321,3 +324,13 @@ def test_with_the_row_before_a_change_of_nothing_mapped_still_carries_the_whole_
     assert planned.whole is not None
     assert (planned.whole.kind, planned.whole.payload, planned.whole.texts) == (
         "upsert", {"body": "text", "price": 20}, {"body": "text"})
+
+
+def test_a_placeholder_debezium_could_not_read_is_refused_with_the_mapping(tmp_path: Path) -> None:
+    """At start, as any mistake in the mapping file: one line, exit 78 (docs/errors.md)."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {public.t: {collection: t, key: [id]}}\nunavailable_value_placeholder: hex:zz\n")
+    with pytest.raises(ConfigurationError, match="unavailable_value_placeholder: Value error, after 'hex:'"):
+        load_cdc_mapping(mapping)
+    mapping.write_text("tables: {public.t: {collection: t, key: [id]}}\nunavailable_value_placeholder: hex:5f5F\n")
+    assert load_cdc_mapping(mapping).unavailable_value_placeholder == "hex:5f5F"
