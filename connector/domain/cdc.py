@@ -96,7 +96,7 @@ def cdc_events(value: bytes | None, mapping: CdcMapping, *, max_event_bytes: int
     try:
         events = events_for(planned, table, event_id, max_text_chars)
         whole = events_for(planned.whole, table, event_id, max_text_chars) if planned.whole is not None else None
-    except ValidationError as exc:  # a value the connector's events cannot carry (an empty key, say)
+    except ValidationError as exc:  # a value the connector's events cannot carry (a log position too long, say)
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         return Rejection(code="schema_violation", collection=planned.collection,
