@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         "QCC_CDC_MAPPING to points (docs/cdc.md); unset: none is read")
     cdc_mapping: Path | None = Field(None, description="The CDC mapping file (YAML): table -> collection, key, "
                                      "payload columns, text columns -> vectors")
+    cdc_max_text_chars: int = Field(
+        100_000, ge=1, le=100_000, description="A CDC text longer than this is embedded from its first this many "
+        "characters (a dense model whose window is shorter makes the same vector), the payload keeps it whole, and "
+        "the verification event lists it (texts_cut); the row is written either way")
     verification_topic: str = Field("qdrant.verifications", description="Where verification events go")
     dead_letter_topic: str = Field("qdrant.dead-letters", description="Where rejected events go")
     session_timeout_seconds: float = Field(

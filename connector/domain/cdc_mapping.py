@@ -10,26 +10,31 @@ payload keys and the text columns that become named vectors::
         payload: {title: title, price: price, tags: tags}   # unset: every column, same names
         texts: {description: {vector: dense}}               # embedded; unset: no vectors
     truncate: skip                                          # or delete_all
+    unavailable_value_placeholder: __debezium_unavailable_value   # Debezium's, unless its connector sets another
 
 :func:`plan_row_change` turns a decoded change (connector/domain/debezium.py) into a
 :class:`PointChange`: an insert or snapshot row is an upsert with every text embedded; an update
 only the payload keys whose value changed and only the texts that changed (``before`` against
-``after``), so a price update costs no embedding; a delete deletes the point. Qdrant takes integer
-and UUID point ids only: a single non-negative integer key is the id, any other key (text,
-composite) a UUID derived from the table and the key's values, the same on every run.
+``after``), so a price update costs no embedding; a delete deletes the point. An update is a
+``patch`` with the whole row beside it (``whole``), applied instead where the point does not hold
+the row as it was before the change (a row dead-lettered once, a point deleted behind the
+connector's back): a later change of a row heals it. A row with columns Debezium did not send
+(``unavailable``) is a merge: the columns it sent, set; the others neither written nor embedded.
+Qdrant takes integer and UUID point ids only: a single non-negative integer key is the id, any
+other key (text, composite) a UUID derived from the table and the key's values, the same on every run.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictStr, field_validator
 
 from connector.domain.changes import NAME_PATTERN, StrictModel
-from connector.domain.debezium import RowChange
+from connector.domain.debezium import DEBEZIUM_PLACEHOLDER, RowChange, placeholder
 
 __all__ = ["CdcMapping", "PointChange", "TableMapping", "TextColumn", "plan_row_change", "point_id"]
 
@@ -57,6 +62,18 @@ class CdcMapping(StrictModel):
         description="Debezium's schema.table (database.table for MySQL) -> its mapping")
     truncate: Literal["skip", "delete_all"] = Field(
         "skip", description="A TRUNCATE: skipped (counted), or every point of the collection deleted")
+    unavailable_value_placeholder: Annotated[StrictStr, Field(min_length=1)] = Field(
+        DEBEZIUM_PLACEHOLDER, description="Debezium's unavailable.value.placeholder, as its connector sets it "
+        "('hex:...' too): a column holding it was not sent (an unchanged TOASTed value) and is never written")
+
+    @field_validator("unavailable_value_placeholder")
+    @classmethod
+    def _placeholder_as_debezium_reads_it(cls, value: str) -> str:
+        try:
+            placeholder(value)
+        except ValueError:
+            raise ValueError("after 'hex:' Debezium reads hexadecimal digits, two per byte") from None
+        return value
 
 
 @dataclass(frozen=True)
@@ -64,9 +81,14 @@ class PointChange:
     """What one row change asks of one collection.
 
     ``upsert``: the whole point (``payload``; ``texts`` every vector to embed). ``patch``: ``payload``
-    holds the changed keys only (None: the column is gone), ``texts`` the changed texts, and
-    ``drop_vectors`` the vectors whose text became empty. ``delete``: the point. ``delete_all``:
-    every point (a truncate). ``replaces``: a key update moved the row, delete this point first."""
+    holds the keys to set (None: the column is gone), ``texts`` the texts to embed, and
+    ``drop_vectors`` the vectors whose text is empty: with the row before, what changed; without it
+    (a merge), every column that was sent. ``whole`` is the upsert a patch becomes where the point
+    does not hold the row before the change: the point is missing, or its payload differs from
+    ``holds`` (the mapped keys before; None values: absent), or, without ``holds``, only missing.
+    ``delete``: the point. ``delete_all``: every point (a truncate). ``replaces``: a key update
+    moved the row, delete this point first. ``unavailable_keys`` and ``unavailable_vectors``: the
+    payload keys and vectors of columns the source did not send, which neither form writes."""
 
     kind: Literal["upsert", "patch", "delete", "delete_all", "nothing"]
     collection: str
@@ -75,6 +97,10 @@ class PointChange:
     texts: dict[str, str] = field(default_factory=dict)  # vector name -> text
     drop_vectors: tuple[str, ...] = ()
     replaces: int | str | None = None
+    whole: PointChange | None = None
+    holds: dict[str, Any] | None = None
+    unavailable_keys: tuple[str, ...] = ()
+    unavailable_vectors: tuple[str, ...] = ()
 
 
 def point_id(table: str, key_values: list[Any]) -> int | str:
@@ -105,24 +131,41 @@ def plan_row_change(change: RowChange, mapping: CdcMapping) -> PointChange | str
         return PointChange("delete", table.collection, pid)
     payload, texts = _payload(table, row), _texts(table, row)
     before = change.before
-    if change.kind in ("create", "read") or before is None:
-        # without the row before (Postgres without REPLICA IDENTITY FULL) an update is the whole row
-        return PointChange("upsert", table.collection, pid, payload, texts)
-    old = point_id(change.table, [before.get(c) for c in table.key])
-    if old != pid:  # the key itself changed: the row moved to another point
-        return PointChange("upsert", table.collection, pid, payload, texts, replaces=old)
-    old_payload, old_texts = _payload(table, before), _texts(table, before)
-    changed = {k: v for k, v in payload.items() if k not in old_payload or old_payload[k] != v}
-    changed |= {k: None for k in old_payload if k not in payload}
-    new_texts = {v: t for v, t in texts.items() if old_texts.get(v) != t}
-    dropped = tuple(sorted(v for v in old_texts if v not in texts))
-    return PointChange("patch", table.collection, pid, changed, new_texts, dropped)
+    old = point_id(change.table, [before.get(c) for c in table.key]) if before is not None else pid
+    replaces = old if change.kind == "update" and old != pid else None  # the key itself changed: the row moved
+    unsent_keys, unsent_vectors = _unsent(table, change.unavailable)
+    whole = PointChange("upsert", table.collection, pid, {k: v for k, v in payload.items() if v is not None}, texts,
+                        replaces=replaces, unavailable_keys=unsent_keys, unavailable_vectors=unsent_vectors)
+    if change.kind == "update" and before is not None and replaces is None:
+        old_payload, old_texts = _payload(table, before), _texts(table, before)
+        changed = {k: v for k, v in payload.items() if k not in old_payload or old_payload[k] != v}
+        changed |= {k: None for k in old_payload if k not in payload}
+        new_texts = {v: t for v, t in texts.items() if old_texts.get(v) != t}
+        dropped = tuple(sorted(v for v in old_texts if v not in texts))
+        # where columns were not sent, the whole row only for a missing point: an upsert would wipe them
+        return replace(whole, kind="patch", payload=changed, texts=new_texts, drop_vectors=dropped, whole=whole,
+                       holds=None if change.unavailable else old_payload)
+    if change.unavailable:
+        # without the row before, a merge: an upsert would wipe what the point holds of the columns not sent
+        empty = tuple(sorted(spec.vector for column, spec in table.texts.items()
+                             if column in row and spec.vector not in texts))
+        return replace(whole, kind="patch", payload=payload, drop_vectors=empty, whole=whole)
+    # an insert, a snapshot row, or an update without the row before (Postgres without REPLICA
+    # IDENTITY FULL) or to another key: the whole row
+    return whole
 
 
 def _payload(table: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
     if table.payload is None:
         return dict(row)
     return {key: row[column] for column, key in table.payload.items() if column in row}
+
+
+def _unsent(table: TableMapping, columns: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The payload keys and vectors of the mapped columns the source did not send."""
+    keys = columns if table.payload is None else {table.payload[c] for c in columns if c in table.payload}
+    vectors = {table.texts[c].vector for c in columns if c in table.texts}
+    return tuple(sorted(keys)), tuple(sorted(vectors))
 
 
 def _texts(table: TableMapping, row: dict[str, Any]) -> dict[str, str]:

@@ -50,7 +50,8 @@ IdList = Annotated[list[PointId], Field(min_length=1, max_length=1_000_000)]
 Payload = dict[str, Any]
 CollectionName = Annotated[StrictStr, Field(pattern=NAME_PATTERN)]
 VectorName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")]
-Text = Annotated[StrictStr, Field(min_length=1, max_length=100_000)]
+MAX_TEXT_CHARS: Final = 100_000  # the longest text an event carries
+Text = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 ShardKey = Annotated[
     Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] | Annotated[StrictStr, Field(min_length=1, max_length=255)],
     Field(description="A shard key of a custom-sharded collection: an unsigned integer or a string (1 is not '1')"),

@@ -6,18 +6,31 @@ What the connector does with a row change (which collection, which point, which 
 texts) is the mapping's job (connector/domain/cdc_mapping.py). Heartbeats, schema changes and the
 tombstone Debezium writes after each delete are :class:`Skipped`; anything else that is not a
 change event is a :class:`NotAChange` with the reason, for the dead letter.
+
+A value Debezium did not send is not data: where PostgreSQL did not log a column (an unchanged
+TOASTed value, under the default ``REPLICA IDENTITY``) Debezium writes its unavailable-value
+placeholder instead, in the column's own type (:class:`Placeholder`). Such a column is left out of
+the row and named in :attr:`RowChange.unavailable`; where the row before holds it (``FULL``
+identity), its value after is that one, as it did not change.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal
 
-__all__ = ["NotAChange", "RowChange", "Skipped", "column_value", "decode_change"]
+__all__ = ["DEBEZIUM_PLACEHOLDER", "NotAChange", "Placeholder", "RowChange", "Skipped", "column_value",
+           "decode_change", "placeholder"]
+
+# Debezium's unavailable.value.placeholder when its connector sets none
+DEBEZIUM_PLACEHOLDER = "__debezium_unavailable_value"
 
 ChangeKind = Literal["create", "read", "update", "delete", "truncate"]
 KINDS: dict[str, ChangeKind] = {"c": "create", "r": "read", "u": "update", "d": "delete", "t": "truncate"}
@@ -33,6 +46,8 @@ class RowChange:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     position: dict[str, Any]  # where in the database log: lsn, ts_ms, snapshot... as Debezium says
+    # columns of ``after`` whose value Debezium did not send (its placeholder): not in ``after``
+    unavailable: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,47 @@ class NotAChange:
     message: str
 
 
-def decode_change(value: bytes | None) -> RowChange | Skipped | NotAChange:
-    """One record value of a Debezium topic; never raises on bad input."""
+@dataclass(frozen=True)
+class Placeholder:
+    """Debezium's unavailable-value placeholder in each shape a column carries it: the text for text
+    and JSON columns, its bytes for binary columns (base64, base64url or hex, by Debezium's
+    ``binary.handling.mode``), a one-element list (or the bytes as numbers) for arrays, a one-entry
+    map for hstore."""
+
+    text: str
+    binary: frozenset[str]
+    lists: tuple[list[Any], ...]
+
+    def matches(self, value: Any, schema: dict[str, Any] | None) -> bool:
+        """Whether ``value`` is the placeholder; by the column's type where the record has schemas."""
+        kind = schema.get("type") if schema else None
+        if isinstance(value, str):
+            if kind == "bytes":
+                return value in self.binary
+            return value == self.text or (kind is None and value in self.binary)
+        if isinstance(value, list):
+            return kind in (None, "array") and value in self.lists
+        if isinstance(value, dict):
+            return kind in (None, "map") and value == {self.text: self.text}
+        return False
+
+
+@cache
+def placeholder(setting: str = DEBEZIUM_PLACEHOLDER) -> Placeholder:
+    """The placeholder Debezium sends for ``unavailable.value.placeholder=setting`` (``hex:...``
+    names its bytes, as Debezium reads it)."""
+    raw = bytes.fromhex(setting[4:]) if setting.startswith("hex:") else setting.encode()
+    text = raw.decode("utf-8", errors="replace")
+    binary = frozenset({base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode(),
+                        raw.hex(), raw.hex().upper()})
+    signed = [b - 256 if b > 127 else b for b in raw]  # Java's bytes, for integer arrays
+    name_uuid = str(uuid.UUID(bytes=hashlib.md5(raw, usedforsecurity=False).digest(), version=3))  # uuid[] columns
+    return Placeholder(text, binary, ([text], *([b] for b in sorted(binary)), signed, [name_uuid]))
+
+
+def decode_change(value: bytes | None, unavailable: Placeholder | None = None) -> RowChange | Skipped | NotAChange:
+    """One record value of a Debezium topic; never raises on bad input. ``unavailable``: the
+    placeholder Debezium sends for a value it does not have (its default unless given)."""
     if value is None:
         return Skipped("tombstone")  # Debezium's follow-up to a delete, for log compaction
     try:
@@ -74,17 +128,22 @@ def decode_change(value: bytes | None) -> RowChange | Skipped | NotAChange:
         return NotAChange("no source.table")
     owner = source.get("schema") or source.get("db")
     table = f"{owner}.{source['table']}" if owner else source["table"]
+    marker = unavailable or placeholder()
     try:
-        before = _row(document.get("before"), _field_schema(schema, "before"))
-        after = _row(document.get("after"), _field_schema(schema, "after"))
+        before, _ = _row(document.get("before"), _field_schema(schema, "before"), marker)
+        after, unsent = _row(document.get("after"), _field_schema(schema, "after"), marker)
     except (ValueError, TypeError) as exc:
         return NotAChange(f"a column value does not fit its schema: {exc}")
+    if after is not None and before is not None:
+        for column in [c for c in unsent if c in before]:  # unchanged: its value after is its value before
+            after[column] = before[column]
+            unsent.discard(column)
     if kind in ("create", "read", "update") and after is None:
         return NotAChange(f"a {kind} without 'after'")
     if kind == "delete" and before is None:
         return NotAChange("a delete without 'before' (set REPLICA IDENTITY so that Debezium sends the key)")
     position = {k: v for k, v in source.items() if k in ("lsn", "ts_ms", "snapshot", "txId", "file", "pos")}
-    return RowChange(kind, table, before, after, position)
+    return RowChange(kind, table, before, after, position, frozenset(unsent))
 
 
 def _field_schema(schema: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
@@ -93,13 +152,21 @@ def _field_schema(schema: dict[str, Any] | None, name: str) -> dict[str, Any] | 
     return next((f for f in schema.get("fields", []) if f.get("field") == name), None)
 
 
-def _row(row: Any, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+def _row(row: Any, schema: dict[str, Any] | None, unavailable: Placeholder) -> tuple[dict[str, Any] | None, set[str]]:
+    """The row's values, without those Debezium did not send; and the columns of those."""
     if row is None:
-        return None
+        return None, set()
     if not isinstance(row, dict):
         raise TypeError("a row is an object")
     fields = {f.get("field"): f for f in (schema or {}).get("fields", [])}
-    return {column: column_value(value, fields.get(column)) for column, value in row.items()}
+    values: dict[str, Any] = {}
+    unsent: set[str] = set()
+    for column, value in row.items():
+        if unavailable.matches(value, fields.get(column)):
+            unsent.add(column)
+        else:
+            values[column] = column_value(value, fields.get(column))
+    return values, unsent
 
 
 def column_value(value: Any, schema: dict[str, Any] | None) -> Any:

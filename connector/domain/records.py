@@ -88,9 +88,30 @@ class FilterCheck(StrictModel):
     count_after: int | None = Field(None, description="With method count: matching points not as written")
 
 
+class Unavailable(StrictModel):
+    """A point that does not hold columns its source did not send (Debezium's unavailable-value
+    placeholder: an unchanged TOASTed value): nothing was written for them, nothing invented."""
+
+    id: PointId
+    payload_keys: list[str] = Field(description="Payload keys of those columns the point lacks (or holds the "
+                                    "placeholder in, written by an earlier version)")
+    vectors: list[str] = Field(description="Vectors of those text columns the point lacks")
+
+
+class TextCut(StrictModel):
+    """A text longer than QCC_CDC_MAX_TEXT_CHARS: its vector was embedded from its first characters (a dense
+    model whose window is shorter reads no more of it anyway); the payload holds it whole."""
+
+    id: PointId
+    vector: str
+    chars: int = Field(description="The text's length in characters")
+    embedded_chars: int = Field(description="How many of its first characters were embedded")
+
+
 class VerificationOutcome(StrictModel):
     status: Literal["verified", "partial", "mismatch", "skipped"] = Field(
-        description="verified: every touched point is as the applied events make it; partial: so are they, "
+        description="verified: every touched point is as the applied events make it (see unavailable for "
+        "what their source did not send); partial: so are they, "
         "but a rejected (dead-lettered) event was applied in part, as a server does with a multi-point "
         "op naming a missing point; mismatch: a point differs otherwise; skipped: not checked (reason)"
     )
@@ -106,6 +127,10 @@ class VerificationOutcome(StrictModel):
     filters: list[FilterCheck] = Field(
         default_factory=list, description="One per applied filter-addressed event, in window order (at most 100)"
     )
+    unavailable: list[Unavailable] = Field(
+        default_factory=list, description="Touched points that lack columns their change did not carry (at most "
+        "20 listed): checked after the read-back; a later change of the row that carries them writes them")
+    unavailable_count: int = 0
     reason: str | None = None
 
 
@@ -146,6 +171,9 @@ class VerificationEvent(StrictModel):
     verification: VerificationOutcome
     dead_letters: list[DeadLetterRef] = Field(description="At most 100 are listed; dead_letter_count has them all")
     dead_letter_count: int = 0
+    texts_cut: list[TextCut] = Field(
+        default_factory=list, description="Texts embedded from their first characters only (at most 100 listed)")
+    texts_cut_count: int = 0
     lists_omitted: bool = Field(False, description="Listed ids, mismatches and dead letters left out to fit the topic")
     ranges_exact: bool = Field(True, description="False: ranges are one span per partition, to fit the topic")
     worker: str = Field(description="host:pid of the worker that applied it")

@@ -6,11 +6,19 @@ a Debezium restart and a worker SIGKILL mid-stream. The collection ends equal to
 (payload as Debezium's types convert, vectors of the current texts at cosine >= 0.999 to a fresh
 embedding), every record on the topic is in a verification event, nothing is dead-lettered, and
 while no worker was killed the worker embedded exactly the texts that changed (none for prices).
+
+Beside it a second table of TOASTed texts (real prose, stored out of line) under PostgreSQL's
+default REPLICA IDENTITY, then FULL: price updates, for which Debezium sends its placeholder
+instead of the unchanged texts, leave payloads and vectors equal to the table; a text over
+QCC_CDC_MAX_TEXT_CHARS costs its row nothing; a row dead-lettered at first (its record over
+QCC_MAX_EVENT_BYTES) is written as far as it is sent by its next change, named as lacking its
+text, and whole by the one after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import time
@@ -26,6 +34,7 @@ from connector.dev import debezium, postgres
 from connector.dev.debezium import DebeziumConnect
 from connector.dev.postgres import PostgresServer
 from connector.dev.spawn import free_port
+from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
 from connector.embedding.embedder import Embedder
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
 from tests.integration.harness import Stack, Worker, covered_offsets, metric_samples, read_topic
@@ -41,6 +50,13 @@ tables:
     texts:
       description: {vector: body}
       title: {vector: title}
+  public.articles:
+    collection: articles
+    key: [id]
+    payload: {id: id, title: title, body: body, price: price}   # not raw
+    texts:
+      body: {vector: body}
+      title: {vector: title}
 """
 TABLE = """
 CREATE TABLE products (id int PRIMARY KEY, title text, description text, price numeric(10,2),
@@ -49,6 +65,42 @@ ALTER TABLE products REPLICA IDENTITY FULL;
 """
 EMBEDDED = "qdrant_connector_texts_embedded_total"
 PARTITIONS = 2
+MAX_EVENT_BYTES = 300_000
+
+
+def prose() -> str:
+    """Real, varied English (the standard library's docstrings), which does not compress below
+    PostgreSQL's TOAST threshold as repeated characters would."""
+    import argparse
+    import asyncio
+    import collections
+    import email.message
+    import logging
+    import pydoc
+    import typing
+    import unittest
+
+    docs = []
+    for module in (argparse, asyncio, collections, email.message, logging, pydoc, typing, unittest, inspect):
+        docs.append(inspect.getdoc(module) or "")
+        docs += [inspect.getdoc(getattr(module, name)) or "" for name in sorted(vars(module))
+                 if not name.startswith("_") and callable(getattr(module, name))]
+    return "\n\n".join(doc for doc in dict.fromkeys(docs) if doc)
+
+
+def articles() -> str:
+    """Rows with texts of 12,000 characters, TOASTed; row 5's is 120,000 characters (over
+    QCC_CDC_MAX_TEXT_CHARS); row 6 has a column of 448 KB, so its first record is over the
+    worker's QCC_MAX_EVENT_BYTES (dead-lettered)."""
+    text = prose().replace("$", "")  # quoted as $t$...$t$
+    assert len(text) >= 60_000, len(text)
+    body = [text[i * 12_000:(i + 1) * 12_000] for i in range(5)]
+    rows = [f"({i}, 'article {i}', $t${body[i - 1]}$t$, {i}, NULL)" for i in range(1, 5)]
+    rows.append(f"(5, 'article 5', repeat($t${body[4]}$t$, 10), 5, NULL)")
+    rows.append(f"(6, 'article 6', $t${body[0][::-1]}$t$, 6, (SELECT string_agg(md5(i::text), '') "
+                "FROM generate_series(1, 14000) i))")
+    return ("CREATE TABLE articles (id int PRIMARY KEY, title text, body text, price int, raw text);"
+            f"INSERT INTO articles VALUES {', '.join(rows)};")
 
 
 @pytest.fixture
@@ -77,10 +129,10 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def until_caught_up(pg: PostgresServer, stack: Stack, topic: str, marker: int,
-                          timeout: float = 240) -> list[dict[str, Any]]:
-    """Insert a marker row, then wait until Debezium wrote it and every record on the topic up to
-    then is in a verification event; the verification events."""
+async def until_caught_up(pg: PostgresServer, stack: Stack, topic: str, marker: int, timeout: float = 240,
+                          also: str | None = None) -> list[dict[str, Any]]:
+    """Insert a marker row, then wait until Debezium wrote it and every record on the topic (and on
+    ``also``) up to then is in a verification event; the verification events."""
     pg.sql(insert(marker, 1))
     deadline = time.monotonic() + timeout
     client = stack.qdrant.client() if stack.qdrant else None
@@ -91,11 +143,14 @@ async def until_caught_up(pg: PostgresServer, stack: Stack, topic: str, marker: 
             await asyncio.sleep(0.3)
     finally:
         client.close()
-    ends = await end_offsets(stack.bootstrap, topic)
+    ends = {name: await end_offsets(stack.bootstrap, name) for name in (topic, also) if name is not None}
 
     def covered(verifications: list[dict[str, Any]]) -> bool:
-        have = covered_offsets([v for v in verifications if v["topic"] == topic])
-        return all(set(range(end)) <= have.get(p, set()) for p, end in ends.items())
+        for name, last in ends.items():
+            have = covered_offsets([v for v in verifications if v["topic"] == name])
+            if not all(set(range(end)) <= have.get(p, set()) for p, end in last.items()):
+                return False
+        return True
 
     return await read_topic(stack.bootstrap, stack.env["QCC_VERIFICATION_TOPIC"], until=covered,
                             timeout=max(1.0, deadline - time.monotonic()))
@@ -117,40 +172,51 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
     if reason:
         pytest.skip(reason)
     started = time.monotonic()
-    pg.sql(TABLE + insert(1, 40))  # the rows Debezium's snapshot reads
+    pg.sql(TABLE + insert(1, 40) + articles())  # the rows Debezium's snapshot reads
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(MAPPING)
     port = free_port()
     stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     prefix = f"shop{stack.name}"
-    topic = f"{prefix}.public.products"
-    stack.extra_env.update({"QCC_CDC_TOPICS": topic, "QCC_CDC_MAPPING": str(mapping), "QCC_HTTP_PORT": str(port)})
-    await stack.create_topics(partitions=PARTITIONS)  # the CDC topic too, before Debezium writes to it
+    topic, toasted = f"{prefix}.public.products", f"{prefix}.public.articles"
+    stack.extra_env.update({"QCC_CDC_TOPICS": f"{topic},{toasted}", "QCC_CDC_MAPPING": str(mapping),
+                            "QCC_HTTP_PORT": str(port), "QCC_MAX_EVENT_BYTES": str(MAX_EVENT_BYTES)})
+    await stack.create_topics(partitions=PARTITIONS)  # the CDC topics too, before Debezium writes to them
     client = qdrant_target.client()
-    client.create_collection("products", vectors_config={
-        name: qm.VectorParams(size=384, distance=qm.Distance.COSINE) for name in ("body", "title")})
+    for collection in ("products", "articles"):
+        client.create_collection(collection, vectors_config={
+            name: qm.VectorParams(size=384, distance=qm.Distance.COSINE) for name in ("body", "title")})
     client.close()
-    dbz = DebeziumConnect(pg, kafka.bootstrap, ["public.products"], prefix=prefix, folder=tmp_path / "debezium")
+    dbz = DebeziumConnect(pg, kafka.bootstrap, ["public.products", "public.articles"], prefix=prefix,
+                          folder=tmp_path / "debezium")
     dbz.start()
     failpoints = tmp_path / "failpoints"
     failpoints.mkdir()
     worker = Worker(stack, env={"QCC_FAILPOINTS_DIR": str(failpoints)})
     try:
-        # the snapshot and the marker row: every text embedded once
-        await until_caught_up(pg, stack, topic, marker=1000)
+        # the snapshot and the marker row: every text embedded once (articles 1-5: row 6 is over
+        # QCC_MAX_EVENT_BYTES; row 5's text over QCC_CDC_MAX_TEXT_CHARS is embedded from its first characters)
+        await until_caught_up(pg, stack, topic, marker=1000, also=toasted)
         texts = embedded(await metric_samples(port))
-        assert texts == 2 * 41
-        # inserts, prices, texts: only new and changed texts are embedded
+        assert texts == 2 * 41 + 2 * 5
+        # inserts, prices, texts: only new and changed texts are embedded. The articles' prices,
+        # under the default REPLICA IDENTITY: Debezium sends its placeholder for the TOASTed texts,
+        # so each is a merge that re-embeds the title it was sent (row 6, not in Qdrant, is written
+        # without its text), then row 6's column too large for an event set to NULL: its title again
         pg.sql(insert(41, 10) + "UPDATE products SET price = price * 2 WHERE id <= 20;"
                "UPDATE products SET description = 'rewritten ' || id WHERE id BETWEEN 21 AND 25;"
                "UPDATE products SET title = NULL WHERE id IN (26, 27);"
-               "DELETE FROM products WHERE id BETWEEN 30 AND 34;")
-        await until_caught_up(pg, stack, topic, marker=1001)
-        assert embedded(await metric_samples(port)) == texts + 2 * 10 + 5 + 2  # inserts, descriptions, marker
+               "DELETE FROM products WHERE id BETWEEN 30 AND 34;"
+               "UPDATE articles SET price = price + 10; UPDATE articles SET raw = NULL WHERE id = 6;")
+        await until_caught_up(pg, stack, topic, marker=1001, also=toasted)
+        # inserts, descriptions, marker; the articles' titles
+        assert embedded(await metric_samples(port)) == texts + 2 * 10 + 5 + 2 + 6 + 1
         texts = embedded(await metric_samples(port))
-        pg.sql("UPDATE products SET price = price + 1, tags = ARRAY['sale'];")  # every row, no text
-        await until_caught_up(pg, stack, topic, marker=1002)
-        assert embedded(await metric_samples(port)) == texts + 2  # the marker's two texts, nothing else
+        # every row, no text; under REPLICA IDENTITY FULL, article 6 (lacking its text) becomes whole
+        pg.sql("ALTER TABLE articles REPLICA IDENTITY FULL;")
+        pg.sql("UPDATE products SET price = price + 1, tags = ARRAY['sale']; UPDATE articles SET price = price + 1;")
+        await until_caught_up(pg, stack, topic, marker=1002, also=toasted)
+        assert embedded(await metric_samples(port)) == texts + 2 + 2  # the marker's two texts, article 6's two
 
         # Debezium restarted: it resumes from its offsets, without a second snapshot
         dbz.stop()
@@ -182,27 +248,45 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
         trail = covered_offsets([v for v in so_far if v["topic"] == topic])
         assert not any(set(range(rewritten[p], end)) & trail.get(p, set()) for p, end in after.items())
         worker = Worker(stack)
-        verifications = await until_caught_up(pg, stack, topic, marker=1003)
+        verifications = await until_caught_up(pg, stack, topic, marker=1003, also=toasted)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
         dbz.cleanup()
 
-    applied = [v for v in verifications if v["topic"] == topic and v["applied_event_count"]]
+    applied = [v for v in verifications if v["topic"] in (topic, toasted) and v["applied_event_count"]]
     assert all(v["verification"]["status"] == "verified" for v in applied), json.dumps(applied)[:3000]
     dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3)
-    assert dead == []
-    rows = {row["id"]: row for row in json.loads(pg.sql("SELECT json_agg(p ORDER BY id) FROM products p"))}
+    assert [(d["source"]["topic"], d["error"]["code"]) for d in dead] == [(toasted, "event_too_large")]
+    # what the verification events say: article 6 lacked its text while it was sent as the placeholder;
+    # article 5's text was embedded from its first 100,000 characters
+    assert {u["id"] for v in verifications for u in v["verification"]["unavailable"]} == {6}
+    assert [(c["id"], c["vector"], c["chars"], c["embedded_chars"]) for v in verifications for c in v["texts_cut"]
+            ] == [(5, "body", 120_000, 100_000)]
+    sent = await read_topic(kafka.bootstrap, toasted, timeout=3)
+    assert DEBEZIUM_PLACEHOLDER in json.dumps(sent)  # the texts were TOASTed: else this would prove nothing
+    assert_equal(pg, qdrant_target, model_paths, "articles", ("title", "title"), ("body", "body"))
+    assert_equal(pg, qdrant_target, model_paths, "products", ("title", "title"), ("description", "body"))
+    print(f"end to end with Debezium: {time.monotonic() - started:.0f} s")
+
+
+def assert_equal(pg: PostgresServer, qdrant_target: QdrantTarget, model_paths: dict[str, str], table: str,
+                 *texts: tuple[str, str]) -> None:
+    """The collection named as the table holds its rows: payloads as Debezium converts them, and per
+    text column (column, vector) a vector at cosine >= 0.999 to a fresh embedding of the whole text."""
+    rows = {row["id"]: row for row in json.loads(pg.sql(f"SELECT json_agg(p ORDER BY id) FROM {table} p"))}
     client = qdrant_target.client()
     try:
-        points = {p.id: p for p in client.scroll("products", limit=1000, with_vectors=True)[0]}
+        points = {p.id: p for p in client.scroll(table, limit=1000, with_vectors=True)[0]}
     finally:
         client.close()
+    if table == "articles":  # its mapping leaves the column raw out
+        rows = {pid: {k: v for k, v in row.items() if k != "raw"} for pid, row in rows.items()}
     assert sorted(points) == sorted(rows)
     for pid, row in rows.items():
         assert points[pid].payload == {k: v for k, v in row.items() if v is not None}, pid
     embedder = Embedder(Settings(model_paths=model_paths))
     try:
-        for column, vector in (("title", "title"), ("description", "body")):
+        for column, vector in texts:
             ids = [pid for pid, row in rows.items() if row[column] is not None]
             fresh = embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", [rows[pid][column] for pid in ids])
             for pid, expected in zip(ids, fresh, strict=True):
@@ -212,4 +296,3 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
             assert all(vector not in (points[pid].vector or {}) for pid, row in rows.items() if row[column] is None)
     finally:
         embedder.close()
-    print(f"end to end with Debezium: {time.monotonic() - started:.0f} s")

@@ -1,7 +1,9 @@
 """A window of Debezium records through the window processor (no broker), on local mode and on the
 server: the events of one record apply together or are dead-lettered together and counted once,
 a truncate with ``truncate: delete_all`` empties the collection, a record the mapping cannot take
-is dead-lettered while the rest of its window applies."""
+is dead-lettered while the rest of its window applies; Debezium's placeholder is never written or
+embedded (the verification event names the columns a point lacks), a row missing from Qdrant is
+written whole by its next change, and a text over QCC_CDC_MAX_TEXT_CHARS costs its row nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import pytest
 from qdrant_client import models as qm
 
 from connector.domain.cdc_mapping import CdcMapping
+from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
 from connector.embedding.embedder import Embedder
+from connector.metrics import TEXTS_EMBEDDED
 from connector.qdrant import make_client, make_retrying
+from connector.settings import DEFAULT_DENSE_MODEL
 from connector.stream.window import Record, WindowProcessor
 from tests.integration.test_filter_verification import settings_for
 from tests.qdrant_targets import QdrantTarget, only_targets
@@ -27,14 +32,14 @@ def mapping(**tables: dict[str, Any]) -> CdcMapping:
     return CdcMapping.model_validate({"tables": tables, "truncate": "delete_all"})
 
 
-def processor(target: QdrantTarget, model_paths: dict[str, str], cdc: CdcMapping) -> WindowProcessor:
-    config = settings_for(target, model_paths)
+def processor(target: QdrantTarget, model_paths: dict[str, str], cdc: CdcMapping, **extra: Any) -> WindowProcessor:
+    config = settings_for(target, model_paths, **extra)
     client = make_client(config)
     return WindowProcessor(config, client, make_retrying(config, client), Embedder(config), "patch", cdc_mapping=cdc)
 
 
-def records(values: list[dict[str, Any]]) -> list[Record]:
-    return [Record(topic="shop.public.items", partition=0, offset=i, value=json.dumps(v).encode())
+def records(values: list[dict[str, Any]], first: int = 0) -> list[Record]:
+    return [Record(topic="shop.public.items", partition=0, offset=first + i, value=json.dumps(v).encode())
             for i, v in enumerate(values)]
 
 
@@ -75,5 +80,84 @@ async def test_a_record_applies_whole_or_not_at_all_and_a_truncate_empties(
         second = await proc.process(records([row_change("t", "public.items", None, None)]))
         assert second.verifications[0].verification.status == "verified"
         assert (await proc.client.count("items")).count == 0
+    finally:
+        await proc.client.close()
+
+
+def embedded() -> float:
+    return sum(sample.value for metric in TEXTS_EMBEDDED.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
+
+
+@only_targets("local", "rest")
+async def test_placeholders_are_never_data_and_a_later_change_heals_a_row(
+        qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+    cdc = mapping(**{"public.docs": {"collection": "docs", "key": ["id"],
+                                     "texts": {"body": {"vector": "body"}, "title": {"vector": "title"}}}})
+    proc = processor(qdrant_target, model_paths, cdc, cdc_max_text_chars=40)
+    body = "A long text that PostgreSQL keeps out of line, in its TOAST table."
+    rows = {pid: {"id": pid, "title": f"title {pid}", "body": f"{body} ({pid})", "price": pid} for pid in range(1, 6)}
+    unsent = DEBEZIUM_PLACEHOLDER
+
+    def price(pid: int, value: int, *, full: bool) -> dict[str, Any]:
+        """A price update: with the row before (REPLICA IDENTITY FULL), or without it and the body not sent."""
+        old, rows[pid] = rows[pid], {**rows[pid], "price": value}
+        return row_change("u", "public.docs", old if full else None, {**rows[pid], "body": unsent} if not full
+                          else rows[pid])
+
+    try:
+        await proc.client.create_collection("docs", vectors_config={
+            name: qm.VectorParams(size=384, distance=qm.Distance.COSINE) for name in ("body", "title")})
+        # the snapshot; rows 3 and 5 never reach Qdrant (dead-lettered once, say)
+        first = await proc.process(records([row_change("r", "public.docs", None, rows[pid]) for pid in (1, 2, 4)]))
+        [snapshot] = first.verifications
+        assert snapshot.verification.status == "verified"
+        # every body is longer than 40 characters: embedded from its first 40, listed; the rows written whole
+        assert snapshot.texts_cut_count == 3
+        assert {(c.id, c.vector, c.chars, c.embedded_chars) for c in snapshot.texts_cut} == {
+            (pid, "body", len(rows[pid]["body"]), 40) for pid in (1, 2, 4)}
+        stored = {p.id: p for p in (await proc.client.scroll("docs", limit=10, with_vectors=True))[0]}
+        assert {pid: p.payload for pid, p in stored.items()} == {pid: rows[pid] for pid in (1, 2, 4)}
+
+        # as an earlier version of the connector wrote it: the placeholder as row 4's body
+        await proc.client.set_payload("docs", {"body": unsent}, points=[4], wait=True)
+        texts = embedded()
+        second = await proc.process(records([
+            price(1, 10, full=False),  # merge: the price set, the title re-embedded, the body left as it is
+            price(3, 30, full=False),  # not in Qdrant: written as far as it was sent, the body named as lacking
+            price(2, 20, full=True),  # the change alone: the price
+            price(5, 50, full=True),  # not in Qdrant: the whole row
+            price(4, 40, full=False),  # merge: the placeholder it holds is named as lacking
+        ], first=3))
+        [verification] = second.verifications
+        assert second.dead_letters == []
+        assert verification.verification.status == "verified", verification.verification
+        assert [(u.id, u.payload_keys, u.vectors) for u in verification.verification.unavailable] == [
+            (3, ["body"], ["body"]), (4, ["body"], [])]
+        assert verification.texts_cut_count == 1  # row 5's body, embedded from the whole row
+        assert embedded() - texts == 1 + 1 + 2 + 1  # the titles of 1, 3 and 4, both texts of 5; nothing for 2
+        after = {p.id: p for p in (await proc.client.scroll("docs", limit=10, with_vectors=True))[0]}
+        assert after[1].payload == rows[1]
+        assert after[1].vector == {**stored[1].vector, "title": after[1].vector["title"]}  # type: ignore[index, dict-item]
+        assert after[2].payload == rows[2]
+        assert after[5].payload == rows[5]
+        assert sorted(after[5].vector) == ["body", "title"]  # type: ignore[arg-type]
+        assert after[3].payload == {k: v for k, v in rows[3].items() if k != "body"}  # nothing invented
+        assert sorted(after[3].vector) == ["title"]  # type: ignore[arg-type]
+        assert unsent not in json.dumps([p.payload for pid, p in after.items() if pid != 4])
+
+        # the next change of rows 3 and 4 that carries the body (the row before, under FULL) heals them
+        third = await proc.process(records([price(3, 31, full=True), price(4, 41, full=True)], first=8))
+        [healed] = third.verifications
+        assert healed.verification.status == "verified"
+        assert healed.verification.unavailable == []
+        assert (await proc.client.retrieve("docs", [4]))[0].payload == rows[4]
+        point = (await proc.client.retrieve("docs", [3], with_vectors=True))[0]
+        assert point.payload == rows[3]
+        vectors = point.vector
+        assert isinstance(vectors, dict)
+        assert sorted(vectors) == ["body", "title"]
+        [fresh] = proc.embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", [rows[3]["body"][:40]])
+        assert max(abs(a - b) for a, b in zip(vectors["body"], fresh, strict=True)) < 1e-4  # type: ignore[arg-type]
     finally:
         await proc.client.close()

@@ -1,11 +1,14 @@
 """Debezium change events decoded (with and without embedded schemas) and planned by a mapping:
-upserts for inserts and snapshot rows, only what changed for updates, deletes, truncates, ids."""
+upserts for inserts and snapshot rows, only what changed for updates (with the whole row beside
+it), deletes, truncates, ids; Debezium's unavailable-value placeholder in every column type it
+takes, never a value."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +16,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.domain.cdc_mapping import CdcMapping, PointChange, plan_row_change, point_id
-from connector.domain.debezium import NotAChange, RowChange, Skipped, column_value, decode_change
+from connector.domain.debezium import (
+    DEBEZIUM_PLACEHOLDER,
+    NotAChange,
+    RowChange,
+    Skipped,
+    column_value,
+    decode_change,
+    placeholder,
+)
+from connector.errors import ConfigurationError
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 
 ROW_SCHEMA = {"type": "struct", "optional": True, "name": "shop.public.products.Value", "fields": [
     {"field": "id", "type": "int32", "optional": False},
@@ -138,7 +151,13 @@ def test_an_insert_or_snapshot_row_is_an_upsert_with_every_text() -> None:
 
 def test_a_price_update_changes_one_key_and_embeds_nothing() -> None:
     change = plan("u", row(), row(price=cents(2499)))
-    assert change == PointChange("patch", "products", 7, {"price": 24.99})
+    assert (change.kind, change.point_id, change.payload, change.texts, change.drop_vectors) == (
+        "patch", 7, {"price": 24.99}, {}, ())
+    # beside it the whole row, for a point that does not hold the row before (holds)
+    assert change.whole == plan("c", None, row(price=cents(2499)))
+    assert change.holds == {"title": "Lamp", "price": 19.99, "released": "2024-10-04",
+                            "updated_at": "2025-12-02T18:26:40.123456Z", "attrs": {"color": "red"},
+                            "tags": ["home", "light"], "description": "A warm desk lamp"}
 
 
 def test_a_text_update_embeds_only_that_text() -> None:
@@ -192,3 +211,126 @@ def test_point_ids_are_integers_or_stable_uuids(key: list[Any]) -> None:
     else:
         assert uuid.UUID(str(pid)).version == 5
         assert pid != point_id("public.other", key)
+
+
+# --- Debezium's unavailable-value placeholder --------------------------------------------------
+
+BYTES_SCHEMA = {"type": "struct", "optional": True, "fields": [
+    {"field": "id", "type": "int32"}, {"field": "body", "type": "string", "optional": True},
+    {"field": "blob", "type": "bytes", "optional": True},
+    {"field": "doc", "type": "string", "optional": True, "name": "io.debezium.data.Json"},
+    {"field": "tags", "type": "array", "optional": True, "items": {"type": "string"}},
+    {"field": "counts", "type": "array", "optional": True, "items": {"type": "int32"}},
+    {"field": "extra", "type": "map", "optional": True, "keys": {"type": "string"}, "values": {"type": "string"}},
+    {"field": "price", "type": "int32", "optional": True}]}
+
+
+def toasted(before: dict[str, Any] | None, after: dict[str, Any], *, schemas: bool = True,
+            unavailable: str = DEBEZIUM_PLACEHOLDER) -> RowChange:
+    """An update as Debezium 3.6 writes it for the table of BYTES_SCHEMA (checked against the real one in tests/cdc)."""
+    payload = {"before": before, "after": after, "op": "u", "source": SOURCE}
+    schema = {"type": "struct", "fields": [{**BYTES_SCHEMA, "field": "before"}, {**BYTES_SCHEMA, "field": "after"},
+                                           {"field": "source", "type": "struct", "fields": []},
+                                           {"field": "op", "type": "string"}]}
+    value = json.dumps({"schema": schema, "payload": payload} if schemas else payload).encode()
+    change = decode_change(value, placeholder(unavailable))
+    assert isinstance(change, RowChange), change
+    return change
+
+
+def unavailable_row(setting: str = DEBEZIUM_PLACEHOLDER) -> dict[str, Any]:
+    """Every column as Debezium sends it when PostgreSQL did not log its (TOASTed, unchanged) value."""
+    raw = bytes.fromhex(setting[4:]) if setting.startswith("hex:") else setting.encode()
+    text = raw.decode(errors="replace")  # Java's new String(bytes)
+    java_bytes = [b - 256 if b > 127 else b for b in raw]  # an int[] placeholder: the bytes, signed
+    return {"id": 7, "body": text, "blob": base64.b64encode(raw).decode(), "doc": text, "tags": [text],
+            "counts": java_bytes, "extra": {text: text}, "price": 25}
+
+
+@pytest.mark.parametrize("schemas", [True, False])
+@pytest.mark.parametrize("setting", [DEBEZIUM_PLACEHOLDER, "n/a", "hex:00ff10"])
+def test_a_placeholder_in_any_column_type_is_no_value(schemas: bool, setting: str) -> None:
+    change = toasted(None, unavailable_row(setting), schemas=schemas, unavailable=setting)
+    assert change.after == {"id": 7, "price": 25}
+    assert change.unavailable == {"body", "blob", "doc", "tags", "counts", "extra"}
+
+
+def test_other_placeholders_and_real_values_are_values() -> None:
+    row = {"id": 7, "body": "some text", "blob": base64.b64encode(b"bytes").decode(), "doc": '{"a": 1}',
+           "tags": ["a", DEBEZIUM_PLACEHOLDER], "counts": [1, 2], "extra": {"k": "v"}, "price": 25}
+    change = toasted(None, row)
+    assert change.unavailable == frozenset()
+    assert change.after is not None
+    assert change.after["doc"] == {"a": 1}
+    # a placeholder the mapping does not name is a value: Debezium would not send it
+    other = toasted(None, {**row, "body": "n/a"})
+    assert other.after is not None
+    assert other.after["body"] == "n/a"
+    # with schemas, a text column holding the placeholder's base64 is text, not an unsent binary value
+    encoded = base64.b64encode(DEBEZIUM_PLACEHOLDER.encode()).decode()
+    assert toasted(None, {**row, "body": encoded}).unavailable == frozenset()
+    assert toasted(None, {**row, "blob": DEBEZIUM_PLACEHOLDER}).unavailable == frozenset()
+
+
+def test_an_unsent_value_is_the_value_before_when_the_row_before_has_it() -> None:
+    """REPLICA IDENTITY FULL: the row before is whole (Debezium 3.6 fills the row after from it too)."""
+    before = {"id": 7, "body": "a long text", "blob": None, "doc": '{"a": 1}', "tags": ["x"], "counts": None,
+              "extra": None, "price": 20}
+    change = toasted(before, {**before, "body": DEBEZIUM_PLACEHOLDER, "doc": DEBEZIUM_PLACEHOLDER, "price": 25})
+    assert change.unavailable == frozenset()
+    assert change.after is not None
+    assert (change.after["body"], change.after["doc"], change.after["price"]) == ("a long text", {"a": 1}, 25)
+    # a value not sent in the row before is unknown there: left out, so the value after counts as changed
+    blind = toasted({**before, "body": DEBEZIUM_PLACEHOLDER}, {**before, "price": 25})
+    assert blind.before is not None
+    assert "body" not in blind.before
+    assert blind.unavailable == frozenset()
+
+
+TOAST_MAPPING = CdcMapping.model_validate({"tables": {"public.products": {
+    "collection": "products", "key": ["id"],
+    "payload": {"body": "body", "doc": "doc", "price": "price", "tags": "tags"},
+    "texts": {"body": {"vector": "body"}}}}})
+
+
+def test_without_the_row_before_a_row_with_unsent_columns_is_a_merge() -> None:
+    """PostgreSQL's default REPLICA IDENTITY: an update of the price of a row with a TOASTed text."""
+    change = toasted(None, {**unavailable_row(), "price": 26, "tags": None})
+    planned = plan_row_change(change, TOAST_MAPPING)
+    assert isinstance(planned, PointChange)
+    # the columns sent are set (a NULL removes its key); nothing of those not sent is written or embedded
+    assert (planned.kind, planned.payload, planned.texts, planned.drop_vectors) == (
+        "patch", {"price": 26, "tags": None}, {}, ())
+    assert (planned.unavailable_keys, planned.unavailable_vectors, planned.holds) == (("body", "doc"), ("body",), None)
+    # where the point does not exist, the whole row as far as it was sent
+    assert planned.whole == PointChange("upsert", "products", 7, {"price": 26}, unavailable_keys=("body", "doc"),
+                                        unavailable_vectors=("body",))
+    # a text sent is embedded, an emptied one loses its vector
+    sent = plan_row_change(toasted(None, {**unavailable_row(), "body": "new text"}), TOAST_MAPPING)
+    assert isinstance(sent, PointChange)
+    assert (sent.kind, sent.texts, sent.payload["body"]) == ("patch", {"body": "new text"}, "new text")
+    emptied = plan_row_change(toasted(None, {**unavailable_row(), "body": None}), TOAST_MAPPING)
+    assert isinstance(emptied, PointChange)
+    assert (emptied.drop_vectors, emptied.payload["body"]) == (("body",), None)
+
+
+def test_with_the_row_before_a_change_of_nothing_mapped_still_carries_the_whole_row() -> None:
+    before = {"id": 7, "body": "text", "blob": None, "doc": None, "tags": None, "counts": None, "extra": None,
+              "price": 20}
+    planned = plan_row_change(toasted(before, {**before, "counts": [1]}), TOAST_MAPPING)
+    assert isinstance(planned, PointChange)
+    assert (planned.kind, planned.payload, planned.texts) == ("patch", {}, {})
+    assert planned.holds == {"body": "text", "doc": None, "price": 20, "tags": None}
+    assert planned.whole is not None
+    assert (planned.whole.kind, planned.whole.payload, planned.whole.texts) == (
+        "upsert", {"body": "text", "price": 20}, {"body": "text"})
+
+
+def test_a_placeholder_debezium_could_not_read_is_refused_with_the_mapping(tmp_path: Path) -> None:
+    """At start, as any mistake in the mapping file: one line, exit 78 (docs/errors.md)."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {public.t: {collection: t, key: [id]}}\nunavailable_value_placeholder: hex:zz\n")
+    with pytest.raises(ConfigurationError, match="unavailable_value_placeholder: Value error, after 'hex:'"):
+        load_cdc_mapping(mapping)
+    mapping.write_text("tables: {public.t: {collection: t, key: [id]}}\nunavailable_value_placeholder: hex:5f5F\n")
+    assert load_cdc_mapping(mapping).unavailable_value_placeholder == "hex:5f5F"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
+from connector.domain.cdc import RowEvents
 from connector.domain.changes import ChangeEvent, FenceRecord, RejectionCode
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent
@@ -45,6 +47,11 @@ class Item:
     # each further one points at it. They apply together or fail together (fail_together).
     part_of: int | None = None
     skip_reason: str | None = None  # a CDC record with nothing to apply: why (counted)
+    # A CDC row change, on each of its items (connector/stream/window/rows.py): ``row`` what the
+    # change is; ``form`` "change" for the events of the change alone, "whole" for those of the
+    # whole row, of which one form is applied and the other skipped
+    row: RowEvents | None = None
+    form: Literal["change", "whole"] | None = None
 
     @property
     def record_position(self) -> int:

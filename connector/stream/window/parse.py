@@ -8,7 +8,7 @@ from typing import Literal
 
 from connector.domain.cdc import CdcSkip, cdc_events
 from connector.domain.cdc_mapping import CdcMapping
-from connector.domain.changes import NAME_PATTERN, FenceRecord, Rejection, parse_change
+from connector.domain.changes import NAME_PATTERN, ChangeEvent, FenceRecord, Rejection, parse_change
 from connector.domain.records import ErrorInfo
 from connector.domain.sharding import derive_selector
 from connector.settings import Settings
@@ -47,15 +47,21 @@ def parse_record(position: int, record: Record, settings: Settings, expect: Lite
 
 def parse_cdc_record(position: int, record: Record, settings: Settings, mapping: CdcMapping) -> list[Item]:
     """The items of one Debezium record, from ``position`` on: one per event it means (they share the
-    record and its shard key), one skipped item, or one rejected item."""
-    parsed = cdc_events(record.value, mapping, max_event_bytes=settings.max_event_bytes)
+    record and its shard key; an update's events and then those of its whole row, of which the
+    window applies one form: connector/stream/window/rows.py), one skipped item, or one rejected item."""
+    parsed = cdc_events(record.value, mapping, max_event_bytes=settings.max_event_bytes,
+                        max_text_chars=settings.cdc_max_text_chars)
     if isinstance(parsed, Rejection):
         return [rejected(position, record, parsed)]
     if isinstance(parsed, CdcSkip):
         return [Item(position, record, claimed_collection=parsed.collection, skipped=True, skip_reason=parsed.reason)]
-    derived = derive_selector(parsed[0], record.key, settings.shard_keys.get(parsed[0].collection))
-    items = [Item(position + n, record, event=event, shard_key=derived.selector, part_of=None if n == 0 else position)
-             for n, event in enumerate(parsed)]
+    forms: list[tuple[ChangeEvent, Literal["change", "whole"] | None]] = [
+        (event, None if parsed.whole is None else "change") for event in parsed.events]
+    forms += [(event, "whole") for event in parsed.whole or []]
+    derived = derive_selector(forms[0][0], record.key, settings.shard_keys.get(forms[0][0].collection))
+    items = [Item(position + n, record, event=event, shard_key=derived.selector, part_of=None if n == 0 else position,
+                  row=parsed, form=form)
+             for n, (event, form) in enumerate(forms)]
     if derived.problem is not None:
         for item in items:
             fail(item, "shard_key_required", derived.problem)

@@ -5,7 +5,8 @@ benchmarks alike. The window is cut at migration fences, then each collection's 
 through the stages, each a module of its own:
 
 1. parse (:mod:`.parse`): records -> events, fences or rejections;
-2. admit (:mod:`.admission`): the collection, policy, schema and blast radius;
+2. admit (:mod:`.admission`): the collection, policy, schema and blast radius; for CDC row
+   changes, which form applies (:mod:`.rows`);
 3. texts (:mod:`.texts`): inline, or read from payload fields after earlier patches;
 4. embed (:mod:`.embedding`): one call per model and vector name, then one op per event;
 5. read the touched points, screen and plan (connector/domain/planner.py), apply
@@ -29,6 +30,7 @@ from typing import Literal
 from qdrant_client import AsyncQdrantClient
 
 from connector.domain.cdc_mapping import CdcMapping
+from connector.domain.debezium import placeholder
 from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
@@ -50,6 +52,7 @@ from connector.stream.window.parse import parse_cdc_record, parse_record
 from connector.stream.window.quarantine import process_quarantining
 from connector.stream.window.readback import verify_applied
 from connector.stream.window.report import Timings, report_batch
+from connector.stream.window.rows import LISTED_UNAVAILABLE, Prefetched, choose_forms, not_held
 from connector.stream.window.texts import TextReader
 
 __all__ = ["WindowProcessor"]
@@ -161,8 +164,6 @@ class WindowProcessor:
         groups: dict[tuple[str | None, str | None, str], list[Item]] = {}
         for item in items:  # one batch per collection and shard key (and topic: a CDC agent reads several)
             groups.setdefault((item.collection, group_key(item.shard_key), item.record.topic), []).append(item)
-            if item.skip_reason is not None:
-                CDC_SKIPPED.labels(item.skip_reason).inc()
         for (collection, _, _), members in groups.items():
             try:
                 verification, dead = await self._process_collection(collection, members, started)
@@ -177,6 +178,9 @@ class WindowProcessor:
             result.verifications.append(verification)
             result.dead_letters.extend(dead)
             result.rechecks += [item.record for item in members if item.recheck and item.error is None]
+            for item in members:  # counted once known: a row change of nothing is known once its point was read
+                if item.skip_reason is not None and item.error is None:
+                    CDC_SKIPPED.labels(item.skip_reason).inc()
 
     async def _pass_fence(self, item: Item, started: float) -> VerificationEvent:
         """Wait until the fence's alias points at its target, or the fence expires."""
@@ -210,6 +214,7 @@ class WindowProcessor:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
         t0 = time.monotonic()
+        prefetched = await choose_forms(self.qdrant, schema.name, items, shard_key)
         self.stage = "embedding"
         live = [item for item in items if item.error is None and not item.skipped]
         texts = await self.texts.texts(schema, live, shard_key)
@@ -220,17 +225,21 @@ class WindowProcessor:
         if not ops:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
-        return await self._apply(schema, items, ops, timings, started, shard_key)
+        return await self._apply(schema, items, ops, timings, started, shard_key, prefetched)
 
     async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
-                     started: float, shard_key: Selector | None) -> Report:
-        """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards."""
+                     started: float, shard_key: Selector | None, prefetched: Prefetched | None = None) -> Report:
+        """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards.
+        ``prefetched``: points read already in this window (their existence and payload), not read again."""
         read = ids_to_read(ops)
         # a re-embed window checks the vectors it wrote, not payloads: the patch stream, consumed
         # beside it, may change a payload between this read and the read-back (docs/design.md)
         checks_payload = self.expect == "patch"
-        before = await read_state(self.qdrant, schema.name, read,
+        known = prefetched or Prefetched()
+        before = await read_state(self.qdrant, schema.name, [pid for pid in read if pid not in known.ids],
                                   payload=self.settings.verify_after_apply and checks_payload, shard_key=shard_key)
+        wanted = set(read)
+        before |= {pid: point for pid, point in known.state.items() if pid in wanted}
         screened = screen_existence(ops, set(before))
         by_position = {item.position: item for item in items}
         for op, absent in screened.missing:
@@ -269,6 +278,13 @@ class WindowProcessor:
                                            shard_key=shard_key, payload=checks_payload)
             if matcher is not None and matcher.matches:
                 outcome = filter_checks(outcome, matcher, applied, by_position)
+            if self.cdc_mapping is not None:
+                marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
+                applied_positions = {source for op in applied for source in op.sources}
+                unheld = await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
+                if unheld:
+                    outcome = outcome.model_copy(update={"unavailable": unheld[:LISTED_UNAVAILABLE],
+                                                         "unavailable_count": len(unheld)})
         else:
             outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
         timings.verify = time.monotonic() - t0

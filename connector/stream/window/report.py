@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from connector.domain.changes import ReembedEvent, UpsertEvent, normalize_id
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import (
     DeadLetterRecord,
@@ -24,12 +25,14 @@ from connector.domain.records import (
     OffsetRange,
     PointsTouched,
     SourceRecord,
+    TextCut,
     VerificationEvent,
     VerificationOutcome,
 )
 from connector.stream.window.items import Item, Record, ids_of
 
-__all__ = ["Timings", "batch_id_for", "dead_letter_for", "offset_ranges", "points_touched", "report_batch"]
+__all__ = ["Timings", "batch_id_for", "dead_letter_for", "offset_ranges", "points_touched", "report_batch",
+           "texts_cut"]
 
 LISTED_IDS = 100
 LISTED_DEAD_LETTERS = 100
@@ -102,6 +105,22 @@ def dead_letter_for(item: Item, batch_id: str | None) -> DeadLetterRecord:
     )
 
 
+def texts_cut(items: Sequence[Item], applied_positions: set[int]) -> list[TextCut]:
+    """The texts of applied CDC events that were embedded from their first characters only."""
+    cuts: list[TextCut] = []
+    for item in items:
+        event, row = item.event, item.row
+        if row is None or not row.cut or item.position not in applied_positions:
+            continue
+        if not isinstance(event, UpsertEvent | ReembedEvent) or not event.points:
+            continue
+        point, vector = event.points[0], event.vector_name or ""  # a row change's events name one point
+        if point.text is not None and vector in row.cut:
+            cuts.append(TextCut(id=normalize_id(point.id), vector=vector, chars=row.cut[vector],
+                                embedded_chars=len(point.text)))
+    return cuts
+
+
 def report_batch(
     collection: str | None,
     items: list[Item],
@@ -124,6 +143,7 @@ def report_batch(
     applied_records = {item.record_position for item in items if item.position in applied_positions}
     failed = [item for item in items if item.error is not None and item.part_of is None]
     stamps = [r.timestamp_ms for r in records if r.timestamp_ms]
+    cut = texts_cut(items, applied_positions)
     now = datetime.now(timezone.utc)
     verification = VerificationEvent(
         batch_id=batch_id,
@@ -153,6 +173,8 @@ def report_batch(
             if i.error is not None
         ],
         dead_letter_count=len(failed),
+        texts_cut=cut[:LISTED_IDS],
+        texts_cut_count=len(cut),
         worker=WORKER,
     )
     return verification, [dead_letter_for(item, batch_id) for item in failed]
