@@ -63,6 +63,7 @@ def worker() -> None:
     """Run the stream worker (production entry point). Settings come from QCC_* environment
     variables: `qdrant-change-connector settings` prints them with their values, the README's
     Settings table explains each."""
+    settings = Settings()  # first: a setting that cannot work is one line within a second, before the heavy imports
     from os import environ
 
     from faust.worker import Worker
@@ -77,7 +78,6 @@ def worker() -> None:
     from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
 
-    settings = Settings()
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
     cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
     if not settings.qdrant_url:

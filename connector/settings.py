@@ -330,6 +330,8 @@ def bootstrap_problem(servers: str) -> str | None:
             return f"an empty entry between commas: give {BROKER_EXAMPLE}"
         if "://" in entry:
             return f"{entry!r} has a scheme: give only {BROKER_EXAMPLE}"
+        if not entry.startswith("[") and _is_ipv6(entry):
+            return f"{entry!r}: an IPv6 address goes in brackets, e.g. [{entry}]:9092"
         host, port = _host_and_port(entry)
         if host is None:
             return f"{entry!r} is not a host name or address: give {BROKER_EXAMPLE}"
@@ -339,13 +341,13 @@ def bootstrap_problem(servers: str) -> str | None:
 
 
 def _host_and_port(entry: str) -> tuple[str | None, str | None]:
-    """``kafka:9092``, ``kafka``, ``[::1]:9092`` or a bare IPv6 address, as aiokafka splits them."""
+    """``kafka:9092``, ``kafka`` or ``[::1]:9092`` as the Kafka clients split them (host None: not a host)."""
     if entry.startswith("["):
-        address, _, rest = entry[1:].partition("]")
-        valid = _is_ipv6(address) and (not rest or rest.startswith(":"))
+        address, bracket, rest = entry[1:].partition("]")
+        valid = bracket and _is_ipv6(address) and (not rest or rest.startswith(":"))
         return (address if valid else None), (rest[1:] if rest else None)
     if entry.count(":") > 1:
-        return (entry if _is_ipv6(entry) else None), None
+        return None, None
     host, _, port = entry.partition(":")
     return (host if HOST_NAME.fullmatch(host) else None), (port if ":" in entry else None)
 
