@@ -24,6 +24,7 @@ from aiokafka.conn import collect_hosts
 from faust.transport.drivers.aiokafka import server_list
 from faust.utils.urls import urllist
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -52,6 +53,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith(("QCC_", "QDRANT_"))}
 
 
+@hypothesis_settings(deadline=None)  # a Settings and Faust's URLs per example: slow on a loaded machine, not wrong
 @given(st.lists(ENTRIES, min_size=1, max_size=3).map(",".join))
 def test_a_broker_list_accepted_is_read_alike_by_aiokafka_and_faust(servers: str) -> None:
     if bootstrap_problem(servers) is not None:
@@ -87,6 +89,7 @@ URLS = st.builds(lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
                  st.sampled_from(["", "/", "/prefix"]))
 
 
+@hypothesis_settings(deadline=None)  # a client per example
 @given(URLS)
 def test_a_qdrant_url_accepted_is_one_qdrant_client_takes(url: str) -> None:
     if qdrant_url_problem(url) is not None:
