@@ -14,7 +14,7 @@ from connector.settings import Settings
 __all__ = ["TOOL_VARIABLES", "ineffective_settings", "setting_warnings", "unknown_variables"]
 
 # QCC_* variables that are not settings: the cache folders and the development tools' own
-# (tests/unit/test_setting_warnings.py holds every QCC_* variable the project reads to this set
+# (tests/unit/test_setting_checks.py holds every QCC_* variable the project reads to this set
 # or to Settings).
 TOOL_VARIABLES = frozenset({
     "QCC_CACHE_DIR", "QCC_KAFKA_CACHE", "QCC_QDRANT_SERVER_START", "QCC_POSTGRES_BIN", "QCC_TEST_MODELS",

@@ -312,8 +312,8 @@ class Runner:
                              "free space or make %s writable, then restart: the window is replayed",
                              exc, len(events), self.settings.qdrant_path)
             elif isinstance(exc, ConfigurationError):  # a setting no retry mends: one line, no traceback
-                log.critical("%s. Nothing of this window of %d events is committed; fix the setting, then restart: "
-                             "the window is replayed", exc, len(events))
+                log.critical("%s (nothing of this window of %d events is committed; fix the setting, then restart: "
+                             "the window is replayed)", exc, len(events))
             else:
                 log.critical("window of %d events failed; exiting so that it is replayed", len(events),
                              exc_info=True)
