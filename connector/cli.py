@@ -63,18 +63,21 @@ def worker() -> None:
     """Run the stream worker (production entry point). Settings come from QCC_* environment
     variables: `qdrant-change-connector settings` prints them with their values, the README's
     Settings table explains each."""
+    settings = Settings()  # first: a setting that cannot work is one line within a second, before the heavy imports
+    from os import environ
+
     from faust.worker import Worker
 
     from connector.embedding.embedder import Embedder
     from connector.heap import settle_heap
     from connector.logs import BROKER_OUTAGE, configure
     from connector.qdrant.client import check_local_storage
+    from connector.setting_warnings import setting_warnings
     from connector.stream.app import create_app
     from connector.stream.broker_probe import BrokerProbe
     from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
 
-    settings = Settings()
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
     cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
     if not settings.qdrant_url:
@@ -84,6 +87,8 @@ def worker() -> None:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_CONFIG) from exc
     log_config = configure(settings)
+    for line in setting_warnings(settings, environ):  # legal, but ineffective as given: said once
+        logging.getLogger("connector.settings").warning("%s", line)
     # The models first, before Kafka and Qdrant: a model that cannot be loaded is a setup
     # mistake no retry mends, so it is one line and exit 78 within seconds, not a worker that
     # takes partitions and fails its first window.
@@ -158,8 +163,15 @@ async def _until_broker_answers(loop: asyncio.AbstractEventLoop, probe: BrokerPr
 
 @cli.command("settings")
 def show_settings() -> None:
-    """Print the effective settings as JSON (from QCC_* variables), secrets as stars."""
-    print(json.dumps(Settings().public_dump(), indent=2))
+    """Print the effective settings as JSON (from QCC_* variables), secrets as stars; warnings on stderr."""
+    from os import environ
+
+    from connector.setting_warnings import setting_warnings
+
+    settings = Settings()
+    for line in setting_warnings(settings, environ):
+        console.print(f"warning: {line}", markup=False, highlight=False)
+    print(json.dumps(settings.public_dump(), indent=2))
 
 
 @cli.command()
@@ -382,7 +394,7 @@ async def _reachable(qdrant: RetryingClient) -> None:
         await qdrant.client.get_collections()
     except Exception as exc:
         error = classify(exc)
-        if error.retriable:
+        if error.retriable or isinstance(error, ConfigurationError):  # unreachable, or not a Qdrant server
             await qdrant.client.close()
             raise error from exc
 

@@ -7,10 +7,13 @@ code; a traceback only with ``--debug``. docs/errors.md lists the cases, each a 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import typing
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from connector.errors import (
     AccessDenied,
@@ -37,7 +40,45 @@ _FIELD_FROM_SOURCE = re.compile(r'error parsing value for field "(\w+)"')
 
 
 def _variable(field: str) -> str:
-    return f"QCC_{field.upper()}"
+    name = field.upper()
+    return name if name.startswith("QCC_") else f"QCC_{name}"  # a field read by its alias is named so already
+
+
+_UNION_MEMBER = re.compile(r"(constrained-)?(int|str|float|bool|none)|.*\[.*|function-.*")  # pydantic's, not ours
+
+
+def _plain(location: tuple[int | str, ...]) -> list[str]:
+    """A location without pydantic's internals (the union and validator names in it); list positions as [0]."""
+    return [f"[{part}]" if isinstance(part, int) else part for part in location
+            if isinstance(part, int) or not _UNION_MEMBER.fullmatch(part)]
+
+
+def _message(error: ErrorDetails) -> str:
+    """pydantic's message as the rest of the line: lower-case start, valid values as they are."""
+    text = error["msg"].removeprefix("Value error, ")
+    return text[:1].lower() + text[1:]
+
+
+def _nested(field: str, error: ErrorDetails) -> str:
+    """An error inside a setting's JSON: where in it, not the value there (QCC_SHARD_KEYS: docs.from_paylod)."""
+    where = "".join(part if part.startswith("[") else f".{part}" for part in _plain(error["loc"][1:])).lstrip(".")
+    if error["type"] == "extra_forbidden":
+        keys = _keys_of(field)
+        nearest = difflib.get_close_matches(str(error["loc"][-1]), keys, n=1)
+        hint = f"did you mean {nearest[0]}? " if nearest else ""
+        return f"{_variable(field)}: unknown key {where} ({hint}a rule takes {', '.join(keys)})"
+    return f"{_variable(field)}: {where}: {_message(error)}"
+
+
+def _keys_of(field: str) -> list[str]:
+    """The keys the model inside a setting's mapping takes (QCC_SHARD_KEYS' rules)."""
+    from connector.settings import Settings
+
+    info = Settings.model_fields.get(field)
+    for inner in typing.get_args(info.annotation if info else None):
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return list(inner.model_fields)
+    return []
 
 
 def readable(exc: ValidationError) -> str:
@@ -59,9 +100,12 @@ def settings_problem(exc: Exception) -> str | None:
                 parts.append(error["msg"].removeprefix("Value error, "))
                 continue
             field = str(error["loc"][0])
+            if len(_plain(error["loc"])) > 1:
+                parts.append(_nested(field, error))
+                continue
             given = error.get("input")
             shown = given if isinstance(given, str) else json.dumps(given, default=str)
-            parts.append(f"{_variable(field)}={shown}: {error['msg'].lower()}")
+            parts.append(f"{_variable(field)}={shown}: {_message(error)}")
         return "; ".join(parts) + " (qdrant-change-connector settings prints every setting)"
     found = _FIELD_FROM_SOURCE.search(str(exc))
     if found is not None:

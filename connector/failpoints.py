@@ -18,6 +18,8 @@ Failpoints:
   a vector it wrote (the read-back must say mismatch; the audit must name it);
 - ``hold-apply``: a window's batch request waits while the file exists, as a slow request in
   flight does (shutdown does not cut it short);
+- ``agent-crash``: an agent's body raises as soon as it starts, as a bug would (the worker must
+  end, exit 70, rather than Faust restarting the agent forever);
 - ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;
   that stage raises, as a bug would, for a window holding a record or text with the marker.
   Stands in for inputs that break a stage where no real one is known (poison quarantine).
@@ -110,6 +112,11 @@ class Failpoints:
         """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
         if self.active(name):
             os._exit(137)
+
+    def raise_if_active(self, name: str) -> None:
+        """Raise, as a bug would, while ``name`` is active."""
+        if self.active(name):
+            raise RuntimeError(f"failpoint: {name}")
 
     async def hold(self, name: str) -> None:
         """Wait while ``name`` is active."""

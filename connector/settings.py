@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -253,6 +256,77 @@ class Settings(BaseSettings):
                              "(docs/cdc.md)")
         return self
 
+    # Settings that cannot work stop at load, one line naming the variable (exit 78), rather than
+    # a command failing later as "unexpected error" or a worker's agents crashing in a loop.
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _kafka_names_in_any_case(cls, value: object) -> object:
+        """Kafka takes these names in any case (sasl_ssl is SASL_SSL)."""
+        return value.upper() if isinstance(value, str) and value.upper() in KAFKA_NAMES else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _broker_addresses(cls, value: str) -> str:
+        _raise_if(bootstrap_problem(value))
+        return value
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _qdrant_address(cls, value: str | None) -> str | None:
+        _raise_if(qdrant_url_problem(value or ""))
+        return value
+
+    @field_validator("consumer_group")
+    @classmethod
+    def _group_named(cls, value: str) -> str:
+        _raise_if(None if value.strip() else "empty: the workers of one deployment share a group name "
+                  "(default qdrant-change-connector)")
+        return value
+
+    @field_validator("patch_topic", "reembed_topic", "verification_topic", "dead_letter_topic", "cdc_topics")
+    @classmethod
+    def _kafka_topic_names(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            _raise_if(topic_problem(name))
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "qdrant_ca_file")
+    @classmethod
+    def _file_named_exists(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _raise_if(None if value.is_file() else "not a file" if value.exists() else "no such file")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "qdrant_ca_file")
+    @classmethod
+    def _ca_bundle_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(value))
+            except ssl.SSLError as exc:
+                raise ValueError(f"not a CA bundle of PEM certificates ({exc.reason or exc})") from None
+            except OSError as exc:
+                raise ValueError(f"cannot be read: {exc.strerror or exc}") from None
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_can_be_a_folder(cls, value: Path) -> Path:
+        for path in (value, *value.parents):  # the first that exists must be a folder
+            if path.exists():
+                _raise_if(None if path.is_dir() else
+                          f"{'' if path == value else f'{path} is '}a file, not a folder: name a folder for the "
+                          "worker's state")
+                break
+        return value
+
+    @model_validator(mode="after")
+    def _settings_agree(self) -> Settings:
+        """Rules across settings, every broken one said at once."""
+        _raise_if("; ".join(kafka_security_problems(self) + topic_conflicts(self)) or None)
+        return self
+
     def public_dump(self) -> dict[str, object]:
         """Every setting as JSON values, secrets as stars: safe to log and print."""
         return dict(json.loads(self.model_dump_json()))
@@ -266,3 +340,120 @@ class Settings(BaseSettings):
     def kafka_broker_url(self) -> str:
         """The bootstrap servers in Faust's URL form."""
         return ";".join(f"kafka://{host.strip()}" for host in self.kafka_bootstrap_servers.split(","))
+
+
+# What the checks above accept and what they say, as plain functions of the values.
+
+KAFKA_NAMES = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's own rule for a topic name
+HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+BROKER_EXAMPLE = "host:port, comma separated, e.g. kafka-1:9092,kafka-2:9092"
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem:
+        raise ValueError(problem)
+
+
+def bootstrap_problem(servers: str) -> str | None:
+    """Why a bootstrap list is not ``host[:port],...`` as the Kafka clients read it, or None."""
+    entries = [entry.strip() for entry in servers.split(",")]
+    if not any(entries):
+        return f"no broker named: give {BROKER_EXAMPLE}"
+    for entry in entries:
+        if not entry:
+            return f"an empty entry between commas: give {BROKER_EXAMPLE}"
+        if "://" in entry:
+            return f"{entry!r} has a scheme: give only {BROKER_EXAMPLE}"
+        if not entry.startswith("[") and _is_ipv6(entry):
+            return f"{entry!r}: an IPv6 address goes in brackets, e.g. [{entry}]:9092"
+        host, port = _host_and_port(entry)
+        if host is None:
+            return f"{entry!r} is not a host name or address: give {BROKER_EXAMPLE}"
+        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"{port!r} is not a port (1-65535): give {BROKER_EXAMPLE}"
+    return None
+
+
+def _host_and_port(entry: str) -> tuple[str | None, str | None]:
+    """``kafka:9092``, ``kafka`` or ``[::1]:9092`` as the Kafka clients split them (host None: not a host)."""
+    if entry.startswith("["):
+        address, bracket, rest = entry[1:].partition("]")
+        valid = bracket and _is_ipv6(address) and (not rest or rest.startswith(":"))
+        return (address if valid else None), (rest[1:] if rest else None)
+    if entry.count(":") > 1:
+        return None, None
+    host, _, port = entry.partition(":")
+    return (host if HOST_NAME.fullmatch(host) else None), (port if ":" in entry else None)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def qdrant_url_problem(url: str) -> str | None:
+    """Why a Qdrant URL is not one qdrant-client can use (http or https, a host, a port), or None."""
+    if not url:
+        return None  # unset: local mode
+    parts = urlsplit(f"http://{url}" if url.startswith("localhost") else url)  # as qdrant-client reads it
+    example = "e.g. http://qdrant:6333 or https://qdrant.example.com"
+    if "://" not in url and not url.startswith("localhost"):
+        return f"no scheme: write http://{url} or https://{url}"
+    if parts.scheme not in ("http", "https"):
+        return f"the scheme must be http or https, not {parts.scheme!r} ({example})"
+    if not parts.hostname:
+        return f"no host ({example})"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return f"the port must be a number from 1 to 65535 ({example})"
+    return None
+
+
+def topic_problem(name: str) -> str | None:
+    """Why a name is not a topic name Kafka takes, or None."""
+    if not name:
+        return "empty: name a topic"
+    if not KAFKA_TOPIC.fullmatch(name) or name in (".", ".."):
+        return "not a Kafka topic name: letters, digits, '.', '_' and '-', at most 249"
+    return None
+
+
+def kafka_security_problems(settings: Settings) -> list[str]:
+    """SASL and TLS settings that cannot make a connection together."""
+    problems = []
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        needed = {"QCC_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+                  "QCC_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+                  "QCC_KAFKA_SASL_PASSWORD": settings.kafka_sasl_password.get_secret_value()
+                  if settings.kafka_sasl_password else None}
+        missing = [variable for variable, value in needed.items() if not value]
+        if missing:
+            problems.append(f"QCC_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)} "
+                            "(mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+    if settings.kafka_ssl_keyfile is not None and settings.kafka_ssl_certfile is None:
+        problems.append("QCC_KAFKA_SSL_KEYFILE needs QCC_KAFKA_SSL_CERTFILE, the client certificate of that key")
+    return problems
+
+
+def topic_conflicts(settings: Settings) -> list[str]:
+    """Two of the connector's topics with one name: the worker would read what it writes."""
+    named = [("QCC_PATCH_TOPIC", settings.patch_topic), ("QCC_REEMBED_TOPIC", settings.reembed_topic),
+             ("QCC_VERIFICATION_TOPIC", settings.verification_topic),
+             ("QCC_DEAD_LETTER_TOPIC", settings.dead_letter_topic),
+             *(("QCC_CDC_TOPICS", topic) for topic in dict.fromkeys(settings.cdc_topics))]
+    first: dict[str, str] = {}
+    problems = []
+    for variable, topic in named:
+        if topic in first:
+            problems.append(f"{first[topic]} and {variable} both name {topic}: each topic has one job, "
+                            "give them different names")
+        first.setdefault(topic, variable)
+    return problems

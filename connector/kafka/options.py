@@ -9,17 +9,28 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from connector.errors import ConfigurationError
 from connector.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL; a file it cannot use is a ConfigurationError naming its setting."""
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"QCC_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}: cannot be used: {exc}") from exc
     if settings.kafka_ssl_certfile:
-        context.load_cert_chain(
-            str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
-        )
+        try:
+            keyfile = str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
+            context.load_cert_chain(str(settings.kafka_ssl_certfile), keyfile)
+        except (OSError, ssl.SSLError) as exc:  # not PEM, or a key that is not the certificate's
+            raise ConfigurationError(
+                f"QCC_KAFKA_SSL_CERTFILE={settings.kafka_ssl_certfile} with QCC_KAFKA_SSL_KEYFILE="
+                f"{settings.kafka_ssl_keyfile or '(unset: the key in the certificate file)'}: not a certificate and "
+                f"its key in PEM ({exc})") from exc
     return context
 
 

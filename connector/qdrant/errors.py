@@ -5,16 +5,19 @@ refuses"). Pure: no call is made here."""
 from __future__ import annotations
 
 import errno
+import json
 import re
 import sqlite3
 
 import httpx
+import orjson
 from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from connector.errors import (
     AccessDenied,
     CollectionMissing,
+    ConfigurationError,
     ConnectorError,
     PermanentError,
     RateLimited,
@@ -50,7 +53,11 @@ def classify(exc: BaseException) -> ConnectorError:
     if isinstance(exc, ResourceExhaustedResponse):  # 429 / RESOURCE_EXHAUSTED with a Retry-After
         return RateLimited(f"Qdrant rate limit: {exc}", retry_after=float(exc.retry_after_s))
     if isinstance(exc, UnexpectedResponse):
+        if _not_qdrant(exc.status_code or 0, exc.content):
+            return ConfigurationError(_not_qdrant_line(f"HTTP {exc.status_code}", exc.headers.get("Content-Type")))
         return _classify_status(exc.status_code or 0, _response_text(exc), exc.headers.get("Retry-After"))
+    if isinstance(exc, json.JSONDecodeError):  # a 200 that is not JSON (orjson's error is one too)
+        return ConfigurationError(_not_qdrant_line("a body that is not JSON", None))
     if isinstance(exc, (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError, OSError)):
         return TransientError(f"Qdrant unreachable: {type(exc).__name__}: {exc}")
     grpc_error = _classify_grpc(exc)
@@ -78,6 +85,25 @@ def _classify_status(status: int, text: str, retry_after: str | None) -> Connect
     if status == 404 and COLLECTION_MISSING.search(text):
         return CollectionMissing(what)
     return PermanentError(what)
+
+
+def _not_qdrant(status: int, body: bytes) -> bool:
+    """An answer no Qdrant server gives: a refusal with a body that is not JSON (a web server's HTML
+    page). Qdrant's refusals are JSON; its only bodiless one is a 404 for a path it lacks. Statuses
+    a proxy in front of Qdrant answers in its own words keep their meaning: 401, 403, 408, 413, 429, 5xx."""
+    if status in (401, 403, 408, 413, 429) or status >= 500 or not body.strip():
+        return False
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+def _not_qdrant_line(answer: str, content_type: str | None) -> str:
+    kind = f" ({content_type.split(';')[0]})" if content_type else ""
+    return (f"QCC_QDRANT_URL answered with {answer}{kind}, which no Qdrant server does: is it the REST address "
+            "of a Qdrant server (port 6333 by default)?")
 
 
 def _seconds(value: str | None) -> float | None:

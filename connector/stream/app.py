@@ -6,8 +6,9 @@ Each agent reads windows with ``stream.take_events(max, within)`` and runs with
 the agent collects and parses the next, and acknowledges (lets Faust commit) a window's events
 only once it is applied and its verification events and dead letters are published. A window
 cut short by shutdown is abandoned and replayed by the next owner; a failure that may be a
-record's fault is quarantined (:meth:`WindowProcessor.process_quarantining`); any other failure
-exits the process (74: local storage cannot be written; 70: anything else).
+record's fault is quarantined (:meth:`WindowProcessor.process_quarantining`); any other failure,
+in a window or in an agent's own body, exits the process (74: local storage cannot be written; 78: a
+setting that cannot work; 70: anything else) rather than letting Faust restart the agent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from qdrant_client import AsyncQdrantClient
 
 from connector.domain.cdc_mapping import CdcMapping
 from connector.embedding.embedder import Embedder
+from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
 from connector.kafka.options import ssl_context
 from connector.logs import BROKER_OUTAGE
@@ -128,7 +130,11 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
     endpoints of its own) and its ``broker_probe``; ``cdc_mapping`` the mapping it read (else the
     app reads QCC_CDC_MAPPING when the first CDC window comes).
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"QCC_DATA_DIR={settings.data_dir}: cannot create the worker's state folder: "
+                                 f"{exc.strerror or exc}") from exc
     app = ConnectorApp(
         settings.consumer_group,
         broker=settings.kafka_broker_url(),
@@ -168,9 +174,13 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
     app.connector_runtime = runtime  # type: ignore[attr-defined]
 
     async def run_windows(stream: Stream[Any], expect: Literal["patch", "reembed", "cdc"]) -> None:
-        processor = await runtime.processor(expect)
-        await pipeline.run_windows(app, settings, processor, stream, app.windows_in_hand, runtime.stopping,
-                                   lambda: runtime.failpoints.crash_if_active("crash-after-confirm"), expect)
+        try:
+            runtime.failpoints.raise_if_active("agent-crash")
+            processor = await runtime.processor(expect)
+            await pipeline.run_windows(app, settings, processor, stream, app.windows_in_hand, runtime.stopping,
+                                       lambda: runtime.failpoints.crash_if_active("crash-after-confirm"), expect)
+        except Exception as exc:  # noqa: BLE001 - any crash ends the worker; Faust would restart the agent forever
+            pipeline.end_worker(expect, exc)
 
     patch_topic = app.topic(settings.patch_topic, key_type=bytes, value_type=bytes)
     reembed_topic = app.topic(settings.reembed_topic, key_type=bytes, value_type=bytes)

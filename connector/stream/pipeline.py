@@ -31,7 +31,8 @@ A window that is cancelled midway (shutdown) or gives up waiting at shutdown
 acknowledges them, nothing of it is committed, and the next owner replays it. From then on
 every later window is abandoned too, one already applied included (:func:`abandon` says
 why; replayed after the earlier one, it ends in the same state, as any replay). Any other failure exits the
-process: code 74 when local mode cannot write its storage, 70 for anything else.
+process: code 74 when local mode cannot write its storage, 78 for a setting that cannot work, 70 for anything
+else; so does an agent whose body raises (:func:`end_worker`), rather than being restarted by Faust.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import faust
 from aiokafka.errors import ConsumerStoppedError, KafkaError
@@ -50,7 +51,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.streams import Stream
 from faust.types import EventT
 
-from connector.errors import StorageError, WindowAbandoned
+from connector.errors import ConfigurationError, StorageError, WindowAbandoned
 from connector.kafka.publishing import dead_letter_message, verification_value
 from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, WINDOWS_QUEUED, observe_window
 from connector.settings import Settings
@@ -58,12 +59,14 @@ from connector.stream.window import Record, WindowProcessor, WindowResult
 from connector.stream.window.footprint import Footprint, footprint, independent
 from connector.stream.window.items import Item
 
-__all__ = ["EXIT_BUG", "EXIT_STORAGE", "RECHECK_HEADER", "WindowsInHand", "abandon", "publish", "run_windows"]
+__all__ = ["EXIT_BUG", "EXIT_CONFIG", "EXIT_STORAGE", "RECHECK_HEADER", "WindowsInHand", "abandon", "end_worker",
+           "publish", "run_windows"]
 
 log = logging.getLogger(__name__)
 
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected failure in a window
 EXIT_STORAGE = 74  # EX_IOERR: local mode could not write its storage
+EXIT_CONFIG = 78  # EX_CONFIG: a setting that cannot work (a Qdrant URL that is no Qdrant server, say)
 RECHECK_HEADER = "qcc.recheck-of"
 
 
@@ -308,11 +311,14 @@ class Runner:
                 log.critical("Qdrant local storage failed: %s. Nothing of this window of %d events is committed; "
                              "free space or make %s writable, then restart: the window is replayed",
                              exc, len(events), self.settings.qdrant_path)
+            elif isinstance(exc, ConfigurationError):  # a setting no retry mends: one line, no traceback
+                log.critical("%s (nothing of this window of %d events is committed; fix the setting, then restart: "
+                             "the window is replayed)", exc, len(events))
             else:
                 log.critical("window of %d events failed; exiting so that it is replayed", len(events),
                              exc_info=True)
             logging.shutdown()
-            os._exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_BUG)
+            os._exit(_exit_code(exc))
         _confirm(events)
         await self.commit_acknowledged()
         observe_window(events[0].message.topic, len(events), result.verifications, result.dead_letters)
@@ -326,6 +332,28 @@ class Runner:
                        "verification": v.verification.status, "topic": v.topic},
             )
         return True
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE
+    return EXIT_CONFIG if isinstance(exc, ConfigurationError) else EXIT_BUG
+
+
+def end_worker(agent: str, exc: Exception) -> NoReturn:
+    """An agent's body raised: end the process (78 for a setting, else 70), never let Faust restart it.
+
+    Faust's supervisor restarts a crashed agent on a new stream, forever: each crash one more
+    traceback (a URL typo made 430 lines in 46 s), and the events the old stream had taken stay
+    unacknowledged, so commits and shutdown wait for them. Exiting without Faust's last commit
+    leaves every uncommitted window to be replayed after a restart."""
+    if isinstance(exc, ConfigurationError):
+        log.critical("the %s agent cannot run: %s; exiting", agent, exc)
+    else:
+        log.critical("the %s agent crashed (%s: %s); exiting so that a restart replays what is not committed",
+                     agent, type(exc).__name__, exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(_exit_code(exc))
 
 
 async def _confirmed(window: asyncio.Future[bool]) -> bool:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "connector"
 TIERS: list[set[str]] = [
     {"errors", "paths", "failpoints", "console", "heap"},
     {"settings"},
-    {"domain", "logs"},
+    {"domain", "logs", "setting_warnings"},
     {"metrics"},
     {"qdrant", "embedding", "kafka"},
     {"stream", "audit"},
