@@ -56,7 +56,10 @@ def dense_vector(spec: str) -> tuple[str, qm.VectorParams]:
     return name, qm.VectorParams(size=size, distance=found)
 
 
-def new_vectors(dense: list[str], sparse: list[str]) -> tuple[dict[str, qm.VectorParams], dict[str, qm.SparseVectorParams]]:
+NewVectors = tuple[dict[str, qm.VectorParams], dict[str, qm.SparseVectorParams]]
+
+
+def new_vectors(dense: list[str], sparse: list[str]) -> NewVectors:
     """The named dense and sparse vectors of ``--dense`` and ``--sparse``; every name once."""
     vectors: dict[str, qm.VectorParams] = {}
     for spec in dense:

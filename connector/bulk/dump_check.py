@@ -93,7 +93,7 @@ def check_dump(dump: Path) -> dict[str, Any]:
 
     try:
         with open_dump(dump, "r") as handle:
-            for number, text in enumerate(handle, 1):  # noqa: B007 - the last number is said below
+            for number, text in enumerate(handle, 1):
                 if not text.strip():
                     continue
                 try:

@@ -161,6 +161,13 @@ async def _export(
         "count": len(digests),
         "digests": digests,
     }
+    await asyncio.to_thread(_finish, dump, writing, manifest)
+    checkpoint.clear()
+    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from, everything)
+
+
+def _finish(dump: Path, writing: Path, manifest: dict[str, Any]) -> None:
+    """The manifest (written whole, then renamed), then the dump under its own name."""
     written = manifest_path(dump).with_name(manifest_path(dump).name + ".tmp")
     try:
         written.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -168,5 +175,3 @@ async def _export(
     finally:
         written.unlink(missing_ok=True)
     writing.replace(dump)
-    checkpoint.clear()
-    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from, everything)

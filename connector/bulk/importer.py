@@ -81,7 +81,8 @@ def unfit_vectors(dump: dict[str, Any], target: dict[str, Any]) -> list[str]:
             problems.append(f"no dense vector {name!r}")
         elif have.get("size") != params.get("size"):
             problems.append(f"{name!r} has {have.get('size')} dimensions, the dump's {params.get('size')}")
-    problems += [f"no sparse vector {name!r}" for name in dump.get("sparse", {}) if name not in target.get("sparse", {})]
+    target_sparse = target.get("sparse", {})
+    problems += [f"no sparse vector {name!r}" for name in dump.get("sparse", {}) if name not in target_sparse]
     return problems
 
 

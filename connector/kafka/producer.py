@@ -67,7 +67,8 @@ def checked_event(document: Any, settings: Settings) -> ChangeEvent:
     dead-letter for its form (too large, too many ids) is refused before anything is sent
     (ValueError saying why and which setting sets the limit)."""
     event = build_event(document)
-    sent = event if event.produced_at is not None else event.model_copy(update={"produced_at": datetime.now(timezone.utc)})
+    stamped = {"produced_at": datetime.now(timezone.utc)}  # as send() stamps it: part of the size
+    sent = event if event.produced_at is not None else event.model_copy(update=stamped)
     parsed = parse_change(encode_event(sent), expect="reembed" if isinstance(event, ReembedEvent) else "patch",
                           max_event_bytes=settings.max_event_bytes, max_ids_per_event=settings.max_ids_per_event)
     if isinstance(parsed, Rejection):

@@ -195,7 +195,8 @@ async def test_an_interrupted_import_keeps_its_collection_for_resume(sink: Retry
         await import_dump(sink, dump, "copy", batch_size=50, show_progress=False)
     assert (await sink.client.count("copy")).count == 100
     resumed = await import_dump(sink, dump, "copy", batch_size=50, resume=True, show_progress=False)
-    assert resumed.verification.ok and resumed.points == 300
+    assert resumed.verification.ok
+    assert resumed.points == 300
 
 
 async def test_reembed_changes_only_the_chosen_vector(sink: RetryingClient, model_paths, tmp_path: Path) -> None:
@@ -249,8 +250,8 @@ async def test_a_reembed_whose_model_does_not_fit_is_refused_before_writing(sink
     """The default model's 384-d vectors into src's 4-d dense vector: refused, nothing written."""
     before = (await sink.client.scroll("src", limit=500, with_vectors=True))[0]
     embedder = Embedder(Settings(model_paths=model_paths))
-    with pytest.raises(InvalidOption, match="--model .*: it makes 384-dimensional vectors, and vector dense of src "
-                                            "has 4"):
+    with pytest.raises(InvalidOption, match=r"--model .*: it makes 384-dimensional vectors, and vector dense of src "
+                                            r"has 4"):
         await reembed_collection(sink, embedder, "src", text_field="body", vector_name="dense",
                                  checkpoint_file=tmp_path / "ck.json", show_progress=False)
     assert (await sink.client.scroll("src", limit=500, with_vectors=True))[0] == before

@@ -96,7 +96,8 @@ def test_the_largest_dense_vector_is_taken() -> None:
 
 def test_every_vector_name_once() -> None:
     dense, sparse = new_vectors(["a:4:cosine"], ["b"])
-    assert set(dense) == {"a"} and set(sparse) == {"b"}
+    assert set(dense) == {"a"}
+    assert set(sparse) == {"b"}
     with pytest.raises(InvalidOption, match="the vector 'a' is named twice"):
         new_vectors(["a:4:cosine", "a:8:dot"], [])
     with pytest.raises(InvalidOption, match="the vector 'a' is named twice"):
