@@ -458,6 +458,17 @@ def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, creates
         raise
 
 
+def _can_create(path: Path, option: str) -> None:
+    """CannotCreateOutput (73) unless a file can be written at ``path``: checked before the
+    command starts, not found out after its work is done."""
+    from connector.errors import CannotCreateOutput
+
+    if path.is_dir():
+        raise CannotCreateOutput(f"{option} {path}: it is a folder (name a file)")
+    if not path.parent.is_dir():
+        raise CannotCreateOutput(f"{option} {path}: there is no folder {path.parent} (create it first)")
+
+
 def _vectors_option(value: str) -> bool | list[str]:
     if value in ("all", "true"):
         return True
@@ -574,6 +585,8 @@ def verify_cmd(
     """Compare a collection with a dump or another collection; exit 0 only when they match."""
     from connector.bulk.verify import verify_against_dump, verify_collections
 
+    if report is not None:
+        _can_create(report, "--report")
     path = Path(against)
     if path.is_file():
         result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path))
@@ -608,6 +621,8 @@ def reembed_cmd(
     from connector.embedding.embedder import Embedder
 
     scroll_filter = parse_filter(filter)
+    if checkpoint is not None:
+        _can_create(checkpoint, "--checkpoint")
     embedder = Embedder(Settings())
     summary = _run_bulk(lambda qdrant: reembed_collection(
         qdrant, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
