@@ -30,7 +30,16 @@ from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client import models as qm
 
 from connector.bulk.export import export_collection
-from connector.errors import AccessDenied, CollectionMissing, StorageError, TransientError
+from connector.errors import (
+    AccessDenied,
+    CannotCreateOutput,
+    CollectionMissing,
+    InvalidInput,
+    InvalidOption,
+    StorageError,
+    StorageInUse,
+    TransientError,
+)
 from connector.exit_codes import failure
 from connector.qdrant import RetryingClient
 from connector.schemas import SCHEMA_DIR
@@ -245,6 +254,10 @@ def test_schemas_are_written_where_the_command_runs(tmp_path: Path) -> None:
     (CollectionMissing("collection docs does not exist"), 66),
     (FileNotFoundError(2, "no such file", "x.jsonl"), 66),
     (PermissionError(13, "Permission denied", "/x"), 74),
+    (InvalidOption("--page-size 0", "a page holds at least one point"), 64),
+    (InvalidInput("d.jsonl is damaged or incomplete: line 3 is not JSON"), 65),
+    (CannotCreateOutput("cannot write the dump to .: it is a folder"), 73),
+    (StorageInUse("local-mode storage qdrant-data is in use by another process"), 69),
     (KeyError("bug"), 70),
 ], ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value))
 def test_each_failure_has_its_code(error: BaseException, code: int) -> None:
