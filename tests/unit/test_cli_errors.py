@@ -7,7 +7,8 @@ and so on. They are made once per session (:func:`prepared`) and copied into the
 before it runs; the folder must then hold nothing new where the command failed, inside the
 copied inputs too. Nothing here needs a broker or a server (the unreachable ones are closed
 loopback ports); rows whose environment names ``<broker>`` run against the session's broker in
-tests/integration/test_cli_errors_broker.py.
+tests/integration/test_cli_errors_broker.py, and rows on the ``store`` in test_cli_errors_store.py
+(a file of their own, so that two test workers share the rows).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def row_id(row: Row) -> str:
     return f"{row[1]} {row[0]}"[:60]
 
 
-LOCAL_ROWS = [r for r in rows() if BROKER not in r[0]]
 BROKER_ROWS = [r for r in rows() if BROKER in r[0]]
+STORE_ROWS = [r for r in rows() if BROKER not in r[0] and re.search(r"QCC_QDRANT_PATH=(locked-)?store\b", r[0])]
+LOCAL_ROWS = [r for r in rows() if r not in BROKER_ROWS and r not in STORE_ROWS]  # STORE_ROWS: test_cli_errors_store
 
 
 def environment(env: str) -> dict[str, str]:
@@ -197,6 +199,9 @@ def check_row(env: str, args: str, code: int, said: str, cwd: Path, prepared: Pa
     assert "unexpected error" not in output, output
     if code != 0:
         assert everything_in(cwd) == before, f"a command that failed left {sorted(everything_in(cwd) - before)}"
+    if code not in (0, 1) and not result.stderr.startswith("Usage:") and not args.startswith("produce "):
+        # click's usage errors come with the usage; produce lists every bad line before its last
+        assert len(result.stderr.strip().splitlines()) == 1, f"more than one line:\n{result.stderr}"
 
 
 # --- the tests --------------------------------------------------------------------------------
