@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -181,57 +181,127 @@ def topics(partitions: int = typer.Option(4, min=1, help="Partitions of each new
     """Create the connector's four topics, and the CDC topics (QCC_CDC_TOPICS), where missing."""
     from connector.kafka.admin import ensure_topics
 
-    created = asyncio.run(ensure_topics(Settings(), partitions=partitions, replication=replication_factor))
-    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+    found = asyncio.run(ensure_topics(Settings(), partitions=partitions, replication=replication_factor))
+    console.print(topics_line(found.created, found.existing(), partitions), markup=False)
+
+
+def topics_line(created: list[str], existing: dict[str, int], partitions: int) -> str:
+    """What ``topics`` did, in one line: an existing topic keeps its partitions, and says so when
+    --partitions asked for another number."""
+    said = f"created: {', '.join(created) or 'nothing (all exist)'}"
+    by_count: dict[int, list[str]] = {}
+    for name, count in existing.items():
+        by_count.setdefault(count, []).append(name)
+    for count, names in sorted(by_count.items()):
+        said += f"; {', '.join(names)} exist{'s' if len(names) == 1 else ''} with {count} partitions"
+        if count != partitions:
+            said += f", not changed to {partitions} (--partitions is for new topics)"
+    return said
 
 
 @cli.command()
 def produce(
     source: Path = typer.Argument(Path("-"), help="JSONL file of events, or - for stdin"),
 ) -> None:
-    """Validate and publish events (one JSON object per line) to the patch or re-embed topic."""
-    from connector.exit_codes import EX_DATAERR, readable
-    from connector.kafka.producer import ChangeProducer, build_event
+    """Validate every line, then publish the events (one JSON object per line) to the patch or
+    re-embed topic; a file with a bad line is not sent at all."""
+    from aiokafka.errors import MessageSizeTooLargeError
 
-    lines = sys.stdin if str(source) == "-" else source.open()
+    from connector.exit_codes import EX_DATAERR
+    from connector.kafka.producer import ChangeProducer, checked_event
 
-    async def run() -> int:
-        bad = 0
-        async with ChangeProducer(Settings()) as producer:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
+    settings = Settings()
+    lines = _numbered_lines(source)
+    problems = [(number, problem) for number, text in lines() if (problem := _line_problem(text, settings))]
+    if problems:
+        for number, problem in problems[:SHOWN_PROBLEMS]:
+            console.print(f"line {number}{problem}", markup=False)
+        more = f" (the first {SHOWN_PROBLEMS} above)" if len(problems) > SHOWN_PROBLEMS else ""
+        many = len(problems) > 1
+        console.print(f"nothing sent: {len(problems)} line{'s' if many else ''} of {_named(source)} "
+                      f"{'are not valid events' if many else 'is not a valid event'}{more}; fix "
+                      f"{'them' if many else 'it'} and run again (a file is sent whole or not at all)", markup=False)
+        raise typer.Exit(EX_DATAERR)
+
+    async def run() -> None:
+        async with ChangeProducer(settings) as producer:
+            for number, raw in lines():
+                if not raw.strip():
                     continue
                 try:
-                    event = build_event(json.loads(line.rstrip("\r\n")))
-                except json.JSONDecodeError as exc:
-                    bad += 1
-                    console.print(f"line {number}, column {exc.colno}: not sent: not JSON: {exc.msg}", markup=False)
-                    continue
-                except ValidationError as exc:
-                    bad += 1
-                    console.print(f"line {number}: not sent: {readable(exc)}", markup=False)
-                    continue
-                except ValueError as exc:
-                    bad += 1
-                    console.print(f"line {number}: not sent: {exc}", markup=False)
-                    continue
-                meta = await producer.send(event)
+                    meta = await producer.send(checked_event(json.loads(raw), settings))
+                except MessageSizeTooLargeError as exc:
+                    raise ConfigurationError(
+                        f"line {number}: the broker refused the event as too large ({len(raw)} bytes): the topic's "
+                        f"max.message.bytes is below QCC_MAX_EVENT_BYTES ({settings.max_event_bytes}); the lines "
+                        "before it were sent") from exc
                 console.print(f"line {number}: {meta.topic}[{meta.partition}]@{meta.offset}")
-        return bad
 
-    raise typer.Exit(EX_DATAERR if asyncio.run(run()) else 0)
+    asyncio.run(run())
+
+
+SHOWN_PROBLEMS = 20
+
+
+def _named(source: Path) -> str:
+    return "stdin" if str(source) == "-" else str(source)
+
+
+def _numbered_lines(source: Path) -> Callable[[], Iterator[tuple[int, bytes]]]:
+    """The lines of ``source`` (``-``: stdin, read once and kept), numbered from 1; called once
+    to check them, once to send them."""
+    if str(source) == "-":
+        kept = sys.stdin.buffer.read().splitlines()
+        return lambda: enumerate(kept, 1)
+
+    def from_file() -> Iterator[tuple[int, bytes]]:
+        with source.open("rb") as handle:
+            yield from enumerate(handle, 1)
+
+    return from_file
+
+
+def _line_problem(raw: bytes, settings: Settings) -> str | None:
+    """Why a line of a ``produce`` file is not an event the worker takes (``, column 3: not sent:
+    not JSON: ...`` or ``: not sent: ...``), or None for a good or empty line."""
+    from connector.exit_codes import readable
+    from connector.kafka.producer import checked_event
+
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return f": not sent: not UTF-8 text (byte {exc.start + 1})"
+    if not text.strip():
+        return None
+    try:
+        checked_event(json.loads(text), settings)
+    except json.JSONDecodeError as exc:
+        return f", column {exc.colno}: not sent: not JSON: {exc.msg}"
+    except ValidationError as exc:
+        return f": not sent: {readable(exc)}"
+    except ValueError as exc:
+        return f": not sent: {exc}"
+    return None
 
 
 @cli.command()
 def tail(
     from_beginning: bool = typer.Option(False, help="Start at the oldest record, not the newest"),
-    count: int | None = typer.Option(None, help="Stop after this many records"),
+    count: int | None = typer.Option(None, min=1, help="Stop after this many records"),
+    idle_timeout: float | None = typer.Option(None, min=0.1, help="Stop when no record came for this many "
+                                              "seconds (exit 1 if --count records were not shown by then)"),
     raw: bool = typer.Option(False, help="Print the JSON records as they are"),
 ) -> None:
     """Follow the verification and dead-letter topics in a readable live view."""
     from connector.kafka.tail import follow
 
-    asyncio.run(follow(Settings(), from_beginning=from_beginning, count=count, raw=raw))
+    seen = asyncio.run(follow(Settings(), from_beginning=from_beginning, count=count, raw=raw,
+                              idle_timeout=idle_timeout))
+    if count is not None and seen < count:
+        console.print(f"stopped: {seen} of {count} records, then none for {idle_timeout:g} s (--idle-timeout)")
+        raise typer.Exit(EXIT_INCOMPLETE)
+    if count is None:
+        console.print(f"stopped: no record for {idle_timeout:g} s (--idle-timeout), {seen} shown")
 
 
 EXIT_INCOMPLETE = 1  # audit: a range not proven, a gap, a mismatch or a missing dead letter
@@ -327,12 +397,18 @@ def audit(
 
 @cli.command()
 def schemas(
-    out: Path = typer.Option(None, help="Folder to write to (default: a checkout's schemas/, else ./schemas)"),
+    out: Path = typer.Option(Path("schemas"), help="Folder to write to (in a checkout: run from its root to "
+                             "regenerate its schemas/)"),
 ) -> None:
-    """Write the JSON Schemas of every event kind, generated from the models."""
-    from connector.schemas import SCHEMA_DIR, write_schemas
+    """Write the JSON Schemas of every event kind, generated from the models, into ./schemas or --out."""
+    from connector.errors import CannotCreateOutput
+    from connector.schemas import write_schemas
 
-    for path in write_schemas(out or SCHEMA_DIR):
+    try:
+        written = write_schemas(out)
+    except OSError as exc:
+        raise CannotCreateOutput(f"cannot write the schemas to {out}: {exc.strerror or exc} (--out)") from exc
+    for path in written:
         console.print(str(path))
 
 
@@ -373,14 +449,14 @@ def _distance(name: str) -> Any:
     raise typer.BadParameter(f"{name!r} is not a distance: {', '.join(d.value for d in qm.Distance)}")
 
 
-def _sink(read_only: bool = False) -> RetryingClient:
-    """A RetryingClient on the configured Qdrant. A command that only reads never creates a
-    local-mode folder: without one, there is nothing to read."""
+def _sink(settings: Settings, creates: bool) -> RetryingClient:
+    """A RetryingClient on the configured Qdrant. Only a command that ``creates`` a collection
+    (create-collection, import) may create a local-mode folder: for any other, no folder means
+    no collection to read or change."""
     from connector.errors import CollectionMissing
     from connector.qdrant import make_retrying
 
-    settings = Settings()
-    if read_only and not settings.qdrant_url and not settings.qdrant_path.exists():
+    if not creates and not settings.qdrant_url and not settings.qdrant_path.exists():
         raise CollectionMissing(f"no local-mode storage at {settings.qdrant_path.resolve()} (QCC_QDRANT_PATH)")
     return make_retrying(settings)
 
@@ -399,12 +475,18 @@ async def _reachable(qdrant: RetryingClient) -> None:
             raise error from exc
 
 
-def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, read_only: bool = False) -> T:
-    """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume)."""
+def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, creates: bool = False) -> T:
+    """Run a bulk tool; Ctrl-C stops it after the last completed page (resume with --resume). A
+    local-mode folder the command made is removed again when it fails: it leaves nothing behind."""
+    import shutil
+
+    settings = Settings()
+    fresh = creates and not settings.qdrant_url and not settings.qdrant_path.exists()
+
     async def main() -> T:
-        qdrant = _sink(read_only)
-        await _reachable(qdrant)
+        qdrant = _sink(settings, creates)
         try:
+            await _reachable(qdrant)
             return await coro_factory(qdrant)
         finally:
             await qdrant.client.close()
@@ -414,6 +496,21 @@ def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, read_on
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: run the same command with --resume to continue[/yellow]")
         raise typer.Exit(130) from None
+    except Exception:
+        if fresh:
+            shutil.rmtree(settings.qdrant_path, ignore_errors=True)
+        raise
+
+
+def _can_create(path: Path, option: str) -> None:
+    """CannotCreateOutput (73) unless a file can be written at ``path``: checked before the
+    command starts, not found out after its work is done."""
+    from connector.errors import CannotCreateOutput
+
+    if path.is_dir():
+        raise CannotCreateOutput(f"{option} {path}: it is a folder (name a file)")
+    if not path.parent.is_dir():
+        raise CannotCreateOutput(f"{option} {path}: there is no folder {path.parent} (create it first)")
 
 
 def _vectors_option(value: str) -> bool | list[str]:
@@ -433,8 +530,6 @@ def create_collection_cmd(
                                                   "(--dense/--sparse then replace or add vectors)"),
 ) -> None:
     """Create a collection if it is missing (compose demo, quick starts, a copy of another's configuration)."""
-    from qdrant_client import models as qm
-
     from connector.bulk.collection_config import (
         CollectionConfigError,
         CollectionPlan,
@@ -442,24 +537,22 @@ def create_collection_cmd(
         create_from_plan,
         finish_from_plan,
     )
+    from connector.bulk.collection_spec import check_collection_name, new_vectors
+    from connector.errors import CollectionMissing
 
-    vectors = {}
-    for spec in dense:
-        try:
-            vname, size, distance = spec.split(":")
-            vectors[vname] = qm.VectorParams(size=int(size), distance=_distance(distance))
-        except ValueError:
-            raise typer.BadParameter(f"{spec!r}: expected NAME:SIZE:DISTANCE, e.g. dense:384:Cosine",
-                                     param_hint="--dense") from None
-    sparse_config = {vname: qm.SparseVectorParams(modifier=qm.Modifier.IDF) for vname in sparse}
+    check_collection_name(name)  # the server's rules, before anything is created (local mode has none)
+    vectors, sparse_config = new_vectors(dense, sparse)
 
     async def run(qdrant: RetryingClient) -> bool:
-        if await qdrant.client.collection_exists(name):
+        if await qdrant.call("collection_exists", lambda: qdrant.client.collection_exists(name)):
             return False
         if like is None:
             plan = CollectionPlan({"vectors_config": vectors, "sparse_vectors_config": sparse_config or None})
         else:
-            plan = collection_plan(await qdrant.client.get_collection(like))
+            if not await qdrant.call("collection_exists", lambda: qdrant.client.collection_exists(like)):
+                raise CollectionMissing(f"--like {like}: there is no collection {like} to copy")
+            plan = collection_plan(await qdrant.call(f"get_collection({like})",
+                                                     lambda: qdrant.client.get_collection(like)))
             for vname, params in vectors.items():
                 plan = plan.with_vector(vname, params)
             for vname, sparse_params in sparse_config.items():
@@ -469,7 +562,7 @@ def create_collection_cmd(
         return True
 
     try:
-        created = _run_bulk(run)
+        created = _run_bulk(run, creates=True)
     except CollectionConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -483,34 +576,41 @@ def export_cmd(
     filter: str | None = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
     payload: str = typer.Option("all", help="all, none, or comma-separated payload keys"),
     vectors: str = typer.Option("all", help="all, none, or comma-separated vector names"),
-    page_size: int = typer.Option(256, help="Points per scroll request (see docs/bulk.md)"),
+    page_size: int = typer.Option(256, min=1, help="Points per scroll request (see docs/bulk.md)"),
     resume: bool = typer.Option(False, help="Continue an interrupted export"),
 ) -> None:
     """Scroll a collection into a JSONL dump with a manifest of per-point digests."""
-    from connector.bulk.export import export_collection
-    from connector.bulk.scroll import parse_filter
+    from connector.bulk.export import check_output, export_collection
+    from connector.bulk.filter_option import parse_filter
 
+    scroll_filter = parse_filter(filter)
+    check_output(dump, collection)
     summary = _run_bulk(lambda qdrant: export_collection(
-        qdrant, collection, dump, scroll_filter=parse_filter(filter), with_payload=_vectors_option(payload),
-        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume), read_only=True)
+        qdrant, collection, dump, scroll_filter=scroll_filter, with_payload=_vectors_option(payload),
+        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume))
     console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})")
+    if summary.points == 0 and scroll_filter is not None and summary.collection_points:
+        console.print(f"note: --filter matched none of the {summary.collection_points} points of {collection}: "
+                      "check the key and the value (key=value matches text, and integers and booleans as such)")
 
 
 @cli.command("import")
 def import_cmd(
     dump: Path,
     collection: str,
-    batch_size: int = typer.Option(256, help="Points per upsert"),
+    batch_size: int = typer.Option(256, min=1, help="Points per upsert"),
     resume: bool = typer.Option(False, help="Continue an interrupted import"),
 ) -> None:
-    """Load a dump into a collection (created from the manifest if missing) and verify it."""
+    """Check a dump whole against its manifest, load it into a collection (created from the
+    manifest if missing) and verify it."""
     from connector.bulk.dump import manifest_path
     from connector.bulk.importer import import_dump
 
     for needed in (dump, manifest_path(dump)):  # before anything is created
         if not needed.is_file():
             raise FileNotFoundError(2, "no such file", str(needed))
-    summary = _run_bulk(lambda qdrant: import_dump(qdrant, dump, collection, batch_size=batch_size, resume=resume))
+    summary = _run_bulk(lambda qdrant: import_dump(qdrant, dump, collection, batch_size=batch_size, resume=resume),
+                        creates=True)
     report = summary.verification
     console.print(
         f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}"
@@ -529,13 +629,15 @@ def verify_cmd(
     """Compare a collection with a dump or another collection; exit 0 only when they match."""
     from connector.bulk.verify import verify_against_dump, verify_collections
 
+    if report is not None:
+        _can_create(report, "--report")
     path = Path(against)
     if path.is_file():
-        result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path), read_only=True)
+        result = _run_bulk(lambda qdrant: verify_against_dump(qdrant, collection, path))
     elif path.suffix in (".jsonl", ".gz", ".json") or "/" in against:  # meant as a dump: never a collection name
         raise FileNotFoundError(2, "no such dump file", against)
     else:
-        result = _run_bulk(lambda qdrant: verify_collections(qdrant, against, collection), read_only=True)
+        result = _run_bulk(lambda qdrant: verify_collections(qdrant, against, collection))
     text = result.to_json()
     if report:
         report.write_text(text)
@@ -553,19 +655,22 @@ def reembed_cmd(
     vector_name: str = typer.Option("", help="Vector to write; empty for the unnamed vector"),
     model: str | None = typer.Option(None, help="fastembed model; default from settings"),
     filter: str | None = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
-    page_size: int = typer.Option(256, help="Points per scroll page and per update_vectors"),
+    page_size: int = typer.Option(256, min=1, help="Points per scroll page and per update_vectors"),
     checkpoint: Path | None = typer.Option(None, help="Checkpoint file (default .reembed-<collection>-<vector>.json)"),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint"),
 ) -> None:
     """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
+    from connector.bulk.filter_option import parse_filter
     from connector.bulk.reembed import reembed_collection
-    from connector.bulk.scroll import parse_filter
     from connector.embedding.embedder import Embedder
 
+    scroll_filter = parse_filter(filter)
+    if checkpoint is not None:
+        _can_create(checkpoint, "--checkpoint")
     embedder = Embedder(Settings())
     summary = _run_bulk(lambda qdrant: reembed_collection(
         qdrant, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
-        scroll_filter=parse_filter(filter), page_size=page_size, checkpoint_file=checkpoint, resume=resume))
+        scroll_filter=scroll_filter, page_size=page_size, checkpoint_file=checkpoint, resume=resume))
     console.print(f"re-embedded {summary.points} points of {collection} into {vector_name or 'the unnamed vector'} "
                   f"with {summary.model}; {summary.skipped_without_text} without text skipped")
 

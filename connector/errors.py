@@ -61,6 +61,29 @@ class ConfigurationError(ConnectorError):
     """The settings are wrong or something they name is missing."""
 
 
+class InvalidOption(ConnectorError, ValueError):
+    """A command's option or argument the command cannot use (exit 64): the message starts with
+    the option as given and says what it takes. Found before anything is written."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+
+
+class InvalidInput(ConnectorError, ValueError):
+    """An input file that is not valid (exit 65): a dump that does not match its manifest, an
+    event file with a bad line. The message names the file and the first bad line."""
+
+
+class CannotCreateOutput(ConnectorError):
+    """A command cannot create its output file or folder where it was asked to (exit 73)."""
+
+
+class StorageInUse(ConnectorError):
+    """Another process holds the local-mode storage folder (exit 69): local mode lets one
+    process at a time open it."""
+
+
 class StorageError(ConnectorError):
     """Local mode could not write its storage (disk full, read-only, I/O error).
 

@@ -17,15 +17,19 @@ from pydantic_core import ErrorDetails
 
 from connector.errors import (
     AccessDenied,
+    CannotCreateOutput,
     CollectionMissing,
     ConfigurationError,
+    InvalidInput,
+    InvalidOption,
     PermanentError,
     StorageError,
+    StorageInUse,
     TransientError,
 )
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_DIFFERENT", "EX_IOERR", "EX_NOINPUT", "EX_SOFTWARE", "EX_UNAVAILABLE",
-           "EX_USAGE", "failure", "readable", "settings_problem"]
+__all__ = ["EX_CANTCREAT", "EX_CONFIG", "EX_DATAERR", "EX_DIFFERENT", "EX_IOERR", "EX_NOINPUT", "EX_SOFTWARE",
+           "EX_UNAVAILABLE", "EX_USAGE", "failure", "readable", "settings_problem"]
 
 EX_DIFFERENT = 1  # verify: the two sides differ; audit: the trail is incomplete
 EX_USAGE = 64  # a command, option or argument the command line does not take
@@ -33,6 +37,7 @@ EX_DATAERR = 65  # the input is there but wrong (a dump that is not JSON, an eve
 EX_NOINPUT = 66  # an input file or collection that does not exist
 EX_UNAVAILABLE = 69  # the Kafka broker or the Qdrant server cannot be reached
 EX_SOFTWARE = 70  # anything unexpected: a bug
+EX_CANTCREAT = 73  # an output file or folder that cannot be created where it was asked
 EX_IOERR = 74  # a file that cannot be read or written
 EX_CONFIG = 78  # a setting that is not valid or names something unusable
 
@@ -123,6 +128,14 @@ def failure(exc: BaseException, bootstrap: str | None = None) -> tuple[int, str]
         return EX_CONFIG, f"invalid setting: {problem}"
     if isinstance(exc, ConfigurationError):
         return EX_CONFIG, str(exc)
+    if isinstance(exc, InvalidOption):
+        return EX_USAGE, str(exc)
+    if isinstance(exc, InvalidInput):
+        return EX_DATAERR, str(exc)
+    if isinstance(exc, CannotCreateOutput):
+        return EX_CANTCREAT, str(exc)
+    if isinstance(exc, StorageInUse):
+        return EX_UNAVAILABLE, str(exc)
     if isinstance(exc, KafkaConnectionError):
         return EX_UNAVAILABLE, (f"cannot reach the Kafka broker at {bootstrap or '?'}: is it running? "
                                 "(QCC_KAFKA_BOOTSTRAP_SERVERS)")

@@ -14,8 +14,9 @@ from connector.paths import SOURCE_ROOT
 
 # The files are generated from the models, which ship in the package; nothing reads them at
 # run time. The checkout's schemas/ is their published copy (tests/unit/test_schemas.py keeps
-# it equal to the models); an installed package writes them where it is asked, by default
-# schemas/ in the working directory.
+# it equal to the models). The `schemas` command writes them where it is asked, by default
+# schemas/ in the working directory, never into the package's or the checkout's folder from
+# elsewhere: run in the checkout's root, that is the published copy.
 SCHEMA_DIR = SOURCE_ROOT / "schemas" if SOURCE_ROOT is not None else Path("schemas")
 BASE_ID = "https://qdrant-change-connector.example/schemas/"
 

@@ -1,8 +1,14 @@
 """Export: scroll a collection into a JSON Lines dump (optionally gzip) plus a manifest.
 
-Resumable: after every page the dump is flushed and a checkpoint records the next scroll
-offset and the dump's size; ``resume=True`` cuts the dump back to that size and continues.
-A gzip dump is written one gzip member per page, so a cut at a page boundary stays valid.
+Nothing is written before the options check out: the output can be created, the collection
+exists, it has the vectors ``--vectors`` names and some point has each key ``--payload`` names
+(:mod:`connector.bulk.selection`). The points go to ``<name>.partial<suffix>`` first; the dump
+gets its own name only once it is whole and its manifest is written, so a failed export leaves
+no dump that looks finished (and removes its partial file: one interrupted, Ctrl-C, is kept).
+
+Resumable: after every page the partial dump is flushed and a checkpoint records the next
+scroll offset and its size; ``resume=True`` cuts it back to that size and continues. A gzip
+dump is written one gzip member per page, so a cut at a page boundary stays valid.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from connector.bulk.dump import (
     vectors_config,
 )
 from connector.bulk.scroll import Checkpoint, PointsProgress
+from connector.bulk.selection import check_payload_keys, check_vectors
+from connector.errors import CannotCreateOutput, InvalidOption
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, scroll_pages
 
@@ -38,13 +46,33 @@ class ExportSummary:
     manifest: Path
     points: int
     resumed_from: int
+    collection_points: int  # in the whole collection: tells "the filter matched nothing" from "empty"
+
+
+def partial_path(dump: Path) -> Path:
+    """Where the dump is written until it is whole: ``docs.partial.jsonl``, ``docs.jsonl.partial.gz``
+    (the suffix kept, so a gzip dump is written as gzip)."""
+    return dump.with_name(f"{dump.stem}.partial{dump.suffix}")
+
+
+def check_output(dump: Path, collection: str) -> None:
+    """CannotCreateOutput unless a dump can be created at ``dump`` (nothing is created here)."""
+    if dump.is_dir():
+        raise CannotCreateOutput(f"cannot write the dump to {dump}: it is a folder (name a file in it, e.g. "
+                                 f"{dump / (collection + '.jsonl')})")
+    folder = dump.parent
+    if not folder.is_dir():
+        raise CannotCreateOutput(f"cannot write the dump to {dump}: there is no folder {folder} (create it first)")
 
 
 def _start_dump(dump: Path, resume_bytes: int | None) -> dict[str, str] | None:
     """Cut an existing dump back to ``resume_bytes`` and return the digests of what it keeps;
     else (no resume point, or no dump) start an empty dump and return None."""
     if resume_bytes is None or not dump.exists():
-        dump.write_bytes(b"")
+        try:
+            dump.write_bytes(b"")
+        except OSError as exc:
+            raise CannotCreateOutput(f"cannot write the dump to {dump}: {exc.strerror or exc}") from exc
         return None
     with dump.open("r+b") as handle:
         handle.truncate(resume_bytes)
@@ -71,11 +99,38 @@ async def export_collection(
     resume: bool = False,
     show_progress: bool = True,
 ) -> ExportSummary:
+    if page_size < 1:
+        raise InvalidOption(f"--page-size {page_size}", "a page holds at least one point")
+    check_output(dump, collection)
     info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
+    if isinstance(with_vectors, list):
+        check_vectors("--vectors", with_vectors, info, collection)
     total = await count_points(qdrant, collection, scroll_filter)
+    if isinstance(with_payload, list):
+        await check_payload_keys(qdrant, "--payload", with_payload, collection, scroll_filter, total)
+    everything = await count_points(qdrant, collection) if scroll_filter is not None else total
+    writing = partial_path(dump)
     checkpoint = Checkpoint(dump.with_name(dump.name + ".progress.json"))
+    try:
+        return await _export(qdrant, collection, dump, writing, checkpoint, info=info, total=total,
+                             everything=everything, scroll_filter=scroll_filter, with_payload=with_payload,
+                             with_vectors=with_vectors, page_size=page_size, resume=resume,
+                             show_progress=show_progress)
+    except Exception:  # Ctrl-C is no Exception: an interrupted export keeps its partial dump for --resume
+        writing.unlink(missing_ok=True)
+        checkpoint.clear()
+        raise
+
+
+async def _export(
+    qdrant: RetryingClient, collection: str, dump: Path, writing: Path, checkpoint: Checkpoint, *,
+    info: qm.CollectionInfo, total: int, everything: int, scroll_filter: qm.Filter | None,
+    with_payload: bool | list[str],
+    with_vectors: bool | list[str], page_size: int, resume: bool, show_progress: bool,
+) -> ExportSummary:
+    """The pages into ``writing``, then the manifest; ``writing`` becomes ``dump`` last."""
     state = checkpoint.load() if resume else None
-    kept = await asyncio.to_thread(_start_dump, dump, None if state is None else state["bytes"])
+    kept = await asyncio.to_thread(_start_dump, writing, None if state is None else state["bytes"])
     start: Any = None if kept is None or state is None else state["next_offset"]
     digests: dict[str, str] = kept or {}
     resumed_from = len(digests)
@@ -91,7 +146,7 @@ async def export_collection(
             start=start,
         ):
             lines = [point_line(record) for record in page]
-            size = await asyncio.to_thread(_append, dump, lines)
+            size = await asyncio.to_thread(_append, writing, lines)
             digests.update((id_key(line["id"]), digest(line)) for line in lines)
             checkpoint.save({"next_offset": next_offset, "bytes": size})
             progress.advance(len(lines))
@@ -106,6 +161,17 @@ async def export_collection(
         "count": len(digests),
         "digests": digests,
     }
-    manifest_path(dump).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    await asyncio.to_thread(_finish, dump, writing, manifest)
     checkpoint.clear()
-    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from)
+    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from, everything)
+
+
+def _finish(dump: Path, writing: Path, manifest: dict[str, Any]) -> None:
+    """The manifest (written whole, then renamed), then the dump under its own name."""
+    written = manifest_path(dump).with_name(manifest_path(dump).name + ".tmp")
+    try:
+        written.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        written.replace(manifest_path(dump))
+    finally:
+        written.unlink(missing_ok=True)
+    writing.replace(dump)

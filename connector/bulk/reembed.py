@@ -18,9 +18,12 @@ from typing import Any
 
 from qdrant_client import models as qm
 
+from connector.bulk.dump import vectors_config
 from connector.bulk.scroll import Checkpoint, PointsProgress
+from connector.bulk.selection import check_payload_keys, check_vectors
 from connector.domain.operations import DEFAULT_VECTOR, Op, PointData, VectorKind
 from connector.embedding.embedder import Embedder
+from connector.errors import InvalidOption
 from connector.qdrant import RetryingClient, to_qdrant
 from connector.qdrant.reads import count_points, scroll_pages
 from connector.qdrant.updates import ConfirmedUpdate
@@ -52,17 +55,24 @@ async def reembed_collection(
     resume: bool = False,
     show_progress: bool = True,
 ) -> ReembedSummary:
+    if page_size < 1:
+        raise InvalidOption(f"--page-size {page_size}", "a page holds at least one point")
     info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
+    check_vectors("--vector-name", [vector_name], info, collection)
     sparse_names = set((info.config.params.sparse_vectors or {}).keys())
     kind: VectorKind = "sparse" if vector_name in sparse_names else "dense"
     model = model or embedder.default_model(kind)
+    total = await count_points(qdrant, collection, scroll_filter)
+    await check_payload_keys(qdrant, "--text-field", [text_field], collection, scroll_filter, total)
+    if kind == "dense":
+        await _check_dimension(embedder, model, vectors_config(info)["dense"][vector_name]["size"], vector_name,
+                               collection)
     checkpoint = Checkpoint(checkpoint_file or Path(f".reembed-{collection}-{vector_name or 'default'}.json"))
     state = checkpoint.load() if resume else None
     start = state["next_offset"] if state else None
     done, skipped = (state["points"], state["skipped"]) if state else (0, 0)
     if state is None:
         checkpoint.clear()
-    total = await count_points(qdrant, collection, scroll_filter)
     top_field = text_field.split(".", maxsplit=1)[0]
 
     pages: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
@@ -107,3 +117,16 @@ async def reembed_collection(
         await asyncio.gather(scroll_stage(), embed_stage(), write_stage(progress))
     checkpoint.clear()
     return ReembedSummary(collection, vector_name, model, done, skipped, resumed=state is not None)
+
+
+async def _check_dimension(embedder: Embedder, model: str, size: int, vector_name: str, collection: str) -> None:
+    """InvalidOption when the model's vectors do not fit the collection's (loads the model: one
+    that cannot be loaded fails here too, before anything is written)."""
+    made = len((await embedder.embed(model, "dense", ["dimension probe"]))[0])
+    if made != size:
+        raise InvalidOption(f"--model {model}", f"it makes {made}-dimensional vectors, and {shown_vector(vector_name)} "
+                            f"of {collection} has {size} (choose the model or the vector that fit)")
+
+
+def shown_vector(name: str) -> str:
+    return f"vector {name}" if name else "the unnamed vector"

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import models as qm
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -72,14 +71,3 @@ class Checkpoint:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
-
-def parse_filter(text: str | None) -> qm.Filter | None:
-    """A Qdrant filter from JSON, or ``key=value`` for the common single-match case."""
-    if not text:
-        return None
-    if text.lstrip().startswith("{"):
-        return qm.Filter.model_validate(json.loads(text))
-    key, _, value = text.partition("=")
-    if not _:
-        raise ValueError("a filter is a Qdrant filter as JSON, or key=value")
-    return qm.Filter(must=[qm.FieldCondition(key=key.strip(), match=qm.MatchValue(value=value.strip()))])

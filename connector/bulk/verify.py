@@ -6,6 +6,7 @@ comparison (:func:`diff_digests`) is pure; reading is one scroll of each collect
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -20,11 +21,11 @@ from connector.bulk.dump import (
     cosine_names,
     digest,
     id_key,
-    manifest_path,
     point_line,
     read_dump,
     vectors_config,
 )
+from connector.bulk.dump_check import check_dump
 from connector.bulk.scroll import PointsProgress
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
@@ -138,17 +139,13 @@ async def collection_digests(
     return digests
 
 
-def dump_digests(dump: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """Digests of a dump (recomputed from its lines) and its manifest."""
-    manifest = json.loads(manifest_path(dump).read_text())
-    return {id_key(line["id"]): digest(line) for line in read_dump(dump)}, manifest
-
-
 async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Path, *, page_size: int = 256,
-                              show_progress: bool = True) -> VerifyReport:
-    reference, manifest = dump_digests(dump)
-    if reference != manifest["digests"]:
-        raise ValueError(f"{dump} does not match its manifest: the dump is damaged or incomplete")
+                              show_progress: bool = True, checked: dict[str, Any] | None = None) -> VerifyReport:
+    """The collection against a dump, which is first checked whole against its manifest
+    (:func:`~connector.bulk.dump_check.check_dump`: a damaged dump is refused, naming its first
+    bad line); ``checked``: the manifest a check of this dump returned already."""
+    manifest = checked if checked is not None else await asyncio.to_thread(check_dump, dump)
+    reference: dict[str, str] = manifest["digests"]
     scroll_filter = qm.Filter.model_validate(manifest["filter"]) if manifest.get("filter") else None
     with_payload, with_vectors = manifest["with_payload"], manifest["with_vectors"]
     target = await collection_digests(qdrant, collection, scroll_filter=scroll_filter, with_payload=with_payload,

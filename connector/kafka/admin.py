@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,10 +16,23 @@ from connector.kafka.options import client_options
 from connector.settings import Settings
 
 
-async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> list[str]:
-    """Create the four topics, and the CDC topics (QCC_CDC_TOPICS), where missing; returns the names
-    that were created. A CDC topic made here before Debezium writes to it is one the worker is
-    assigned at start: a topic created later is seen only at the consumer's next metadata refresh."""
+@dataclass(frozen=True)
+class Topics:
+    """What :func:`ensure_topics` found: the topics it created, and every topic's partitions."""
+
+    created: list[str]
+    partitions: dict[str, int]
+
+    def existing(self) -> dict[str, int]:
+        """The topics that were there before, with their partitions."""
+        return {name: count for name, count in self.partitions.items() if name not in self.created}
+
+
+async def ensure_topics(settings: Settings, partitions: int = 4, replication: int = 1) -> Topics:
+    """Create the four topics, and the CDC topics (QCC_CDC_TOPICS), where missing; an existing
+    topic is left as it is (its partitions too). A CDC topic made here before Debezium writes to it
+    is one the worker is assigned at start: a topic created later is seen only at the consumer's
+    next metadata refresh."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
@@ -37,7 +51,8 @@ async def ensure_topics(settings: Settings, partitions: int = 4, replication: in
         if missing:
             await _until_served(settings, [tp for tp in led if tp.topic in missing])
         await _until_coordinator(admin, settings.consumer_group)
-        return missing
+        counts = {name: sum(1 for tp in led if tp.topic == name) for name in wanted}
+        return Topics(missing, counts)
     finally:
         await admin.close()
 

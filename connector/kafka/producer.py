@@ -23,7 +23,15 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from connector.domain.changes import PATCH_ADAPTER, REEMBED_ADAPTER, ChangeEvent, ReembedEvent, point_ids_of
+from connector.domain.changes import (
+    PATCH_ADAPTER,
+    REEMBED_ADAPTER,
+    ChangeEvent,
+    ReembedEvent,
+    Rejection,
+    parse_change,
+    point_ids_of,
+)
 from connector.kafka.options import client_options
 from connector.settings import Settings
 
@@ -50,12 +58,32 @@ def encode_event(event: ChangeEvent) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
+LIMIT_SETTINGS = {"event_too_large": "QCC_MAX_EVENT_BYTES", "too_many_ids": "QCC_MAX_IDS_PER_EVENT"}
+
+
+def checked_event(document: Any, settings: Settings) -> ChangeEvent:
+    """``document`` as an event the worker will take: validated like :func:`build_event`, then
+    encoded as it will be sent and parsed as the worker parses it, so that what the worker would
+    dead-letter for its form (too large, too many ids) is refused before anything is sent
+    (ValueError saying why and which setting sets the limit)."""
+    event = build_event(document)
+    stamped = {"produced_at": datetime.now(timezone.utc)}  # as send() stamps it: part of the size
+    sent = event if event.produced_at is not None else event.model_copy(update=stamped)
+    parsed = parse_change(encode_event(sent), expect="reembed" if isinstance(event, ReembedEvent) else "patch",
+                          max_event_bytes=settings.max_event_bytes, max_ids_per_event=settings.max_ids_per_event)
+    if isinstance(parsed, Rejection):
+        raise ValueError(f"{parsed.message} ({LIMIT_SETTINGS.get(parsed.code, parsed.code)})")
+    return event
+
+
 class ChangeProducer:
     """An idempotent aiokafka producer with typed helpers for every operation."""
 
     def __init__(self, settings: Settings, **producer_options: Any) -> None:
         self.settings = settings
-        options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **producer_options}
+        # any event the worker takes (QCC_MAX_EVENT_BYTES) can be sent, with room for key and framing
+        options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5,
+                   "max_request_size": settings.max_event_bytes + 16_384, **producer_options}
         self._producer = AIOKafkaProducer(**client_options(settings), **options)
 
     async def __aenter__(self) -> ChangeProducer:

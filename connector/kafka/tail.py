@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from connector.kafka.options import client_options
 from connector.kafka.publishing import read_dead_letter
 from connector.settings import Settings
 
+POLL_MS = 200  # how long one fetch waits for records: the idle timeout's resolution
 STATUS_STYLE = {"verified": "green", "partial": "magenta", "mismatch": "bold red", "skipped": "yellow"}
 
 
@@ -47,7 +49,10 @@ def decode(message: Any, settings: Settings) -> tuple[str, dict[str, Any], bytes
     return "dead_letter", record, original
 
 
-async def follow(settings: Settings, *, from_beginning: bool, count: int | None, raw: bool) -> None:
+async def follow(settings: Settings, *, from_beginning: bool, count: int | None, raw: bool,
+                 idle_timeout: float | None = None) -> int:
+    """Print records as they come until ``count`` were shown or, with ``idle_timeout``, none came
+    for that many seconds; the number shown."""
     console = console_for()
     consumer = AIOKafkaConsumer(
         settings.verification_topic,
@@ -59,14 +64,22 @@ async def follow(settings: Settings, *, from_beginning: bool, count: int | None,
     seen = 0
     try:
         await consumer.start()
-        async for message in consumer:
-            kind, record, original = decode(message, settings)
-            if raw:
-                print(json.dumps(record), flush=True)
-            else:
-                console.print(describe(kind, record, original), highlight=False)
-            seen += 1
-            if count is not None and seen >= count:
-                break
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while count is None or seen < count:
+            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=None if count is None else count - seen)
+            if not batches:
+                if idle_timeout is not None and loop.time() - last >= idle_timeout:
+                    break
+                continue
+            last = loop.time()
+            for message in sorted((m for ms in batches.values() for m in ms), key=lambda m: m.timestamp):
+                kind, record, original = decode(message, settings)
+                if raw:
+                    print(json.dumps(record), flush=True)
+                else:
+                    console.print(describe(kind, record, original), highlight=False)
+                seen += 1
     finally:
         await consumer.stop()
+    return seen

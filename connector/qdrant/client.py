@@ -11,7 +11,7 @@ import httpx
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
-from connector.errors import ConfigurationError
+from connector.errors import ConfigurationError, StorageInUse
 from connector.failpoints import Failpoints
 from connector.qdrant.retrying import RetryingClient
 from connector.qdrant.wires import wire_for
@@ -52,7 +52,13 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
         use_rest_session(client, compression=settings.qdrant_http_compression)
         return client
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    return AsyncQdrantClient(path=str(settings.qdrant_path))
+    try:
+        return AsyncQdrantClient(path=str(settings.qdrant_path))
+    except RuntimeError as exc:  # qdrant-client's word for a folder another process has locked
+        if "already accessed" not in str(exc):
+            raise
+        raise StorageInUse(f"local-mode storage {settings.qdrant_path} is in use by another process (a worker, "
+                           "another command): stop it first, or use a Qdrant server (QCC_QDRANT_URL)") from exc
 
 
 def make_retrying(settings: Settings, client: AsyncQdrantClient | None = None,

@@ -6,6 +6,7 @@ in-process, the command line in subprocesses configured like a worker (``QCC_QDR
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,11 +22,12 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.bulk.dump import manifest_path
-from connector.bulk.export import export_collection
+from connector.bulk.export import export_collection, partial_path
 from connector.bulk.importer import import_dump
 from connector.bulk.reembed import reembed_collection
 from connector.bulk.verify import verify_against_dump, verify_collections
 from connector.embedding.embedder import Embedder
+from connector.errors import InvalidOption
 from connector.qdrant import RetryingClient
 from connector.settings import Settings
 from tests.qdrant_targets import QdrantTarget, only_targets, targets_with
@@ -123,34 +125,78 @@ async def test_a_damaged_dump_is_refused(sink: RetryingClient, tmp_path: Path) -
         await verify_against_dump(sink, "src", dump, show_progress=False)
 
 
+def failing_at(sink: RetryingClient, call: str, nth: int, error: BaseException) -> None:
+    """Make the ``nth`` call of ``sink`` whose name starts with ``call`` raise ``error``."""
+    calls = 0
+    original = sink.call
+
+    async def failing_call(what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        nonlocal calls
+        if what.startswith(call):
+            calls += 1
+            if calls == nth:
+                sink.call = original  # type: ignore[method-assign]
+                raise error
+        return await original(what, fn)
+
+    sink.call = failing_call  # type: ignore[method-assign]
+
+
+class Interrupted(asyncio.CancelledError):
+    """What Ctrl-C is inside ``asyncio.run``: the running task cancelled."""
+
+
 async def test_export_resumes_after_an_interruption(sink: RetryingClient, tmp_path: Path) -> None:
     full = tmp_path / "full.jsonl.gz"
     await export_collection(sink, "src", full, page_size=40, show_progress=False)
     part = tmp_path / "part.jsonl.gz"
-
-    class Stop(Exception):
-        pass
-
-    calls = 0
-    original = sink.call
-
-    async def failing_call(what: str, fn: Callable[[], Awaitable[Any]]) -> Any:  # interrupts the fourth scroll
-        nonlocal calls
-        if what.startswith("scroll"):
-            calls += 1
-            if calls == 4:
-                raise Stop
-        return await original(what, fn)
-
-    sink.call = failing_call  # type: ignore[method-assign]
-    with pytest.raises(Stop):
+    failing_at(sink, "scroll", 4, Interrupted())
+    with pytest.raises(Interrupted):
         await export_collection(sink, "src", part, page_size=40, show_progress=False)
-    sink.call = original  # type: ignore[method-assign]
+    assert not part.exists(), "an interrupted dump looks finished"
+    assert partial_path(part).exists()
     summary = await export_collection(sink, "src", part, page_size=40, resume=True, show_progress=False)
     assert summary.resumed_from == 120
+    assert not partial_path(part).exists()
     assert (
         json.loads(manifest_path(part).read_text())["digests"] == json.loads(manifest_path(full).read_text())["digests"]
     )
+
+
+async def test_a_failed_export_leaves_nothing_and_keeps_an_older_dump(sink: RetryingClient, tmp_path: Path) -> None:
+    folder = tmp_path / "dumps"  # not tmp_path: local mode's storage is there
+    folder.mkdir()
+    dump = folder / "src.jsonl"
+    await export_collection(sink, "src", dump, page_size=40, show_progress=False)
+    older = {path.name: path.read_bytes() for path in folder.iterdir()}
+    failing_at(sink, "scroll", 4, RuntimeError("a failure that is no interruption"))
+    with pytest.raises(RuntimeError):
+        await export_collection(sink, "src", dump, page_size=40, show_progress=False)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == older
+
+
+async def test_a_failed_import_deletes_the_collection_it_made(sink: RetryingClient, tmp_path: Path) -> None:
+    folder = tmp_path / "dumps"  # not tmp_path: local mode's storage is there
+    folder.mkdir()
+    dump = folder / "src.jsonl"
+    await export_collection(sink, "src", dump, show_progress=False)
+    failing_at(sink, "upsert", 2, RuntimeError("a failure that is no interruption"))
+    with pytest.raises(RuntimeError):
+        await import_dump(sink, dump, "copy", batch_size=50, show_progress=False)
+    assert not await sink.client.collection_exists("copy"), "a half-filled collection stayed"
+    assert sorted(path.name for path in folder.iterdir()) == ["src.jsonl", "src.jsonl.manifest.json"]
+
+
+async def test_an_interrupted_import_keeps_its_collection_for_resume(sink: RetryingClient, tmp_path: Path) -> None:
+    dump = tmp_path / "src.jsonl"
+    await export_collection(sink, "src", dump, show_progress=False)
+    failing_at(sink, "upsert", 3, Interrupted())
+    with pytest.raises(Interrupted):
+        await import_dump(sink, dump, "copy", batch_size=50, show_progress=False)
+    assert (await sink.client.count("copy")).count == 100
+    resumed = await import_dump(sink, dump, "copy", batch_size=50, resume=True, show_progress=False)
+    assert resumed.verification.ok
+    assert resumed.points == 300
 
 
 async def test_reembed_changes_only_the_chosen_vector(sink: RetryingClient, model_paths, tmp_path: Path) -> None:
@@ -195,6 +241,20 @@ async def test_reembed_changes_only_the_chosen_vector(sink: RetryingClient, mode
         assert point.vector["other"] == before[pid].vector["other"]
         changed = point.vector["dense"] != before[pid].vector["dense"]
         assert changed == (pid % 2 == 1 and pid < 40)
+    assert not (tmp_path / "ck.json").exists()
+
+
+@only_targets("local")
+async def test_a_reembed_whose_model_does_not_fit_is_refused_before_writing(sink: RetryingClient, model_paths,
+                                                                             tmp_path: Path) -> None:
+    """The default model's 384-d vectors into src's 4-d dense vector: refused, nothing written."""
+    before = (await sink.client.scroll("src", limit=500, with_vectors=True))[0]
+    embedder = Embedder(Settings(model_paths=model_paths))
+    with pytest.raises(InvalidOption, match=r"--model .*: it makes 384-dimensional vectors, and vector dense of src "
+                                            r"has 4"):
+        await reembed_collection(sink, embedder, "src", text_field="body", vector_name="dense",
+                                 checkpoint_file=tmp_path / "ck.json", show_progress=False)
+    assert (await sink.client.scroll("src", limit=500, with_vectors=True))[0] == before
     assert not (tmp_path / "ck.json").exists()
 
 

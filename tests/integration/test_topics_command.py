@@ -1,6 +1,6 @@
-"""``topics`` on a real broker: creates the four topics as asked, leaves existing ones alone, and
-says what the broker refused (a replication factor beyond its brokers) instead of letting the
-broker's auto-creation make them with its defaults."""
+"""``topics`` on a real broker: creates the four topics as asked, leaves existing ones alone
+(and says so, with their partitions), and says what the broker refused (a replication factor
+beyond its brokers) instead of letting the broker's auto-creation make them with its defaults."""
 
 from __future__ import annotations
 
@@ -60,5 +60,8 @@ async def test_topics_are_created_as_asked_or_the_refusal_is_said(kafka) -> None
 
     again = await asyncio.to_thread(run_topics, env, "--partitions", "5")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "nothing (all exist)" in again.stdout + again.stderr
+    said = again.stdout + again.stderr
+    assert "nothing (all exist)" in said, said
+    kept = f"{', '.join(names)} exist with 3 partitions, not changed to 5 (--partitions is for new topics)"
+    assert kept in said, said
     assert await described(kafka.bootstrap, names) == dict.fromkeys(names, (3, 1))

@@ -24,7 +24,8 @@ def _lines(path: Path) -> list[Any]:
 @pytest.mark.parametrize("name", sorted(all_schemas()))
 def test_schema_files_match_the_models(name: str) -> None:
     on_disk = (SCHEMA_DIR / name).read_text()
-    assert on_disk == render(all_schemas()[name]), f"schemas/{name} drifted: run `qdrant-change-connector schemas`"
+    assert on_disk == render(all_schemas()[name]), (
+        f"schemas/{name} drifted: run `qdrant-change-connector schemas` in the checkout's root")
 
 
 @pytest.mark.parametrize("name", sorted(all_schemas()))
