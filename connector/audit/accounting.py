@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DeadLetter", "PartitionReport", "Verification", "account", "runs", "verification_from_json"]
+__all__ = ["NOTES", "DeadLetter", "PartitionReport", "Verification", "account", "runs", "verification_from_json"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Verification:
     dead_letters: frozenset[tuple[int, int]]  # listed (partition, offset); at most 100 are listed
     dead_letter_count: int
     order: tuple[Any, ...] = ()
+    notes: tuple[tuple[str, int], ...] = ()  # what the batch says is not as its source has it (NOTES), counted
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,24 @@ class PartitionReport:
     partial: list[tuple[int, int]] = field(default_factory=list)
     unverified: list[tuple[int, int]] = field(default_factory=list)
     missing_dead_letters: list[tuple[int, int]] = field(default_factory=list)
+    noted: dict[str, dict[str, int]] = field(default_factory=dict)  # note -> batch id -> count, final words only
 
     def complete(self, strict: bool = False) -> bool:
         return not (self.unproven or self.gaps or self.mismatches or self.missing_dead_letters
                     or (strict and self.unverified))
+
+
+NOTES = {
+    # a verification event's count -> what it means; applied and verified as sent, but not as the source has it
+    "unavailable": "points lacking columns their source did not send (Debezium's unavailable-value placeholder)",
+    "texts_cut": "texts embedded from their first characters only",
+}
+
+
+def _notes(record: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    counts = {"unavailable": int(record["verification"].get("unavailable_count", 0)),
+              "texts_cut": int(record.get("texts_cut_count", 0))}
+    return tuple((note, n) for note, n in counts.items() if n)
 
 
 def verification_from_json(record: dict[str, Any], order: tuple[Any, ...]) -> Verification | None:
@@ -82,6 +97,7 @@ def verification_from_json(record: dict[str, Any], order: tuple[Any, ...]) -> Ve
         dead_letters=frozenset((int(d["partition"]), int(d["offset"])) for d in record.get("dead_letters", [])),
         dead_letter_count=int(record.get("dead_letter_count", len(record.get("dead_letters", [])))),
         order=order,
+        notes=_notes(record),
     )
 
 
@@ -116,6 +132,8 @@ def account(topic: str, partition: int, start: int, end: int, verifications: Seq
             gaps.append(offset)
             continue
         final = cover[-1]
+        for note, count in final.notes:
+            report.noted.setdefault(note, {})[final.batch_id] = count
         if len(cover) > 1:
             report.replayed += 1
             if final.status not in ("verified", "partial", "skipped"):

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from connector.audit.accounting import PartitionReport
+from connector.audit.accounting import NOTES, PartitionReport
 
-__all__ = ["as_json", "print_report", "reasons", "verdict"]
+__all__ = ["as_json", "notes", "print_report", "reasons", "verdict"]
 
 NONE = "-"  # an empty list of offsets: never "0", which is an offset
 
@@ -35,6 +35,14 @@ def reasons(report: PartitionReport, strict: bool) -> list[str]:
     if strict and report.unverified:
         found.append(f"applied without verification at offsets {_runs(report.unverified, 20)} (--strict)")
     return found
+
+
+def notes(report: PartitionReport) -> list[str]:
+    """What the partition's batches say is applied as sent but not as the source has it (not a
+    reason: the trail is complete; the verification events list the points)."""
+    return [f"{sum(batches.values())} {NOTES[note]}, in batches {', '.join(list(batches)[:5])}"
+            + (f" (+{len(batches) - 5})" if len(batches) > 5 else "")
+            for note, batches in sorted(report.noted.items())]
 
 
 def verdict(reports: list[PartitionReport], *, strict: bool, group: str) -> str:
@@ -67,6 +75,8 @@ def as_json(reports: list[PartitionReport], *, strict: bool, unreadable: int, gr
                 "mismatch_batches": r.mismatch_batches, "partial": r.partial, "unverified": r.unverified,
                 "missing_dead_letters": r.missing_dead_letters, "complete": r.complete(strict),
                 "reasons": reasons(r, strict),
+                "notes": {note: {"count": sum(batches.values()), "batches": list(batches)}
+                          for note, batches in sorted(r.noted.items())},
             }
             for r in reports
         ],
@@ -93,6 +103,8 @@ def print_report(console: Console, reports: list[PartitionReport], *, strict: bo
         where = f"{r.topic}[{r.partition}]"
         for reason in reasons(r, strict):
             console.print(f"{where}: {reason}", markup=False)
+        for note in notes(r):
+            console.print(f"{where}: note: {note}", markup=False)
         if r.replays_not_verified:
             console.print(f"{where}: replayed offsets whose last read-back was not verified: "
                           f"{_runs(r.replays_not_verified, 20)}")

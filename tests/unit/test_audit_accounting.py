@@ -172,3 +172,23 @@ def test_the_json_carries_the_verdict_the_reasons_and_behind() -> None:
     assert [p["reasons"] for p in report["partitions"]] == [["no commits by group g"],
                                                             ["no verification event covers offsets 2"]]
     assert [p["behind"] for p in report["partitions"]] == [15, 2]
+
+
+def test_batches_that_say_a_point_is_not_as_its_source_has_it_are_noted_not_failed() -> None:
+    record = {"kind": "verification", "batch_id": "b7", "topic": "t", "status": "verified",
+              "ranges": [{"partition": 0, "first_offset": 0, "last_offset": 2}], "applied_event_count": 3,
+              "verification": {"status": "verified", "unavailable_count": 4}, "texts_cut_count": 1}
+    noted = verification_from_json(record, (1,))
+    assert noted is not None
+    replaced = verification(2, [(2, 2)])  # a later word on offset 2 alone: b7 still has the final word on 0-1
+    report = account("t", 0, 0, 3, [noted, replaced], [])
+    assert report.complete()
+    assert report.noted == {"unavailable": {"b7": 4}, "texts_cut": {"b7": 1}}
+    lines = rendered([report])
+    lacking = "4 points lacking columns their source did not send (Debezium's unavailable-value placeholder)"
+    assert f"t[0]: note: {lacking}, in batches b7" in lines
+    assert "t[0]: note: 1 texts embedded from their first characters only, in batches b7" in lines
+    assert as_json([report], strict=False, unreadable=0, group="g")["partitions"][0]["notes"] == {
+        "texts_cut": {"count": 1, "batches": ["b7"]}, "unavailable": {"count": 4, "batches": ["b7"]}}
+    superseded = account("t", 0, 0, 3, [noted, verification(3, [(0, 2)])], [])  # a replay's word replaces b7's
+    assert superseded.noted == {}
