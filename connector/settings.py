@@ -156,7 +156,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Policy: operations refused, e.g. clear_payload,delete:filter"
     )
     filter_blast_radius: int | None = Field(
-        10_000, ge=0, description="Policy: most points a filter-addressed operation may match; unset: no limit"
+        10_000, ge=0, description="Policy: most points a filter-addressed operation may match; none: no limit "
+        "(the share of the collection, QCC_FILTER_MAX_SHARE, still holds)"
     )
     filter_max_share: float = Field(
         0.5, gt=0, le=1, description="Policy: largest share of a collection's points (of its shard keys' points, "
@@ -223,6 +224,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
     log_format: Literal["auto", "json", "text"] = Field("auto", description="json, text, or auto: text in a terminal")
     failpoints_dir: Path | None = Field(None, description="Test-only fault injection folder, see docs/testing.md")
+
+    @field_validator("filter_blast_radius", mode="before")
+    @classmethod
+    def _none_is_no_limit(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
     @field_validator("collections", "allowed_models", "denied_operations", "cdc_topics", mode="before")
     @classmethod

@@ -140,3 +140,11 @@ def test_the_operation_names_are_the_events() -> None:
     ops = [get_args(cls.model_fields["op"].annotation)[0] for cls in classes]
     by_filter = [f"{op}:filter" for cls, op in zip(classes, ops, strict=True) if "filter" in cls.model_fields]
     assert sorted(OPERATION_NAMES) == sorted(ops + by_filter)
+
+
+def test_the_blast_radius_limit_is_lifted_by_none_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QCC_FILTER_BLAST_RADIUS", "none")
+    assert Settings().filter_blast_radius is None
+    monkeypatch.setenv("QCC_FILTER_BLAST_RADIUS", "")
+    with pytest.raises(ValidationError):
+        Settings()
