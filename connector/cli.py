@@ -74,6 +74,8 @@ def worker() -> None:
     from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
 
+    from connector.domain.documents import chunked_fields
+
     settings = Settings()
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
     cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
@@ -90,6 +92,8 @@ def worker() -> None:
     embedder = Embedder(settings)
     try:
         embedder.warm_up_defaults()
+        for chunked in chunked_fields(settings, cdc_mapping).values():  # each chunked collection's tokenizer
+            embedder.chunker(chunked.model or settings.dense_model, chunked.max_tokens, chunked.overlap_tokens)
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -419,6 +423,9 @@ def create_collection_cmd(
     sparse: list[str] = typer.Option([], help="NAME of a sparse vector with IDF (repeatable)"),
     like: str | None = typer.Option(None, help="Copy this collection's whole configuration and payload indexes "
                                                   "(--dense/--sparse then replace or add vectors)"),
+    chunked: bool = typer.Option(False, help="A collection of chunked documents: the keyword index on "
+                                             "_chunk.document_id that finds a document's chunks (made on an "
+                                             "existing collection too)"),
 ) -> None:
     """Create a collection if it is missing (compose demo, quick starts, a copy of another's configuration)."""
     from qdrant_client import models as qm
@@ -443,6 +450,8 @@ def create_collection_cmd(
 
     async def run(qdrant: RetryingClient) -> bool:
         if await qdrant.client.collection_exists(name):
+            if chunked:
+                await _chunk_index(qdrant, name)
             return False
         if like is None:
             plan = CollectionPlan({"vectors_config": vectors, "sparse_vectors_config": sparse_config or None})
@@ -453,6 +462,8 @@ def create_collection_cmd(
             for vname, sparse_params in sparse_config.items():
                 plan = plan.with_sparse_vector(vname, sparse_params)
         await create_from_plan(qdrant, name, plan)
+        if chunked:
+            await _chunk_index(qdrant, name)
         await finish_from_plan(qdrant, name, plan)  # no data to load first: strict mode right away
         return True
 
@@ -461,7 +472,17 @@ def create_collection_cmd(
     except CollectionConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"collection {name}: {'created' if created else 'exists'}")
+    console.print(f"collection {name}: {'created' if created else 'exists'}"
+                  + (" (chunked documents: _chunk.document_id indexed)" if chunked else ""))
+
+
+async def _chunk_index(qdrant: RetryingClient, name: str) -> None:
+    """The index a chunked collection's documents are found by (connector/domain/documents.py)."""
+    from qdrant_client import models as qm
+
+    from connector.domain.documents import DOCUMENT_ID_KEY
+
+    await qdrant.client.create_payload_index(name, DOCUMENT_ID_KEY, qm.PayloadSchemaType.KEYWORD, wait=True)
 
 
 @cli.command("export")

@@ -47,6 +47,8 @@ class TextColumn(StrictModel):
     vector: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")] = Field(
         "", description="The named vector its text is embedded into; empty: the unnamed vector")
     model: StrictStr | None = Field(None, description="Unset: the connector's default model for the vector")
+    chunked: bool = Field(False, description="The collection holds chunked documents: the text is split into "
+                          "chunk points (docs/design.md, \"Chunked documents\"); a row change writes the whole row")
 
 
 class TableMapping(StrictModel):

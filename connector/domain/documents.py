@@ -43,9 +43,10 @@ from connector.domain.changes import (
 from connector.domain.chunking import Chunk, chunk_set_digest, sha256_text
 from connector.domain.operations import Op, PointData, PointKey, Vector, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op, copy_json
-from connector.settings import CHUNK_KEY
+from connector.domain.cdc_mapping import CdcMapping
+from connector.settings import CHUNK_KEY, ChunkedField, Settings
 
-__all__ = ["CHUNK_KEY", "CHUNK_NAMESPACE", "DOCUMENT_ID_KEY", "DocumentPlanner", "DocumentState", "DocumentStats",
+__all__ = ["CHUNK_KEY", "DocKey", "chunked_fields", "CHUNK_NAMESPACE", "DOCUMENT_ID_KEY", "DocumentPlanner", "DocumentState", "DocumentStats",
            "PendingUpsert", "PlannedEvent", "Refusal", "VectorRef", "chunk_id", "document_filter", "document_key",
            "materialize", "stored_documents"]
 
@@ -72,6 +73,17 @@ def chunk_id(collection: str, document_id: DocKey, index: int) -> str:
 def document_filter(document_ids: Sequence[DocKey]) -> dict[str, Any]:
     """The Qdrant filter of every chunk of these documents."""
     return {"must": [{"key": DOCUMENT_ID_KEY, "match": {"any": [document_key(d) for d in document_ids]}}]}
+
+
+def chunked_fields(settings: Settings, mapping: CdcMapping | None = None) -> dict[str, ChunkedField]:
+    """The chunked collections: QCC_CHUNKED_COLLECTIONS, and those of a CDC mapping's text columns
+    marked ``chunked`` (the setting wins where both name a collection)."""
+    fields: dict[str, ChunkedField] = {}
+    for table in (mapping.tables.values() if mapping is not None else ()):
+        for column, text in table.texts.items():
+            if text.chunked:
+                fields[table.collection] = ChunkedField(text_field=column, vector=text.vector, model=text.model)
+    return {**fields, **settings.chunked_collections}
 
 
 @dataclass
@@ -105,7 +117,7 @@ def stored_documents(collection: str, document_ids: Sequence[DocKey], points: St
     documents: dict[DocKey, DocumentState] = {normalize_id(d): DocumentState() for d in document_ids}
     for pid, point in sorted(points.items(), key=lambda kv: str(kv[0])):
         meta = point.payload.get(CHUNK_KEY)
-        doc = wanted.get(meta.get("document_id")) if isinstance(meta, dict) else None
+        doc = wanted.get(str(meta.get("document_id"))) if isinstance(meta, dict) else None
         if doc is None or not isinstance(meta, dict):
             continue
         state = documents[doc]
@@ -296,9 +308,9 @@ class DocumentPlanner:
             meta = {"document_id": document_key(doc), "index": chunk.index, "count": len(chunks),
                     "sha256": chunk.sha256, "document_sha256": document_sha, "start": chunk.start, "end": chunk.end,
                     "text": chunk.text}
-            vector = known.get(chunk.sha256)
-            if vector is None:
-                vector = ("text", chunk.sha256)
+            held = known.get(chunk.sha256)
+            vector: VectorRef = held if held is not None else ("text", chunk.sha256)
+            if held is None:
                 self.to_embed[chunk.sha256] = chunk.text
                 known[chunk.sha256] = vector
                 stats.embedded += 1
@@ -312,7 +324,8 @@ class DocumentPlanner:
             stats.written += 1
         stale = [i for i in sorted(state.indexes_seen) if i >= len(chunks)]
         stats.deleted = sum(1 for i in stale if i in state.slots) + len(state.strays)
-        self._delete_later(planned, [chunk_id(self.collection, doc, i) for i in stale] + state.strays,
+        stale_ids: list[PointKey] = [chunk_id(self.collection, doc, i) for i in stale]
+        self._delete_later(planned, stale_ids + state.strays,
                            [slot.point_id for slot in slots.values()])
         state.slots, state.strays, state.payload = slots, [], payload
         state.indexes_seen.update(slots)

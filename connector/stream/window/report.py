@@ -12,13 +12,16 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from connector.domain.changes import ReembedEvent, UpsertEvent, normalize_id
+from connector.domain.documents import DocKey, DocumentStats
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import (
+    ChunkTotals,
+    DocumentChunks,
     DeadLetterRecord,
     DeadLetterRef,
     Latency,
@@ -121,6 +124,29 @@ def texts_cut(items: Sequence[Item], applied_positions: set[int]) -> list[TextCu
     return cuts
 
 
+def document_report(documents: Mapping[int, Mapping[DocKey, DocumentStats]] | None, applied_positions: set[int],
+                    ) -> tuple[list[DocumentChunks], ChunkTotals | None]:
+    """Per document, what the applied events did (summed; count and digest after the last), the
+    first LISTED_IDS listed, and the totals."""
+    if documents is None:
+        return [], None
+    summed: dict[DocKey, DocumentChunks] = {}
+    for position in sorted(documents):
+        if position not in applied_positions:
+            continue
+        for doc, stats in documents[position].items():
+            before = summed.get(doc)
+            summed[doc] = DocumentChunks(
+                document_id=doc, written=stats.written + (before.written if before else 0),
+                reused=stats.reused + (before.reused if before else 0),
+                embedded=stats.embedded + (before.embedded if before else 0),
+                deleted=stats.deleted + (before.deleted if before else 0), count=stats.count, digest=stats.digest)
+    rows = list(summed.values())
+    totals = ChunkTotals(documents=len(rows), written=sum(r.written for r in rows), reused=sum(r.reused for r in rows),
+                         embedded=sum(r.embedded for r in rows), deleted=sum(r.deleted for r in rows))
+    return rows[:LISTED_IDS], totals
+
+
 def report_batch(
     collection: str | None,
     items: list[Item],
@@ -129,8 +155,10 @@ def report_batch(
     outcome: VerificationOutcome,
     timings: Timings,
     started: float,
+    documents: Mapping[int, Mapping[DocKey, DocumentStats]] | None = None,
 ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
-    """The verification event of these items (all of one collection and shard key) and their dead letters."""
+    """The verification event of these items (all of one collection and shard key) and their dead letters;
+    ``documents``: in a chunked collection, what each event (by position) did to each document."""
     # a record that means several events (CDC) is one record here: counted, ranged and dead-lettered once
     records = [item.record for item in items if item.part_of is None]
     ranges = offset_ranges(records)
@@ -144,6 +172,7 @@ def report_batch(
     failed = [item for item in items if item.error is not None and item.part_of is None]
     stamps = [r.timestamp_ms for r in records if r.timestamp_ms]
     cut = texts_cut(items, applied_positions)
+    listed_documents, chunk_totals = document_report(documents, applied_positions)
     now = datetime.now(timezone.utc)
     verification = VerificationEvent(
         batch_id=batch_id,
@@ -175,6 +204,8 @@ def report_batch(
         dead_letter_count=len(failed),
         texts_cut=cut[:LISTED_IDS],
         texts_cut_count=len(cut),
+        documents=listed_documents,
+        chunks=chunk_totals,
         worker=WORKER,
     )
     return verification, [dead_letter_for(item, batch_id) for item in failed]
