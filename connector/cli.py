@@ -65,6 +65,7 @@ def worker() -> None:
     Settings table explains each."""
     from faust.worker import Worker
 
+    from connector.domain.documents import chunked_fields
     from connector.embedding.embedder import Embedder
     from connector.heap import settle_heap
     from connector.logs import BROKER_OUTAGE, configure
@@ -73,8 +74,6 @@ def worker() -> None:
     from connector.stream.broker_probe import BrokerProbe
     from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
-
-    from connector.domain.documents import chunked_fields
 
     settings = Settings()
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())

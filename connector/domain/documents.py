@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.changes import (
     ChangeEvent,
     ClearPayloadEvent,
@@ -43,12 +44,27 @@ from connector.domain.changes import (
 from connector.domain.chunking import Chunk, chunk_set_digest, sha256_text
 from connector.domain.operations import Op, PointData, PointKey, Vector, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op, copy_json
-from connector.domain.cdc_mapping import CdcMapping
 from connector.settings import CHUNK_KEY, ChunkedField, Settings
 
-__all__ = ["CHUNK_KEY", "DocKey", "chunked_fields", "CHUNK_NAMESPACE", "DOCUMENT_ID_KEY", "DocumentPlanner", "DocumentState", "DocumentStats",
-           "PendingUpsert", "PlannedEvent", "Refusal", "VectorRef", "chunk_id", "document_filter", "document_key",
-           "materialize", "stored_documents"]
+__all__ = [
+    "CHUNK_KEY",
+    "CHUNK_NAMESPACE",
+    "DOCUMENT_ID_KEY",
+    "DocKey",
+    "DocumentPlanner",
+    "DocumentState",
+    "DocumentStats",
+    "PendingUpsert",
+    "PlannedEvent",
+    "Refusal",
+    "VectorRef",
+    "chunk_id",
+    "chunked_fields",
+    "document_filter",
+    "document_key",
+    "materialize",
+    "stored_documents",
+]
 
 # Fixed forever: changing it would move every chunk point of every chunked collection.
 CHUNK_NAMESPACE = uuid.UUID("6f0c3b9e-2d4a-5c61-9a7e-0b8f1d2c3e4a")

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from connector import metrics
 from tokenizers import Tokenizer
 
+from connector import metrics
 from connector.domain.chunking import Chunker
 from connector.domain.operations import Sparse, Vector, VectorKind
 from connector.domain.semantics import text_at

@@ -117,7 +117,7 @@ class ChunkStage:
         """The keyword index on ``_chunk.document_id`` that finds a document's chunks: created when
         missing (once per worker and collection). Safe: an index changes no point, and a server in
         strict mode refuses filters on unindexed keys."""
-        if collection in self._indexed:
+        if collection in self._indexed or self.settings.qdrant_url is None:  # local mode has no payload index
             return
         client = self.qdrant.client
         info = await self.qdrant.call(f"get_collection({collection})", partial(client.get_collection, collection))

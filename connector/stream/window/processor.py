@@ -97,9 +97,10 @@ class WindowProcessor:
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
         ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
-        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering)
-        self.catalog = catalog or CollectionCatalog(qdrant)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
+        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering,
+                                    failpoints=self.failpoints)
+        self.catalog = catalog or CollectionCatalog(qdrant)
         self.retarget = retarget
         self.cdc_mapping = cdc_mapping
         self.honor_fences = honor_fences

@@ -21,9 +21,9 @@ from connector.domain.documents import DocKey, DocumentStats
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import (
     ChunkTotals,
-    DocumentChunks,
     DeadLetterRecord,
     DeadLetterRef,
+    DocumentChunks,
     Latency,
     OffsetRange,
     PointsTouched,
