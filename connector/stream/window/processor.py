@@ -307,7 +307,7 @@ class WindowProcessor:
             if documents is not None:  # and no other chunk of the window's documents remains
                 outcome = await self.chunks.check(schema.name, documents, applied, set(ids_of(rejected)), outcome,
                                                   shard_key)
-            if self.cdc_mapping is not None:
+            if self.cdc_mapping is not None and documents is None:  # a document's columns are on its chunks
                 marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
                 applied_positions = {source for op in applied for source in op.sources}
                 unheld = await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
