@@ -99,6 +99,28 @@ class Embedder:
             raise ConfigurationError(f"model {model!r} has no tokenizer the connector can read")
         return tokenizer
 
+    async def chars_read(self, model: str, texts: Sequence[str]) -> list[int | None]:
+        """Per text, how many of its first characters the dense ``model`` reads where its window cuts the
+        text (fastembed truncates at the tokenizer's ``max_length``); None where it reads the whole text.
+        Only texts long enough to exceed the window are tokenized (a character is at most 4 tokens), in
+        the embedding thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._chars_read, model, list(texts))
+
+    def _chars_read(self, model: str, texts: list[str]) -> list[int | None]:
+        tokenizer = self.tokenizer(model)
+        window = int((tokenizer.truncation or {}).get("max_length") or 0)
+        read: list[int | None] = [None] * len(texts)
+        long = [i for i, text in enumerate(texts) if window and len(text) * 4 > window - 2]
+        if not long:
+            return read
+        for i, encoding in zip(long, tokenizer.encode_batch([texts[i] for i in long]), strict=True):
+            if encoding.overflowing:
+                ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True)
+                        if not special]
+                read[i] = max(ends, default=0)
+        return read
+
     def chunker(self, model: str, max_tokens: int, overlap_tokens: int) -> Chunker:
         """A chunker by ``model``'s tokenizer; ConfigurationError when chunks of ``max_tokens`` exceed the
         window the model reads (fastembed would cut them)."""

@@ -22,7 +22,7 @@ from connector.qdrant import make_client, make_retrying
 from connector.settings import DEFAULT_DENSE_MODEL
 from connector.stream.window import Record, WindowProcessor
 from tests.integration.test_filter_verification import settings_for
-from tests.qdrant_targets import QdrantTarget
+from tests.qdrant_targets import QdrantTarget, only_targets
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ async def test_documents_become_chunk_points_and_only_changed_chunks_are_embedde
         first = await window(proc, [upsert(1, text, lang="en"), upsert(UUID_DOC, PARAGRAPHS[0])], 0)
         (doc1, doc2) = first.documents
         assert (doc1.document_id, doc1.count, doc1.written, doc1.embedded, doc1.deleted) == (
-            1, len(expected), len(expected), len(set(c.sha256 for c in expected)), 0)
+            1, len(expected), len(expected), len({c.sha256 for c in expected}), 0)
         assert (doc2.document_id, doc2.count) == (uuid.UUID(UUID_DOC), 1)
         stored = await chunks_of(proc, 1)
         assert [stored[i][CHUNK_KEY]["sha256"] for i in sorted(stored)] == [c.sha256 for c in expected]
@@ -101,7 +101,8 @@ async def test_documents_become_chunk_points_and_only_changed_chunks_are_embedde
         stored = await chunks_of(proc, 1)
         assert sorted(stored) == list(range(len(new)))
         assert all(point["tag"] == "reviewed" and point[CHUNK_KEY]["count"] == len(new) for point in stored.values())
-        assert second.chunks is not None and second.chunks.deleted == doc1.deleted
+        assert second.chunks is not None
+        assert second.chunks.deleted == doc1.deleted
 
         # a search for a sentence deep in the document finds its chunk
         deep = new[-1]
@@ -115,7 +116,8 @@ async def test_documents_become_chunk_points_and_only_changed_chunks_are_embedde
         third = await window(proc, [{"op": "delete", "ids": [UUID_DOC]}, None], 4,
                              keys=[None, b"articles/1"])
         assert {d.count for d in third.documents} == {0}
-        assert await chunks_of(proc, 1) == {} and await chunks_of(proc, UUID_DOC) == {}
+        assert await chunks_of(proc, 1) == {}
+        assert await chunks_of(proc, UUID_DOC) == {}
     finally:
         await proc.client.close()
 
@@ -156,3 +158,23 @@ async def test_a_stale_chunk_left_behind_is_removed_and_a_remaining_one_is_a_mis
 def _texts_embedded() -> float:
     return sum(sample.value for family in metrics.TEXTS_EMBEDDED.collect() for sample in family.samples
                if sample.name.endswith("_total"))
+
+
+@only_targets("local")
+async def test_a_text_over_the_models_window_in_an_unchunked_collection_is_named_as_cut(
+        qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+    proc = processor(qdrant_target, model_paths)
+    await proc.client.create_collection("docs", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+    long = "\n\n".join(PARAGRAPHS)
+    try:
+        result = await proc.process([Record("patches", 0, 0, json.dumps({
+            "schema_version": 1, "collection": "docs", "op": "upsert",
+            "points": [{"id": 1, "text": long}, {"id": 2, "text": PARAGRAPHS[0]}]}).encode())])
+        (verification,) = result.verifications
+        (cut,) = verification.texts_cut  # point 2's text fits the window: not listed
+        assert (cut.id, cut.vector, cut.chars) == (1, "", len(long))
+        assert 500 < cut.embedded_chars < len(long)  # the first 510 tokens: ~2,000 characters
+        assert verification.documents == []
+        assert verification.chunks is None
+    finally:
+        await proc.client.close()

@@ -109,19 +109,24 @@ def dead_letter_for(item: Item, batch_id: str | None) -> DeadLetterRecord:
 
 
 def texts_cut(items: Sequence[Item], applied_positions: set[int]) -> list[TextCut]:
-    """The texts of applied CDC events that were embedded from their first characters only."""
-    cuts: list[TextCut] = []
+    """The texts of applied events that were embedded from their first characters only: CDC texts
+    over QCC_CDC_MAX_TEXT_CHARS, and any text over the dense model's window (the fewer characters
+    read counts where both cut)."""
+    cuts: dict[tuple[PointKey, str], TextCut] = {}
     for item in items:
+        if item.position not in applied_positions:
+            continue
         event, row = item.event, item.row
-        if row is None or not row.cut or item.position not in applied_positions:
-            continue
-        if not isinstance(event, UpsertEvent | ReembedEvent) or not event.points:
-            continue
-        point, vector = event.points[0], event.vector_name or ""  # a row change's events name one point
-        if point.text is not None and vector in row.cut:
-            cuts.append(TextCut(id=normalize_id(point.id), vector=vector, chars=row.cut[vector],
-                                embedded_chars=len(point.text)))
-    return cuts
+        if row is not None and row.cut and isinstance(event, UpsertEvent | ReembedEvent) and event.points:
+            point, vector = event.points[0], event.vector_name or ""  # a row change's events name one point
+            if point.text is not None and vector in row.cut:
+                cuts[(normalize_id(point.id), vector)] = TextCut(id=normalize_id(point.id), vector=vector,
+                                                                 chars=row.cut[vector], embedded_chars=len(point.text))
+        for (pid, vector), (chars, read) in item.cut_by_model.items():
+            known = cuts.get((pid, vector))
+            cuts[(pid, vector)] = TextCut(id=pid, vector=vector, chars=known.chars if known else chars,
+                                          embedded_chars=min(read, known.embedded_chars) if known else read)
+    return list(cuts.values())
 
 
 def document_report(documents: Mapping[int, Mapping[DocKey, DocumentStats]] | None, applied_positions: set[int],
