@@ -68,6 +68,7 @@ def worker() -> None:
 
     from faust.worker import Worker
 
+    from connector.domain.documents import chunked_fields
     from connector.embedding.embedder import Embedder
     from connector.heap import settle_heap
     from connector.logs import BROKER_OUTAGE, configure
@@ -95,6 +96,8 @@ def worker() -> None:
     embedder = Embedder(settings)
     try:
         embedder.warm_up_defaults()
+        for chunked in chunked_fields(settings, cdc_mapping).values():  # each chunked collection's tokenizer
+            embedder.chunker(chunked.model or settings.dense_model, chunked.max_tokens, chunked.overlap_tokens)
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -528,6 +531,9 @@ def create_collection_cmd(
     sparse: list[str] = typer.Option([], help="NAME of a sparse vector with IDF (repeatable)"),
     like: str | None = typer.Option(None, help="Copy this collection's whole configuration and payload indexes "
                                                   "(--dense/--sparse then replace or add vectors)"),
+    chunked: bool = typer.Option(False, help="A collection of chunked documents: the keyword index on "
+                                             "_chunk.document_id that finds a document's chunks (made on an "
+                                             "existing collection too)"),
 ) -> None:
     """Create a collection if it is missing (compose demo, quick starts, a copy of another's configuration)."""
     from connector.bulk.collection_config import (
@@ -545,6 +551,8 @@ def create_collection_cmd(
 
     async def run(qdrant: RetryingClient) -> bool:
         if await qdrant.call("collection_exists", lambda: qdrant.client.collection_exists(name)):
+            if chunked:
+                await _chunk_index(qdrant, name)
             return False
         if like is None:
             plan = CollectionPlan({"vectors_config": vectors, "sparse_vectors_config": sparse_config or None})
@@ -558,6 +566,8 @@ def create_collection_cmd(
             for vname, sparse_params in sparse_config.items():
                 plan = plan.with_sparse_vector(vname, sparse_params)
         await create_from_plan(qdrant, name, plan)
+        if chunked:
+            await _chunk_index(qdrant, name)
         await finish_from_plan(qdrant, name, plan)  # no data to load first: strict mode right away
         return True
 
@@ -566,7 +576,17 @@ def create_collection_cmd(
     except CollectionConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"collection {name}: {'created' if created else 'exists'}")
+    console.print(f"collection {name}: {'created' if created else 'exists'}"
+                  + (" (chunked documents: _chunk.document_id indexed)" if chunked else ""))
+
+
+async def _chunk_index(qdrant: RetryingClient, name: str) -> None:
+    """The index a chunked collection's documents are found by (connector/domain/documents.py)."""
+    from qdrant_client import models as qm
+
+    from connector.domain.documents import DOCUMENT_ID_KEY
+
+    await qdrant.client.create_payload_index(name, DOCUMENT_ID_KEY, qm.PayloadSchemaType.KEYWORD, wait=True)
 
 
 @cli.command("export")

@@ -9,6 +9,9 @@ Failpoints:
 - ``qdrant-timeout``: every Qdrant call times out, as httpx reports it;
 - ``crash-while-embedding``: the process exits hard inside a model call;
 - ``crash-after-apply``: ... after a batch is applied, before its verification event;
+- ``crash-between-requests``: ... after a batch's first request, when the batch takes several
+  (QCC_QDRANT_MAX_REQUEST_BYTES): a window applied in part, such as a document's new chunks
+  written and its stale ones not yet deleted;
 - ``crash-after-confirm``: ... after the verification event, before offsets are acknowledged;
 - ``drop-filter-match``: a filter-addressed op is sent narrowed to leave out the first point
   its filter matched, as a server that drops part of a filter op would (the read-back must say

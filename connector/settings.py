@@ -52,6 +52,35 @@ class ShardKeyRule(BaseModel):
         return self
 
 
+CHUNK_KEY = "_chunk"  # the reserved payload key of a chunk point's metadata (connector/domain/documents.py)
+
+
+class ChunkedField(BaseModel):
+    """A chunked collection's text field: each document's text is split by the model's tokenizer
+    into chunks, each a point of its own (docs/design.md, "Chunked documents")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text_field: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$",
+        description="The top-level payload key of the document's text (an upsert's inline text takes its place); "
+                    "chunks do not keep it: each holds its own part under _chunk.text")
+    vector: str = Field("", description="The dense vector the chunks' texts are embedded into; empty: the unnamed one")
+    model: str | None = Field(None, description="The embedding model (its tokenizer splits the text); unset: "
+                                                "QCC_DENSE_MODEL")
+    max_tokens: int = Field(256, ge=8, le=8192, description="Most tokens of a chunk, the model's [CLS]/[SEP] "
+                                                            "included (at most the model's window)")
+    overlap_tokens: int = Field(32, ge=0, description="Tokens a chunk repeats of the one before it")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkedField:
+        if self.overlap_tokens >= self.max_tokens // 2:
+            raise ValueError("overlap_tokens must be less than half of max_tokens")
+        if self.text_field == CHUNK_KEY:
+            raise ValueError(f"{CHUNK_KEY!r} is the chunks' own payload key")
+        return self
+
+
 class Settings(BaseSettings):
     """Connector settings. Secrets are ``SecretStr`` so that dumps and logs never show them."""
 
@@ -175,6 +204,11 @@ class Settings(BaseSettings):
     create_shard_keys: bool = Field(
         False, description="Create a shard key an event names that the collection lacks; off: such events are "
         "dead-lettered unknown_shard_key")
+    chunked_collections: dict[str, ChunkedField] = Field(
+        default_factory=dict,
+        description="Collections of chunked documents: collection -> its text field (JSON object, e.g. "
+        '{"articles": {"text_field": "body"}}; also max_tokens, overlap_tokens, vector, model): each document\'s '
+        "text becomes chunk points, only changed chunks are embedded (docs/design.md, \"Chunked documents\")")
     verify_after_apply: bool = Field(True, description="Read touched points back and compare")
     verify_filter_max_points: int = Field(
         1000, ge=1,

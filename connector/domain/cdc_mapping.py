@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr, field_validator
+from pydantic import Field, StrictStr, field_validator, model_validator
 
 from connector.domain.changes import NAME_PATTERN, StrictModel
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER, RowChange, placeholder
@@ -47,6 +47,8 @@ class TextColumn(StrictModel):
     vector: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_\-\.]{0,255}$")] = Field(
         "", description="The named vector its text is embedded into; empty: the unnamed vector")
     model: StrictStr | None = Field(None, description="Unset: the connector's default model for the vector")
+    chunked: bool = Field(False, description="The collection holds chunked documents: the text is split into "
+                          "chunk points (docs/design.md, \"Chunked documents\"); a row change writes the whole row")
 
 
 class TableMapping(StrictModel):
@@ -55,6 +57,18 @@ class TableMapping(StrictModel):
     payload: dict[Column, Annotated[StrictStr, Field(min_length=1)]] | None = Field(
         None, description="Column -> payload key; unset: every column under its own name")
     texts: dict[Column, TextColumn] = Field(default_factory=dict, description="Text column -> its vector")
+
+    @model_validator(mode="after")
+    def _one_chunked_text(self) -> TableMapping:
+        if any(text.chunked for text in self.texts.values()) and len(self.texts) > 1:
+            raise ValueError("a table with a chunked text column maps no other text column (its points are the "
+                             "chunks of that one text)")
+        return self
+
+    @property
+    def chunked(self) -> str | None:
+        """The chunked text column, if any."""
+        return next((column for column, text in self.texts.items() if text.chunked), None)
 
 
 class CdcMapping(StrictModel):
@@ -136,6 +150,12 @@ def plan_row_change(change: RowChange, mapping: CdcMapping) -> PointChange | str
     unsent_keys, unsent_vectors = _unsent(table, change.unavailable)
     whole = PointChange("upsert", table.collection, pid, {k: v for k, v in payload.items() if v is not None}, texts,
                         replaces=replaces, unavailable_keys=unsent_keys, unavailable_vectors=unsent_vectors)
+    if table.chunked is not None:
+        # a chunked document: its whole row, whose text the chunk stage compares chunk by chunk; a text
+        # the source did not send is unchanged: the columns sent go to every chunk, nothing else
+        if table.chunked in change.unavailable:
+            return replace(whole, kind="patch", payload=payload, texts={})
+        return whole
     if change.kind == "update" and before is not None and replaces is None:
         old_payload, old_texts = _payload(table, before), _texts(table, before)
         changed = {k: v for k, v in payload.items() if k not in old_payload or old_payload[k] != v}

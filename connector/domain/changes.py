@@ -357,6 +357,7 @@ RejectionCode = Literal[
     "blast_radius_exceeded",
     "blast_radius_share_exceeded",
     "blast_radius_unknown",
+    "chunked_document",
     "collection_not_allowed",
     "empty_record",
     "event_too_large",

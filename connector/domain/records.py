@@ -99,13 +99,36 @@ class Unavailable(StrictModel):
 
 
 class TextCut(StrictModel):
-    """A text longer than QCC_CDC_MAX_TEXT_CHARS: its vector was embedded from its first characters (a dense
-    model whose window is shorter reads no more of it anyway); the payload holds it whole."""
+    """A text embedded from its first characters only: longer than QCC_CDC_MAX_TEXT_CHARS (the payload holds it
+    whole), or longer than the dense model's window, which reads its first tokens only (a chunked collection
+    splits such texts instead)."""
 
     id: PointId
     vector: str
     chars: int = Field(description="The text's length in characters")
     embedded_chars: int = Field(description="How many of its first characters were embedded")
+
+
+class DocumentChunks(StrictModel):
+    """What a batch did to one document of a chunked collection (docs/design.md, "Chunked documents")."""
+
+    document_id: PointId
+    written: int = Field(description="Chunk points written")
+    reused: int = Field(description="Of those, with the vector a chunk of the same text held (no model call)")
+    embedded: int = Field(description="Of those, embedded by the model")
+    deleted: int = Field(description="Chunk points deleted: past the new count, or the whole document")
+    count: int = Field(description="The document's chunks after the batch (0: deleted)")
+    digest: str = Field(description="sha256 of its chunks' sha256 (hex) in index order, each followed by a newline")
+
+
+class ChunkTotals(StrictModel):
+    """The sums over every document of the batch (all of them, also those not listed)."""
+
+    documents: int
+    written: int
+    reused: int
+    embedded: int
+    deleted: int
 
 
 class VerificationOutcome(StrictModel):
@@ -174,6 +197,9 @@ class VerificationEvent(StrictModel):
     texts_cut: list[TextCut] = Field(
         default_factory=list, description="Texts embedded from their first characters only (at most 100 listed)")
     texts_cut_count: int = 0
+    documents: list[DocumentChunks] = Field(
+        default_factory=list, description="Chunked collections: per document the batch changed (at most 100 listed)")
+    chunks: ChunkTotals | None = Field(None, description="Chunked collections: the chunk counts of the whole batch")
     lists_omitted: bool = Field(False, description="Listed ids, mismatches and dead letters left out to fit the topic")
     ranges_exact: bool = Field(True, description="False: ranges are one span per partition, to fit the topic")
     worker: str = Field(description="host:pid of the worker that applied it")

@@ -18,7 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from tokenizers import Tokenizer
+
 from connector import metrics
+from connector.domain.chunking import Chunker
 from connector.domain.operations import Sparse, Vector, VectorKind
 from connector.domain.semantics import text_at
 from connector.embedding.offline_model import assembled_models, models_dir
@@ -38,6 +41,7 @@ class Embedder:
         self._settings = settings
         self._models: dict[tuple[str, VectorKind], Any] = {}
         self._lock = threading.Lock()
+        self._chunkers: dict[tuple[str, int, int], Chunker] = {}
         self._failpoints = Failpoints(settings.failpoints_dir)
         # one thread: onnxruntime already uses the cores, and one call per window is the design
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
@@ -86,6 +90,50 @@ class Embedder:
             Sparse(tuple(int(i) for i in emb.indices), tuple(float(v) for v in emb.values))
             for emb in encoder.embed(texts)
         ]
+
+    def tokenizer(self, model: str) -> Tokenizer:
+        """The dense model's own tokenizer (a ``tokenizers.Tokenizer``, truncating at its window as the
+        model reads texts: ``truncation["max_length"]`` tokens, special tokens included)."""
+        tokenizer = getattr(getattr(self._load(model, "dense"), "model", None), "tokenizer", None)
+        if not isinstance(tokenizer, Tokenizer):
+            raise ConfigurationError(f"model {model!r} has no tokenizer the connector can read")
+        return tokenizer
+
+    async def chars_read(self, model: str, texts: Sequence[str]) -> list[int | None]:
+        """Per text, how many of its first characters the dense ``model`` reads where its window cuts the
+        text (fastembed truncates at the tokenizer's ``max_length``); None where it reads the whole text.
+        Only texts long enough to exceed the window are tokenized (a character is at most 4 tokens), in
+        the embedding thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._chars_read, model, list(texts))
+
+    def _chars_read(self, model: str, texts: list[str]) -> list[int | None]:
+        tokenizer = self.tokenizer(model)
+        window = int((tokenizer.truncation or {}).get("max_length") or 0)
+        read: list[int | None] = [None] * len(texts)
+        long = [i for i, text in enumerate(texts) if window and len(text) * 4 > window - 2]
+        if not long:
+            return read
+        for i, encoding in zip(long, tokenizer.encode_batch([texts[i] for i in long]), strict=True):
+            if encoding.overflowing:
+                ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True)
+                        if not special]
+                read[i] = max(ends, default=0)
+        return read
+
+    def chunker(self, model: str, max_tokens: int, overlap_tokens: int) -> Chunker:
+        """A chunker by ``model``'s tokenizer; ConfigurationError when chunks of ``max_tokens`` exceed the
+        window the model reads (fastembed would cut them)."""
+        key = (model, max_tokens, overlap_tokens)
+        if key in self._chunkers:
+            return self._chunkers[key]
+        tokenizer = self.tokenizer(model)
+        window = int((tokenizer.truncation or {}).get("max_length") or max_tokens)
+        if max_tokens > window:
+            raise ConfigurationError(f"chunks of {max_tokens} tokens do not fit model {model!r}, which reads "
+                                     f"{window}: set max_tokens in QCC_CHUNKED_COLLECTIONS to {window} or less")
+        self._chunkers[key] = Chunker(tokenizer, max_tokens, overlap_tokens)
+        return self._chunkers[key]
 
     def warm_up(self, kind: VectorKind = "dense") -> None:
         """Load the default model now rather than in the first window."""

@@ -82,7 +82,8 @@ def verification_value(event: VerificationEvent, limit: int) -> bytes:
         return value
     outcome = event.verification.model_copy(update={"mismatches": [], "changed_by_rejected": [], "unavailable": []})
     compact = event.model_copy(update={"points": event.points.model_copy(update={"ids": None}), "texts_cut": [],
-                                       "verification": outcome, "dead_letters": [], "lists_omitted": True})
+                                       "documents": [], "verification": outcome, "dead_letters": [],
+                                       "lists_omitted": True})
     value = compact.model_dump_json().encode()
     if len(value) + RECORD_OVERHEAD <= limit:
         return value

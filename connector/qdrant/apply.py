@@ -30,6 +30,7 @@ from qdrant_client import models as qm
 from connector.domain.operations import Op
 from connector.domain.sharding import Selector
 from connector.errors import PermanentError, RateLimited, RequestTooLarge
+from connector.failpoints import Failpoints
 from connector.qdrant.request_size import halve, point_count, requests_for
 from connector.qdrant.retrying import RetryingClient
 from connector.qdrant.updates import ConfirmedUpdate
@@ -119,7 +120,7 @@ class BatchApplier:
     """Sends plans to one Qdrant through a :class:`RetryingClient`, isolating failing events."""
 
     def __init__(self, qdrant: RetryingClient, max_request_bytes: int = 16 * 1024 * 1024,
-                 wait_timeout: int | None = None, ordering: str = "weak") -> None:
+                 wait_timeout: int | None = None, ordering: str = "weak", failpoints: Failpoints | None = None) -> None:
         """``max_request_bytes`` bounds the estimated body of one batch request; ``wait_timeout``
         is Qdrant's own ``timeout`` of an update (None: the server's default, 60 s on 1.18, longer
         than the client's call timeout). Not a setting: over REST qdrant-client makes it the HTTP
@@ -131,6 +132,7 @@ class BatchApplier:
         self.wait_timeout = wait_timeout
         self.ordering = qm.WriteOrdering(ordering)  # weak, medium, strong: Qdrant's, for replicated collections
         self.max_request_points: int | None = None  # learned from servers that refused a request as too large
+        self.failpoints = failpoints or Failpoints(None)
 
     async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
                     shard_key: Selector | None = None) -> ApplyResult:
@@ -140,7 +142,9 @@ class BatchApplier:
         after it was applied (the read-back learns what it matched then)."""
 
         async def send(batch: list[Op]) -> None:
-            for request in requests_for(batch, self.max_request_bytes, self.max_request_points):
+            for number, request in enumerate(requests_for(batch, self.max_request_bytes, self.max_request_points)):
+                if number:  # a batch of several requests, killed between two (the fault tests)
+                    self.failpoints.crash_if_active("crash-between-requests")
                 await self._send(collection, request, shard_key)
 
         applied: list[Op] = []

@@ -13,6 +13,10 @@ instead of the unchanged texts, leave payloads and vectors equal to the table; a
 QCC_CDC_MAX_TEXT_CHARS costs its row nothing; a row dead-lettered at first (its record over
 QCC_MAX_EVENT_BYTES) is written as far as it is sent by its next change, named as lacking its
 text, and whole by the one after.
+
+A third table's text column is chunked (docs/design.md, "Chunked documents"): its rows become chunk
+points, an edit in the middle of a text embeds only the chunks it changed, a title changed while the
+TOASTed text is not sent reaches every chunk, and the chunks end as the chunking of each row's text.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from connector.dev import debezium, postgres
 from connector.dev.debezium import DebeziumConnect
 from connector.dev.postgres import PostgresServer
 from connector.dev.spawn import free_port
+from connector.domain.chunking import Chunker
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
+from connector.domain.documents import CHUNK_KEY
 from connector.embedding.embedder import Embedder
 from connector.settings import DEFAULT_DENSE_MODEL, Settings
 from tests.integration.harness import Stack, Worker, covered_offsets, metric_samples, read_topic
@@ -57,6 +63,11 @@ tables:
     texts:
       body: {vector: body}
       title: {vector: title}
+  public.wiki:
+    collection: wiki
+    key: [id]
+    texts:
+      body: {chunked: true}
 """
 TABLE = """
 CREATE TABLE products (id int PRIMARY KEY, title text, description text, price numeric(10,2),
@@ -100,7 +111,12 @@ def articles() -> str:
     rows.append(f"(6, 'article 6', $t${body[0][::-1]}$t$, 6, (SELECT string_agg(md5(i::text), '') "
                 "FROM generate_series(1, 14000) i))")
     return ("CREATE TABLE articles (id int PRIMARY KEY, title text, body text, price int, raw text);"
-            f"INSERT INTO articles VALUES {', '.join(rows)};")
+            f"INSERT INTO articles VALUES {', '.join(rows)};"
+            "CREATE TABLE wiki (id int PRIMARY KEY, title text, body text);"
+            f"INSERT INTO wiki VALUES (1, 'page 1', $t${text[:12_000]}$t$), (2, 'page 2', $t${text[-12_000:]}$t$);")
+
+
+WIKI_EDIT = "A new sentence about kumquats, inserted in the middle of the page. "
 
 
 @pytest.fixture
@@ -130,7 +146,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def until_caught_up(pg: PostgresServer, stack: Stack, topic: str, marker: int, timeout: float = 240,
-                          also: str | None = None) -> list[dict[str, Any]]:
+                          also: str | tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Insert a marker row, then wait until Debezium wrote it and every record on the topic (and on
     ``also``) up to then is in a verification event; the verification events."""
     pg.sql(insert(marker, 1))
@@ -143,7 +159,8 @@ async def until_caught_up(pg: PostgresServer, stack: Stack, topic: str, marker: 
             await asyncio.sleep(0.3)
     finally:
         client.close()
-    ends = {name: await end_offsets(stack.bootstrap, name) for name in (topic, also) if name is not None}
+    also = (also,) if isinstance(also, str) else also
+    ends = {name: await end_offsets(stack.bootstrap, name) for name in (topic, *also)}
 
     def covered(verifications: list[dict[str, Any]]) -> bool:
         for name, last in ends.items():
@@ -178,16 +195,22 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
     port = free_port()
     stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=qdrant_target)
     prefix = f"shop{stack.name}"
-    topic, toasted = f"{prefix}.public.products", f"{prefix}.public.articles"
-    stack.extra_env.update({"QCC_CDC_TOPICS": f"{topic},{toasted}", "QCC_CDC_MAPPING": str(mapping),
+    topic, toasted, wiki = f"{prefix}.public.products", f"{prefix}.public.articles", f"{prefix}.public.wiki"
+    stack.extra_env.update({"QCC_CDC_TOPICS": f"{topic},{toasted},{wiki}", "QCC_CDC_MAPPING": str(mapping),
                             "QCC_HTTP_PORT": str(port), "QCC_MAX_EVENT_BYTES": str(MAX_EVENT_BYTES)})
     await stack.create_topics(partitions=PARTITIONS)  # the CDC topics too, before Debezium writes to them
     client = qdrant_target.client()
     for collection in ("products", "articles"):
         client.create_collection(collection, vectors_config={
             name: qm.VectorParams(size=384, distance=qm.Distance.COSINE) for name in ("body", "title")})
+    client.create_collection("wiki", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
     client.close()
-    dbz = DebeziumConnect(pg, kafka.bootstrap, ["public.products", "public.articles"], prefix=prefix,
+    pages = {row["id"]: row for row in json.loads(pg.sql("SELECT json_agg(w) FROM wiki w"))}
+    chunker = Embedder(Settings(model_paths=model_paths)).chunker(DEFAULT_DENSE_MODEL, 256, 32)
+    held = {pid: {c.sha256 for c in chunker.chunks(page["body"])} for pid, page in pages.items()}
+    edited = pages[1]["body"][:6000] + WIKI_EDIT + pages[1]["body"][6000:]
+    fresh = {c.sha256 for c in chunker.chunks(edited)} - held[1]
+    dbz = DebeziumConnect(pg, kafka.bootstrap, ["public.products", "public.articles", "public.wiki"], prefix=prefix,
                           folder=tmp_path / "debezium")
     dbz.start()
     failpoints = tmp_path / "failpoints"
@@ -196,9 +219,9 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
     try:
         # the snapshot and the marker row: every text embedded once (articles 1-5: row 6 is over
         # QCC_MAX_EVENT_BYTES; row 5's text over QCC_CDC_MAX_TEXT_CHARS is embedded from its first characters)
-        await until_caught_up(pg, stack, topic, marker=1000, also=toasted)
+        await until_caught_up(pg, stack, topic, marker=1000, also=(toasted, wiki))
         texts = embedded(await metric_samples(port))
-        assert texts == 2 * 41 + 2 * 5
+        assert texts == 2 * 41 + 2 * 5 + len(held[1] | held[2])  # the pages: each chunk
         # inserts, prices, texts: only new and changed texts are embedded. The articles' prices,
         # under the default REPLICA IDENTITY: Debezium sends its placeholder for the TOASTed texts,
         # so each is a merge that re-embeds the title it was sent (row 6, not in Qdrant, is written
@@ -207,10 +230,13 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
                "UPDATE products SET description = 'rewritten ' || id WHERE id BETWEEN 21 AND 25;"
                "UPDATE products SET title = NULL WHERE id IN (26, 27);"
                "DELETE FROM products WHERE id BETWEEN 30 AND 34;"
-               "UPDATE articles SET price = price + 10; UPDATE articles SET raw = NULL WHERE id = 6;")
-        await until_caught_up(pg, stack, topic, marker=1001, also=toasted)
-        # inserts, descriptions, marker; the articles' titles
-        assert embedded(await metric_samples(port)) == texts + 2 * 10 + 5 + 2 + 6 + 1
+               "UPDATE articles SET price = price + 10; UPDATE articles SET raw = NULL WHERE id = 6;"
+               f"UPDATE wiki SET body = overlay(body placing '{WIKI_EDIT}' from 6001 for 0) WHERE id = 1;"
+               "UPDATE wiki SET title = 'page two' WHERE id = 2;")
+        await until_caught_up(pg, stack, topic, marker=1001, also=(toasted, wiki))
+        # inserts, descriptions, marker; the articles' titles; of page 1 the chunks the edit changed
+        assert 0 < len(fresh) < len(held[1]) / 2
+        assert embedded(await metric_samples(port)) == texts + 2 * 10 + 5 + 2 + 6 + 1 + len(fresh)
         texts = embedded(await metric_samples(port))
         # every row, no text; under REPLICA IDENTITY FULL, article 6 (lacking its text) becomes whole
         pg.sql("ALTER TABLE articles REPLICA IDENTITY FULL;")
@@ -248,25 +274,48 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
         trail = covered_offsets([v for v in so_far if v["topic"] == topic])
         assert not any(set(range(rewritten[p], end)) & trail.get(p, set()) for p, end in after.items())
         worker = Worker(stack)
-        verifications = await until_caught_up(pg, stack, topic, marker=1003, also=toasted)
+        verifications = await until_caught_up(pg, stack, topic, marker=1003, also=(toasted, wiki))
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
         dbz.cleanup()
 
-    applied = [v for v in verifications if v["topic"] in (topic, toasted) and v["applied_event_count"]]
+    applied = [v for v in verifications if v["topic"] in (topic, toasted, wiki) and v["applied_event_count"]]
     assert all(v["verification"]["status"] == "verified" for v in applied), json.dumps(applied)[:3000]
     dead = await read_topic(kafka.bootstrap, stack.env["QCC_DEAD_LETTER_TOPIC"], timeout=3)
     assert [(d["source"]["topic"], d["error"]["code"]) for d in dead] == [(toasted, "event_too_large")]
-    # what the verification events say: article 6 lacked its text while it was sent as the placeholder;
-    # article 5's text was embedded from its first 100,000 characters
+    # what the verification events say: article 6 lacked its text while it was sent as the placeholder
     assert {u["id"] for v in verifications for u in v["verification"]["unavailable"]} == {6}
-    assert [(c["id"], c["vector"], c["chars"], c["embedded_chars"]) for v in verifications for c in v["texts_cut"]
-            ] == [(5, "body", 120_000, 100_000)]
+    # every article's body is over the model's window (it reads ~2,000 of 12,000 characters), article 5's
+    # over QCC_CDC_MAX_TEXT_CHARS too; the chunked pages are not cut
+    cut = {(c["id"], c["vector"]): (c["chars"], c["embedded_chars"]) for v in verifications for c in v["texts_cut"]}
+    assert set(cut) == {(i, "body") for i in range(1, 7)}
+    assert cut[(5, "body")][0] == 120_000
+    assert all(read < 12_000 for _, read in cut.values())
     sent = await read_topic(kafka.bootstrap, toasted, timeout=3)
     assert DEBEZIUM_PLACEHOLDER in json.dumps(sent)  # the texts were TOASTed: else this would prove nothing
     assert_equal(pg, qdrant_target, model_paths, "articles", ("title", "title"), ("body", "body"))
     assert_equal(pg, qdrant_target, model_paths, "products", ("title", "title"), ("description", "body"))
+    assert_chunked(pg, qdrant_target, chunker)
     print(f"end to end with Debezium: {time.monotonic() - started:.0f} s")
+
+
+def assert_chunked(pg: PostgresServer, qdrant_target: QdrantTarget, chunker: Chunker) -> None:
+    """The wiki collection holds each row as the chunking of its text, its other columns on each chunk."""
+    rows = {row["id"]: row for row in json.loads(pg.sql("SELECT json_agg(w) FROM wiki w"))}
+    assert rows[2]["title"] == "page two"
+    assert WIKI_EDIT in rows[1]["body"]
+    client = qdrant_target.client()
+    try:
+        points = client.scroll("wiki", limit=1000, with_payload=True)[0]
+    finally:
+        client.close()
+    for pid, row in rows.items():
+        chunks = sorted((p.payload[CHUNK_KEY] for p in points if p.payload and
+                         p.payload[CHUNK_KEY]["document_id"] == str(pid)), key=lambda c: c["index"])
+        assert [c["sha256"] for c in chunks] == [c.sha256 for c in chunker.chunks(row["body"])], pid
+    assert len(points) == sum(len(chunker.chunks(row["body"])) for row in rows.values())  # no stale chunk
+    assert all(p.payload and p.payload["title"] == rows[int(p.payload[CHUNK_KEY]["document_id"])]["title"]
+               and "body" not in p.payload for p in points)
 
 
 def assert_equal(pg: PostgresServer, qdrant_target: QdrantTarget, model_paths: dict[str, str], table: str,

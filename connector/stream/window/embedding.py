@@ -51,6 +51,11 @@ async def embed_texts(embedder: Embedder, schema: CollectionSchema, live: list[I
                 continue
         for (position, pid, _), vector in zip(entries, vectors, strict=True):
             out[position][pid] = vector
+        if kind == "dense":  # no text is cut silently: one over the model's window is named in texts_cut
+            read = await embedder.chars_read(model, [text for _, _, text in entries])
+            for (position, pid, text), chars in zip(entries, read, strict=True):
+                if chars is not None:
+                    by_position[position].cut_by_model[(pid, name)] = (len(text), chars)
     return out
 
 

@@ -52,6 +52,8 @@ class Item:
     # whole row, of which one form is applied and the other skipped
     row: RowEvents | None = None
     form: Literal["change", "whole"] | None = None
+    # texts the dense model read only the start of (its window): (point id, vector) -> (chars, chars read)
+    cut_by_model: dict[tuple[PointKey, str], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def record_position(self) -> int:

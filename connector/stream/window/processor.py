@@ -31,6 +31,7 @@ from qdrant_client import AsyncQdrantClient
 
 from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.debezium import placeholder
+from connector.domain.documents import chunked_fields
 from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
@@ -45,9 +46,19 @@ from connector.qdrant.catalog import CollectionCatalog
 from connector.qdrant.reads import read_state
 from connector.settings import Settings
 from connector.stream.window.admission import Admission
+from connector.stream.window.chunks import ChunkStage, DocumentWindow
 from connector.stream.window.embedding import embed_texts, operations_for
 from connector.stream.window.filters import FilterMatcher, filter_checks
-from connector.stream.window.items import Item, Record, Retarget, WindowResult, fail, fail_together, listed
+from connector.stream.window.items import (
+    Item,
+    Record,
+    Retarget,
+    WindowResult,
+    fail,
+    fail_together,
+    ids_of,
+    listed,
+)
 from connector.stream.window.parse import parse_cdc_record, parse_record
 from connector.stream.window.quarantine import process_quarantining
 from connector.stream.window.readback import verify_applied
@@ -86,14 +97,16 @@ class WindowProcessor:
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
         ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
-        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering)
-        self.catalog = catalog or CollectionCatalog(qdrant)
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
+        self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering,
+                                    failpoints=self.failpoints)
+        self.catalog = catalog or CollectionCatalog(qdrant)
         self.retarget = retarget
         self.cdc_mapping = cdc_mapping
         self.honor_fences = honor_fences
         self.admission = Admission(settings, qdrant, self.catalog, self.failpoints, mapped=cdc_mapping is not None)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
+        self.chunks = ChunkStage(settings, qdrant, embedder, chunked_fields(settings, cdc_mapping))
 
     @property
     def stage(self) -> str:
@@ -217,6 +230,18 @@ class WindowProcessor:
         prefetched = await choose_forms(self.qdrant, schema.name, items, shard_key)
         self.stage = "embedding"
         live = [item for item in items if item.error is None and not item.skipped]
+        spec = self.chunks.spec(collection)
+        if spec is not None and collection is not None:  # events address documents: chunk ops
+            documents = await self.chunks.plan(collection, spec, schema, live, shard_key)
+            fail_together(items)
+            by_position = {item.position: item for item in items}
+            ops = [op for op in documents.ops if by_position[op.sources[0]].error is None]
+            timings.embed = time.monotonic() - t0
+            if not ops:
+                return report_batch(collection, items, [], 0, VerificationOutcome(
+                    status="skipped", reason="no operation to apply"), timings, started)
+            return await self._apply(schema, items, ops, timings, started, shard_key, documents.prefetched,
+                                     documents)
         texts = await self.texts.texts(schema, live, shard_key)
         vectors = await embed_texts(self.embedder, schema, live, texts)
         fail_together(items)
@@ -228,7 +253,8 @@ class WindowProcessor:
         return await self._apply(schema, items, ops, timings, started, shard_key, prefetched)
 
     async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
-                     started: float, shard_key: Selector | None, prefetched: Prefetched | None = None) -> Report:
+                     started: float, shard_key: Selector | None, prefetched: Prefetched | None = None,
+                     documents: DocumentWindow | None = None) -> Report:
         """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards.
         ``prefetched``: points read already in this window (their existence and payload), not read again."""
         read = ids_to_read(ops)
@@ -278,7 +304,10 @@ class WindowProcessor:
                                            shard_key=shard_key, payload=checks_payload)
             if matcher is not None and matcher.matches:
                 outcome = filter_checks(outcome, matcher, applied, by_position)
-            if self.cdc_mapping is not None:
+            if documents is not None:  # and no other chunk of the window's documents remains
+                outcome = await self.chunks.check(schema.name, documents, applied, set(ids_of(rejected)), outcome,
+                                                  shard_key)
+            if self.cdc_mapping is not None and documents is None:  # a document's columns are on its chunks
                 marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
                 applied_positions = {source for op in applied for source in op.sources}
                 unheld = await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
@@ -288,4 +317,5 @@ class WindowProcessor:
         else:
             outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
         timings.verify = time.monotonic() - t0
-        return report_batch(schema.name, items, applied, requests, outcome, timings, started)
+        return report_batch(schema.name, items, applied, requests, outcome, timings, started,
+                            documents.documents if documents is not None else None)

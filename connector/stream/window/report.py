@@ -12,15 +12,18 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from connector.domain.changes import ReembedEvent, UpsertEvent, normalize_id
+from connector.domain.documents import DocKey, DocumentStats
 from connector.domain.operations import Op, PointKey
 from connector.domain.records import (
+    ChunkTotals,
     DeadLetterRecord,
     DeadLetterRef,
+    DocumentChunks,
     Latency,
     OffsetRange,
     PointsTouched,
@@ -106,19 +109,47 @@ def dead_letter_for(item: Item, batch_id: str | None) -> DeadLetterRecord:
 
 
 def texts_cut(items: Sequence[Item], applied_positions: set[int]) -> list[TextCut]:
-    """The texts of applied CDC events that were embedded from their first characters only."""
-    cuts: list[TextCut] = []
+    """The texts of applied events that were embedded from their first characters only: CDC texts
+    over QCC_CDC_MAX_TEXT_CHARS, and any text over the dense model's window (the fewer characters
+    read counts where both cut)."""
+    cuts: dict[tuple[PointKey, str], TextCut] = {}
     for item in items:
+        if item.position not in applied_positions:
+            continue
         event, row = item.event, item.row
-        if row is None or not row.cut or item.position not in applied_positions:
+        if row is not None and row.cut and isinstance(event, UpsertEvent | ReembedEvent) and event.points:
+            point, vector = event.points[0], event.vector_name or ""  # a row change's events name one point
+            if point.text is not None and vector in row.cut:
+                cuts[(normalize_id(point.id), vector)] = TextCut(id=normalize_id(point.id), vector=vector,
+                                                                 chars=row.cut[vector], embedded_chars=len(point.text))
+        for (pid, vector), (chars, read) in item.cut_by_model.items():
+            known = cuts.get((pid, vector))
+            cuts[(pid, vector)] = TextCut(id=pid, vector=vector, chars=known.chars if known else chars,
+                                          embedded_chars=min(read, known.embedded_chars) if known else read)
+    return list(cuts.values())
+
+
+def document_report(documents: Mapping[int, Mapping[DocKey, DocumentStats]] | None, applied_positions: set[int],
+                    ) -> tuple[list[DocumentChunks], ChunkTotals | None]:
+    """Per document, what the applied events did (summed; count and digest after the last), the
+    first LISTED_IDS listed, and the totals."""
+    if documents is None:
+        return [], None
+    summed: dict[DocKey, DocumentChunks] = {}
+    for position in sorted(documents):
+        if position not in applied_positions:
             continue
-        if not isinstance(event, UpsertEvent | ReembedEvent) or not event.points:
-            continue
-        point, vector = event.points[0], event.vector_name or ""  # a row change's events name one point
-        if point.text is not None and vector in row.cut:
-            cuts.append(TextCut(id=normalize_id(point.id), vector=vector, chars=row.cut[vector],
-                                embedded_chars=len(point.text)))
-    return cuts
+        for doc, stats in documents[position].items():
+            before = summed.get(doc)
+            summed[doc] = DocumentChunks(
+                document_id=doc, written=stats.written + (before.written if before else 0),
+                reused=stats.reused + (before.reused if before else 0),
+                embedded=stats.embedded + (before.embedded if before else 0),
+                deleted=stats.deleted + (before.deleted if before else 0), count=stats.count, digest=stats.digest)
+    rows = list(summed.values())
+    totals = ChunkTotals(documents=len(rows), written=sum(r.written for r in rows), reused=sum(r.reused for r in rows),
+                         embedded=sum(r.embedded for r in rows), deleted=sum(r.deleted for r in rows))
+    return rows[:LISTED_IDS], totals
 
 
 def report_batch(
@@ -129,8 +160,10 @@ def report_batch(
     outcome: VerificationOutcome,
     timings: Timings,
     started: float,
+    documents: Mapping[int, Mapping[DocKey, DocumentStats]] | None = None,
 ) -> tuple[VerificationEvent, list[DeadLetterRecord]]:
-    """The verification event of these items (all of one collection and shard key) and their dead letters."""
+    """The verification event of these items (all of one collection and shard key) and their dead letters;
+    ``documents``: in a chunked collection, what each event (by position) did to each document."""
     # a record that means several events (CDC) is one record here: counted, ranged and dead-lettered once
     records = [item.record for item in items if item.part_of is None]
     ranges = offset_ranges(records)
@@ -144,6 +177,7 @@ def report_batch(
     failed = [item for item in items if item.error is not None and item.part_of is None]
     stamps = [r.timestamp_ms for r in records if r.timestamp_ms]
     cut = texts_cut(items, applied_positions)
+    listed_documents, chunk_totals = document_report(documents, applied_positions)
     now = datetime.now(timezone.utc)
     verification = VerificationEvent(
         batch_id=batch_id,
@@ -175,6 +209,8 @@ def report_batch(
         dead_letter_count=len(failed),
         texts_cut=cut[:LISTED_IDS],
         texts_cut_count=len(cut),
+        documents=listed_documents,
+        chunks=chunk_totals,
         worker=WORKER,
     )
     return verification, [dead_letter_for(item, batch_id) for item in failed]
