@@ -160,14 +160,13 @@ class Tail(TopicFollower):
     async def caught_up(self, timeout: float = 60) -> None:
         """Until the tail has read its topics up to their end offsets as of now: once the workers
         have stopped, everything they published."""
+        known = {topic: self._consumer.partitions_for_topic(topic) for topic in self._topics}  # it follows them
+        if not all(known.values()):
+            raise RuntimeError(f"the tail knows no partitions of some of its topics: {known}")
+        partitions = [TopicPartition(topic, p) for topic, ps in known.items() for p in sorted(ps or ())]
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap)
         await consumer.start()
         try:
-            await consumer.topics()  # the metadata of every topic, so their partitions are known
-            known = {topic: consumer.partitions_for_topic(topic) for topic in self._topics}
-            if not all(known.values()):
-                raise RuntimeError(f"the broker knows no partitions of some of the tail's topics: {known}")
-            partitions = [TopicPartition(topic, p) for topic, ps in known.items() for p in sorted(ps or ())]
             ends = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
         finally:
             await consumer.stop()
