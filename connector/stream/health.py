@@ -91,4 +91,5 @@ async def probe_qdrant(readiness: Readiness, probe: Callable[[], Awaitable[objec
             if readiness.qdrant_since is None:
                 readiness.qdrant_since = datetime.now(timezone.utc).isoformat(timespec="seconds")
             readiness.qdrant_ok, readiness.qdrant_error, last_error = False, error, error
+        log.debug("Qdrant probe done: %s", "ok" if readiness.qdrant_ok else "failed")  # tests count probes
         await asyncio.sleep(every)

@@ -384,6 +384,8 @@ async def run_windows(app: faust.App, settings: Settings, processor: WindowProce
                 window = Window(events, records, processor.parse_ahead(records))
                 await runner.queue.put(window)
                 WINDOWS_QUEUED.labels(events[0].message.topic).set(runner.queue.qsize())
+                log.debug("window of %d events taken, its last at %s:%d:%d", len(events),  # tests wait for it
+                          events[-1].message.topic, events[-1].message.partition, events[-1].message.offset)
             except asyncio.CancelledError:
                 runner.abandon(events, "the agent stopped")
                 raise

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
+from connector.audit.reading import committed_offsets
 from connector.bulk.migrate import Migration, retarget
 from connector.domain.changes import UpdateVectorsEvent, UpsertEvent, parse_change
 from connector.domain.operations import op_from_patch
@@ -62,6 +65,18 @@ def test_retarget_moves_events_and_drops_old_model_vectors() -> None:
         expect="patch",
     )
     assert rewrite(other) is other
+
+
+async def until_committed(settings: Settings, topic: str, partitions: int, timeout: float = 60) -> None:
+    """Until the consumer group has committed an offset past the start of every partition of ``topic``."""
+    wanted = [TopicPartition(topic, p) for p in range(partitions)]
+    deadline = time.monotonic() + timeout
+    while True:
+        committed = {tp.partition: o for tp, o in (await committed_offsets(settings, wanted)).items() if o > 0}
+        if len(committed) == partitions:
+            return
+        assert time.monotonic() < deadline, f"after {timeout:.0f} s the group has committed {committed} of {topic}"
+        await asyncio.sleep(0.2)
 
 
 def _reference(initial: State, events: list[dict[str, Any]]) -> dict[Any, dict]:
@@ -143,7 +158,9 @@ async def test_migration_under_a_live_stream_loses_no_update(kafka, model_paths,
     streaming = asyncio.create_task(
         stream_during_migration(kafka.bootstrap, settings, events, sent, migration_done, fast=1000))
     try:
-        await asyncio.sleep(2)
+        # the worker applies and commits part of the stream first: the replay then starts from its
+        # committed offsets (step 2 of connector/bulk/migrate.py), not from the start of the log
+        await until_committed(settings, settings.patch_topic, partitions=2)
         report = await migration.run()
         migration_done.set()
         await streaming

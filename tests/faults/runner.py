@@ -123,9 +123,11 @@ class Tail(TopicFollower):
         self.verifications: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.rechecks: list[dict[str, Any]] = []  # re-embeds a worker published again (pipeline.RECHECK_HEADER)
+        self.read_to: dict[TopicPartition, int] = {}  # per partition, the offset after the last record read
         lists = {verification_topic: self.verifications, dead_letter_topic: self.dead_letters}
+        self._bootstrap, self._topics = bootstrap, [*lists, reembed_topic]
         self._dead_letter_topic, self._reembed_topic = dead_letter_topic, reembed_topic
-        super().__init__(bootstrap, [*lists, reembed_topic], lambda topic, record: lists[topic].append(record))
+        super().__init__(bootstrap, self._topics, lambda topic, record: lists[topic].append(record))
 
     async def _run(self) -> None:
         # dead letters in any form: the record_value form's value is the original, not JSON
@@ -133,6 +135,7 @@ class Tail(TopicFollower):
             batch = await self._consumer.getmany(timeout_ms=100)
             for tp, messages in batch.items():
                 for message in messages:
+                    self.read_to[TopicPartition(tp.topic, tp.partition)] = message.offset + 1
                     if tp.topic == self._reembed_topic:
                         if RECHECK_HEADER in dict(message.headers or []):
                             self.rechecks.append(json.loads(message.value))
@@ -152,6 +155,26 @@ class Tail(TopicFollower):
             alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            await asyncio.sleep(0.1)
+
+    async def caught_up(self, timeout: float = 60) -> None:
+        """Until the tail has read its topics up to their end offsets as of now: once the workers
+        have stopped, everything they published."""
+        known = {topic: self._consumer.partitions_for_topic(topic) for topic in self._topics}  # it follows them
+        if not all(known.values()):
+            raise RuntimeError(f"the tail knows no partitions of some of its topics: {known}")
+        partitions = [TopicPartition(topic, p) for topic, ps in known.items() for p in sorted(ps or ())]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap)
+        await consumer.start()
+        try:
+            ends = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
+        finally:
+            await consumer.stop()
+        deadline = time.monotonic() + timeout
+        while short := {f"{tp.topic}:{tp.partition}": (self.read_to.get(tp, 0), end) for tp, end in ends.items()
+                        if self.read_to.get(tp, 0) < end}:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the tail has not read to the end after {timeout:.0f} s: (read to, end) {short}")
             await asyncio.sleep(0.1)
 
     def by_worker(self, pid: int) -> bool:
@@ -606,7 +629,7 @@ async def scenario_disk_full(run: Run, tail: Tail, rng: random.Random, events: i
     output = worker.output()
     if code != 74 or "Qdrant local storage failed" not in output:
         raise RuntimeError(f"expected exit 74 with a clear message, got {code}: {output[-2000:]}")
-    await asyncio.sleep(1.0)  # let the tail read what the worker published before it stopped
+    await tail.caught_up()  # what the worker published before it stopped
     fault.note += f"; {len(tail.verifications)} batches confirmed before the disk filled"
     lost = confirmed_but_not_on_disk(run, tail.covered())
     if lost:
@@ -936,7 +959,7 @@ async def run_scenario(name: str, *, bootstrap: str, model_env: dict[str, str], 
                         run.stack.env["QCC_DEAD_LETTER_TOPIC"], run.stack.env["QCC_REEMBED_TOPIC"]) as tail:
             try:
                 report.faults = await scenario.run(run, tail, random.Random(seed), events, faults)
-                await asyncio.sleep(1.0)  # the last dead letters
+                await tail.caught_up()  # the last dead letters, re-checks and verifications of the stopped workers
                 check(run, tail, report, embedder)
             except Exception as exc:  # noqa: BLE001 - a failed run is reported, not raised
                 report.problems.append(f"{type(exc).__name__}: {exc}")

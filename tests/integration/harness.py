@@ -102,12 +102,15 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    async def wait_for_line(self, line: str, timeout: float = 60) -> None:
-        """Until the worker's log holds ``line`` (AssertionError with the log's end if not)."""
+    async def wait_for_line(self, line: str, timeout: float = 60, *, after: int = 0, show: str | None = None) -> None:
+        """Until the worker's log holds ``line`` more than ``after`` times (AssertionError with the
+        log's end if not, or with its lines holding ``show``: what was seen of a noisy debug log)."""
         deadline = time.monotonic() + timeout
-        while line not in self.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
+        while self.output().count(line) <= after and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.1)
-        assert line in self.output(), f"no {line!r} in:\n{self.output()[-3000:]}"
+        output = self.output()
+        seen = output[-3000:] if show is None else "\n".join(s for s in output.splitlines() if show in s)[-3000:]
+        assert output.count(line) > after, f"{line!r} not seen {after + 1} times in {timeout:.0f} s:\n{seen}"
 
 
 def upserts(first: int, count: int, value: float = 1.0) -> list[tuple[bytes, bytes]]:

@@ -134,7 +134,9 @@ async def test_secrets_never_reach_logs(kafka, model_env, tmp_path: Path) -> Non
         [(b"docs/1", json.dumps({"schema_version": 1, "collection": "docs", "op": "delete", "ids": [1]}).encode())],
     )
     worker = Worker(stack)
-    await asyncio.sleep(12)  # it joins, takes the window, and retries against the unreachable Qdrant
+    # it joins, takes the window, and retries against the unreachable Qdrant: the first failure
+    # (a warning) and a retry after it (info) are logged, with the debug lines around them
+    await worker.wait_for_line("; retry 2 in ")
     worker.stop()
     output = worker.output()
     assert "retry" in output  # the errors were logged...

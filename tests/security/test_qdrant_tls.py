@@ -105,6 +105,7 @@ CASES = {  # case: (credential, trust the CA, ready)
     "wrong-key": (WRONG_KEY, True, False),  # refused as unauthenticated
     "forged-jwt": (FORGED, True, False),  # a token signed with another key: refused as forbidden
 }
+PROBE_DONE = "Qdrant probe done"  # the worker's debug line after each readiness probe (every 2 s)
 # how the server refuses: (status in the worker's log, its own log line), per transport and case
 REFUSALS = {
     ("rest", "wrong-key"): ("401", '"GET /collections HTTP/1.1" 401'),
@@ -145,15 +146,20 @@ async def test_tls_custom_ca_and_credential(kafka, model_env, tmp_path: Path, tl
                                              until=all_covered(sent), timeout=90)
             assert all(v["verification"]["status"] == "verified" for v in verifications)
 
-        def settled() -> bool:  # ready, or the reason it is not has shown up
+        def settled() -> bool:  # ready, or the reason it is not has shown up (its probe's lines all written)
             if ready:
                 return http_get(http_port, "/readyz")[0] == 200
-            return "Qdrant probe failed" in worker.output() and http_get(http_port, "/livez")[0] == 200
+            output = worker.output()
+            return ("Qdrant probe failed" in output and f"{PROBE_DONE}: failed" in output
+                    and http_get(http_port, "/livez")[0] == 200)
 
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and not await asyncio.to_thread(settled):  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.5)
-        await asyncio.sleep(2.5)  # another probe either way
+        # another probe either way: the state read below is not one probe's, and the next probe's
+        # lines (the worker's, the server's) are in the logs searched for the credential too
+        probes = worker.output().count(PROBE_DONE)
+        await worker.wait_for_line(PROBE_DONE, timeout=30, after=probes, show="Qdrant probe")
         status, _ = await asyncio.to_thread(http_get, http_port, "/readyz")
         _, metrics = await asyncio.to_thread(http_get, http_port, "/metrics")
     finally:

@@ -45,15 +45,16 @@ async def test_sigterm_while_reembeds_wait_for_patches(kafka, model_env, tmp_pat
     sent_patch = await produce(kafka.bootstrap, stack.env["QCC_PATCH_TOPIC"], [(b"docs/0", json.dumps(patch).encode())])
     sent_reembeds = await produce(kafka.bootstrap, stack.env["QCC_REEMBED_TOPIC"], [reembed(0)])
 
-    worker = Worker(stack)
+    worker = Worker(stack, env={"QCC_LOG_LEVEL": "debug"})  # debug: the windows it takes
     try:
         deadline = time.monotonic() + 60  # the first re-embed window waits (logged after 5 s)
         while "re-embeds wait for 1 earlier patches" not in worker.output() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.2)
         assert "re-embeds wait for 1 earlier patches" in worker.output(), worker.output()[-3000:]
-        # more re-embeds arrive while it waits: the stream takes one and holds it for the next window
+        # more re-embeds arrive while it waits: the stream takes them as a window behind the first one
         sent_reembeds += await produce(kafka.bootstrap, stack.env["QCC_REEMBED_TOPIC"], [reembed(1), reembed(2)])
-        await asyncio.sleep(2)
+        _, last = sent_reembeds[-1]
+        await worker.wait_for_line(f"taken, its last at {stack.env['QCC_REEMBED_TOPIC']}:0:{last}", show="events taken")
     finally:
         stopped = time.monotonic()
         code = worker.stop(timeout=30)
