@@ -134,7 +134,9 @@ async def produce(bootstrap: str, topic: str,
 
 
 async def read_topic(bootstrap: str, topic: str, *, until: Any = None, timeout: float = 120) -> list[dict[str, Any]]:
-    """Read a topic from the start until ``until(records)`` is true (or timeout: AssertionError)."""
+    """Read a topic from the start until ``until(records)`` is true (or timeout: AssertionError);
+    without ``until``, every record up to the end offsets it has now (none where it does not exist),
+    however slowly the broker answers: a pause in fetching is never taken for the end."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -142,6 +144,8 @@ async def read_topic(bootstrap: str, topic: str, *, until: Any = None, timeout: 
     records: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     try:
+        if until is None:
+            return await _read_to_end(consumer, topic, deadline)
         while True:
             if until is not None and until(records):
                 return records
@@ -153,10 +157,26 @@ async def read_topic(bootstrap: str, topic: str, *, until: Any = None, timeout: 
             batch = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
             for messages in batch.values():
                 records.extend(json.loads(m.value) for m in messages)
-            if until is None and not batch:
-                return records
     finally:
         await consumer.stop()
+
+
+async def _read_to_end(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> list[dict[str, Any]]:
+    """The records of ``topic`` below the end offsets it has when the partitions are known."""
+    if topic not in await consumer.topics():
+        return []
+    while not consumer.assignment():
+        assert time.monotonic() < deadline, f"no partition of {topic} assigned"
+        await asyncio.sleep(0.05)
+    partitions = sorted(consumer.assignment())
+    ends = await consumer.end_offsets(partitions)
+    records: list[dict[str, Any]] = []
+    while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+        assert time.monotonic() < deadline, f"timed out reading {topic} to its ends {ends}: {len(records)} records"
+        batch = await consumer.getmany(*partitions, timeout_ms=500)
+        for tp, messages in batch.items():
+            records.extend(json.loads(m.value) for m in messages if m.offset < ends[tp])
+    return records
 
 
 def covered_offsets(verifications: list[dict[str, Any]]) -> dict[int, set[int]]:
