@@ -5,7 +5,6 @@ holds it to, and no module that does not exist."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from tests.unit.test_layout import PACKAGE, TIER
 
