@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.failpoints import Failpoints
+from connector.failpoints import CRASH_AFTER_APPLY, HOLD_APPLY, Failpoints
 from connector.stages import Stage
 from connector.stream.window.quarantine import poison_message
 
@@ -51,6 +51,7 @@ def test_a_dead_letter_names_the_stage_by_its_name_and_in_words() -> None:
 
 
 async def test_the_failpoints_are_named_by_the_stages(tmp_path: Path) -> None:
+    assert (HOLD_APPLY, CRASH_AFTER_APPLY) == ("hold-apply", "crash-after-apply")  # the names tests switch on
     failpoints = Failpoints(tmp_path)
     for stage in Stage:
         (tmp_path / f"poison-{stage.value}").write_text("MARK")
