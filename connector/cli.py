@@ -17,6 +17,16 @@ from pydantic import ValidationError
 
 from connector.console import console_for
 from connector.errors import ConfigurationError
+from connector.exit_codes import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_INCOMPLETE,
+    EX_INTERRUPTED,
+    EX_NOINPUT,
+    EX_OK,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+)
 from connector.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,7 +46,7 @@ def _version(value: bool) -> None:
         from importlib.metadata import version
 
         print(f"qdrant-change-connector {version('qdrant-change-connector')}")
-        raise typer.Exit(0)
+        raise typer.Exit(EX_OK)
 
 
 @cli.callback()
@@ -54,8 +64,6 @@ def options(
     if ctx.invoked_subcommand != "worker" and not debug:
         # a broker that cannot be reached is said once, in the command's own line (main)
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-EXIT_CONFIG = 78  # EX_CONFIG: the settings name something unusable
 
 
 @cli.command()
@@ -86,7 +94,7 @@ def worker() -> None:
             check_local_storage(settings.qdrant_path)
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(EXIT_CONFIG) from exc
+            raise typer.Exit(EX_CONFIG) from exc
     log_config = configure(settings)
     for line in setting_warnings(settings, environ):  # legal, but ineffective as given: said once
         logging.getLogger("connector.settings").warning("%s", line)
@@ -100,7 +108,7 @@ def worker() -> None:
             embedder.chunker(chunked.model or settings.dense_model, chunked.max_tokens, chunked.overlap_tokens)
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(EX_CONFIG) from None
     _say_where_qdrant_is(settings)
     loop = new_event_loop(settings)  # Faust runs on it too, so the endpoints served now stay up
     asyncio.set_event_loop(loop)
@@ -112,11 +120,11 @@ def worker() -> None:
             logging.getLogger("connector.worker").critical(
                 "cannot serve the HTTP endpoints on %s:%d (%s): set QCC_HTTP_PORT (0 turns them off) or QCC_HTTP_HOST",
                 settings.http_host, settings.http_port, exc.strerror or exc)
-            raise typer.Exit(EXIT_CONFIG) from None
+            raise typer.Exit(EX_CONFIG) from None
     probe = BrokerProbe(settings, BROKER_OUTAGE)
     if not loop.run_until_complete(_until_broker_answers(loop, probe)):
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
-        raise typer.Exit(0)
+        raise typer.Exit(EX_OK)
     app = create_app(settings, embedder=embedder, readiness=readiness if settings.http_port else None,
                      broker_probe=probe, cdc_mapping=cdc_mapping)
     frozen = settle_heap()  # the models are loaded: what exists now lives as long as the process
@@ -210,7 +218,6 @@ def produce(
     re-embed topic; a file with a bad line is not sent at all."""
     from aiokafka.errors import MessageSizeTooLargeError
 
-    from connector.exit_codes import EX_DATAERR
     from connector.kafka.producer import ChangeProducer, checked_event
 
     settings = Settings()
@@ -267,7 +274,7 @@ def _numbered_lines(source: Path) -> Callable[[], Iterator[tuple[int, bytes]]]:
 def _line_problem(raw: bytes, settings: Settings) -> str | None:
     """Why a line of a ``produce`` file is not an event the worker takes (``, column 3: not sent:
     not JSON: ...`` or ``: not sent: ...``), or None for a good or empty line."""
-    from connector.exit_codes import readable
+    from connector.failures import readable
     from connector.kafka.producer import checked_event
 
     try:
@@ -302,13 +309,10 @@ def tail(
                               idle_timeout=idle_timeout))
     if count is not None and seen < count:
         console.print(f"stopped: {seen} of {count} records, then none for {idle_timeout:g} s (--idle-timeout)")
-        raise typer.Exit(EXIT_INCOMPLETE)
+        raise typer.Exit(EX_INCOMPLETE)
     if count is None:
         console.print(f"stopped: no record for {idle_timeout:g} s (--idle-timeout), {seen} shown")
 
-
-EXIT_INCOMPLETE = 1  # audit: a range not proven, a gap, a mismatch or a missing dead letter
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the broker cannot be reached
 
 
 @cli.command()
@@ -334,15 +338,14 @@ def audit(
     from connector.audit.render import as_json as report_json
     from connector.audit.render import print_report
     from connector.audit.scope import Mode, plan
-    from connector.exit_codes import EX_NOINPUT
 
     if to not in ("committed", "end"):
         console.print(f"--to must be 'committed' or 'end', not {to!r}")
-        raise typer.Exit(64)
+        raise typer.Exit(EX_USAGE)
     if wait is not None and to == "end":
         console.print("--wait proves up to the log end once the group's commits reach it; --to end proves up to "
                       "it without waiting: use one of them")
-        raise typer.Exit(64)
+        raise typer.Exit(EX_USAGE)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an unreachable broker is said once, below
     settings = Settings()
     group = settings.consumer_group
@@ -386,14 +389,14 @@ def audit(
             print(json.dumps(report_json(reports, strict=strict, unreadable=trail.unreadable, group=group), indent=2))
         else:
             print_report(console_for(), reports, strict=strict, unreadable=trail.unreadable, group=group)
-        return 0 if all(r.complete(strict) for r in reports) else EXIT_INCOMPLETE
+        return EX_OK if all(r.complete(strict) for r in reports) else EX_INCOMPLETE
 
     try:
         code = asyncio.run(run())
     except KafkaConnectionError as exc:
         console.print(f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers} ({exc}); "
                       "check QCC_KAFKA_BOOTSTRAP_SERVERS")
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+        raise typer.Exit(EX_UNAVAILABLE) from None
     if code:
         raise typer.Exit(code)
 
@@ -498,7 +501,7 @@ def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, creates
         return asyncio.run(main())
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: run the same command with --resume to continue[/yellow]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EX_INTERRUPTED) from None
     except Exception:
         if fresh:
             shutil.rmtree(settings.qdrant_path, ignore_errors=True)
@@ -575,7 +578,7 @@ def create_collection_cmd(
         created = _run_bulk(run, creates=True)
     except CollectionConfigError as exc:
         console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EX_INCOMPLETE) from None
     console.print(f"collection {name}: {'created' if created else 'exists'}"
                   + (" (chunked documents: _chunk.document_id indexed)" if chunked else ""))
 
@@ -637,7 +640,7 @@ def import_cmd(
     )
     if not report.ok:
         print(report.to_json())
-        raise typer.Exit(1)
+        raise typer.Exit(EX_INCOMPLETE)
 
 
 @cli.command("verify")
@@ -665,7 +668,7 @@ def verify_cmd(
                   f"{result.missing_count} missing, {result.extra_count} extra, {result.mismatched_count} differ")
     if not result.ok:
         print(text)
-        raise typer.Exit(1)
+        raise typer.Exit(EX_INCOMPLETE)
 
 
 @cli.command("reembed")
@@ -738,7 +741,7 @@ def migrate_cmd(
         report = _run_bulk(run)
     except MigrationError as exc:
         console.print(f"[red]migration stopped: {exc}[/red]")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EX_INCOMPLETE) from None
     print(json.dumps(report.__dict__, indent=2, default=str))
 
 
@@ -748,7 +751,7 @@ def main() -> None:
 
     from typer._click import exceptions as click_errors  # typer carries its own click
 
-    from connector.exit_codes import EX_USAGE, failure
+    from connector.failures import failure
 
     # qdrant-client warns when it cannot ask an unreachable server its version; the command's own line says more
     warnings.filterwarnings("ignore", message="Failed to obtain server version")
@@ -759,14 +762,14 @@ def main() -> None:
         exc.show()
         sys.exit(EX_USAGE)
     except typer.Abort:
-        sys.exit(130)
+        sys.exit(EX_INTERRUPTED)
     except Exception as exc:
         if debug_mode or logging.getLogger().isEnabledFor(logging.DEBUG) or _env_debug():
             raise
         status, line = failure(exc, _bootstrap())
         console.print(f"error: {line}", markup=False, highlight=False)
         sys.exit(status)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, int) else EX_OK)
 
 
 def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,  # noqa: ARG001

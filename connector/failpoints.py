@@ -7,7 +7,7 @@ deployments leave the setting unset, and then every check is one ``is None`` tes
 Failpoints:
 - ``qdrant-unavailable``: every Qdrant call fails as if the connection were refused;
 - ``qdrant-timeout``: every Qdrant call times out, as httpx reports it;
-- ``crash-while-embedding``: the process exits hard inside a model call;
+- ``crash-while-embedding``: the process exits hard inside a model call (stage embed);
 - ``crash-after-apply``: ... after a batch is applied, before its verification event;
 - ``crash-between-requests``: ... after a batch's first request, when the batch takes several
   (QCC_QDRANT_MAX_REQUEST_BYTES): a window applied in part, such as a document's new chunks
@@ -23,9 +23,13 @@ Failpoints:
   flight does (shutdown does not cut it short);
 - ``agent-crash``: an agent's body raises as soon as it starts, as a bug would (the worker must
   end, exit 70, rather than Faust restarting the agent forever);
-- ``poison-<stage>`` (stage: validate, plan, embed, apply, verify): the file holds a marker;
-  that stage raises, as a bug would, for a window holding a record or text with the marker.
-  Stands in for inputs that break a stage where no real one is known (poison quarantine).
+- ``poison-<stage>`` (a stage of connector/stages.py with a hook: validate, embed, plan, apply,
+  verify): the file holds a marker; that stage raises, as a bug would, for a window holding a
+  record or text with the marker. Stands in for inputs that break a stage where no real one is
+  known (poison quarantine).
+
+The names that name a stage (``poison-<stage>``, ``hold-apply``, ``crash-after-apply``) are made
+from :class:`connector.stages.Stage`, the names the processor's dead letters use too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +47,17 @@ import httpx
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
+from connector.stages import Stage
+
 log = logging.getLogger(__name__)
+
+HOLD_APPLY = f"hold-{Stage.APPLY}"
+CRASH_AFTER_APPLY = f"crash-after-{Stage.APPLY}"
+
+
+def poison_name(stage: Stage) -> str:
+    """The failpoint that breaks ``stage`` for a marked record."""
+    return f"poison-{stage}"
 
 
 class WrittenOp(Protocol):
@@ -112,9 +127,10 @@ class Failpoints:
         return self._folder is not None and (self._folder / name).exists()
 
     def crash_if_active(self, name: str) -> None:
-        """Exit at once, as SIGKILL would: no cleanup, no commit, no flush."""
+        """Exit at once, as SIGKILL would: no cleanup, no commit, no flush; the code a shell reports
+        for SIGKILL, which no command of the connector uses (connector/exit_codes.py)."""
         if self.active(name):
-            os._exit(137)
+            os._exit(128 + signal.SIGKILL)
 
     def raise_if_active(self, name: str) -> None:
         """Raise, as a bug would, while ``name`` is active."""
@@ -128,11 +144,11 @@ class Failpoints:
         while self.active(name):  # noqa: ASYNC110 - a file another process removes
             await asyncio.sleep(0.05)
 
-    def poison(self, stage: str, values: list[bytes | None] | list[str]) -> None:
+    def poison(self, stage: Stage, values: list[bytes | None] | list[str]) -> None:
         """Raise if ``poison-<stage>`` is active and one of ``values`` holds its marker."""
         if self._folder is None:
             return
-        path = self._folder / f"poison-{stage}"
+        path = self._folder / poison_name(stage)
         try:
             marker = path.read_text().strip()
         except FileNotFoundError:
@@ -140,17 +156,17 @@ class Failpoints:
         for value in values:
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
             if marker and marker in text:
-                raise RuntimeError(f"failpoint: poison-{stage} (a record that breaks this stage)")
+                raise RuntimeError(f"failpoint: {poison_name(stage)} (a record that breaks this stage)")
 
-    async def stage(self, name: str, values: list[bytes | None] | list[str], written: Written | None = None) -> None:
+    async def stage(self, name: Stage, values: list[bytes | None] | list[str], written: Written | None = None) -> None:
         """The one fault hook at the start of a window's stage ``name`` (validate, plan, apply,
-        verify): ``poison-<name>``; before ``apply`` also ``hold-apply``; before ``verify`` (the
-        batch is applied) also ``crash-after-apply`` and ``write-behind``, which changes what
-        the window ``written``."""
-        if name == "apply":
-            await self.hold("hold-apply")
-        if name == "verify":
-            self.crash_if_active("crash-after-apply")
+        verify; embed's is in the model call): ``poison-<stage>``; before ``apply`` also
+        ``hold-apply``; before ``verify`` (the batch is applied) also ``crash-after-apply`` and
+        ``write-behind``, which changes what the window ``written``."""
+        if name is Stage.APPLY:
+            await self.hold(HOLD_APPLY)
+        if name is Stage.VERIFY:
+            self.crash_if_active(CRASH_AFTER_APPLY)
             if written is not None and self.active("write-behind"):
                 await self._write_behind(written)
         self.poison(name, values)

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -22,6 +23,7 @@ from connector.dev.broker import KafkaBroker
 from connector.dev.spawn import free_port
 from connector.domain.changes import RejectionCode
 from connector.embedding.offline_model import assemble_all, models_dir, needs_assembly
+from connector.exit_codes import EX_INCOMPLETE, EX_OK
 from connector.kafka.admin import ensure_topics
 from connector.kafka.options import client_options
 from connector.kafka.producer import ChangeProducer, build_event
@@ -278,7 +280,7 @@ def _summary(story: Story, tally: Tally, worker_exit: int | None, workdir: Path,
     """The counts that follow from the story (the same on every run of a seed), then the batches,
     whose number follows the timing of windows."""
     console.rule("summary")
-    if worker_exit not in (0, -15):  # -15: stopped by the terminate() above
+    if worker_exit not in (EX_OK, -signal.SIGTERM):  # -SIGTERM: stopped by the terminate() above
         console.print(f"[red]the worker exited with {worker_exit}; see {workdir / 'worker.log'}[/red]")
     meant, other = tally.dead_letters()
     missing = story.meant_dead() - meant
@@ -302,7 +304,7 @@ def _summary(story: Story, tally: Tally, worker_exit: int | None, workdir: Path,
         client.close()
     healthy = (tally.records >= total and not other and not missing
                and tally.batches["mismatch"] == 0 and tally.batches["partial"] == 0)
-    return 0 if healthy else 1
+    return EX_OK if healthy else EX_INCOMPLETE
 
 
 def _codes(counts: Counter[str]) -> str:

@@ -28,6 +28,7 @@ from connector.embedding.offline_model import assembled_models, models_dir
 from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
 from connector.settings import Settings
+from connector.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Embedder:
     def embed_sync(self, model: str, kind: VectorKind, texts: list[str]) -> list[Vector]:
         encoder = self._load(model, kind)
         self._failpoints.crash_if_active("crash-while-embedding")
-        self._failpoints.poison("embed", texts)
+        self._failpoints.poison(Stage.EMBED, texts)
         if kind == "dense":
             return [tuple(float(x) for x in vec) for vec in encoder.embed(texts)]
         return [

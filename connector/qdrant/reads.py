@@ -1,9 +1,9 @@
-"""The connector's reads, each written once: points by id (chunked), pages of a scroll, a count.
+"""The connector's reads, one function each: points by id (chunked), pages of a scroll, a count,
+and the read before and after a window (:func:`read_state`), which each wire spells its own way.
 
 The stream (existence, texts, read-back), the bulk tools and the migration all read through
-these, so every read is retried the same way and respects the same limits. The reads before and
-after a window (:func:`read_state`) go through the client's wire; the others read qdrant-client's
-records.
+these, so every read is retried the same way and respects the same limits. :func:`read_state`
+goes through the client's wire (connector/qdrant/wires/); the others read qdrant-client's records.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 change events (cdc); wiring only.
 
 Each agent reads windows with ``stream.take_events(max, within)`` and runs with
-``concurrency=1``; connector/stream/pipeline.py applies them in order, one at a time, while
-the agent collects and parses the next, and acknowledges (lets Faust commit) a window's events
-only once it is applied and its verification events and dead letters are published. A window
+``concurrency=1``; connector/stream/pipeline.py applies them, up to ``QCC_WINDOWS_IN_FLIGHT``
+at once where they share no point (else one after another), while the agent collects and parses
+the next, and acknowledges (lets Faust commit) a window's events only once it and every window
+before it are applied and their verification events and dead letters are published, in order. A window
 cut short by shutdown is abandoned and replayed by the next owner; a failure that may be a
 record's fault is quarantined (:meth:`WindowProcessor.process_quarantining`); any other failure,
 in a window or in an agent's own body, exits the process (74: local storage cannot be written; 78: a

@@ -52,6 +52,7 @@ from faust.streams import Stream
 from faust.types import EventT
 
 from connector.errors import ConfigurationError, StorageError, WindowAbandoned
+from connector.exit_codes import EX_CONFIG, EX_IOERR, EX_SOFTWARE
 from connector.kafka.publishing import dead_letter_message, verification_value
 from connector.metrics import CONSUMER_LAG, REEMBED_RECHECKS, WINDOWS_QUEUED, observe_window
 from connector.settings import Settings
@@ -59,14 +60,10 @@ from connector.stream.window import Record, WindowProcessor, WindowResult
 from connector.stream.window.footprint import Footprint, footprint, independent
 from connector.stream.window.items import Item
 
-__all__ = ["EXIT_BUG", "EXIT_CONFIG", "EXIT_STORAGE", "RECHECK_HEADER", "WindowsInHand", "abandon", "end_worker",
-           "publish", "run_windows"]
+__all__ = ["RECHECK_HEADER", "WindowsInHand", "abandon", "end_worker", "publish", "run_windows"]
 
 log = logging.getLogger(__name__)
 
-EXIT_BUG = 70  # EX_SOFTWARE: an unexpected failure in a window
-EXIT_STORAGE = 74  # EX_IOERR: local mode could not write its storage
-EXIT_CONFIG = 78  # EX_CONFIG: a setting that cannot work (a Qdrant URL that is no Qdrant server, say)
 RECHECK_HEADER = "qcc.recheck-of"
 
 
@@ -335,9 +332,10 @@ class Runner:
 
 
 def _exit_code(exc: BaseException) -> int:
+    """The worker's code for a failure no window survives: its storage (74), a setting (78), else a bug (70)."""
     if isinstance(exc, StorageError):
-        return EXIT_STORAGE
-    return EXIT_CONFIG if isinstance(exc, ConfigurationError) else EXIT_BUG
+        return EX_IOERR
+    return EX_CONFIG if isinstance(exc, ConfigurationError) else EX_SOFTWARE
 
 
 def end_worker(agent: str, exc: Exception) -> NoReturn:

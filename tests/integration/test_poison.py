@@ -108,7 +108,7 @@ async def test_records_that_break_each_stage_are_quarantined(kafka, model_env, t
     client = qdrant_target.client()
     payloads = {p.id: p.payload for p in client.scroll("docs", limit=300)[0]}
     client.close()
-    assert "failed in verification, after its operations were applied" in messages
+    assert "failed in stage verify (verification, after its operations were applied)" in messages
     # every healthy patch applied, in order: each point holds its last value
     values = {pid: payloads[pid].get("n") for pid in last}
     assert values == {pid: records_value(records[i]) for pid, i in last.items()}

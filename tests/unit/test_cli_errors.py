@@ -41,7 +41,7 @@ from connector.errors import (
     StorageInUse,
     TransientError,
 )
-from connector.exit_codes import failure
+from connector.failures import failure
 from connector.qdrant import RetryingClient
 from connector.schemas import SCHEMA_DIR
 

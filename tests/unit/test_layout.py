@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "connector"
 # The layers of the package, bottom first: a module imports only its own package and the layers
 # below its own (README, "Layout"); every package and top-level module is in one.
 TIERS: list[set[str]] = [
-    {"errors", "paths", "failpoints", "console", "heap"},
-    {"settings"},
+    {"errors", "exit_codes", "stages", "paths", "console", "heap"},
+    {"settings", "failpoints"},
     {"domain", "logs", "setting_warnings"},
     {"metrics"},
     {"qdrant", "embedding", "kafka"},
     {"stream", "audit"},
-    {"bulk", "schemas", "exit_codes", "producer"},  # producer: the SDK's old name, kept for its users
+    {"bulk", "schemas", "failures", "producer"},  # producer: the SDK's old name, kept for its users
     {"dev"},  # development tools: only the command line (the demo) imports them
     {"cli"},
 ]

@@ -46,3 +46,13 @@ def test_the_metrics_table_is_the_registry() -> None:
     table = (ROOT / "README.md").read_text().split("### Metrics (`/metrics`)", 1)[1].split("\n\n", 2)[1]
     documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert documented == exposed
+
+
+def test_the_readme_leaves_the_benchmark_figures_to_benchmarks_md() -> None:
+    """Measured ratios and rates live in BENCHMARKS.md (generated with them); the README links there."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    figures = re.findall(r"\d[\d.,]*[-–]?[\d.,]*×|\d[\d,.]* (?:events|texts|upserts|rows|windows|points)/s", readme)
+    assert figures == []
+    assert "(BENCHMARKS.md#headline-ratios)" in readme

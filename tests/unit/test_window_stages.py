@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from connector.domain.operations import Op
 from connector.domain.records import ErrorInfo, VerificationOutcome
 from connector.settings import Settings
+from connector.stages import Stage
 from connector.stream.window.embedding import operations_for
 from connector.stream.window.items import Item, Record, WindowResult, fail_together
 from connector.stream.window.parse import parse_record
@@ -157,19 +158,19 @@ class Window:
 async def test_quarantine_dead_letters_exactly_the_records_that_fail_alone() -> None:
     records = [record(i, b"poison" if i in (3, 9) else set_payload(i)) for i in range(12)]
     window = Window()
-    result = await process_quarantining(window.process, window.poisoned, lambda: "planning", records)
+    result = await process_quarantining(window.process, window.poisoned, lambda: Stage.PLAN, records)
     assert [d.source.offset for d in result.dead_letters] == [3, 9]
-    assert all(d.error.message.startswith("failed in planning: RuntimeError") for d in result.dead_letters)
+    assert all(d.error.message.startswith("failed in stage plan (planning): RuntimeError") for d in result.dead_letters)
     assert sorted(window.applied) == [i for i in range(12) if i not in (3, 9)]
 
 
 async def test_quarantine_raises_when_most_of_the_window_fails_or_the_failure_is_infrastructure() -> None:
     mostly_bad = [record(i, b"poison" if i < 3 else set_payload(i)) for i in range(4)]
     with pytest.raises(RuntimeError):
-        await process_quarantining(Window().process, Window().poisoned, lambda: "x", mostly_bad)
+        await process_quarantining(Window().process, Window().poisoned, lambda: Stage.PLAN, mostly_bad)
     one_bad = [record(i, b"poison" if i == 0 else set_payload(i)) for i in range(4)]
     window = Window(infrastructure=True)
     with pytest.raises(KafkaConnectionError):
-        await process_quarantining(window.process, window.poisoned, lambda: "x", one_bad)
+        await process_quarantining(window.process, window.poisoned, lambda: Stage.PLAN, one_bad)
     assert window.applied == []  # not bisected: no record's fault
 

@@ -1,7 +1,9 @@
 """One window of Kafka records -> applied Qdrant batches, verification events, dead letters.
 
-:class:`WindowProcessor` (processor.py) runs the stages, one module each: parse, admission,
-texts, embedding, readback, report; quarantine.py finds the records that break a window.
+:class:`WindowProcessor` (processor.py) runs the stages (connector/stages.py names them), by
+these modules: parse, admission and rows, texts, embedding and chunks, filters, readback,
+report; quarantine.py finds the records that break a window, footprint.py which windows may be
+applied at the same time.
 """
 
 from connector.stream.window.items import Record, WindowResult

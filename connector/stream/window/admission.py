@@ -21,6 +21,7 @@ from connector.qdrant.catalog import CollectionCatalog
 from connector.qdrant.reads import count_points
 from connector.qdrant.retrying import RetryingClient
 from connector.settings import Settings
+from connector.stages import Stage
 from connector.stream.window.items import Item, fail
 
 __all__ = ["Admission"]
@@ -42,7 +43,7 @@ class Admission:
         pending = [item for item in items if item.error is None]
         if collection is None or not pending:
             return None
-        await self.failpoints.stage("validate", [item.record.value for item in pending])
+        await self.failpoints.stage(Stage.VALIDATE, [item.record.value for item in pending])
         allowed = self.settings.collections
         if allowed is not None and collection not in allowed:
             for item in pending:

@@ -4,14 +4,19 @@ Independent of Faust so that it can be driven by the stream app, the tests and t
 benchmarks alike. The window is cut at migration fences, then each collection's part goes
 through the stages, each a module of its own:
 
-1. parse (:mod:`.parse`): records -> events, fences or rejections;
-2. admit (:mod:`.admission`): the collection, policy, schema and blast radius; for CDC row
-   changes, which form applies (:mod:`.rows`);
-3. texts (:mod:`.texts`): inline, or read from payload fields after earlier patches;
-4. embed (:mod:`.embedding`): one call per model and vector name, then one op per event;
-5. read the touched points, screen and plan (connector/domain/planner.py), apply
-   (connector/qdrant/apply.py), read back and compare (:mod:`.readback`);
-6. report (:mod:`.report`): the verification event and the dead letters.
+1. ``parse`` (:mod:`.parse`): records -> events, fences or rejections;
+2. ``validate`` (:mod:`.admission`): the collection, policy, schema and blast radius; for CDC
+   row changes, which form applies (:mod:`.rows`);
+3. ``embed``: the texts (:mod:`.texts`), inline or read from payload fields after earlier
+   patches, then the vectors (:mod:`.embedding`): one call per model and vector name, one op
+   per event; in a chunked collection the chunks' ops (:mod:`.chunks`);
+4. ``plan``: read the touched points, screen and plan (connector/domain/planner.py);
+5. ``apply`` (connector/qdrant/apply.py);
+6. ``verify``: read back and compare (:mod:`.readback`), then report (:mod:`.report`): the
+   verification event and the dead letters.
+
+The stage names are :class:`connector.stages.Stage`'s, the failpoints' too (docs/design.md,
+"Glossary").
 
 The caller publishes what :meth:`WindowProcessor.process` returns and only then lets the
 source offsets be committed. A window that breaks is quarantined (:mod:`.quarantine`).
@@ -45,6 +50,7 @@ from connector.qdrant import BatchApplier, RetryingClient
 from connector.qdrant.catalog import CollectionCatalog
 from connector.qdrant.reads import read_state
 from connector.settings import Settings
+from connector.stages import Stage
 from connector.stream.window.admission import Admission
 from connector.stream.window.chunks import ChunkStage, DocumentWindow
 from connector.stream.window.embedding import embed_texts, operations_for
@@ -71,7 +77,7 @@ __all__ = ["WindowProcessor"]
 log = logging.getLogger(__name__)
 
 Report = tuple[VerificationEvent, list[DeadLetterRecord]]
-_STAGE: ContextVar[str] = ContextVar("window_stage", default="parsing")
+_STAGE: ContextVar[Stage] = ContextVar("window_stage", default=Stage.PARSE)
 
 
 class WindowProcessor:
@@ -109,13 +115,13 @@ class WindowProcessor:
         self.chunks = ChunkStage(settings, qdrant, embedder, chunked_fields(settings, cdc_mapping))
 
     @property
-    def stage(self) -> str:
+    def stage(self) -> Stage:
         """Where the window being processed in this task is (named in poison_record dead letters);
         a context variable, since independent windows are processed at the same time."""
         return _STAGE.get()
 
     @stage.setter
-    def stage(self, value: str) -> None:
+    def stage(self, value: Stage) -> None:
         _STAGE.set(value)
 
     async def process_quarantining(self, records: Sequence[Record], parsed: list[Item] | None = None) -> WindowResult:
@@ -142,7 +148,7 @@ class WindowProcessor:
 
     def parse(self, records: Sequence[Record]) -> list[Item]:
         """Stage 1 for a whole window (a migration reads the parsed events too)."""
-        self.stage = "parsing"
+        self.stage = Stage.PARSE
         return self._parse_records(records)
 
     def _parse_records(self, records: Sequence[Record]) -> list[Item]:
@@ -219,7 +225,7 @@ class WindowProcessor:
     async def _process_collection(self, collection: str | None, items: list[Item], started: float) -> Report:
         """One batch: the items of one collection and one shard key."""
         timings = Timings()
-        self.stage = "validation"
+        self.stage = Stage.VALIDATE
         shard_key = items[0].shard_key
         schema = await self.admission.admit(collection, items, shard_key)
         fail_together(items)
@@ -228,7 +234,7 @@ class WindowProcessor:
                                 reason="no operation to apply"), timings, started)
         t0 = time.monotonic()
         prefetched = await choose_forms(self.qdrant, schema.name, items, shard_key)
-        self.stage = "embedding"
+        self.stage = Stage.EMBED
         live = [item for item in items if item.error is None and not item.skipped]
         spec = self.chunks.spec(collection)
         if spec is not None and collection is not None:  # events address documents: chunk ops
@@ -257,6 +263,9 @@ class WindowProcessor:
                      documents: DocumentWindow | None = None) -> Report:
         """Screen (which points exist), plan, apply, read back and compare: in ``shard_key``'s shards.
         ``prefetched``: points read already in this window (their existence and payload), not read again."""
+        self.stage = Stage.PLAN
+        values = [item.record.value for item in items]
+        await self.failpoints.stage(Stage.PLAN, values)
         read = ids_to_read(ops)
         # a re-embed window checks the vectors it wrote, not payloads: the patch stream, consumed
         # beside it, may change a payload between this read and the read-back (docs/design.md)
@@ -272,9 +281,6 @@ class WindowProcessor:
             fail(by_position[op.sources[0]], "point_not_found", f"points not found: {listed(absent)}")
         fail_together(items)
         accepted = [op for op in screened.accepted if by_position[op.sources[0]].error is None]
-        self.stage = "planning"
-        values = [item.record.value for item in items]
-        await self.failpoints.stage("plan", values)
         planned = plan(accepted)
         applied: list[Op] = []
         rejected: list[Op] = []
@@ -282,8 +288,8 @@ class WindowProcessor:
         matcher: FilterMatcher | None = None
         t0 = time.monotonic()
         if planned:
-            self.stage = "the Qdrant request"
-            await self.failpoints.stage("apply", values)
+            self.stage = Stage.APPLY
+            await self.failpoints.stage(Stage.APPLY, values)
             matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints,
                                      shard_key) if self.settings.verify_after_apply else None)
             result = await self.applier.apply(schema.name, planned, matcher, shard_key)
@@ -295,8 +301,8 @@ class WindowProcessor:
         fail_together(items)
         timings.apply = time.monotonic() - t0
         t0 = time.monotonic()
-        self.stage = "verification, after its operations were applied"
-        await self.failpoints.stage("verify", values,
+        self.stage = Stage.VERIFY
+        await self.failpoints.stage(Stage.VERIFY, values,
                                     Written(self.client, self.qdrant.call, schema.name, applied, checks_payload))
         if self.settings.verify_after_apply:
             matches = matcher.matches if matcher is not None else {}

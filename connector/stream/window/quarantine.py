@@ -15,6 +15,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from connector.errors import ConfigurationError, StorageError, WindowAbandoned
+from connector.stages import Stage
 from connector.stream.window.items import Record, WindowResult
 
 __all__ = ["is_infrastructure", "poison_message", "process_quarantining"]
@@ -31,14 +32,15 @@ def is_infrastructure(exc: BaseException) -> bool:
                             MemoryError))
 
 
-def poison_message(stage: str, exc: BaseException) -> str:
-    """What broke, where: the stage, the error and the innermost frame."""
+def poison_message(stage: Stage, exc: BaseException) -> str:
+    """What broke, where: the stage (``failed in stage apply (the Qdrant request)``), the error
+    and the innermost frame."""
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     place = f" (in {where.name}, {Path(where.filename).name}:{where.lineno})" if where else ""
-    return f"failed in {stage}: {type(exc).__name__}: {exc}{place}"[:4000]
+    return f"failed in stage {stage} ({stage.doing}): {type(exc).__name__}: {exc}{place}"[:4000]
 
 
-async def process_quarantining(process: Process, poisoned: Poisoned, stage: Callable[[], str],
+async def process_quarantining(process: Process, poisoned: Poisoned, stage: Callable[[], Stage],
                                records: Sequence[Record],
                                first: Callable[[], Awaitable[WindowResult]] | None = None) -> WindowResult:
     """``process(records)``, quarantining the records that break it (see the module docstring).
@@ -58,7 +60,7 @@ async def process_quarantining(process: Process, poisoned: Poisoned, stage: Call
         return result
 
 
-async def _isolate(process: Process, poisoned: Poisoned, stage: Callable[[], str],
+async def _isolate(process: Process, poisoned: Poisoned, stage: Callable[[], Stage],
                    records: list[Record]) -> WindowResult:
     try:
         return await process(records)
