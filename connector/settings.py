@@ -331,25 +331,6 @@ class Settings(BaseSettings):
             _raise_if(topic_problem(name))
         return value
 
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "qdrant_ca_file")
-    @classmethod
-    def _file_named_exists(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            _raise_if(None if value.is_file() else "not a file" if value.exists() else "no such file")
-        return value
-
-    @field_validator("kafka_ssl_cafile", "qdrant_ca_file")
-    @classmethod
-    def _ca_bundle_readable(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            try:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(value))
-            except ssl.SSLError as exc:
-                raise ValueError(f"not a CA bundle of PEM certificates ({exc.reason or exc})") from None
-            except OSError as exc:
-                raise ValueError(f"cannot be read: {exc.strerror or exc}") from None
-        return value
-
     @field_validator("data_dir")
     @classmethod
     def _data_dir_can_be_a_folder(cls, value: Path) -> Path:
@@ -364,7 +345,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _settings_agree(self) -> Settings:
         """Rules across settings, every broken one said at once."""
-        _raise_if("; ".join(kafka_security_problems(self) + topic_conflicts(self)) or None)
+        _raise_if("; ".join(kafka_security_problems(self) + topic_conflicts(self) + file_problems(self)) or None)
         return self
 
     def public_dump(self) -> dict[str, object]:
@@ -481,6 +462,37 @@ def kafka_security_problems(settings: Settings) -> list[str]:
     if settings.kafka_ssl_keyfile is not None and settings.kafka_ssl_certfile is None:
         problems.append("QCC_KAFKA_SSL_KEYFILE needs QCC_KAFKA_SSL_CERTFILE, the client certificate of that key")
     return problems
+
+
+def file_problems(settings: Settings) -> list[str]:
+    """Files named by settings in use that cannot serve: missing, not files, CA bundles that are not
+    PEM. A file a setting names where it is not used is a warning (connector/setting_warnings.py)."""
+    used: list[tuple[str, Path | None, bool]] = []
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        used += [("QCC_KAFKA_SSL_CAFILE", settings.kafka_ssl_cafile, True),
+                 ("QCC_KAFKA_SSL_CERTFILE", settings.kafka_ssl_certfile, False),
+                 ("QCC_KAFKA_SSL_KEYFILE", settings.kafka_ssl_keyfile, False)]
+    if settings.qdrant_url and not settings.qdrant_url.startswith("http://"):
+        used.append(("QCC_QDRANT_CA_FILE", settings.qdrant_ca_file, True))
+    problems = []
+    for variable, path, ca_bundle in used:
+        problem = _file_problem(path, ca_bundle) if path is not None else None
+        if problem:
+            problems.append(f"{variable}={path}: {problem}")
+    return problems
+
+
+def _file_problem(path: Path, ca_bundle: bool) -> str | None:
+    if not path.is_file():
+        return "not a file" if path.exists() else "no such file"
+    if ca_bundle:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+        except ssl.SSLError as exc:
+            return f"not a CA bundle of PEM certificates ({exc.reason or exc})"
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror or exc}"
+    return None
 
 
 def topic_conflicts(settings: Settings) -> list[str]:

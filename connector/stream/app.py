@@ -219,6 +219,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
 
     # the lag gauge from the first assignment on, not from the first window (connector/stream/lag.py)
     consumer_lag = ConsumerLag(settings, lambda: app.consumer)
+    app.consumer_lag = consumer_lag  # type: ignore[attr-defined]  # the pipeline asks it after each window
 
     async def lag_after_assignment(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG001
         consumer_lag.assigned()

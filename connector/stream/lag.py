@@ -4,7 +4,8 @@ Per assigned partition: the log end minus the consumer group's committed offset 
 committed nothing, minus the earliest retained offset: the worker starts there). Set as soon as
 partitions are assigned, before any window, and again every few seconds, so that a worker whose
 windows cannot finish (Qdrant down) shows its lag grow rather than a value of its last window.
-After each window the pipeline sets it too (pipeline.py). Partitions given up lose their series.
+After each confirmed window it is set again soon (pipeline.py asks, at most once a second): one
+meaning, the records the group has not committed. Partitions given up lose their series.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class ConsumerLag:
         self._admin: AIOKafkaAdminClient | None = None
 
     def assigned(self) -> None:
-        """Partitions were assigned: set the gauge now (the rebalance itself does not wait for it)."""
+        """Partitions were assigned, or a window committed: set the gauge soon (nothing waits for it)."""
         self._assigned.set()
+
+    soon = assigned
 
     async def watch(self) -> None:
         """Forever: after the first assignment, at each assignment and every ``every`` seconds."""
@@ -62,6 +65,7 @@ class ConsumerLag:
                 except Exception as exc:  # noqa: BLE001 - broker outages are the broker probe's to report; tried again
                     log.debug("consumer lag not read: %s: %s", type(exc).__name__, exc)
                     await self._close_admin()
+                await asyncio.sleep(min(1.0, self._every))  # windows commit often: one read a second at most
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._assigned.wait(), timeout=self._every)
         finally:
