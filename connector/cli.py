@@ -649,7 +649,10 @@ def export_cmd(
 
     scroll_filter = parse_filter(filter)
     check_output(dump, collection)
-    chunking = Settings().chunked_collections.get(collection)
+    settings = Settings()
+    chunking = settings.chunked_collections.get(collection)
+    if chunking is not None and chunking.model is None:  # the manifest names the model the chunks are of
+        chunking = chunking.model_copy(update={"model": settings.dense_model})
     summary = _run_bulk(lambda qdrant: export_collection(
         qdrant, collection, dump, scroll_filter=scroll_filter, with_payload=_vectors_option(payload),
         with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume, chunking=chunking))

@@ -184,7 +184,8 @@ class Migration:
             text_field, vector_name = self._chunked_options(text_field, vector_name, self.chunking)
         elif max_tokens is not None or overlap_tokens is not None:
             raise InvalidOption("--max-tokens" if max_tokens is not None else "--overlap-tokens",
-                                f"{alias} holds no chunked documents (QCC_CHUNKED_COLLECTIONS names those)")
+                                f"QCC_CHUNKED_COLLECTIONS does not name {alias}: it gives a collection of chunked "
+                                "documents its chunking (text field, vector, limits)")
         elif text_field is None:
             raise InvalidOption("--text-field", "name the payload key that holds the text to embed")
         elif not vector_name:
