@@ -27,6 +27,7 @@ from connector.bulk.verify import verify_against_dump, verify_collections
 from connector.domain.chunking import Chunker
 from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY, chunk_id
 from connector.embedding.embedder import Embedder
+from connector.errors import InvalidOption
 from connector.kafka.admin import ensure_topics
 from connector.qdrant import RetryingClient, make_retrying
 from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField, Settings
@@ -99,7 +100,7 @@ def chunker(embedder: Embedder, max_tokens: int = 64, overlap_tokens: int = 8) -
 @only_targets("local", "rest")
 async def test_a_chunked_collection_round_trips_and_each_document_is_checked_whole(
         articles, qdrant_target: QdrantTarget, tmp_path: Path) -> None:
-    settings, sink, _embedder = articles
+    settings, sink, embedder = articles
     dump = tmp_path / "articles.jsonl"
     exported = await export_collection(sink, "articles", dump, chunking=settings.chunked_collections["articles"],
                                        show_progress=False)
@@ -116,6 +117,10 @@ async def test_a_chunked_collection_round_trips_and_each_document_is_checked_who
     same = await verify_collections(sink, "articles", "copy", show_progress=False)
     assert same.ok
     assert same.documents == 3
+    # the copy's chunk ids are those of documents of "articles": a re-chunk under its own name would make others
+    with pytest.raises(InvalidOption, match="its chunk ids are not those of documents of 'copy'"):
+        await reembed_collection(sink, embedder, "copy", text_field=None, chunking=ChunkedField(**SPEC),
+                                 rechunk=True, checkpoint_file=tmp_path / "ck.json", show_progress=False)
 
     # a chunk lost, another's text changed: the points differ, and each document is named with its problem
     copy = await stored(sink.client, "copy")

@@ -18,7 +18,14 @@ from connector.bulk.importer import manifest_plan
 from connector.bulk.rechunk import _read_back, rechunk_reason, tokenizer_digest
 from connector.domain.chunk_sets import ChunkRecord, document_digest, document_text, group_by_document
 from connector.domain.chunking import Chunker, sha256_text
-from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY, DocumentPlanner, PendingUpsert, chunk_id
+from connector.domain.documents import (
+    CHUNK_KEY,
+    DOCUMENT_ID_KEY,
+    DocumentPlanner,
+    PendingUpsert,
+    chunk_id,
+    stored_documents,
+)
 from connector.domain.operations import Op, PointData
 from connector.domain.semantics import PointState
 from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField
@@ -120,6 +127,20 @@ def test_a_re_chunks_read_back_names_the_documents_not_as_written() -> None:
     differing = _read_back(before, ops, {1: chunk("1", 0), 2: other_vector, 3: stale, 4: stray}, {""})
     assert differing == {"1": "chunk point 3: exists not as written", "2": "chunk point 2: vector: not as written"}
     assert records_state([]) == {}
+
+
+def test_a_re_chunk_for_another_model_embeds_every_chunk_and_one_for_the_same_reuses(chunker: Chunker) -> None:
+    text = "\n\n".join(PARAGRAPHS[:4])
+    state = {pid: PointState(payload, {"": (1.0, 0.0)}) for pid, payload in written(chunker, text)}
+
+    def embedded(reuse: bool) -> int:
+        planner = DocumentPlanner("articles", "body", "", DEFAULT_DENSE_MODEL, chunker.chunks,
+                                  stored_documents("articles", [1], state), reuse_stored=reuse)
+        planner.rewrite(0, 1, text, {"lang": "en"})
+        return len(planner.to_embed)
+
+    assert embedded(reuse=True) == 0  # the same texts: their stored vectors are the model's
+    assert embedded(reuse=False) == len(state)  # another model: every chunk text embedded anew
 
 
 def test_an_import_of_chunk_points_indexes_the_document_id() -> None:
