@@ -188,6 +188,8 @@ class Migration:
                                 "documents its chunking (text field, vector, limits)")
         elif text_field is None:
             raise InvalidOption("--text-field", "name the payload key that holds the text to embed")
+        elif vector_name is None:
+            raise InvalidOption("--vector-name", "name the named dense vector that changes model")
         elif not vector_name:
             raise MigrationError("migrate needs a named vector (--vector-name)")
         self.settings, self.qdrant, self.embedder = settings, qdrant, embedder
