@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from rich.console import Console
+
 from connector.audit.documents import DocumentQuestion, answer, document_batch, parse_document
+from connector.audit.render import print_document
 from connector.domain.records import (
     ChunkTotals,
     DocumentChunks,
@@ -120,3 +123,13 @@ def test_a_document_is_named_collection_slash_id(value: str, problem: str) -> No
     with pytest.raises(ValueError, match=problem):
         parse_document(value)
     assert parse_document("articles/42") == DocumentQuestion("articles", 42)
+
+
+def test_the_answer_for_people_shows_each_batch_and_ends_with_the_verdict() -> None:
+    console = Console(record=True, width=200)
+    report = ask([*TRAIL, verification(6, (30, 39), {2: 1}, changed=150)], "articles/1")
+    print_document(console, report | {"unreadable_trail_records": 0})
+    text = console.export_text()
+    assert text.count("batch-") >= 4  # the three that wrote it and the one that may have
+    assert "maybe: not all listed" in text
+    assert text.rstrip().endswith(report["verdict"][-60:])
