@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
 from rich.console import Console
 
 from connector.audit.documents import DocumentQuestion, answer, document_batch, parse_document
