@@ -176,7 +176,7 @@ async def _reembed_documents(
                             f"{chunking.text_field!r}, held in parts by their chunks ({CHUNK_TEXT})")
     if vector_name not in (None, chunking.vector):
         raise InvalidOption(f"--vector-name {shown(vector_name or '')}", f"the chunks of {collection} are embedded "
-                            f"into {shown(chunking.vector)} (QCC_CHUNKED_COLLECTIONS)")
+                            f"into {shown_vector(chunking.vector)} (QCC_CHUNKED_COLLECTIONS)")
     old = chunking.model_copy(update={"model": chunking.model or embedder.default_model("dense")})
     new = new_chunking(embedder, old, model, max_tokens, overlap_tokens)
     same_tokenizer = new.model == old.model or tokenizer_digest(embedder.tokenizer(str(new.model))) == \
