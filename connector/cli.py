@@ -650,7 +650,7 @@ def export_cmd(
     scroll_filter = parse_filter(filter)
     check_output(dump, collection)
     settings = Settings()
-    chunking = settings.chunked_collections.get(collection)
+    chunking = _chunking_of(settings, collection)
     if chunking is not None and chunking.model is None:  # the manifest names the model the chunks are of
         chunking = chunking.model_copy(update={"model": settings.dense_model})
     summary = _run_bulk(lambda qdrant: export_collection(
@@ -719,6 +719,16 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+def _chunking_of(settings: Settings, collection: str) -> Any:
+    """How the worker chunks ``collection``'s documents (a ``ChunkedField``), or None: QCC_CHUNKED_COLLECTIONS,
+    and the chunked text columns of the CDC mapping."""
+    from connector.domain.documents import chunked_fields
+    from connector.stream.cdc_mapping_file import load_cdc_mapping
+
+    mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
+    return chunked_fields(settings, mapping).get(collection)
+
+
 def _documents_said(report: Any) -> str:
     """What a verify report says of a chunked collection's documents (nothing for another collection)."""
     if report.documents is None:
@@ -759,7 +769,7 @@ def reembed_cmd(
     summary = _run_bulk(lambda qdrant: reembed_collection(
         qdrant, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
         scroll_filter=scroll_filter, page_size=page_size, checkpoint_file=checkpoint, resume=resume,
-        chunking=settings.chunked_collections.get(collection), rechunk=rechunk, max_tokens=max_tokens,
+        chunking=_chunking_of(settings, collection), rechunk=rechunk, max_tokens=max_tokens,
         overlap_tokens=overlap_tokens, max_request_bytes=settings.qdrant_max_request_bytes))
     vector = summary.vector_name or "the unnamed vector"
     documents = summary.rechunked
