@@ -327,6 +327,11 @@ def audit(
                                       "group's commits to reach the log end as it is now, then prove up to it"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     strict: bool = typer.Option(False, help="Count batches applied without verification as incomplete"),
+    document: str | None = typer.Option(None, metavar="COLLECTION/ID", help="Instead: which batches wrote this "
+                                        "chunked document's chunk sets, and the one it has now (docs/audit.md)"),
+    offset: int | None = typer.Option(None, min=0, help="With --document: the batch that covered this source "
+                                      "offset, and the chunk set it left"),
+    partition: int | None = typer.Option(None, min=0, help="With --offset: of this partition only"),
 ) -> None:
     """Prove from the topics that every source offset was applied in a verified batch or dead-lettered
     (exit 0 complete, 1 incomplete, 66 a topic missing, 69 broker unreachable)."""
@@ -346,6 +351,7 @@ def audit(
         console.print("--wait proves up to the log end once the group's commits reach it; --to end proves up to "
                       "it without waiting: use one of them")
         raise typer.Exit(EX_USAGE)
+    question = _document_question(document, offset, partition)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an unreachable broker is said once, below
     settings = Settings()
     group = settings.consumer_group
@@ -364,6 +370,8 @@ def audit(
                           f"{settings.kafka_bootstrap_servers}: check the name; `qdrant-change-connector topics` "
                           "creates the connector's topics", markup=False, highlight=False)
             return EX_NOINPUT
+        if question is not None:
+            return await _audit_document(settings, set(topics), question, as_json)
         # the commits before the trail: a batch is committed only after its verification event is published
         states = await partition_states(settings, topics, from_offset=from_offset, since=since_utc)
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
@@ -399,6 +407,42 @@ def audit(
         raise typer.Exit(EX_UNAVAILABLE) from None
     if code:
         raise typer.Exit(code)
+
+
+def _document_question(document: str | None, offset: int | None, partition: int | None) -> Any:
+    """``audit --document``'s question (connector/audit/documents.py), or None; exit 64 when it is not one."""
+    from dataclasses import replace
+
+    from connector.audit.documents import parse_document
+
+    if document is None:
+        if offset is not None or partition is not None:
+            console.print("--offset and --partition narrow --document COLLECTION/ID: name the document")
+            raise typer.Exit(EX_USAGE)
+        return None
+    if partition is not None and offset is None:
+        console.print("--partition narrows --offset: give the offset too")
+        raise typer.Exit(EX_USAGE)
+    try:
+        return replace(parse_document(document), offset=offset, partition=partition)
+    except ValueError as exc:
+        console.print(f"--document {document}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EX_USAGE) from None
+
+
+async def _audit_document(settings: Settings, topics: set[str], question: Any, as_json: bool) -> int:
+    """``audit --document``: what the trail says of one chunked document; 0 when it proves the answer."""
+    from connector.audit.documents import answer
+    from connector.audit.reading import read_document_batches
+    from connector.audit.render import print_document
+
+    batches, unreadable = await read_document_batches(settings, topics, question)
+    report = answer(question, batches) | {"unreadable_trail_records": unreadable}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_document(console_for(), report)
+    return 0 if report["proven"] else EXIT_INCOMPLETE
 
 
 @cli.command()
@@ -608,10 +652,15 @@ def export_cmd(
 
     scroll_filter = parse_filter(filter)
     check_output(dump, collection)
+    settings = Settings()
+    chunking = _chunking_of(settings, collection)
+    if chunking is not None and chunking.model is None:  # the manifest names the model the chunks are of
+        chunking = chunking.model_copy(update={"model": settings.dense_model})
     summary = _run_bulk(lambda qdrant: export_collection(
         qdrant, collection, dump, scroll_filter=scroll_filter, with_payload=_vectors_option(payload),
-        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume))
-    console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})")
+        with_vectors=_vectors_option(vectors), page_size=page_size, resume=resume, chunking=chunking))
+    console.print(f"exported {summary.points} points of {collection} to {dump} (manifest {summary.manifest})"
+                  + (f": the chunks of {summary.documents} documents" if summary.documents else ""))
     if summary.points == 0 and scroll_filter is not None and summary.collection_points:
         console.print(f"note: --filter matched none of the {summary.collection_points} points of {collection}: "
                       "check the key and the value (key=value matches text, and integers and booleans as such)")
@@ -637,6 +686,7 @@ def import_cmd(
     report = summary.verification
     console.print(
         f"imported {summary.points} points into {collection}; verification: {'OK' if report.ok else 'FAILED'}"
+        + _documents_said(report)
     )
     if not report.ok:
         print(report.to_json())
@@ -665,24 +715,51 @@ def verify_cmd(
     if report:
         report.write_text(text)
     console.print(f"reference {result.reference_count} points, target {result.target_count}: "
-                  f"{result.missing_count} missing, {result.extra_count} extra, {result.mismatched_count} differ")
+                  f"{result.missing_count} missing, {result.extra_count} extra, {result.mismatched_count} differ"
+                  + _documents_said(result))
     if not result.ok:
         print(text)
         raise typer.Exit(EX_INCOMPLETE)
 
 
+def _chunking_of(settings: Settings, collection: str) -> Any:
+    """How the worker chunks ``collection``'s documents (a ``ChunkedField``), or None: QCC_CHUNKED_COLLECTIONS,
+    and the chunked text columns of the CDC mapping."""
+    from connector.domain.documents import chunked_fields
+    from connector.stream.cdc_mapping_file import load_cdc_mapping
+
+    mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
+    return chunked_fields(settings, mapping).get(collection)
+
+
+def _documents_said(report: Any) -> str:
+    """What a verify report says of a chunked collection's documents (nothing for another collection)."""
+    if report.documents is None:
+        return ""
+    return (f"; {report.documents} chunked documents, {report.incomplete_documents_count} not whole"
+            if report.incomplete_documents_count else f"; {report.documents} chunked documents, each whole")
+
+
 @cli.command("reembed")
 def reembed_cmd(
     collection: str,
-    text_field: str = typer.Option(..., help="Payload key (dotted path) holding the text"),
-    vector_name: str = typer.Option("", help="Vector to write; empty for the unnamed vector"),
+    text_field: str | None = typer.Option(None, help="Payload key (dotted path) holding the text (a chunked "
+                                          "collection's chunks hold theirs)"),
+    vector_name: str | None = typer.Option(None, help="Vector to write; empty for the unnamed vector (default: "
+                                           "the unnamed one, or a chunked collection's)"),
     model: str | None = typer.Option(None, help="fastembed model; default from settings"),
     filter: str | None = typer.Option(None, "--filter", help="Qdrant filter as JSON, or key=value"),
     page_size: int = typer.Option(256, min=1, help="Points per scroll page and per update_vectors"),
     checkpoint: Path | None = typer.Option(None, help="Checkpoint file (default .reembed-<collection>-<vector>.json)"),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint"),
+    rechunk: bool = typer.Option(False, help="Chunked collections: chunk every document again (also done when "
+                                 "the model or limits chunk otherwise)"),
+    max_tokens: int | None = typer.Option(None, min=8, help="Chunked collections: most tokens of a new chunk "
+                                          "(default: the old limit, cut to the model's window)"),
+    overlap_tokens: int | None = typer.Option(None, min=0, help="Chunked collections: tokens a new chunk repeats"),
 ) -> None:
-    """Backfill: scroll, embed the text field, update only the named vector (payload untouched)."""
+    """Backfill: scroll, embed the text field, update only the named vector (payload untouched); a
+    chunked collection's chunks, or its documents chunked again for another model (docs/bulk.md)."""
     from connector.bulk.filter_option import parse_filter
     from connector.bulk.reembed import reembed_collection
     from connector.embedding.embedder import Embedder
@@ -690,21 +767,45 @@ def reembed_cmd(
     scroll_filter = parse_filter(filter)
     if checkpoint is not None:
         _can_create(checkpoint, "--checkpoint")
-    embedder = Embedder(Settings())
+    settings = Settings()
+    embedder = Embedder(settings)
     summary = _run_bulk(lambda qdrant: reembed_collection(
         qdrant, embedder, collection, text_field=text_field, vector_name=vector_name, model=model,
-        scroll_filter=scroll_filter, page_size=page_size, checkpoint_file=checkpoint, resume=resume))
-    console.print(f"re-embedded {summary.points} points of {collection} into {vector_name or 'the unnamed vector'} "
-                  f"with {summary.model}; {summary.skipped_without_text} without text skipped")
+        scroll_filter=scroll_filter, page_size=page_size, checkpoint_file=checkpoint, resume=resume,
+        chunking=_chunking_of(settings, collection), rechunk=rechunk, max_tokens=max_tokens,
+        overlap_tokens=overlap_tokens, max_request_bytes=settings.qdrant_max_request_bytes))
+    vector = summary.vector_name or "the unnamed vector"
+    documents = summary.rechunked
+    if documents is None:
+        console.print(f"re-embedded {summary.points} points of {collection} into {vector} with {summary.model}; "
+                      f"{summary.skipped_without_text} without text skipped")
+    else:
+        console.print(f"re-chunked {documents.documents} documents of {collection} ({summary.rechunk_reason}) into "
+                      f"{vector} with {summary.model}: {documents.written} chunks written ({documents.embedded} "
+                      f"embedded), {documents.deleted} stale deleted, each document read back"
+                      + ("" if documents.ok else f"; NOT done: {documents.not_rebuilt_count} documents that cannot "
+                         f"be rebuilt from their chunks, {documents.mismatched_count} read back otherwise"),
+                      markup=False, highlight=False)
+        if not documents.ok:
+            print(json.dumps({"not_rebuilt": documents.not_rebuilt, "mismatched": documents.mismatched}, indent=2))
+            raise typer.Exit(EX_INCOMPLETE)
+    if summary.chunking is not None:
+        console.print(f"note: the worker's QCC_CHUNKED_COLLECTIONS entry for {collection} must now be "
+                      f"{summary.chunking.model_dump_json(exclude_defaults=True)}", markup=False, highlight=False)
 
 
 @cli.command("migrate")
 def migrate_cmd(
     alias: str = typer.Argument(..., help="The alias producers and readers use (it points at the old collection)"),
     new_collection: str = typer.Argument(..., help="Name of the collection to create for the new model"),
-    text_field: str = typer.Option(..., help="Payload key holding the text to embed"),
-    vector_name: str = typer.Option(..., help="The named dense vector that changes model"),
+    text_field: str | None = typer.Option(None, help="Payload key holding the text to embed (a chunked "
+                                          "collection's is its setting's)"),
+    vector_name: str | None = typer.Option(None, help="The named dense vector that changes model (a chunked "
+                                           "collection's is its setting's)"),
     model: str = typer.Option(..., help="The new fastembed model"),
+    max_tokens: int | None = typer.Option(None, min=8, help="Chunked collections: most tokens of a new chunk "
+                                          "(default: the old limit, cut to the new model's window)"),
+    overlap_tokens: int | None = typer.Option(None, min=0, help="Chunked collections: tokens a new chunk repeats"),
     distance: str = typer.Option("Cosine", help="Distance of the new vector: Cosine, Dot, Euclid, Manhattan"),
     fence_seconds: float = typer.Option(120.0, help="How long workers hold their partitions at the fence at most"),
     verify_seconds: float = typer.Option(60.0, help="How long to wait for old and new to agree before the switch"),
@@ -734,6 +835,8 @@ def migrate_cmd(
             fence_seconds=fence_seconds,
             verify_seconds=verify_seconds,
             drop_old=drop_old,
+            max_tokens=max_tokens,
+            overlap_tokens=overlap_tokens,
         )
         return await migration.run()
 

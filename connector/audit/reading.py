@@ -16,12 +16,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connector.audit.accounting import DeadLetter, Verification, verification_from_json
+from connector.audit.documents import DocumentBatch, DocumentQuestion, document_batch
 from connector.audit.scope import PartitionState, caught_up
 from connector.kafka.options import client_options
 from connector.kafka.publishing import read_dead_letter
 from connector.settings import Settings
 
-__all__ = ["Trail", "committed_offsets", "missing_topics", "partition_states", "read_trail", "wait_for_commits"]
+__all__ = ["Trail", "committed_offsets", "missing_topics", "partition_states", "read_document_batches", "read_trail",
+           "wait_for_commits"]
 
 Progress = Callable[[str, int, int], None]  # (topic, records read, records in all)
 
@@ -111,6 +113,37 @@ async def read_trail(settings: Settings, topics: set[str], progress: Progress | 
         await consumer.stop()
     trail.verifications.sort(key=lambda v: v.order)
     return trail
+
+
+async def read_document_batches(settings: Settings, topics: set[str], question: DocumentQuestion,
+                                progress: Progress | None = None) -> tuple[list[DocumentBatch], int]:
+    """The verification events about ``topics`` that the question needs (connector/audit/documents.py),
+    in publish order, and how many records of the verification topic could not be read."""
+    batches: list[DocumentBatch] = []
+    unreadable = 0
+    partitions = await _partitions(settings, [settings.verification_topic])
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_options(settings))
+    try:
+        await consumer.start()
+
+        def on_verification(message: Any) -> None:
+            nonlocal unreadable
+            try:
+                record = json.loads(message.value)
+                if record.get("topic") not in topics:
+                    return
+                batch = document_batch(record, (record.get("applied_at", ""), message.partition, message.offset),
+                                       question)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                unreadable += 1
+                return
+            if batch is not None:
+                batches.append(batch)
+
+        await _read_whole(consumer, partitions, on_verification, progress)
+    finally:
+        await consumer.stop()
+    return sorted(batches, key=lambda b: b.order), unreadable
 
 
 async def partition_states(settings: Settings, topics: list[str], *, from_offset: int | None = None,

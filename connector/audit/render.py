@@ -11,7 +11,7 @@ from rich.text import Text
 
 from connector.audit.accounting import NOTES, PartitionReport
 
-__all__ = ["as_json", "notes", "print_report", "reasons", "verdict"]
+__all__ = ["as_json", "notes", "print_document", "print_report", "reasons", "verdict"]
 
 NONE = "-"  # an empty list of offsets: never "0", which is an offset
 
@@ -114,3 +114,23 @@ def print_report(console: Console, reports: list[PartitionReport], *, strict: bo
     if unreadable:
         console.print(f"{unreadable} records of the verification and dead-letter topics could not be read")
     console.print(headline, markup=False)
+
+
+def print_document(console: Console, report: dict[str, Any]) -> None:
+    """``audit --document``'s answer (connector/audit/documents.py) for people: the batches, then the verdict."""
+    table = Table(title=Text(f"document {report['collection']}/{report['document_id']}"))
+    for column in ("batch", "topic", "offsets", "applied at", "status", "written", "reused", "embedded", "deleted",
+                   "count", "digest"):
+        table.add_column(column)
+    for batch in report["batches"]:
+        offsets = ", ".join(f"{p}:{a}-{b}" if a != b else f"{p}:{a}" for p, a, b in batch["ranges"][:3])
+        if batch["listed"]:
+            counts = [str(batch[key]) for key in ("written", "reused", "embedded", "deleted", "count")]
+        else:  # a batch that covers the offset asked, or may hold the document among those it did not list
+            counts = ["not listed" if batch.get("lists_all", True) else "maybe: not all listed", "", "", "", ""]
+        table.add_row(batch["batch_id"][:12], batch["topic"], offsets, batch["applied_at"], batch["status"], *counts,
+                      str(batch.get("digest") or "")[:12])
+    console.print(table)
+    if report.get("unreadable_trail_records"):
+        console.print(f"{report['unreadable_trail_records']} records of the verification topic could not be read")
+    console.print(report["verdict"], markup=False)

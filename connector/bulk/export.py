@@ -9,6 +9,10 @@ no dump that looks finished (and removes its partial file: one interrupted, Ctrl
 Resumable: after every page the partial dump is flushed and a checkpoint records the next
 scroll offset and its size; ``resume=True`` cuts it back to that size and continues. A gzip
 dump is written one gzip member per page, so a cut at a page boundary stays valid.
+
+A collection of chunked documents (points with ``_chunk``) is dumped as its chunk points, as they
+are; the manifest's ``chunked`` says so, with how many documents and the chunking the settings
+name for the collection (connector/bulk/documents.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from qdrant_client import models as qm
 
 from connector import __version__
 from connector.bulk.collection_config import info_to_json
+from connector.bulk.documents import chunked_manifest
 from connector.bulk.dump import (
     digest,
     id_key,
@@ -34,9 +39,11 @@ from connector.bulk.dump import (
 )
 from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.bulk.selection import check_payload_keys, check_vectors
+from connector.domain.documents import CHUNK_KEY
 from connector.errors import CannotCreateOutput, InvalidOption
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, scroll_pages
+from connector.settings import ChunkedField
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class ExportSummary:
     points: int
     resumed_from: int
     collection_points: int  # in the whole collection: tells "the filter matched nothing" from "empty"
+    documents: int = 0  # chunked documents whose chunk points the dump holds
 
 
 def partial_path(dump: Path) -> Path:
@@ -65,9 +73,10 @@ def check_output(dump: Path, collection: str) -> None:
         raise CannotCreateOutput(f"cannot write the dump to {dump}: there is no folder {folder} (create it first)")
 
 
-def _start_dump(dump: Path, resume_bytes: int | None) -> dict[str, str] | None:
-    """Cut an existing dump back to ``resume_bytes`` and return the digests of what it keeps;
-    else (no resume point, or no dump) start an empty dump and return None."""
+def _start_dump(dump: Path, resume_bytes: int | None, documents: set[str]) -> dict[str, str] | None:
+    """Cut an existing dump back to ``resume_bytes`` and return the digests of what it keeps (its
+    chunked documents added to ``documents``); else (no resume point, or no dump) start an empty
+    dump and return None."""
     if resume_bytes is None or not dump.exists():
         try:
             dump.write_bytes(b"")
@@ -76,7 +85,18 @@ def _start_dump(dump: Path, resume_bytes: int | None) -> dict[str, str] | None:
         return None
     with dump.open("r+b") as handle:
         handle.truncate(resume_bytes)
-    return {id_key(line["id"]): digest(line) for line in read_dump(dump)}
+    digests = {}
+    for line in read_dump(dump):
+        digests[id_key(line["id"])] = digest(line)
+        _note_document(line, documents)
+    return digests
+
+
+def _note_document(line: dict[str, Any], documents: set[str]) -> None:
+    """Add the document a dumped point is a chunk of, if it is one."""
+    meta = line["payload"].get(CHUNK_KEY)
+    if isinstance(meta, dict) and isinstance(meta.get("document_id"), str):
+        documents.add(meta["document_id"])
 
 
 def _append(dump: Path, lines: list[dict[str, Any]]) -> int:
@@ -98,7 +118,10 @@ async def export_collection(
     page_size: int = 256,
     resume: bool = False,
     show_progress: bool = True,
+    chunking: ChunkedField | None = None,
 ) -> ExportSummary:
+    """``chunking``: how the collection's documents are chunked (QCC_CHUNKED_COLLECTIONS), for the
+    manifest of a collection of chunked documents."""
     if page_size < 1:
         raise InvalidOption(f"--page-size {page_size}", "a page holds at least one point")
     check_output(dump, collection)
@@ -115,7 +138,7 @@ async def export_collection(
         return await _export(qdrant, collection, dump, writing, checkpoint, info=info, total=total,
                              everything=everything, scroll_filter=scroll_filter, with_payload=with_payload,
                              with_vectors=with_vectors, page_size=page_size, resume=resume,
-                             show_progress=show_progress)
+                             show_progress=show_progress, chunking=chunking)
     except Exception:  # Ctrl-C is no Exception: an interrupted export keeps its partial dump for --resume
         writing.unlink(missing_ok=True)
         checkpoint.clear()
@@ -127,10 +150,12 @@ async def _export(
     info: qm.CollectionInfo, total: int, everything: int, scroll_filter: qm.Filter | None,
     with_payload: bool | list[str],
     with_vectors: bool | list[str], page_size: int, resume: bool, show_progress: bool,
+    chunking: ChunkedField | None,
 ) -> ExportSummary:
     """The pages into ``writing``, then the manifest; ``writing`` becomes ``dump`` last."""
     state = checkpoint.load() if resume else None
-    kept = await asyncio.to_thread(_start_dump, writing, None if state is None else state["bytes"])
+    documents: set[str] = set()
+    kept = await asyncio.to_thread(_start_dump, writing, None if state is None else state["bytes"], documents)
     start: Any = None if kept is None or state is None else state["next_offset"]
     digests: dict[str, str] = kept or {}
     resumed_from = len(digests)
@@ -146,11 +171,13 @@ async def _export(
             start=start,
         ):
             lines = [point_line(record) for record in page]
+            for line in lines:
+                _note_document(line, documents)
             size = await asyncio.to_thread(_append, writing, lines)
             digests.update((id_key(line["id"]), digest(line)) for line in lines)
             checkpoint.save({"next_offset": next_offset, "bytes": size})
             progress.advance(len(lines))
-    manifest = {
+    manifest: dict[str, Any] = {
         "tool": "qdrant-change-connector",
         "version": __version__,
         "config": vectors_config(info),  # vectors only: what dumps before "collection" carried
@@ -161,9 +188,12 @@ async def _export(
         "count": len(digests),
         "digests": digests,
     }
+    if documents:  # chunk points of documents (connector/domain/documents.py): import indexes them
+        manifest["chunked"] = chunked_manifest(len(documents), chunking)
     await asyncio.to_thread(_finish, dump, writing, manifest)
     checkpoint.clear()
-    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from, everything)
+    return ExportSummary(collection, dump, manifest_path(dump), len(digests), resumed_from, everything,
+                         len(documents))
 
 
 def _finish(dump: Path, writing: Path, manifest: dict[str, Any]) -> None:

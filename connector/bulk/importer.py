@@ -4,7 +4,9 @@ The dump is checked whole against its manifest first (:mod:`connector.bulk.dump_
 existing collection against the dump's vectors: a bad dump or target is refused before anything
 is created or written. A collection the import creates gets the exported collection's whole
 configuration and payload indexes (older dumps carry only the vectors); its strict mode and read
-fan-out are set after the points are in and verified. An import that fails after creating the
+fan-out are set after the points are in and verified. A dump of chunked documents (its manifest's
+``chunked``) gives the collection the keyword index on ``_chunk.document_id``, and the verification
+checks every document whole. An import that fails after creating the
 collection deletes it again (one interrupted, Ctrl-C, keeps it for ``--resume``). Into an
 existing collection, batches stay within its strict-mode upsert limit.
 """
@@ -29,6 +31,7 @@ from connector.bulk.collection_config import (
     info_from_json,
 )
 from connector.bulk.collection_spec import check_collection_name
+from connector.bulk.documents import ensure_chunk_index, with_chunk_index
 from connector.bulk.dump import create_collection_args, read_dump, vectors_config
 from connector.bulk.dump_check import check_dump
 from connector.bulk.error_line import fitting_errors
@@ -57,10 +60,13 @@ def _point(line: dict[str, Any]) -> qm.PointStruct:
 
 
 def manifest_plan(manifest: dict[str, Any]) -> CollectionPlan:
-    """How to create a collection like the exported one, from what the manifest carries."""
+    """How to create a collection like the exported one, from what the manifest carries; a dump of
+    chunked documents gets the index that finds their chunks (a local-mode export has none)."""
     if "collection" in manifest:
-        return collection_plan(info_from_json(manifest["collection"]))
-    return CollectionPlan(create_collection_args(manifest["config"]))
+        plan = collection_plan(info_from_json(manifest["collection"]))
+    else:
+        plan = CollectionPlan(create_collection_args(manifest["config"]))
+    return with_chunk_index(plan) if manifest.get("chunked") else plan
 
 
 def dump_vectors(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +119,8 @@ async def import_dump(qdrant: RetryingClient, dump: Path, collection: str, *, ba
                                 f"{'; '.join(unfit)} (import into a new collection name)")
         if not created:
             batch_size = min(batch_size, strict_limit(info, "upsert_max_batchsize") or batch_size)
+        if manifest.get("chunked"):
+            await ensure_chunk_index(qdrant, collection, info)
     try:
         report = await _load(qdrant, dump, collection, manifest, checkpoint, batch_size=batch_size, done=done,
                              created=created, show_progress=show_progress)

@@ -24,8 +24,14 @@ the switch" and "after the switch".
    the old one, nothing before it is missing from the new one.
 8. Optionally drop the old collection.
 
-Limits: the migrated vector must be a named vector; during steps 5-7 (seconds) the workers
-hold the fenced partitions, so writes wait while reads go on.
+A collection of chunked documents (QCC_CHUNKED_COLLECTIONS names the alias) is re-chunked for the
+new model's window: the fill rebuilds each document from its chunks and chunks it again
+(connector/bulk/rechunk.py), the tail's windows chunk as the workers do, and step 7 compares
+documents (text and payload) instead of points. Chunk ids derive from the alias in both, the name
+events use, so a document's chunks keep their ids across the switch.
+
+Limits: the migrated vector must be a named vector (or a chunked collection's one vector); during
+steps 5-7 (seconds) the workers hold the fenced partitions, so writes wait while reads go on.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Literal
@@ -50,8 +56,10 @@ from connector.bulk.collection_config import (
     create_from_plan,
     finish_from_plan,
 )
+from connector.bulk.documents import check_documents, with_chunk_index
+from connector.bulk.rechunk import RechunkJob, new_chunking, rechunk
 from connector.bulk.scroll import PointsProgress
-from connector.bulk.verify import VerifyReport, verify_collections
+from connector.bulk.verify import VerifyReport, verify_collections, verify_documents
 from connector.domain.changes import (
     ChangeEvent,
     FenceRecord,
@@ -62,14 +70,15 @@ from connector.domain.changes import (
     normalize_id,
     point_ids_of,
 )
+from connector.domain.documents import document_key
 from connector.domain.operations import PointKey, Sparse, Vector
 from connector.embedding.embedder import Embedder
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, InvalidOption
 from connector.kafka.options import client_options
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
 from connector.qdrant.updates import ConfirmedUpdate
-from connector.settings import Settings
+from connector.settings import ChunkedField, Settings
 from connector.stream.window import Record, WindowProcessor
 
 TAIL_WINDOW = 500
@@ -98,6 +107,8 @@ class MigrationReport:
     tail_dead_letters: int = 0
     touched_up: int = 0
     fence_offsets: dict[str, int] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)  # a chunked collection's re-chunk (fill)
+    chunking: dict[str, Any] | None = None  # the new collection's chunking: QCC_CHUNKED_COLLECTIONS after the switch
     verification: dict[str, Any] = field(default_factory=dict)
     switched: bool = False
     dropped_old: bool = False
@@ -143,31 +154,66 @@ def migrated_plan(info: qm.CollectionInfo, vector_name: str, size: int, distance
     """The old collection's plan with the migrated vector's size and distance changed.
 
     The vector keeps its other settings (HNSW, quantization, datatype, on-disk); a multivector
-    setting is dropped, as the new model gives one vector per text.
+    setting is dropped, as the new model gives one vector per text. The unnamed vector ("") is
+    migrated only where it is the collection's one vector (a chunked collection's may be).
     """
     vectors = info.config.params.vectors
+    changed = {"size": size, "distance": distance, "multivector_config": None}
+    if vector_name == "" and isinstance(vectors, qm.VectorParams):
+        plan = collection_plan(info)
+        return replace(plan, create={**plan.create, "vectors_config": vectors.model_copy(update=changed)})
     if not isinstance(vectors, dict) or vector_name not in vectors:
         raise CollectionConfigError(f"no named dense vector {vector_name!r}")
-    params = vectors[vector_name].model_copy(update={"size": size, "distance": distance, "multivector_config": None})
+    params = vectors[vector_name].model_copy(update=changed)
     return collection_plan(info).with_vector(vector_name, params)
 
 
 class Migration:
     def __init__(self, settings: Settings, qdrant: RetryingClient, embedder: Embedder, *, alias: str,
                  new_collection: str,
-                 text_field: str, vector_name: str, model: str, distance: qm.Distance = qm.Distance.COSINE,
+                 text_field: str | None, vector_name: str | None, model: str,
+                 distance: qm.Distance = qm.Distance.COSINE,
                  page_size: int = 256, fence_seconds: float = 120.0, verify_seconds: float = 60.0,
-                 drop_old: bool = False, show_progress: bool = True) -> None:
-        if not vector_name:
+                 drop_old: bool = False, show_progress: bool = True, max_tokens: int | None = None,
+                 overlap_tokens: int | None = None) -> None:
+        """A collection of chunked documents behind ``alias`` (QCC_CHUNKED_COLLECTIONS names the alias,
+        as events do) is re-chunked for the new model: ``max_tokens``/``overlap_tokens`` or the old
+        limits, cut to the new model's window (:mod:`connector.bulk.rechunk`)."""
+        self.chunking = settings.chunked_collections.get(alias)
+        if self.chunking is not None:
+            text_field, vector_name = self._chunked_options(text_field, vector_name, self.chunking)
+        elif max_tokens is not None or overlap_tokens is not None:
+            raise InvalidOption("--max-tokens" if max_tokens is not None else "--overlap-tokens",
+                                f"QCC_CHUNKED_COLLECTIONS does not name {alias}: it gives a collection of chunked "
+                                "documents its chunking (text field, vector, limits)")
+        elif text_field is None:
+            raise InvalidOption("--text-field", "name the payload key that holds the text to embed")
+        elif vector_name is None:
+            raise InvalidOption("--vector-name", "name the named dense vector that changes model")
+        elif not vector_name:
             raise MigrationError("migrate needs a named vector (--vector-name)")
         self.settings, self.qdrant, self.embedder = settings, qdrant, embedder
-        self.alias, self.new, self.text_field = alias, new_collection, text_field
-        self.vector_name, self.model = vector_name, model
+        self.alias, self.new, self.text_field = alias, new_collection, str(text_field)
+        self.vector_name, self.model = str(vector_name), model
+        self.limits = (max_tokens, overlap_tokens)
+        self.new_chunking: ChunkedField | None = None  # the chunking of the new collection, once known
         self.distance, self.page_size, self.fence_seconds = distance, page_size, fence_seconds
         self.verify_seconds, self.drop_old, self.show_progress = verify_seconds, drop_old, show_progress
         self.topics = [settings.patch_topic, settings.reembed_topic]
         self.touch_up: set[PointKey] = set()
         self._admin: Any = None  # an AIOKafkaAdminClient while run() runs
+
+    @staticmethod
+    def _chunked_options(text_field: str | None, vector_name: str | None, chunking: ChunkedField
+                         ) -> tuple[str, str]:
+        """A chunked collection's text field and vector are its setting's; options may only repeat them."""
+        if text_field not in (None, chunking.text_field):
+            raise InvalidOption(f"--text-field {text_field}", f"the documents' text is {chunking.text_field!r} "
+                                "(QCC_CHUNKED_COLLECTIONS)")
+        if vector_name not in (None, chunking.vector):
+            raise InvalidOption(f"--vector-name {vector_name}", f"the chunks are embedded into "
+                                f"{chunking.vector or 'the unnamed vector'} (QCC_CHUNKED_COLLECTIONS)")
+        return chunking.text_field, chunking.vector
 
     @property
     def client(self) -> Any:
@@ -177,6 +223,10 @@ class Migration:
         started = time.monotonic()
         old = await self._old_collection()
         report = MigrationReport(self.alias, old, self.new, self.model)
+        if self.chunking is not None:  # before anything is created: limits the new model cannot take are refused
+            old_chunking = self.chunking.model_copy(update={"model": self.chunking.model or self.settings.dense_model})
+            self.new_chunking = new_chunking(self.embedder, old_chunking, self.model, *self.limits)
+            report.chunking = self.new_chunking.model_dump(mode="json")
         plan = await self.create_new_collection(old)
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.settings))
         await consumer.start()
@@ -185,13 +235,19 @@ class Migration:
         try:
             partitions = [TopicPartition(t, p) for t in self.topics for p in sorted(await self._partitions(t))]
             w0 = await self._applied_offsets(consumer, partitions)
-            report.copied, report.without_text = await self._fill(old)
+            if self.new_chunking is None:
+                report.copied, report.without_text = await self._fill(old)
+            else:
+                report.documents = await self._fill_documents(old, self.new_chunking)
+                report.copied = report.documents["written"]
             tail = _Tail(self, consumer, partitions, w0, old)
             await tail.run_until(await consumer.end_offsets(partitions))
             fences = await self._write_fences()
             report.fence_offsets = {f"{tp.topic}:{tp.partition}": o for tp, o in fences.items()}
             await tail.run_until({tp: o + 1 for tp, o in fences.items()})
             report.tail_events, report.tail_dead_letters = tail.events, tail.dead_letters
+            if self.new_chunking is not None:
+                await self._check_tail_documents(tail)
             report.touched_up = await self._touch_up()
             verification, in_flight = await self._verify_until_equal(old, tail, fences)
             report.verification = {**json.loads(verification.to_json()), "in_flight_points": len(in_flight)}
@@ -233,6 +289,8 @@ class Migration:
             plan = migrated_plan(info, self.vector_name, len(probe[0]), self.distance)
         except CollectionConfigError as exc:
             raise MigrationError(f"collection {old!r}: {exc}") from None
+        if self.chunking is not None:  # the index that finds a document's chunks (a local-mode old one has none)
+            plan = with_chunk_index(plan)
         await create_from_plan(self.qdrant, self.new, plan)
         return plan
 
@@ -264,6 +322,30 @@ class Migration:
                 without_text += len(page) - len(vectors)
                 progress.advance(len(page))
         return copied, without_text
+
+    async def _fill_documents(self, old: str, chunking: ChunkedField) -> dict[str, Any]:
+        """Each document of ``old`` rebuilt from its chunks and chunked for the new model into the new
+        collection, chunk ids from the alias (the name events use, before and after the switch)."""
+        job = RechunkJob(old, self.new, self.alias, chunking, reuse_stored=False)
+        summary = await rechunk(self.qdrant, self.embedder, job, show_progress=self.show_progress,
+                                max_request_bytes=self.settings.qdrant_max_request_bytes)
+        if not summary.ok:
+            bad = summary.not_rebuilt or summary.mismatched
+            raise MigrationError(
+                f"{summary.not_rebuilt_count} documents of {old!r} cannot be rebuilt from their chunks and "
+                f"{summary.mismatched_count} read back from {self.new!r} otherwise than written (first: document "
+                f"{bad[0]['document_id']}, {bad[0]['problem']}); alias not switched")
+        return asdict(summary)
+
+    async def _check_tail_documents(self, tail: _Tail) -> None:
+        """The documents the replay wrote are whole in the new collection (the fill read back its own)."""
+        keys = sorted({document_key(pid) for pid in tail.named_points()})
+        check = await check_documents(self.qdrant, self.new, keys, show_progress=False)
+        if check.incomplete_count:
+            first = check.incomplete[0]
+            raise MigrationError(f"{check.incomplete_count} documents the replay wrote into {self.new!r} are not "
+                                 f"whole (first: document {first['document_id']}, {first['problem']}); alias not "
+                                 "switched")
 
     async def _applied_offsets(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
@@ -331,7 +413,10 @@ class Migration:
         deadline = time.monotonic() + self.verify_seconds
         while True:
             in_flight = tail.points_between(await self._committed(list(fences)), fences)
-            report = await verify_collections(self.qdrant, old, self.new, with_vectors=False, show_progress=False)
+            if self.chunking is None:
+                report = await verify_collections(self.qdrant, old, self.new, with_vectors=False, show_progress=False)
+            else:  # re-chunked: the same documents (text and payload), not the same chunk points
+                report = await verify_documents(self.qdrant, old, self.new, show_progress=False)
             if in_flight is not None:
                 report = report.ignoring({json.dumps(i) for i in in_flight})
             if report.ok or time.monotonic() > deadline:
@@ -355,9 +440,12 @@ class _Tail:
 
     def __init__(self, migration: Migration, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
                  start: dict[TopicPartition, int], old: str) -> None:
+        chunked = migration.new_chunking
         settings = migration.settings.model_copy(update={
             "allowed_models": sorted(migration.settings.models_allowed() | {migration.model}),
             "collections": None,
+            "chunked_collections": {**migration.settings.chunked_collections,
+                                    **({migration.new: chunked} if chunked is not None else {})},
         })
         rewrite = retarget(
             migration.alias, old, migration.new, migration.vector_name, migration.model, migration.touch_up
@@ -366,7 +454,9 @@ class _Tail:
             (settings.patch_topic, "patch"), (settings.reembed_topic, "reembed"))
         self.processors = {
             t: WindowProcessor(settings, migration.client, migration.qdrant, migration.embedder, kind,
-                               retarget=rewrite, honor_fences=False)
+                               retarget=rewrite, honor_fences=False,
+                               # chunk ids from the alias, as the workers' writes before and after the switch
+                               chunk_ids_from={migration.new: migration.alias} if chunked is not None else None)
             for t, kind in kinds
         }
         self.consumer = consumer
@@ -390,6 +480,10 @@ class _Tail:
                         return None
                     points.update(ids)
         return points
+
+    def named_points(self) -> set[PointKey]:
+        """Every point (document, in a chunked collection) an id-addressed event of the replay named."""
+        return {pid for offsets in self.touched.values() for ids in offsets.values() for pid in ids or ()}
 
     async def run_until(self, targets: dict[TopicPartition, int]) -> None:
         """Apply every record before ``targets`` (exclusive) on each partition, and none after."""

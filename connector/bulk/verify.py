@@ -1,7 +1,9 @@
 """Verify: compare a collection with a dump, or two collections, point by point.
 
 Compares counts, missing and extra ids, and per-point digests of payload and vectors. The
-comparison (:func:`diff_digests`) is pure; reading is one scroll of each collection.
+comparison (:func:`diff_digests`) is pure; reading is one scroll of each collection. A collection
+of chunked documents is also checked document by document (connector/bulk/documents.py): each
+chunk set complete, its text rebuilt from it to its ``document_sha256``.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import models as qm
 
+from connector.bulk.documents import DocumentsCheck, check_documents, document_digests
 from connector.bulk.dump import (
     canonical_vectors,
     cosine_names,
@@ -27,6 +30,7 @@ from connector.bulk.dump import (
 )
 from connector.bulk.dump_check import check_dump
 from connector.bulk.scroll import PointsProgress
+from connector.domain.documents import CHUNK_KEY
 from connector.qdrant import RetryingClient
 from connector.qdrant.reads import count_points, retrieve_chunked, scroll_pages
 
@@ -45,10 +49,15 @@ class VerifyReport:
     missing_count: int = 0
     extra_count: int = 0
     mismatched_count: int = 0
+    # a collection of chunked documents (its points carry _chunk): the target's documents, each checked
+    # whole (connector/bulk/documents.py), and those that are not, with the problem
+    documents: int | None = None
+    incomplete_documents: list[dict[str, Any]] = field(default_factory=list)
+    incomplete_documents_count: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_count or self.extra_count or self.mismatched_count)
+        return not (self.missing_count or self.extra_count or self.mismatched_count or self.incomplete_documents_count)
 
     def ignoring(self, keys: set[str]) -> VerifyReport:
         """The same report without the points in ``keys`` (id keys as in the manifest)."""
@@ -56,14 +65,21 @@ class VerifyReport:
             return [i for i in ids if json.dumps(i) not in keys]
 
         missing, extra, mismatched = keep(self.missing), keep(self.extra), keep(self.mismatched)
-        return VerifyReport(self.reference, self.target, self.reference_count, self.target_count, missing, extra,
-                            mismatched, len(missing), len(extra), len(mismatched))
+        return replace(self, missing=missing, extra=extra, mismatched=mismatched, missing_count=len(missing),
+                       extra_count=len(extra), mismatched_count=len(mismatched))
+
+    def with_documents(self, check: DocumentsCheck) -> VerifyReport:
+        return replace(self, documents=check.documents, incomplete_documents=check.incomplete,
+                       incomplete_documents_count=check.incomplete_count)
 
     def to_json(self) -> str:
         """The report, with at most 100 ids listed per kind (the counts are complete)."""
         body = asdict(self)
         for kind in ("missing", "extra", "mismatched"):
             body[kind] = body[kind][:LISTED]
+        if self.documents is None:  # not a collection of chunked documents
+            for key in ("documents", "incomplete_documents", "incomplete_documents_count"):
+                body.pop(key)
         return json.dumps({**body, "ok": self.ok}, indent=2)
 
 
@@ -126,8 +142,10 @@ def diff_digests(reference: dict[str, str], target: dict[str, str], *, names: tu
 async def collection_digests(
     qdrant: RetryingClient, collection: str, *, scroll_filter: qm.Filter | None = None,
     with_payload: bool | list[str] = True, with_vectors: bool | list[str] = True,
-    page_size: int = 256, show_progress: bool = True,
+    page_size: int = 256, show_progress: bool = True, documents: set[str] | None = None,
 ) -> dict[str, str]:
+    """Every point's digest by its manifest key; ``documents`` gathers the ``_chunk.document_id``
+    of the points that are chunks of a document."""
     total = await count_points(qdrant, collection, scroll_filter)
     digests: dict[str, str] = {}
     with PointsProgress(f"read {collection}", total, show_progress) as progress:
@@ -135,8 +153,20 @@ async def collection_digests(
                                           with_vectors=with_vectors, page_size=page_size):
             for record in page:
                 digests[id_key(record.id)] = digest(point_line(record))
+                meta = (record.payload or {}).get(CHUNK_KEY)
+                if documents is not None and isinstance(meta, dict) and isinstance(meta.get("document_id"), str):
+                    documents.add(meta["document_id"])
             progress.advance(len(page))
     return digests
+
+
+async def _with_documents(qdrant: RetryingClient, collection: str, report: VerifyReport, documents: set[str],
+                          show_progress: bool) -> VerifyReport:
+    """The report, and when the collection holds chunked documents, each of them checked whole."""
+    if not documents:
+        return report
+    check = await check_documents(qdrant, collection, sorted(documents), show_progress=show_progress)
+    return report.with_documents(check)
 
 
 async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Path, *, page_size: int = 256,
@@ -148,8 +178,10 @@ async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Pat
     reference: dict[str, str] = manifest["digests"]
     scroll_filter = qm.Filter.model_validate(manifest["filter"]) if manifest.get("filter") else None
     with_payload, with_vectors = manifest["with_payload"], manifest["with_vectors"]
+    documents: set[str] = set()
     target = await collection_digests(qdrant, collection, scroll_filter=scroll_filter, with_payload=with_payload,
-                                      with_vectors=with_vectors, page_size=page_size, show_progress=show_progress)
+                                      with_vectors=with_vectors, page_size=page_size, show_progress=show_progress,
+                                      documents=documents)
     suspects = {k for k in reference if k in target and reference[k] != target[k]}
     equal: set[str] = set()
     if suspects:
@@ -157,7 +189,8 @@ async def verify_against_dump(qdrant: RetryingClient, collection: str, dump: Pat
         got = await _lines(qdrant, collection, suspects, with_payload, with_vectors)
         cosine = cosine_names(manifest.get("config") or {})
         equal = {k for k in suspects if k in got and lines_equal(ref_lines[k], got[k], cosine)}
-    return diff_digests(reference, target, names=(str(dump), collection), equal_after_all=equal)
+    report = diff_digests(reference, target, names=(str(dump), collection), equal_after_all=equal)
+    return await _with_documents(qdrant, collection, report, documents, show_progress)
 
 
 async def _lines(
@@ -169,12 +202,17 @@ async def _lines(
 
 
 async def verify_collections(qdrant: RetryingClient, reference: str, target: str, *, with_vectors: bool = True,
-                             page_size: int = 256, show_progress: bool = True) -> VerifyReport:
+                             page_size: int = 256, show_progress: bool = True,
+                             check_whole_documents: bool = True) -> VerifyReport:
+    """``target`` against ``reference``, point by point; where ``target`` holds chunked documents
+    (and ``check_whole_documents``), each document of it checked whole too."""
     a = await collection_digests(
         qdrant, reference, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
     )
+    documents: set[str] = set()
     b = await collection_digests(
-        qdrant, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress
+        qdrant, target, with_vectors=with_vectors, page_size=page_size, show_progress=show_progress,
+        documents=documents if check_whole_documents else None,
     )
     suspects = {k for k in a if k in b and a[k] != b[k]}
     equal: set[str] = set()
@@ -184,4 +222,15 @@ async def verify_collections(qdrant: RetryingClient, reference: str, target: str
         info = await qdrant.call(f"get_collection({reference})", partial(qdrant.client.get_collection, reference))
         cosine = cosine_names(vectors_config(info))
         equal = {k for k in suspects if k in la and k in lb and lines_equal(la[k], lb[k], cosine)}
-    return diff_digests(a, b, names=(reference, target), equal_after_all=equal)
+    report = diff_digests(a, b, names=(reference, target), equal_after_all=equal)
+    return await _with_documents(qdrant, target, report, documents, show_progress)
+
+
+async def verify_documents(qdrant: RetryingClient, reference: str, target: str, *, page_size: int = 256,
+                           show_progress: bool = True) -> VerifyReport:
+    """Two collections of chunked documents, document by document: the same documents, each with the
+    same text (by its sha256) and payload, however each collection chunked them (a migration to a
+    model of another window re-chunks). The ids in the report are document ids."""
+    a = await document_digests(qdrant, reference, page_size=page_size, show_progress=show_progress)
+    b = await document_digests(qdrant, target, page_size=page_size, show_progress=show_progress)
+    return diff_digests(a, b, names=(reference, target))

@@ -192,13 +192,15 @@ class DocumentPlanner:
     """Plans one collection's part of a window, event by event (see the module docstring)."""
 
     def __init__(self, collection: str, text_field: str, vector: str, model: str, chunking: Chunking,
-                 stored: dict[DocKey, DocumentState]) -> None:
+                 stored: dict[DocKey, DocumentState], *, reuse_stored: bool = True) -> None:
+        """``collection``: the name chunk ids derive from (the one events use); ``reuse_stored=False``
+        embeds every chunk text anew (a bulk re-chunk for another model: stored vectors are the old one's)."""
         self.collection, self.text_field, self.vector, self.model = collection, text_field, vector, model
         self.chunking = chunking
         self.documents = stored
         # sha256 -> a vector of that text: held by a chunk of the window's documents, or embedded in it
         self.known: dict[str, VectorRef] = {slot.meta["sha256"]: slot.vector for state in stored.values()
-                                            for slot in state.slots.values()}
+                                            for slot in state.slots.values()} if reuse_stored else {}
         self.to_embed: dict[str, str] = {}  # sha256 -> text, every text the window embeds
         self.to_read: set[PointKey] = set()  # stored chunks whose vectors are copied
 
@@ -213,6 +215,13 @@ class DocumentPlanner:
         planned = PlannedEvent(position)
         result = self._steps(planned, event)  # refuses before it changes anything: all or nothing
         return result if isinstance(result, Refusal) else planned
+
+    def rewrite(self, position: int, document_id: DocKey, text: str, payload: dict[str, Any]) -> PlannedEvent:
+        """A document's text and payload written as new (a bulk re-chunk): the steps an upsert of it
+        would take, without an event."""
+        planned = PlannedEvent(position)
+        self._write(planned, normalize_id(document_id), text, dict(payload))
+        return planned
 
     def _refusal(self, event: ChangeEvent) -> Refusal | None:
         chunked = "a chunked collection's"

@@ -9,7 +9,7 @@ Collections not declared chunked never come here: their windows make no extra re
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -61,8 +61,11 @@ class DocumentWindow:
 
 class ChunkStage:
     def __init__(self, settings: Settings, qdrant: RetryingClient, embedder: Embedder,
-                 chunked: dict[str, ChunkedField]) -> None:
+                 chunked: dict[str, ChunkedField], ids_from: Mapping[str, str] | None = None) -> None:
+        """``ids_from``: collection -> the name its chunk ids derive from, where events that reach it
+        name another (a migration's tail writes the alias's documents into the new collection)."""
         self.settings, self.qdrant, self.embedder, self.chunked = settings, qdrant, embedder, chunked
+        self.ids_from = dict(ids_from or {})
         self._indexed: set[str] = set()
 
     def spec(self, collection: str | None) -> ChunkedField | None:
@@ -78,8 +81,9 @@ class ChunkStage:
         writes_text = any(getattr(item.event, "op", None) in ("upsert", "reembed") for item in live)
         stored = await self.read_chunks(schema.name, docs, shard_key, vectors=[spec.vector] if writes_text else [])
         chunker = self.embedder.chunker(model, spec.max_tokens, spec.overlap_tokens)
-        planner = DocumentPlanner(collection, spec.text_field, spec.vector, model, chunker.chunks,
-                                  stored_documents(collection, docs, stored))
+        id_name = self.ids_from.get(collection, collection)
+        planner = DocumentPlanner(id_name, spec.text_field, spec.vector, model, chunker.chunks,
+                                  stored_documents(id_name, docs, stored))
         planned: list[PlannedEvent] = []
         for item in live:
             if item.event is None or item.error is not None:

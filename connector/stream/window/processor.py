@@ -97,8 +97,10 @@ class WindowProcessor:
         honor_fences: bool = True,
         before_payload_texts: Callable[[], Awaitable[bool]] | None = None,
         cdc_mapping: CdcMapping | None = None,
+        chunk_ids_from: dict[str, str] | None = None,
     ) -> None:
-        """``retarget`` (used by a migration) maps an event to the collection and form to apply;
+        """``retarget`` (used by a migration) maps an event to the collection and form to apply, and
+        ``chunk_ids_from`` a chunked collection it maps to to the name events use, which chunk ids derive from;
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail);
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
         ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
@@ -112,7 +114,7 @@ class WindowProcessor:
         self.honor_fences = honor_fences
         self.admission = Admission(settings, qdrant, self.catalog, self.failpoints, mapped=cdc_mapping is not None)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
-        self.chunks = ChunkStage(settings, qdrant, embedder, chunked_fields(settings, cdc_mapping))
+        self.chunks = ChunkStage(settings, qdrant, embedder, chunked_fields(settings, cdc_mapping), chunk_ids_from)
 
     @property
     def stage(self) -> Stage:

@@ -1,0 +1,91 @@
+"""``audit --document``, on a real broker and a real worker: which batches wrote a chunked document's
+chunk sets, the digest of the one it has now (recomputed here from the chunk points), and with
+``--offset`` the chunk set one source offset's batch left, from the trail alone (the other answers:
+tests/unit/test_audit_documents.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import models as qm
+
+from connector.domain.chunking import chunk_set_digest
+from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
+from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.qdrant_targets import QdrantTarget
+
+pytestmark = pytest.mark.integration
+
+CHUNKED = {"articles": {"text_field": "body", "max_tokens": 64, "overlap_tokens": 8}}
+PARAGRAPHS = [p.strip() for p in (argparse.__doc__ or "").split("\n\n") if p.strip()]
+
+
+def event(op: str, doc: int, **fields: Any) -> tuple[bytes, bytes]:
+    return f"articles/{doc}".encode(), json.dumps({"schema_version": 1, "collection": "articles", "op": op,
+                                                   **fields}).encode()
+
+
+def upsert(doc: int, text: str) -> tuple[bytes, bytes]:
+    return event("upsert", doc, points=[{"id": doc, "payload": {"body": text}}])
+
+
+def covers(batch: dict[str, Any], offset: int) -> bool:
+    return any(first <= offset <= last for _, first, last in batch["ranges"])
+
+
+def audit(stack: Stack, *args: str) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "audit", "--json", *args],
+                            env={**os.environ, **stack.env}, capture_output=True, timeout=120, check=False)
+    assert result.returncode in (0, 1), result.stderr.decode()[-3000:]
+    return result.returncode, json.loads(result.stdout)
+
+
+async def test_audit_names_the_batches_that_wrote_a_documents_chunk_sets(kafka, model_env, tmp_path: Path) -> None:
+    target = QdrantTarget("local", path=tmp_path / "qdrant")
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target,
+                  extra_env={"QCC_CHUNKED_COLLECTIONS": json.dumps(CHUNKED)})
+    await stack.create_topics(partitions=1)
+    client = target.client()
+    client.create_collection("articles", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+    client.close()
+    topic, verifications = stack.env["QCC_PATCH_TOPIC"], stack.env["QCC_VERIFICATION_TOPIC"]
+
+    worker = Worker(stack)
+    try:  # document 1 written, then (once confirmed) edited beside a patch of document 2
+        first = await produce(kafka.bootstrap, topic, [upsert(1, "\n\n".join(PARAGRAPHS)), upsert(2, PARAGRAPHS[0])])
+        await read_topic(kafka.bootstrap, verifications, until=all_covered(first), timeout=120)
+        second = await produce(kafka.bootstrap, topic, [upsert(1, "\n\n".join(PARAGRAPHS[:3])),
+                                                        event("set_payload", 2, ids=[2], payload={"tag": "x"})])
+        await read_topic(kafka.bootstrap, verifications, until=all_covered(first + second), timeout=120)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    client = target.client()
+    try:
+        points, _ = client.scroll("articles", scroll_filter=qm.Filter(must=[qm.FieldCondition(
+            key=DOCUMENT_ID_KEY, match=qm.MatchValue(value="1"))]), limit=1000, with_payload=True)
+    finally:
+        client.close()
+    chunks = sorted((p.payload[CHUNK_KEY]["index"], p.payload[CHUNK_KEY]["sha256"]) for p in points if p.payload)
+
+    code, report = audit(stack, "--document", "articles/1")
+    assert code == 0, report
+    assert report["proven"]
+    assert report["verdict"].endswith("verified")
+    written = [b for b in report["batches"] if b["listed"]]
+    assert len(written) == 2  # the batches of its two upserts, in publish order
+    assert [covers(b, offset) for b, (_, offset) in zip(written, [first[0], second[0]], strict=True)] == [True, True]
+    assert report["final"]["digest"] == chunk_set_digest([sha for _, sha in chunks])  # the chunks it has now
+    assert report["final"]["count"] == len(chunks) < written[0]["count"]
+    assert report["final"]["deleted"] == written[0]["count"] - len(chunks)
+
+    # the chunk set offset N's batch left: the first version of document 1
+    code, at_first = audit(stack, "--document", "articles/1", "--offset", str(first[0][1]))
+    assert code == 0
+    assert at_first["final"] == written[0]
