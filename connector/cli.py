@@ -442,7 +442,7 @@ async def _audit_document(settings: Settings, topics: set[str], question: Any, a
         print(json.dumps(report, indent=2))
     else:
         print_document(console_for(), report)
-    return 0 if report["proven"] else EXIT_INCOMPLETE
+    return EX_OK if report["proven"] else EX_INCOMPLETE
 
 
 @cli.command()
