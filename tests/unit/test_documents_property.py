@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
@@ -158,7 +158,7 @@ def run_window(state: State, events: list[tuple[ChangeEvent, tuple[str, ...]]], 
     else:
         async def send(batch: list[Op]) -> None:  # as Qdrant: the ops before a refused one are applied
             for op in batch:
-                if refuse in op.sources:
+                if refuse in op.sources and op.kind != "delete":  # its write refused, a delete would pass
                     raise PermanentError("refused")
                 apply_op(state, op)
 
@@ -267,6 +267,15 @@ def reference(latest: Latest, drawn: list[tuple[str, int, list[int], int]], skip
 
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None)
+# the cases each finding was about, besides what the draw finds: a CDC row keeps a key it did not
+# send; a write refused by Qdrant takes its stale chunks' delete and the tag after it along; a write
+# that fails after planning leaves the tag after it planned on the chunks there; a delete by filter
+@example([([("write", 1, [0, 1], 0), ("tag", 1, [], 2)], None, None), ([("row", 1, [2], 1)], None, None)])
+@example([([("write", 1, [0, 1, 2, 3, 4], 0)], None, None),
+          ([("write", 1, [5], 1), ("tag", 1, [], 1), ("write", 2, [6], 0)], ("refuse", 0), None)])
+@example([([("write", 1, [0, 1, 2, 3, 4], 0)], None, None),
+          ([("write", 1, [5], 1), ("tag", 1, [], 1)], ("fail", frozenset({0})), None)])
+@example([([("write", 1, [0], 1), ("write", 2, [1, 2], 0)], None, None), ([("tag", 1, [], 0)], None, 1)])
 @given(st.lists(st.tuples(st.lists(EVENTS, min_size=1, max_size=5), TROUBLE, st.none() | st.integers(0, 2)),
                 min_size=1, max_size=4))
 def test_chunk_points_are_the_chunking_of_the_latest_text(
