@@ -354,8 +354,6 @@ def test_a_model_the_collection_does_not_take_stops_the_worker_at_start(model_en
 
 
 async def test_the_chunk_index_is_made_through_the_retrying_caller(qdrant_server_with_keys: Any) -> None:
-    from connector.qdrant.catalog import ensure_document_index  # the worker's and create-collection's helper
-
     admin = QdrantTarget("rest", server=qdrant_server_with_keys, api_key=API_KEY)
     admin.wipe()
     writer = RetryingClient(admin.async_client())
@@ -368,6 +366,8 @@ async def test_the_chunk_index_is_made_through_the_retrying_caller(qdrant_server
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(cli._chunk_index(reader, "articles"), timeout=2)  # noqa: SLF001 - the command's step
         assert "QCC_QDRANT_API_KEY" in (reader.failure or "")
+        from connector.qdrant.catalog import ensure_document_index  # the worker's and create-collection's helper
+
         assert await ensure_document_index(writer, "articles") is True
         assert await ensure_document_index(writer, "articles") is False  # there now: nothing asked
         assert DOCUMENT_ID_KEY in ((await writer.client.get_collection("articles")).payload_schema or {})
