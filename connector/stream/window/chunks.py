@@ -267,18 +267,17 @@ async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chu
                               default_model: str) -> None:
     """At the worker's start: each chunked collection that exists has its chunks' dense vector, of
     the size their model makes; else ConfigurationError (one line, exit 78): a model that does not
-    fit is a setting to fix, not a fault of the events. A Qdrant that does not answer within
-    START_CHECK_SECONDS, or a collection made later, is left to the windows (which then fail only
-    the events that embed, as for any collection)."""
+    fit is a setting to fix, not a fault of the events. A Qdrant that does not answer a collection's
+    read within START_CHECK_SECONDS (the rest are not asked), or a collection made later, is left to
+    the windows (which then fail only the events that embed, as for any collection)."""
     for collection, spec in chunked.items():
         asked = asyncio.ensure_future(_collection_info(client, collection))
-        await asyncio.wait({asked}, timeout=START_CHECK_SECONDS)
-        if not asked.done():
+        done, _ = await asyncio.wait({asked}, timeout=START_CHECK_SECONDS)
+        if asked not in done or asked.exception() is not None:  # not answering now, a key that may not read...
             asked.cancel()
-        if asked.cancelled() or asked.exception() is not None:  # not answering now, a key that may not read...
-            log.info("collection %s not checked at start (%s)", collection,
-                     "no answer" if asked.cancelled() else repr(asked.exception()))
-            continue
+            log.info("chunked collections not checked at start (%s)", f"no answer within {START_CHECK_SECONDS} s"
+                     if asked not in done else repr(asked.exception()))
+            return
         info = asked.result()
         if info is None:  # made later: the windows check it
             continue
