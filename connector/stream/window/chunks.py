@@ -180,7 +180,6 @@ class ChunkStage:
                 update["status"] = "partial"
         return outcome.model_copy(update=update)
 
-
     async def not_held(self, collection: str, window: DocumentWindow, items: Sequence[Item], applied: set[int],
                        placeholder: str, shard_key: Selector | None) -> list[Unavailable]:
         """The documents written by applied CDC row changes whose chunks lack a column the change
@@ -282,11 +281,11 @@ async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chu
         if info is None:  # made later: the windows check it
             continue
         model = spec.model or default_model
-        vector = spec.vector or "the unnamed vector"
+        vector = f"vector {spec.vector!r}" if spec.vector else "the unnamed vector"
         dense = schema_from_info(collection, info).dense.get(spec.vector)
         if dense is None:
-            raise ConfigurationError(f"chunked collection {collection!r} has no dense vector {vector!r} for its chunks "
-                                     "(their vector in QCC_CHUNKED_COLLECTIONS or the CDC mapping)")
+            raise ConfigurationError(f"chunked collection {collection!r} has no dense {vector.removeprefix('the ')} "
+                                     "for its chunks (their vector in QCC_CHUNKED_COLLECTIONS or the CDC mapping)")
         size = len(embedder.embed_sync(model, "dense", ["the size of a vector"])[0])  # type: ignore[arg-type]
         if size != dense.size:
             raise ConfigurationError(f"chunked collection {collection!r}: model {model!r} makes {size}-dimensional "
