@@ -30,7 +30,11 @@ from connector.exit_codes import (
 from connector.settings import Settings
 
 if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+
+    from connector.embedding.embedder import Embedder
     from connector.qdrant import RetryingClient
+    from connector.settings import ChunkedField
     from connector.stream.broker_probe import BrokerProbe
 
 T = TypeVar("T")
@@ -112,6 +116,7 @@ def worker() -> None:
     _say_where_qdrant_is(settings)
     loop = new_event_loop(settings)  # Faust runs on it too, so the endpoints served now stay up
     asyncio.set_event_loop(loop)
+    client = _chunked_collections_checked(loop, settings, embedder, chunked_fields(settings, cdc_mapping))
     readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
     if settings.http_port:
         try:
@@ -125,12 +130,33 @@ def worker() -> None:
     if not loop.run_until_complete(_until_broker_answers(loop, probe)):
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
         raise typer.Exit(EX_OK)
-    app = create_app(settings, embedder=embedder, readiness=readiness if settings.http_port else None,
+    app = create_app(settings, client=client, embedder=embedder, readiness=readiness if settings.http_port else None,
                      broker_probe=probe, cdc_mapping=cdc_mapping)
     frozen = settle_heap()  # the models are loaded: what exists now lives as long as the process
     logging.getLogger("connector.worker").debug("start-up heap frozen: %d objects", frozen)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
            logging_config=log_config).execute_from_commandline()
+
+
+def _chunked_collections_checked(loop: asyncio.AbstractEventLoop, settings: Settings, embedder: Embedder,
+                                 chunked: dict[str, ChunkedField]) -> AsyncQdrantClient | None:
+    """The chunked collections' vectors against their model, once at start (exit 78 on a model that
+    does not fit); the Qdrant client it made, for the worker to go on with (None: no check)."""
+    from connector.qdrant.client import make_client
+    from connector.stream.window.chunks import check_chunk_vectors
+
+    if not chunked:
+        return None
+    try:
+        client = make_client(settings)
+    except Exception:  # noqa: BLE001 - a folder in use, say: the worker meets it as before, in its first window
+        return None
+    try:
+        loop.run_until_complete(check_chunk_vectors(client, embedder, chunked, settings.dense_model))
+    except ConfigurationError as exc:
+        logging.getLogger("connector.worker").critical("%s", exc)
+        raise typer.Exit(EX_CONFIG) from None
+    return client
 
 
 def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
@@ -628,12 +654,10 @@ def create_collection_cmd(
 
 
 async def _chunk_index(qdrant: RetryingClient, name: str) -> None:
-    """The index a chunked collection's documents are found by (connector/domain/documents.py)."""
-    from qdrant_client import models as qm
+    """The index a chunked collection's documents are found by: the worker's own helper."""
+    from connector.qdrant.catalog import ensure_document_index
 
-    from connector.domain.documents import DOCUMENT_ID_KEY
-
-    await qdrant.client.create_payload_index(name, DOCUMENT_ID_KEY, qm.PayloadSchemaType.KEYWORD, wait=True)
+    await ensure_document_index(qdrant, name)
 
 
 @cli.command("export")

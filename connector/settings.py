@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     cdc_max_text_chars: int = Field(
         100_000, ge=1, le=100_000, description="A CDC text longer than this is embedded from its first this many "
         "characters (a dense model whose window is shorter makes the same vector), the payload keeps it whole, and "
-        "the verification event lists it (texts_cut); the row is written either way")
+        "the verification event lists it (texts_cut); the row is written either way. A chunked column's text is "
+        "not cut: its chunks cover it whole")
     verification_topic: str = Field("qdrant.verifications", description="Where verification events go")
     dead_letter_topic: str = Field("qdrant.dead-letters", description="Where rejected events go")
     session_timeout_seconds: float = Field(

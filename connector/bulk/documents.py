@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from qdrant_client import models as qm
@@ -31,6 +30,7 @@ from connector.domain.chunk_sets import (
 from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
 from connector.domain.semantics import PointState, State
 from connector.qdrant import RetryingClient
+from connector.qdrant.catalog import ensure_document_index
 from connector.qdrant.reads import count_points, scroll_pages
 from connector.settings import ChunkedField
 
@@ -66,10 +66,8 @@ def with_chunk_index(plan: CollectionPlan) -> CollectionPlan:
 async def ensure_chunk_index(qdrant: RetryingClient, collection: str, info: qm.CollectionInfo) -> None:
     """The keyword index on ``_chunk.document_id`` where the collection lacks it (not in local mode,
     which has no payload index)."""
-    if is_local_mode_info(info) or DOCUMENT_ID_KEY in (info.payload_schema or {}):
-        return
-    await qdrant.call(f"create_payload_index({collection}.{DOCUMENT_ID_KEY})", partial(
-        qdrant.client.create_payload_index, collection, DOCUMENT_ID_KEY, qm.PayloadSchemaType.KEYWORD, wait=True))
+    if not is_local_mode_info(info) and DOCUMENT_ID_KEY not in (info.payload_schema or {}):
+        await ensure_document_index(qdrant, collection)
 
 
 async def read_documents(qdrant: RetryingClient, collection: str, keys: Sequence[str], *,

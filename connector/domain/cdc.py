@@ -13,7 +13,9 @@ column that is NULL is no payload key (an update to NULL removes the key, as a `
 null does), so a point's payload is the row's non-null mapped columns, however
 it got there. A column Debezium did not send (its unavailable-value placeholder) is neither
 written nor embedded. A text longer than ``max_text_chars`` is embedded from its first
-``max_text_chars`` characters (:attr:`RowEvents.cut`); the payload keeps it whole.
+``max_text_chars`` characters (:attr:`RowEvents.cut`); the payload keeps it whole. A chunked
+column's text is never cut (its chunks cover it whole), and a row without one (NULL, empty) has no
+chunk points: its document is deleted.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from connector.domain.cdc_mapping import CdcMapping, PointChange, TableMapping, plan_row_change
+from connector.domain.cdc_mapping import CdcMapping, PointChange, TableMapping, TextColumn, plan_row_change
 from connector.domain.changes import (
     MAX_TEXT_CHARS,
     SCHEMA_VERSION,
@@ -93,7 +95,7 @@ def cdc_events(value: bytes | None, mapping: CdcMapping, *, max_event_bytes: int
                                  "Qdrant cannot remove an unnamed vector (map the column to a named vector)")
     event_id = _event_id(decoded)
     cut = {vector: len(text) for vector, text in {**planned.texts, **(planned.whole or planned).texts}.items()
-           if len(text) > max_text_chars}
+           if len(text) > max_text_chars and table.chunked is None}
     try:
         events = events_for(planned, table, event_id, max_text_chars)
         whole = events_for(planned.whole, table, event_id, max_text_chars) if planned.whole is not None else None
@@ -124,6 +126,8 @@ def events_for(change: PointChange, table: TableMapping, event_id: str | None = 
     events: list[ChangeEvent] = []
     if change.replaces is not None:  # the key changed: the row left its old point
         events.append(DeleteEvent(**common, op="delete", ids=[change.replaces]))
+    if change.kind == "upsert" and table.chunked is not None and table.text_key is not None:
+        return [*events, _document_write(change, table.texts[table.chunked], table.text_key, common)]
     texts = {vector: text[:max_text_chars] for vector, text in change.texts.items()}
     if change.kind == "upsert":
         first = next(iter(texts), None)
@@ -141,6 +145,18 @@ def events_for(change: PointChange, table: TableMapping, event_id: str | None = 
         events.append(DeleteVectorsEvent(**common, op="delete_vectors", ids=ids,
                                          vector_names=list(change.drop_vectors)))
     return events
+
+
+def _document_write(change: PointChange, spec: TextColumn, key: str, common: dict[str, Any]) -> ChangeEvent:
+    """A chunked table's row: an upsert of its document with the text whole under its payload key
+    ``key`` (the chunk stage splits it, so nothing is cut), or, for a row without text (NULL,
+    empty), a delete of its document: a document with no text has no chunk points."""
+    text = change.texts.get(spec.vector)
+    if text is None:
+        return DeleteEvent(**common, op="delete", ids=[change.point_id])
+    payload = {k: v for k, v in change.payload.items() if v is not None and k != key}
+    return UpsertEvent(**common, op="upsert", points=[UpsertPoint(id=change.point_id, payload={**payload, key: text})],
+                       vector_name=spec.vector, model=spec.model)
 
 
 def _event_id(change: RowChange) -> str | None:

@@ -31,10 +31,11 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictStr, ValidationError, field_validator, model_validator
 
 from connector.domain.changes import NAME_PATTERN, StrictModel
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER, RowChange, placeholder
+from connector.settings import ChunkedField
 
 __all__ = ["CdcMapping", "PointChange", "TableMapping", "TextColumn", "plan_row_change", "point_id"]
 
@@ -63,12 +64,34 @@ class TableMapping(StrictModel):
         if any(text.chunked for text in self.texts.values()) and len(self.texts) > 1:
             raise ValueError("a table with a chunked text column maps no other text column (its points are the "
                              "chunks of that one text)")
+        column, key = self.chunked, self.text_key
+        if column is None or key is None:
+            return self
+        spec = self.texts[column]
+        try:  # the collection's text field is this key (connector/domain/documents.py, chunked_fields)
+            ChunkedField(text_field=key, vector=spec.vector, model=spec.model)
+        except ValidationError:
+            raise ValueError(f"chunked column {column!r}: its payload key {key!r} cannot be a chunked collection's "
+                             "text field (a top-level key of letters, digits, _ and -, first a letter or _, not "
+                             f"_chunk): map it to one in payload, e.g. {{{column}: body}}") from None
+        others = [c for c, k in (self.payload or {}).items() if k == key and c != column]
+        if others:
+            raise ValueError(f"chunked column {column!r}: its payload key {key!r} is column {others[0]!r}'s too")
         return self
 
     @property
     def chunked(self) -> str | None:
         """The chunked text column, if any."""
         return next((column for column, text in self.texts.items() if text.chunked), None)
+
+    @property
+    def text_key(self) -> str | None:
+        """The payload key a chunked column's text is found under in the row's events: its name in
+        ``payload``, else the column's own (the chunks keep it under ``_chunk``, never as a key)."""
+        column = self.chunked
+        if column is None:
+            return None
+        return (self.payload or {}).get(column, column)
 
 
 class CdcMapping(StrictModel):

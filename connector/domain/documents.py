@@ -18,6 +18,10 @@ stored count) and turns each event into id-addressed operations on chunk ids:
 
 The vectors of written chunks are references (:data:`VectorRef`) resolved by the caller once
 it embedded the texts and read the stored vectors (:func:`materialize`).
+
+An event planned on the effect of another that then fails (its record's other event refused, its
+texts not embeddable) is planned again without it (:func:`plan_events`, from the same read);
+one that Qdrant refuses takes the later events of its documents with it (:func:`dependents`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from connector.domain.changes import (
     RejectionCode,
     SetPayloadEvent,
     UpsertEvent,
+    UpsertPoint,
     filter_of,
     normalize_id,
 )
@@ -60,10 +65,13 @@ __all__ = [
     "VectorRef",
     "chunk_id",
     "chunked_fields",
+    "dependents",
     "document_filter",
     "document_key",
     "materialize",
+    "plan_events",
     "stored_documents",
+    "written_text",
 ]
 
 # Fixed forever: changing it would move every chunk point of every chunked collection.
@@ -96,9 +104,9 @@ def chunked_fields(settings: Settings, mapping: CdcMapping | None = None) -> dic
     marked ``chunked`` (the setting wins where both name a collection)."""
     fields: dict[str, ChunkedField] = {}
     for table in (mapping.tables.values() if mapping is not None else ()):
-        for column, text in table.texts.items():
-            if text.chunked:
-                fields[table.collection] = ChunkedField(text_field=column, vector=text.vector, model=text.model)
+        for text in table.texts.values():
+            if text.chunked and table.text_key is not None:  # the text under its payload key, as the rows carry it
+                fields[table.collection] = ChunkedField(text_field=table.text_key, vector=text.vector, model=text.model)
     return {**fields, **settings.chunked_collections}
 
 
@@ -109,6 +117,7 @@ class Slot:
     point_id: PointKey
     meta: dict[str, Any]  # its _chunk
     vector: VectorRef
+    vectors_read: frozenset[str] = frozenset()  # the vectors read with it: only those can be copied
 
 
 @dataclass
@@ -127,6 +136,13 @@ class DocumentState:
         return bool(self.slots)
 
 
+def written_text(point: UpsertPoint, text_field: str) -> str | None:
+    """The text an upsert gives a document: the point's ``text``, else its payload's text field
+    (None: none, or not a non-empty string)."""
+    text = point.text if point.text is not None else (point.payload or {}).get(text_field)
+    return text if isinstance(text, str) and text else None
+
+
 def stored_documents(collection: str, document_ids: Sequence[DocKey], points: State) -> dict[DocKey, DocumentState]:
     """The documents' chunks as read (by the document-id filter, payload included)."""
     wanted = {document_key(d): normalize_id(d) for d in document_ids}
@@ -139,7 +155,7 @@ def stored_documents(collection: str, document_ids: Sequence[DocKey], points: St
         state = documents[doc]
         index = meta.get("index")
         if isinstance(index, int) and pid == chunk_id(collection, doc, index) and isinstance(meta.get("sha256"), str):
-            state.slots[index] = Slot(pid, copy_json(meta), ("stored", pid))
+            state.slots[index] = Slot(pid, copy_json(meta), ("stored", pid), frozenset(point.vectors))
             state.indexes_seen.add(index)
             if index == 0 or state.payload is None:
                 state.payload = {k: copy_json(v) for k, v in point.payload.items() if k != CHUNK_KEY}
@@ -198,22 +214,24 @@ class DocumentPlanner:
         self.collection, self.text_field, self.vector, self.model = collection, text_field, vector, model
         self.chunking = chunking
         self.documents = stored
-        # sha256 -> a vector of that text: held by a chunk of the window's documents, or embedded in it
-        self.known: dict[str, VectorRef] = {slot.meta["sha256"]: slot.vector for state in stored.values()
-                                            for slot in state.slots.values()} if reuse_stored else {}
+        # sha256 -> a vector of that text: held by a chunk of the window's documents (and read), or embedded in it
+        self.known: dict[str, VectorRef] = {} if not reuse_stored else {
+            slot.meta["sha256"]: slot.vector for state in stored.values()
+            for slot in state.slots.values() if vector in slot.vectors_read}
         self.to_embed: dict[str, str] = {}  # sha256 -> text, every text the window embeds
         self.to_read: set[PointKey] = set()  # stored chunks whose vectors are copied
 
-    def plan(self, position: int, event: ChangeEvent) -> PlannedEvent | Refusal:
+    def plan(self, position: int, event: ChangeEvent, keep: Sequence[str] = ()) -> PlannedEvent | Refusal:
         """The steps of one event (its state applied to the documents), or why it cannot apply
-        (nothing changed)."""
+        (nothing changed). ``keep``: payload keys a text write leaves as the document holds them
+        (the columns a CDC source did not send)."""
         refusal = self._refusal(event)
         if refusal is not None:
             return refusal
         if filter_of(event) is not None:  # a filter over chunk payloads: it reaches chunks as they are
             return PlannedEvent(position, [op_from_patch(event, position)])
         planned = PlannedEvent(position)
-        result = self._steps(planned, event)  # refuses before it changes anything: all or nothing
+        result = self._steps(planned, event, keep)  # refuses before it changes anything: all or nothing
         return result if isinstance(result, Refusal) else planned
 
     def rewrite(self, position: int, document_id: DocKey, text: str, payload: dict[str, Any]) -> PlannedEvent:
@@ -242,6 +260,9 @@ class DocumentPlanner:
         elif isinstance(event, ReembedEvent):
             if event.filter is not None:
                 return refuse("a re-embed by filter; name the documents by ids")
+            if event.points is not None:  # a new text is new chunks, their payload included: not a re-embed
+                return refuse("an inline re-embed: write a document's text by an upsert on the patch topic (a "
+                              "re-embed by ids with the text field embeds its chunks' texts again)")
             if event.ids is not None and event.text_field != self.text_field:
                 return refuse(f"text_field {event.text_field!r}: the documents' text is {self.text_field!r}")
         elif isinstance(event, SetPayloadEvent):
@@ -262,34 +283,30 @@ class DocumentPlanner:
             return refuse(f"{event.op}: chunk vectors come from the document's text")
         return None
 
-    def _steps(self, planned: PlannedEvent, event: ChangeEvent) -> Refusal | None:
+    def _steps(self, planned: PlannedEvent, event: ChangeEvent, keep: Sequence[str]) -> Refusal | None:
         position = planned.position
         if isinstance(event, UpsertEvent):
             writes: list[tuple[DocKey, str, dict[str, Any]]] = []
             for point in event.points:  # the same id twice: the last one wins, as in Qdrant
-                payload = dict(point.payload or {})
-                text = point.text if point.text is not None else payload.get(self.text_field)
+                doc = normalize_id(point.id)
+                held = self._document(doc).payload or {}
+                payload = {**{key: copy_json(held[key]) for key in keep if key in held}, **(point.payload or {})}
+                text = written_text(point, self.text_field)
                 payload.pop(self.text_field, None)
-                if not isinstance(text, str) or not text:
-                    return Refusal("text_missing", f"document {normalize_id(point.id)} has no text: give it as the "
+                if text is None:
+                    return Refusal("text_missing", f"document {doc} has no text: give it as the "
                                    f"point's text or its payload's {self.text_field!r}")
-                writes.append((normalize_id(point.id), text, payload))
+                writes.append((doc, text, payload))
             for doc, text, payload in writes:
                 self._write(planned, doc, text, payload)
             return None
-        if isinstance(event, ReembedEvent):
-            docs = [normalize_id(p.id) for p in event.points] if event.points else \
-                [normalize_id(i) for i in event.ids or []]
+        if isinstance(event, ReembedEvent):  # by ids (inline texts are refused): the stored texts again
+            docs = [normalize_id(i) for i in event.ids or []]
             absent = [d for d in docs if not self._document(d).exists]
             if absent:
                 return Refusal("point_not_found", f"documents not found: {', '.join(map(str, absent[:20]))}")
-            if event.points is not None:
-                for text_point in event.points:
-                    doc = normalize_id(text_point.id)
-                    self._write(planned, doc, text_point.text, dict(self._document(doc).payload or {}))
-            else:
-                for doc in dict.fromkeys(docs):
-                    self._embed_again(planned, doc)
+            for doc in dict.fromkeys(docs):
+                self._embed_again(planned, doc)
             return None
         docs = list(dict.fromkeys(normalize_id(i) for i in getattr(event, "ids", None) or []))
         if isinstance(event, DeleteEvent):
@@ -399,6 +416,38 @@ class DocumentPlanner:
     @staticmethod
     def _stats(state: DocumentState) -> DocumentStats:
         return DocumentStats(count=len(state.slots), digest=_digest(state))
+
+
+def plan_events(planner: DocumentPlanner, events: Sequence[tuple[int, ChangeEvent, Sequence[str]]],
+                ) -> tuple[list[PlannedEvent], dict[int, Refusal]]:
+    """Plan (position, event, keys to keep) in order on a fresh planner: the planned events and the
+    refusals by position. To leave out events that failed after an earlier pass, plan again
+    without them on a new planner over the same read: the events after them then see the
+    documents as they are without them (a patch reaches the chunks there, not those a failed
+    write would have left)."""
+    planned: list[PlannedEvent] = []
+    refused: dict[int, Refusal] = {}
+    for position, event, keep in events:
+        outcome = planner.plan(position, event, keep)
+        if isinstance(outcome, Refusal):
+            refused[position] = outcome
+        else:
+            planned.append(outcome)
+    return planned, refused
+
+
+def dependents(documents: Mapping[int, Mapping[DocKey, object]], failed: int) -> list[int]:
+    """The events after ``failed`` that were planned on what it would have left: each later event
+    naming one of its documents, or one of such an event's (by position, in order).
+    ``documents``: the documents each planned event names, by position (filter events name none)."""
+    reached = set(documents.get(failed, {}))
+    found: list[int] = []
+    for position in sorted(p for p in documents if p > failed):
+        named = set(documents[position])
+        if named & reached:
+            found.append(position)
+            reached |= named
+    return found
 
 
 def _digest(state: DocumentState) -> str:

@@ -5,9 +5,10 @@ Contract:
   batch (see :func:`split_at_filters` for why).
 - A batch is not a transaction. When Qdrant rejects a batch, the applier finds the failing op
   by sending prefixes of the plan (bisection), splits a coalesced op back into its events,
-  drops the single event that fails, and sends the rest again. Re-sending is safe because
-  every id-addressed op is an assignment: applying an applied prefix again in the same order
-  leaves the same state.
+  drops the single event that fails (every op of it not yet applied), and sends the rest again.
+  Re-sending is safe because every id-addressed op is an assignment: applying an applied prefix
+  again in the same order leaves the same state. The caller may name events that go with a
+  refused one (``dependents``: planned on its effect); they are dropped too, unsent.
 - Every request goes through the :class:`~connector.qdrant.retrying.RetryingClient`: what is
   not an event's fault is retried, never blamed. A request counts as applied only when Qdrant
   says ``completed``; one answered as queued is sent again (:mod:`connector.qdrant.updates`).
@@ -20,7 +21,7 @@ Contract:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 class FailedEvent:
     position: int
     error: PermanentError
+    after: int | None = None  # not sent: it goes with this refused event (a dependent, see apply_isolating)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ApplyResult:
 
 
 SendOps = Callable[[list[Op]], Awaitable[None]]
+Dependents = Callable[[int], Sequence[int]]  # a refused event's position -> the events that go with it
 
 
 class FilterHook(Protocol):
@@ -66,11 +69,13 @@ class FilterHook(Protocol):
     async def after(self, op: Op) -> None: ...
 
 
-async def apply_isolating(ops: list[Op], send: SendOps) -> ApplyResult:
+async def apply_isolating(ops: list[Op], send: SendOps, dependents: Dependents | None = None) -> ApplyResult:
     """Send ``ops``; on a permanent error, find and drop the failing event, send the rest.
 
     ``send`` raises :class:`PermanentError` when the destination rejects the ops; any
     :class:`TransientError` propagates (the caller retries the whole call, which is safe).
+    Every op of the failing event that was not applied is dropped (an event of a chunked
+    document is several ops), and so are those of the events ``dependents`` names for it.
     """
     ops = list(ops)
     failed: list[FailedEvent] = []
@@ -87,9 +92,25 @@ async def apply_isolating(ops: list[Op], send: SendOps) -> ApplyResult:
             if len(bad.parts) > 1:
                 ops[index : index + 1] = _split(bad)
                 continue
-            failed.append(FailedEvent(bad.sources[0], error))
+            position = bad.sources[0]
+            failed.append(FailedEvent(position, error))
             del ops[index]
+            done = {f.position for f in failed}
+            with_it = [p for p in (dependents(position) if dependents is not None else ()) if p not in done]
+            failed += [FailedEvent(p, error, after=position) for p in with_it]
+            ops = _without(ops, {position, *with_it})
     return ApplyResult(applied=ops, failed=failed, requests=requests)
+
+
+def _without(ops: list[Op], positions: set[int]) -> list[Op]:
+    """``ops`` without the parts of these events (a coalesced op keeps its other events' parts, in order)."""
+    kept: list[Op] = []
+    for op in ops:
+        if not set(op.sources) & positions:
+            kept.append(op)
+        elif len(op.parts) > 1:
+            kept += _without(_split(op), positions)
+    return kept
 
 
 def _split(op: Op) -> list[Op]:
@@ -135,11 +156,12 @@ class BatchApplier:
         self.failpoints = failpoints or Failpoints(None)
 
     async def apply(self, collection: str, ops: list[Op], around_filters: FilterHook | None = None,
-                    shard_key: Selector | None = None) -> ApplyResult:
+                    shard_key: Selector | None = None, dependents: Dependents | None = None) -> ApplyResult:
         """Apply a plan with ``wait=True``, to ``shard_key``'s shards of a custom-sharded collection;
         see the module docstring for the contract.
         ``around_filters`` is called right before each filter-addressed op is sent, and right
-        after it was applied (the read-back learns what it matched then)."""
+        after it was applied (the read-back learns what it matched then); ``dependents``: the
+        events that go with a refused one (:func:`apply_isolating`), also in later runs."""
 
         async def send(batch: list[Op]) -> None:
             for number, request in enumerate(requests_for(batch, self.max_request_bytes, self.max_request_points)):
@@ -150,11 +172,14 @@ class BatchApplier:
         applied: list[Op] = []
         failed: list[FailedEvent] = []
         requests = 0
-        for run in split_at_filters(ops):
+        for planned_run in split_at_filters(ops):
+            run = _without(planned_run, {f.position for f in failed})  # an earlier run's refused events, dependents
+            if not run:
+                continue
             hook = around_filters if run[0].by_filter else None
             if hook is not None:
                 await hook.before(run[0])
-            result = await apply_isolating(run, send)
+            result = await apply_isolating(run, send, dependents)
             if hook is not None and result.applied:
                 await hook.after(run[0])
             applied += result.applied

@@ -1,15 +1,33 @@
-"""Collection schemas (connector/domain/schema.py), fetched from Qdrant and cached for a while."""
+"""Collection schemas (connector/domain/schema.py), fetched from Qdrant and cached for a while;
+the payload index a chunked collection's documents are found by."""
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from qdrant_client import models as qm
 
+from connector.domain.documents import DOCUMENT_ID_KEY
 from connector.domain.schema import CollectionSchema, schema_from_info
 from connector.qdrant.retrying import RetryingClient
 
-__all__ = ["CollectionCatalog"]
+__all__ = ["CollectionCatalog", "ensure_document_index"]
+
+
+async def ensure_document_index(qdrant: RetryingClient, collection: str) -> bool:
+    """The keyword index on ``_chunk.document_id`` that finds a chunked collection's documents
+    (connector/domain/documents.py), created where the collection lacks it; True when created.
+    Safe at any time: an index changes no point (a server in strict mode refuses filters on
+    unindexed keys). Both calls go through the retrying caller: a blip is retried, a refused key
+    reported, never an unexpected error."""
+    client = qdrant.client
+    info = await qdrant.call(f"get_collection({collection})", partial(client.get_collection, collection))
+    if DOCUMENT_ID_KEY in (info.payload_schema or {}):
+        return False
+    await qdrant.call(f"create_payload_index({collection}, {DOCUMENT_ID_KEY})", partial(
+        client.create_payload_index, collection, DOCUMENT_ID_KEY, qm.PayloadSchemaType.KEYWORD, wait=True))
+    return True
 
 
 class CollectionCatalog:

@@ -3,10 +3,14 @@ server: the events of one record apply together or are dead-lettered together an
 a truncate with ``truncate: delete_all`` empties the collection, a record the mapping cannot take
 is dead-lettered while the rest of its window applies; Debezium's placeholder is never written or
 embedded (the verification event names the columns a point lacks), a row missing from Qdrant is
-written whole by its next change, and a text over QCC_CDC_MAX_TEXT_CHARS costs its row nothing."""
+written whole by its next change, and a text over QCC_CDC_MAX_TEXT_CHARS costs its row nothing.
+A chunked text column (its payload key renamed) is chunked whole, never cut; a row's columns
+Debezium did not send stay on its chunks as they were, or are named as lacking; a row without
+text has no chunks, and is no dead letter."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -14,7 +18,9 @@ import pytest
 from qdrant_client import models as qm
 
 from connector.domain.cdc_mapping import CdcMapping
+from connector.domain.chunking import rebuild_text
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
+from connector.domain.documents import CHUNK_KEY
 from connector.embedding.embedder import Embedder
 from connector.metrics import TEXTS_EMBEDDED
 from connector.qdrant import make_client, make_retrying
@@ -159,5 +165,66 @@ async def test_placeholders_are_never_data_and_a_later_change_heals_a_row(
         assert sorted(vectors) == ["body", "title"]
         [fresh] = proc.embedder.embed_sync(DEFAULT_DENSE_MODEL, "dense", [rows[3]["body"][:40]])
         assert max(abs(a - b) for a, b in zip(vectors["body"], fresh, strict=True)) < 1e-4  # type: ignore[arg-type]
+    finally:
+        await proc.client.close()
+
+
+@only_targets("local", "rest")
+async def test_a_chunked_text_column_is_chunked_whole_keeps_what_was_not_sent_and_may_be_empty(
+        qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+    cdc = mapping(**{"public.wiki": {
+        "collection": "wiki", "key": ["id"], "texts": {"Body Text": {"chunked": True}},
+        "payload": {"id": "id", "title": "title", "Body Text": "content", "summary": "summary"}}})
+    proc = processor(qdrant_target, model_paths, cdc, cdc_max_text_chars=200)
+    body = argparse.__doc__ or ""
+    edited = body.replace("command-line", "command line")
+    assert len(body) > 1000  # far over QCC_CDC_MAX_TEXT_CHARS: an unchunked column would be embedded from 200
+
+    async def documents() -> dict[str, list[dict[str, Any]]]:
+        points, _ = await proc.client.scroll("wiki", limit=1000, with_payload=True)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for point in points:
+            assert point.payload is not None
+            found.setdefault(point.payload[CHUNK_KEY]["document_id"], []).append(point.payload)
+        return found
+
+    def text_of(chunks: list[dict[str, Any]]) -> str:
+        return rebuild_text([(c[CHUNK_KEY]["start"], c[CHUNK_KEY]["end"], c[CHUNK_KEY]["text"]) for c in chunks])
+
+    try:
+        await proc.client.create_collection("wiki", vectors_config=qm.VectorParams(size=384,
+                                                                                   distance=qm.Distance.COSINE))
+        first = await proc.process(records([
+            row_change("c", "public.wiki", None, {"id": 1, "title": "t1", "Body Text": body, "summary": "s1"}),
+            row_change("c", "public.wiki", None, {"id": 2, "title": "t2", "Body Text": None, "summary": "s2"}),
+        ]))
+        assert first.dead_letters == []  # a row without text: its document has no chunks
+        [written] = first.verifications
+        assert written.verification.status == "verified", written.verification
+        assert written.texts_cut == []
+        documents_of = await documents()
+        assert {(d.document_id, d.count) for d in written.documents} == {(1, len(documents_of["1"])), (2, 0)}
+        assert text_of(documents_of["1"]) == body  # whole: chunking is the answer to long texts
+        assert all(c["title"] == "t1" and c["summary"] == "s1" and "content" not in c for c in documents_of["1"])
+        assert "2" not in documents_of
+
+        # updates without the row before (REPLICA IDENTITY DEFAULT): the summary not sent (TOASTed)
+        second = await proc.process(records([
+            row_change("u", "public.wiki", None, {"id": 1, "title": "t1b", "Body Text": edited,
+                                                  "summary": DEBEZIUM_PLACEHOLDER}),
+            row_change("u", "public.wiki", None, {"id": 3, "title": "t3", "Body Text": body,
+                                                  "summary": DEBEZIUM_PLACEHOLDER}),
+            row_change("u", "public.wiki", None, {"id": 2, "title": "t2", "Body Text": "", "summary": "s2"}),
+        ], first=2))
+        assert second.dead_letters == []
+        [changed] = second.verifications
+        assert changed.verification.status == "verified", changed.verification
+        # row 3 never reached Qdrant before: written as far as it was sent, and named as lacking the rest
+        assert [(u.id, u.payload_keys, u.vectors) for u in changed.verification.unavailable] == [(3, ["summary"], [])]
+        now = await documents()
+        assert text_of(now["1"]) == edited
+        assert all(c["title"] == "t1b" and c["summary"] == "s1" for c in now["1"])  # kept, not wiped
+        assert all("summary" not in c and DEBEZIUM_PLACEHOLDER not in json.dumps(c) for c in now["3"])
+        assert "2" not in now
     finally:
         await proc.client.close()

@@ -1,16 +1,20 @@
-"""The chunking function's edges and the worker's start check of a chunked collection's limits."""
+"""The chunking function's edges and the worker's start check of a chunked collection's limits and
+of a CDC mapping's chunked column."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.chunking import rebuild_text
-from connector.domain.documents import chunk_id
+from connector.domain.documents import chunk_id, chunked_fields
 from connector.embedding.embedder import Embedder
 from connector.errors import ConfigurationError
 from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField, Settings
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 
 
 def test_chunks_over_the_models_window_are_refused_at_start(model_paths: dict[str, str]) -> None:
@@ -39,3 +43,20 @@ def test_a_text_is_rebuilt_from_overlapping_chunks_and_a_gap_is_refused() -> Non
     assert rebuild_text([(6, 11, "world"), (0, 8, "hello wo")]) == "hello world"
     with pytest.raises(ValueError, match=r"leave characters 5\.\.6 out"):
         rebuild_text([(0, 5, "hello"), (6, 11, "world")])
+
+
+def test_a_chunked_column_is_found_under_its_payload_key_and_one_no_text_field_can_be_is_refused(
+        tmp_path: Path) -> None:
+    renamed = CdcMapping.model_validate({"tables": {"public.wiki": {
+        "collection": "wiki", "key": ["id"], "payload": {"id": "id", "Body Text": "content"},
+        "texts": {"Body Text": {"chunked": True}}}}})
+    assert chunked_fields(Settings(), renamed)["wiki"].text_field == "content"  # not stored again on every chunk
+    file = tmp_path / "mapping.yaml"
+    file.write_text("tables:\n  public.wiki:\n    collection: wiki\n    key: [id]\n"
+                    "    texts: {'Body Text': {chunked: true}}\n")
+    with pytest.raises(ConfigurationError) as refused:  # the worker's one line and exit 78, not a pydantic trace
+        load_cdc_mapping(file)
+    line = str(refused.value)
+    assert "\n" not in line
+    assert "chunked column 'Body Text'" in line
+    assert "map it to one in payload" in line

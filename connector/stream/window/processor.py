@@ -30,13 +30,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from functools import partial
 from typing import Literal
 
 from qdrant_client import AsyncQdrantClient
 
 from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.debezium import placeholder
-from connector.domain.documents import chunked_fields
+from connector.domain.documents import chunked_fields, dependents
 from connector.domain.operations import Op
 from connector.domain.planner import ids_to_read, plan, screen_existence
 from connector.domain.records import DeadLetterRecord, ErrorInfo, VerificationEvent, VerificationOutcome
@@ -240,6 +241,7 @@ class WindowProcessor:
         live = [item for item in items if item.error is None and not item.skipped]
         spec = self.chunks.spec(collection)
         if spec is not None and collection is not None:  # events address documents: chunk ops
+            await self.texts.wait_for_patches(live)  # a re-embed by ids reads its texts from the chunks
             documents = await self.chunks.plan(collection, spec, schema, live, shard_key)
             fail_together(items)
             by_position = {item.position: item for item in items}
@@ -294,12 +296,18 @@ class WindowProcessor:
             await self.failpoints.stage(Stage.APPLY, values)
             matcher = (FilterMatcher(self.qdrant, schema.name, self.settings.verify_filter_max_points, self.failpoints,
                                      shard_key) if self.settings.verify_after_apply else None)
-            result = await self.applier.apply(schema.name, planned, matcher, shard_key)
+            # in a chunked collection an event refused takes the later events of its documents with it:
+            # they were planned on the chunks it would have left (docs/design.md, "Chunked documents")
+            with_it = partial(dependents, documents.documents) if documents is not None else None
+            result = await self.applier.apply(schema.name, planned, matcher, shard_key, dependents=with_it)
             applied, requests = result.applied, result.requests
-            failed_positions = {failure.position for failure in result.failed}
-            rejected = [op for op in accepted if op.sources[0] in failed_positions]
+            refused = {failure.position for failure in result.failed if failure.after is None}
+            rejected = [op for op in accepted if op.sources[0] in refused]
             for failure in result.failed:
-                fail(by_position[failure.position], "qdrant_rejected", str(failure.error))
+                fail(by_position[failure.position], "qdrant_rejected", str(failure.error) if failure.after is None else
+                     f"not applied: planned on the chunks that the event at offset "
+                     f"{by_position[failure.after].record.offset} of the same document would have left, which "
+                     f"Qdrant refused ({failure.error}); replay it")
         fail_together(items)
         timings.apply = time.monotonic() - t0
         t0 = time.monotonic()
@@ -314,11 +322,14 @@ class WindowProcessor:
                 outcome = filter_checks(outcome, matcher, applied, by_position)
             if documents is not None:  # and no other chunk of the window's documents remains
                 outcome = await self.chunks.check(schema.name, documents, applied, set(ids_of(rejected)), outcome,
-                                                  shard_key)
-            if self.cdc_mapping is not None and documents is None:  # a document's columns are on its chunks
+                                                  shard_key, matches)
+            if self.cdc_mapping is not None:
                 marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
                 applied_positions = {source for op in applied for source in op.sources}
-                unheld = await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
+                unheld = (await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
+                          if documents is None else  # a document's columns are on its chunks
+                          await self.chunks.not_held(schema.name, documents, items, applied_positions, marker,
+                                                     shard_key))
                 if unheld:
                     outcome = outcome.model_copy(update={"unavailable": unheld[:LISTED_UNAVAILABLE],
                                                          "unavailable_count": len(unheld)})

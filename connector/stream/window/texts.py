@@ -39,10 +39,7 @@ class TextReader:
         """Per event position, the texts to embed by point id, read in the batch's shards;
         items without their text fail."""
         texts: Texts = {}
-        readers = [item for item in live if reads_payload(item)]
-        if readers and self.before_payload_texts is not None and not await self.before_payload_texts():
-            for item in readers:  # the wait was cut short: these may read texts older than earlier patches
-                item.recheck = True
+        await self.wait_for_patches(live)
         by_ids: list[Item] = []
         for item in live:
             event = item.event
@@ -60,6 +57,15 @@ class TextReader:
         if by_ids:
             await self._by_ids(schema, by_ids, texts, shard_key)
         return texts
+
+    async def wait_for_patches(self, live: list[Item]) -> None:
+        """Before any of ``live`` reads a text from a payload (a chunked document's chunks too): wait
+        for the patches published before them; where the wait was cut short, mark those items to be
+        published again (``recheck``)."""
+        readers = [item for item in live if reads_payload(item)]
+        if readers and self.before_payload_texts is not None and not await self.before_payload_texts():
+            for item in readers:  # the wait was cut short: these may read texts older than earlier patches
+                item.recheck = True
 
     async def _by_ids(self, schema: CollectionSchema, items: list[Item], texts: Texts,
                       shard_key: Selector | None) -> None:
