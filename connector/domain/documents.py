@@ -12,7 +12,9 @@ stored count) and turns each event into id-addressed operations on chunk ids:
   whose text (sha256) the document held keeps its vector, copied from where it was (no model
   call); new texts are embedded; then chunks past the new count are deleted. New chunks are
   written before stale ones go, in that order, so the document never has no chunk;
-- a payload patch: the same op on each of its chunks (overwrite and clear keep ``_chunk``);
+- a payload patch: the same op on each of its chunks (overwrite and clear keep ``_chunk``); a
+  row change whose text was not sent, to a document that does not exist, writes nothing there
+  (no text, no chunks) and names the document as lacking (:attr:`PlannedEvent.lacking`);
 - a delete: every chunk it has (and any index it had in this window);
 - a re-embed of stored texts (``ids`` + the text field): every chunk's text embedded again.
 
@@ -199,6 +201,8 @@ class PlannedEvent:
     position: int
     steps: list[Op | PendingUpsert] = field(default_factory=list)
     documents: dict[DocKey, DocumentStats] = field(default_factory=dict)
+    # documents a row change could not write: missing, and its text not sent (a document is its chunks)
+    lacking: list[DocKey] = field(default_factory=list)
 
 
 Chunking = Callable[[str], list[Chunk]]
@@ -313,7 +317,10 @@ class DocumentPlanner:
             self._delete(planned, docs)
             return None
         absent = [d for d in docs if not self._document(d).exists]
-        if absent:
+        if absent and self.text_field in keep:  # a row change without its text: nothing to write a document from
+            planned.lacking = absent
+            docs = [d for d in docs if d not in absent]
+        elif absent:
             return Refusal("point_not_found", f"documents not found: {', '.join(map(str, absent[:20]))}")
         template = op_from_patch(event, position)
         for doc in docs:
@@ -325,7 +332,8 @@ class DocumentPlanner:
             planned.documents[doc] = self._stats(state)
         if isinstance(event, SetPayloadEvent | DeletePayloadEvent):
             ids = [slot.point_id for doc in docs for slot in self._document(doc).slots.values()]
-            planned.steps.append(_on(template, ids))
+            if ids:
+                planned.steps.append(_on(template, ids))
             return None
         for doc in docs:  # overwrite, clear: each chunk keeps its own _chunk
             state = self._document(doc)

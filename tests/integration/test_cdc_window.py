@@ -228,3 +228,47 @@ async def test_a_chunked_text_column_is_chunked_whole_keeps_what_was_not_sent_an
         assert "2" not in now
     finally:
         await proc.client.close()
+
+
+@only_targets("local", "rest")
+async def test_a_chunked_row_whose_text_was_not_sent_is_named_lacking_until_a_change_carries_it(
+        qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+    """A row never written (its first change dead-lettered, or deleted behind the connector's
+    back) whose update does not carry the text (TOASTed, unchanged): a document is its chunks, so
+    nothing can be written; that is the source's gap, not the event's fault: no dead letter, the
+    verification names the document as lacking everything. The next change that carries the text
+    writes it."""
+    cdc = mapping(**{"public.wiki": {
+        "collection": "wiki", "key": ["id"], "texts": {"Body Text": {"chunked": True}},
+        "payload": {"id": "id", "title": "title", "Body Text": "content", "summary": "summary"}}})
+    proc = processor(qdrant_target, model_paths, cdc)
+    body = argparse.__doc__ or ""
+    try:
+        await proc.client.create_collection("wiki", vectors_config=qm.VectorParams(size=384,
+                                                                                   distance=qm.Distance.COSINE))
+        unsent = await proc.process(records([
+            row_change("u", "public.wiki", None, {"id": 4, "title": "t4", "Body Text": DEBEZIUM_PLACEHOLDER,
+                                                  "summary": "s4"}),
+        ]))
+        assert unsent.dead_letters == []
+        [lacking] = unsent.verifications
+        assert (lacking.verification.status, lacking.verification.reason) == ("skipped", "no operation to apply")
+        assert [(u.id, u.payload_keys, u.vectors) for u in lacking.verification.unavailable] == [
+            (4, ["id", "summary", "title"], [""])]
+        assert (await proc.client.count("wiki")).count == 0  # nothing invented
+
+        carried = await proc.process(records([
+            row_change("u", "public.wiki", None, {"id": 4, "title": "t4b", "Body Text": body,
+                                                  "summary": DEBEZIUM_PLACEHOLDER}),
+        ], first=1))
+        assert carried.dead_letters == []
+        [written] = carried.verifications
+        assert written.verification.status == "verified", written.verification
+        assert [(u.id, u.payload_keys, u.vectors) for u in written.verification.unavailable] == [(4, ["summary"], [])]
+        points, _ = await proc.client.scroll("wiki", limit=1000, with_payload=True)
+        assert points
+        assert all(p.payload is not None and p.payload["title"] == "t4b" for p in points)
+        assert rebuild_text([(p.payload[CHUNK_KEY]["start"], p.payload[CHUNK_KEY]["end"], p.payload[CHUNK_KEY]["text"])
+                             for p in points if p.payload is not None]) == body
+    finally:
+        await proc.client.close()

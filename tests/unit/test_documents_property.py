@@ -208,6 +208,7 @@ EVENTS = st.one_of(
     st.tuples(st.just("delete"), DOCS, st.just([]), st.just(0)),
     st.tuples(st.just("tag"), DOCS, st.just([]), st.integers(0, 2)),
     st.tuples(st.just("overwrite"), DOCS, st.just([]), st.integers(0, 2)),
+    st.tuples(st.just("unsent"), DOCS, st.just([]), st.integers(0, 2)),  # a CDC row change without its text
 )
 # after a window's events: nothing, a crash after some requests (replayed), events that fail after
 # planning, an event Qdrant refuses; and maybe a delete by filter (payload v = n) at its end
@@ -231,6 +232,8 @@ def event_of(kind: str, doc: int, parts: list[int], n: int) -> tuple[ChangeEvent
         return DeleteEvent(**common, op="delete", ids=[doc]), ()
     if kind == "tag":
         return SetPayloadEvent(**common, op="set_payload", ids=[doc], payload={"tag": n}), ()
+    if kind == "unsent":
+        return SetPayloadEvent(**common, op="set_payload", ids=[doc], payload={"v": n}), ("body",)
     return OverwritePayloadEvent(**common, op="overwrite_payload", ids=[doc], payload={"w": n}), ()
 
 
@@ -250,6 +253,8 @@ def reference(latest: Latest, drawn: list[tuple[str, int, list[int], int]], skip
         if kind in ("tag", "overwrite", "reembed") and doc not in latest:
             refusals[position] = "point_not_found"
             continue
+        if kind == "unsent" and doc not in latest:  # no text to write it from: nothing, and no refusal
+            continue
         text = "\n\n".join(PARAGRAPHS[i] for i in parts)
         if kind == "write":
             latest[doc] = (text, {"v": n})
@@ -260,6 +265,8 @@ def reference(latest: Latest, drawn: list[tuple[str, int, list[int], int]], skip
             latest.pop(doc, None)
         elif kind == "tag":
             latest[doc] = (latest[doc][0], {**latest[doc][1], "tag": n})
+        elif kind == "unsent":
+            latest[doc] = (latest[doc][0], {**latest[doc][1], "v": n})
         elif kind == "overwrite":
             latest[doc] = (latest[doc][0], {"w": n})
     return refusals
@@ -305,7 +312,7 @@ def test_chunk_points_are_the_chunking_of_the_latest_text(
                 if doc_of[p] in reached and p in window.outcomes and isinstance(window.outcomes[p], PlannedEvent):
                     taken.add(p)
             assert window.refused == {arg} | taken
-        if filter_delete is not None and kind != "refuse":
+        if filter_delete is not None and kind != "refuse" and len(drawn) not in window.left_out:
             for doc in [d for d, (_, payload) in latest.items() if payload.get("v") == filter_delete]:
                 del latest[doc]
         for position, code in refusals.items():

@@ -70,6 +70,8 @@ class DocumentWindow:
     prefetched: Prefetched = field(default_factory=Prefetched)
     owners: dict[PointKey, DocKey] = field(default_factory=dict)  # chunk id -> its document (read or written)
     text_field: str = ""  # the documents' text field (the chunks hold the text under _chunk, not as a key)
+    vector: str = ""  # the chunks' vector
+    lacking: dict[int, list[DocKey]] = field(default_factory=dict)  # by event position: documents left unwritten
 
 
 class ChunkStage:
@@ -188,21 +190,33 @@ class ChunkStage:
                        placeholder: str, shard_key: Selector | None) -> list[Unavailable]:
         """The documents written by applied CDC row changes whose chunks lack a column the change
         did not carry (a payload key absent, or holding ``placeholder``), read after the window; the
-        text is the chunks' own, never a key. Not a vector: a document that exists holds its text."""
+        text is the chunks' own, never a key. Not a vector: a document that exists holds its text.
+        A document a change could not write (missing, its text not sent: ``window.lacking``) and
+        still without chunks after the window lacks its vector and every column of the row."""
         wanted: dict[DocKey, set[str]] = {}
+        unwritten: dict[DocKey, set[str]] = {}
         for item in items:
             row = item.row
-            if row is None or row.point_id is None or item.error is not None or item.position not in applied:
+            if row is None or row.point_id is None or item.error is not None:
                 continue
             keys = set(row.unavailable_keys) - {window.text_field}
-            if keys:
+            if item.position in window.lacking:
+                sent = getattr(item.event, "payload", None) or {}
+                for doc in window.lacking[item.position]:
+                    unwritten.setdefault(doc, set()).update(keys | set(sent))
+            elif keys and item.position in applied:
                 wanted.setdefault(normalize_id(row.point_id), set()).update(keys)
-        if not wanted:
+        if not wanted and not unwritten:
             return []
         chunks: dict[str, list[PointState]] = {}
-        for point in (await self.read_chunks(collection, list(wanted), shard_key)).values():
+        for point in (await self.read_chunks(collection, list({**wanted, **unwritten}), shard_key)).values():
             chunks.setdefault(str(point.payload[CHUNK_KEY].get("document_id")), []).append(point)
         found: list[Unavailable] = []
+        for doc, keys in unwritten.items():
+            if not chunks.get(document_key(doc)):  # else a later change of the window wrote it: checked below
+                found.append(Unavailable(id=doc, payload_keys=sorted(keys), vectors=[window.vector]))
+            else:
+                wanted.setdefault(doc, set()).update(keys)
         for doc, keys in wanted.items():
             held = chunks.get(document_key(doc), [])  # none: deleted later in the window, nothing to hold
             absent = sorted(k for k in keys if any(p.payload.get(k, placeholder) == placeholder for p in held))
@@ -236,12 +250,15 @@ def assemble(planned: Sequence[PlannedEvent], stored: State, vectors: Mapping[Ve
              text_field: str) -> DocumentWindow:
     """The planned events' ops with their vectors, in window order; what each did to each document;
     the document of each chunk point read (``stored``) or written. No IO."""
-    window = DocumentWindow(prefetched=Prefetched(frozenset(stored), stored), text_field=text_field)
+    window = DocumentWindow(prefetched=Prefetched(frozenset(stored), stored), text_field=text_field,
+                            vector=vector_name)
     window.owners = {pid: point.payload[CHUNK_KEY]["document_id"] for pid, point in stored.items()}
     for event in planned:
         ops = materialize(event, vector_name, vectors)
         window.ops += ops
         window.documents[event.position] = event.documents
+        if event.lacking:
+            window.lacking[event.position] = event.lacking
         for op in ops:
             for pid, data in (op.points or {}).items():
                 if data.payload is not None:

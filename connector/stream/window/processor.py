@@ -247,9 +247,10 @@ class WindowProcessor:
             by_position = {item.position: item for item in items}
             ops = [op for op in documents.ops if by_position[op.sources[0]].error is None]
             timings.embed = time.monotonic() - t0
-            if not ops:
-                return report_batch(collection, items, [], 0, VerificationOutcome(
-                    status="skipped", reason="no operation to apply"), timings, started)
+            if not ops:  # yet a row change may have left a document unwritten: said all the same
+                outcome = await self._with_unheld(VerificationOutcome(status="skipped", reason="no operation to apply"),
+                                                  schema.name, items, set(), shard_key, documents)
+                return report_batch(collection, items, [], 0, outcome, timings, started)
             return await self._apply(schema, items, ops, timings, started, shard_key, documents.prefetched,
                                      documents)
         texts = await self.texts.texts(schema, live, shard_key)
@@ -261,6 +262,21 @@ class WindowProcessor:
             return report_batch(collection, items, [], 0, VerificationOutcome(status="skipped",
                                 reason="no operation to apply"), timings, started)
         return await self._apply(schema, items, ops, timings, started, shard_key, prefetched)
+
+    async def _with_unheld(self, outcome: VerificationOutcome, collection: str, items: list[Item],
+                           applied_positions: set[int], shard_key: Selector | None,
+                           documents: DocumentWindow | None) -> VerificationOutcome:
+        """``outcome`` with the touched points that lack columns their CDC change did not carry, read
+        from Qdrant (docs/cdc.md); as it was where the window holds no CDC change or nothing is checked."""
+        if self.cdc_mapping is None or not self.settings.verify_after_apply:
+            return outcome
+        marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
+        unheld = (await not_held(self.qdrant, collection, items, applied_positions, marker, shard_key)
+                  if documents is None else  # a document's columns are on its chunks
+                  await self.chunks.not_held(collection, documents, items, applied_positions, marker, shard_key))
+        if not unheld:
+            return outcome
+        return outcome.model_copy(update={"unavailable": unheld[:LISTED_UNAVAILABLE], "unavailable_count": len(unheld)})
 
     async def _apply(self, schema: CollectionSchema, items: list[Item], ops: list[Op], timings: Timings,
                      started: float, shard_key: Selector | None, prefetched: Prefetched | None = None,
@@ -323,16 +339,9 @@ class WindowProcessor:
             if documents is not None:  # and no other chunk of the window's documents remains
                 outcome = await self.chunks.check(schema.name, documents, applied, set(ids_of(rejected)), outcome,
                                                   shard_key, matches)
-            if self.cdc_mapping is not None:
-                marker = placeholder(self.cdc_mapping.unavailable_value_placeholder).text
-                applied_positions = {source for op in applied for source in op.sources}
-                unheld = (await not_held(self.qdrant, schema.name, items, applied_positions, marker, shard_key)
-                          if documents is None else  # a document's columns are on its chunks
-                          await self.chunks.not_held(schema.name, documents, items, applied_positions, marker,
-                                                     shard_key))
-                if unheld:
-                    outcome = outcome.model_copy(update={"unavailable": unheld[:LISTED_UNAVAILABLE],
-                                                         "unavailable_count": len(unheld)})
+            outcome = await self._with_unheld(outcome, schema.name, items,
+                                              {source for op in applied for source in op.sources}, shard_key,
+                                              documents)
         else:
             outcome = VerificationOutcome(status="skipped", reason="verification is off (QCC_VERIFY_AFTER_APPLY)")
         timings.verify = time.monotonic() - t0
