@@ -181,6 +181,25 @@ def protocol_table(sections: dict[str, Any]) -> list[str]:
     return rows
 
 
+def commits_table(section: dict[str, Any]) -> list[str]:
+    """Two commits' headline ratios, each commit's bench run in turns (bench/commits.py)."""
+    before, after = section["commits"]["before"], section["commits"]["after"]
+    rows = ["## Before and after a change", "",
+            (f"`python -m bench.commits` ran each commit's own bench ({' '.join(section['options'])}, one repeat a "
+             f"round), {section['rounds']} rounds taking turns, started {section['started']}, "
+             f"{section['seconds']:.0f} s; "
+             f"other processes used up to {section.get('other_cpu_share_max', 0):.0%} of the cores' time in a section. "
+             f"Before: `{before['sha'][:10]}` ({before['subject']}); after: `{after['sha'][:10]}` "
+             f"({after['subject']}). Each value is a ratio measured side by side within one run; the last column "
+             "divides the medians."), "",
+            "| ratio | before | after | after / before |", "| --- | --- | --- | ---: |"]
+    for label, sides in section["ratios"].items():
+        if "before" in sides and "after" in sides:
+            change = sides["after"]["median"] / sides["before"]["median"]
+            rows.append(f"| {label} | {_spread(sides['before'])}× | {_spread(sides['after'])}× | {change:.2f} |")
+    return [*rows, ""]
+
+
 def runs_table(results: dict[str, Any]) -> list[str]:
     """Which run measured what, how long it took, and how busy the machine was meanwhile."""
     rows = [
@@ -530,6 +549,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         lines += ["## Debezium input (CDC)", "", *notes("cdc")]
     if "peer" in sections:
         lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
+    if "commits" in sections:
+        lines += commits_table(sections["commits"]) + notes("commits")
     if "profile" in sections:
         lines += [
             "## Where the time goes",
