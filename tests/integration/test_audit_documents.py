@@ -17,8 +17,8 @@ import pytest
 from qdrant_client import models as qm
 
 from connector.domain.chunking import chunk_set_digest
-from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
 from tests.integration.harness import Stack, Worker, all_covered, produce, read_topic
+from tests.integration.test_chunked_kill import stored_shas
 from tests.qdrant_targets import QdrantTarget
 
 pytestmark = pytest.mark.integration
@@ -66,13 +66,7 @@ async def test_audit_names_the_batches_that_wrote_a_documents_chunk_sets(kafka, 
         await read_topic(kafka.bootstrap, verifications, until=all_covered(first + second), timeout=120)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
-    client = target.client()
-    try:
-        points, _ = client.scroll("articles", scroll_filter=qm.Filter(must=[qm.FieldCondition(
-            key=DOCUMENT_ID_KEY, match=qm.MatchValue(value="1"))]), limit=1000, with_payload=True)
-    finally:
-        client.close()
-    chunks = sorted((p.payload[CHUNK_KEY]["index"], p.payload[CHUNK_KEY]["sha256"]) for p in points if p.payload)
+    shas = stored_shas(target)  # document 1's chunks, in order
 
     code, report = audit(stack, "--document", "articles/1")
     assert code == 0, report
@@ -81,9 +75,9 @@ async def test_audit_names_the_batches_that_wrote_a_documents_chunk_sets(kafka, 
     written = [b for b in report["batches"] if b["listed"]]
     assert len(written) == 2  # the batches of its two upserts, in publish order
     assert [covers(b, offset) for b, (_, offset) in zip(written, [first[0], second[0]], strict=True)] == [True, True]
-    assert report["final"]["digest"] == chunk_set_digest([sha for _, sha in chunks])  # the chunks it has now
-    assert report["final"]["count"] == len(chunks) < written[0]["count"]
-    assert report["final"]["deleted"] == written[0]["count"] - len(chunks)
+    assert report["final"]["digest"] == chunk_set_digest(shas)  # the chunks it has now
+    assert report["final"]["count"] == len(shas) < written[0]["count"]
+    assert report["final"]["deleted"] == written[0]["count"] - len(shas)
 
     # the chunk set offset N's batch left: the first version of document 1
     code, at_first = audit(stack, "--document", "articles/1", "--offset", str(first[0][1]))
