@@ -94,7 +94,9 @@ class DocumentBatch:
 
     def unlisted_change(self, document_had_chunks: bool = True) -> str | None:
         """What may have changed documents this batch does not list (a clause: "lists fewer ..."), or None."""
-        return "lists fewer documents than it changed" if not self.lists_all else self.filter_change(document_had_chunks)
+        if not self.lists_all:
+            return "lists fewer documents than it changed"
+        return self.filter_change(document_had_chunks)
 
     def filter_change(self, document_had_chunks: bool = True) -> str | None:
         """The filter events by which this batch may have changed any document (a clause), or None.
@@ -200,16 +202,16 @@ def _verdict(question: DocumentQuestion, final: DocumentBatch | None, unlisted_a
         change = final.unlisted_change()
         if change is None:
             return True, f"the batch{at} ({final.batch_id}) did not change document {question.name}"
-        return False, f"the batch{at} ({final.batch_id}) {change}: it may have changed document {question.name}; " \
-                      "not proven"
+        return False, (f"the batch{at} ({final.batch_id}) {change}: it may have changed document "
+                       f"{question.name}; not proven")
     left = (f"document {question.name}: {final.entry.get('count')} chunks, digest {final.entry.get('digest')}, "
             f"left by batch {final.batch_id}{at}")
     if final.status != "verified":
         return False, f"{left}, whose read-back says {final.status!r}: not proven"
     own = final.filter_change(document_had_chunks=final.entry.get("count") != 0)
     if own is not None:  # its window's order of that event and the document's is not recorded
-        return False, f"{left}; that batch also {own}, maybe after the document's events, and may have changed it: " \
-                      "not proven"
+        return False, (f"{left}; that batch also {own}, maybe after the document's events, and may have changed "
+                       "it: not proven")
     if unlisted_after:
         later = unlisted_after[0]
         return False, (f"{left}; a later batch ({later.batch_id}) {later.unlisted_change()} and may have changed "

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from connector.audit.documents import DocumentQuestion, answer, document_batch, parse_document
+from connector.audit.documents import LISTED_FILTERS, DocumentQuestion, answer, document_batch, parse_document
 from connector.audit.render import print_document
 from connector.domain.records import (
     ChunkTotals,
@@ -23,6 +23,7 @@ from connector.domain.records import (
     VerificationEvent,
     VerificationOutcome,
 )
+from connector.stream.window import filters
 
 START = datetime(2026, 12, 1, tzinfo=timezone.utc)
 UUID_DOC = str(uuid.UUID(int=7))
@@ -176,6 +177,7 @@ def test_batches_whose_filter_events_are_not_all_recorded_may_have_changed_the_d
     assert unverified["verdict"].endswith("; a later batch (batch-6) was applied without verification (it records "
                                           "no filter event) and may have changed it: not proven")
     # as many filter events listed as an event lists: more may have been left out, even if these matched nothing
+    assert LISTED_FILTERS == filters.LISTED_FILTERS  # the worker's bound, which the audit cannot import
     many = tuple((30 + i, "delete", 0) for i in range(100))
     capped = ask([*TRAIL, verification(6, (30, 129), {}, filters=many)], "articles/1")
     assert not capped["proven"]
