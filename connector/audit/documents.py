@@ -5,10 +5,16 @@ A verification event of a chunked collection lists, per document its batch chang
 ``digest`` of the chunk set it left; docs/design.md, "Chunked documents"), at most 100 of them
 (``chunks.documents`` counts them all). The history of one document is every batch of its
 collection that lists it, in publish order; its chunk set now is the one the last of them left,
-proven when that batch was verified and no later batch may have changed the document unlisted (one
-that lists fewer documents than it changed). With an offset, the question narrows to the batches
-whose ranges hold that offset: the last of them is the offset's final word (a replay covers offsets
-again), and its entry for the document is the chunk set that offset's batch left.
+proven when that batch was verified and no batch may have changed the document unlisted: one that
+lists fewer documents than it changed, or one that applied a filter-addressed event (a delete by
+filter, a CDC truncate) whose filter matched any point. Those events are planned without
+documents, so no batch lists what they did; the read-back records, per filter event, how many
+points it matched (``verification.filters``, at most 100): none matched changed nothing. A batch
+applied without verification records no filter event, so it may have applied one. Such an event
+in the last listed batch itself may have come after the document's own events in its window. With
+an offset, the question narrows to the batches whose ranges hold that offset: the last of them is
+the offset's final word (a replay covers offsets again), and its entry for the document is the
+chunk set that offset's batch left.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-__all__ = ["DocumentBatch", "DocumentQuestion", "answer", "document_batch", "parse_document"]
+__all__ = ["LISTED_FILTERS", "DocumentBatch", "DocumentQuestion", "FilterEvent", "answer", "document_batch",
+           "parse_document"]
+
+LISTED_FILTERS = 100  # filter events one verification event lists at most (connector/stream/window/filters.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,19 @@ def _same_id(listed: Any, document_id: int | str) -> bool:
 
 
 @dataclass(frozen=True)
+class FilterEvent:
+    """A filter-addressed event a batch applied whose filter matched points (``verification.filters``)."""
+
+    partition: int
+    offset: int
+    op: str
+    matched: int  # points its filter matched as it was applied
+
+    def to_json(self) -> dict[str, Any]:
+        return {"partition": self.partition, "offset": self.offset, "op": self.op, "matched": self.matched}
+
+
+@dataclass(frozen=True)
 class DocumentBatch:
     """A batch of the document's collection, as far as the question needs it."""
 
@@ -67,6 +89,26 @@ class DocumentBatch:
     entry: dict[str, Any] | None  # what it did to the document (its ``documents`` row), None: not listed
     lists_all: bool  # it lists every document it changed (else the document may be among those left out)
     order: tuple[Any, ...] = ()
+    filters: tuple[FilterEvent, ...] = ()  # its filter events that matched points: they may have changed any document
+    filters_unknown: str | None = None  # why it may have applied filter events it does not list
+
+    def unlisted_change(self, document_had_chunks: bool = True) -> str | None:
+        """What may have changed documents this batch does not list (a clause: "lists fewer ..."), or None."""
+        if not self.lists_all:
+            return "lists fewer documents than it changed"
+        return self.filter_change(document_had_chunks)
+
+    def filter_change(self, document_had_chunks: bool = True) -> str | None:
+        """The filter events by which this batch may have changed any document (a clause), or None.
+        A filter reaches only points that exist: none of a document without chunks."""
+        if not document_had_chunks:
+            return None
+        if self.filters:
+            first = self.filters[0]
+            more = f" (and {len(self.filters) - 1} more filter events)" if len(self.filters) > 1 else ""
+            return (f"applied a {first.op} by filter at offset {first.partition}:{first.offset} that matched "
+                    f"{first.matched} points{more}")
+        return self.filters_unknown
 
     def covers(self, offset: int, partition: int | None) -> bool:
         return any(first <= offset <= last and partition in (None, p) for p, first, last in self.ranges)
@@ -79,6 +121,10 @@ class DocumentBatch:
                                                          "digest")}
         elif not self.lists_all:
             row["lists_all"] = False
+        if self.filters:
+            row["filters"] = [f.to_json() for f in self.filters]
+        if self.filters_unknown is not None:
+            row["filters_unknown"] = self.filters_unknown
         return row
 
 
@@ -94,9 +140,25 @@ def document_batch(record: dict[str, Any], order: tuple[Any, ...], question: Doc
         batch_id=str(record["batch_id"]), topic=str(record["topic"]),
         ranges=tuple((int(r["partition"]), int(r["first_offset"]), int(r["last_offset"])) for r in record["ranges"]),
         applied_at=str(record.get("applied_at", "")), status=str(record["verification"]["status"]),
-        entry=dict(entry) if entry is not None else None, lists_all=len(listed) >= changed, order=order)
+        entry=dict(entry) if entry is not None else None, lists_all=len(listed) >= changed, order=order,
+        filters=_filter_events(record), filters_unknown=_filters_unknown(record))
     covering = question.offset is not None and batch.covers(question.offset, question.partition)
-    return batch if entry is not None or not batch.lists_all or covering else None
+    return batch if entry is not None or batch.unlisted_change() or covering else None
+
+
+def _filter_events(record: dict[str, Any]) -> tuple[FilterEvent, ...]:
+    """The batch's filter events that matched points (one that matched none changed nothing)."""
+    return tuple(FilterEvent(int(f["partition"]), int(f["offset"]), str(f["op"]), int(f["matched"]))
+                 for f in record["verification"].get("filters") or [] if int(f["matched"]))
+
+
+def _filters_unknown(record: dict[str, Any]) -> str | None:
+    outcome = record["verification"]
+    if outcome["status"] == "skipped" and int(record.get("applied_event_count", 0)):
+        return "was applied without verification (it records no filter event)"
+    if len(outcome.get("filters") or []) >= LISTED_FILTERS:
+        return f"lists {LISTED_FILTERS} filter events, as many as an event lists (more may be left out)"
+    return None
 
 
 def answer(question: DocumentQuestion, batches: Sequence[DocumentBatch]) -> dict[str, Any]:
@@ -109,7 +171,8 @@ def answer(question: DocumentQuestion, batches: Sequence[DocumentBatch]) -> dict
         writes = [b for b in ordered if b.entry is not None]
         report["batches"] = [b.to_json() for b in ordered]
         final = writes[-1] if writes else None
-        unlisted_after = [b for b in ordered if b.entry is None and not b.lists_all
+        had_chunks = final is None or final.entry is None or final.entry.get("count") != 0
+        unlisted_after = [b for b in ordered if b.entry is None and b.unlisted_change(had_chunks)
                           and (final is None or b.order > final.order)]
         report["final"] = final.to_json() if final is not None else None
         report["proven"], report["verdict"] = _verdict(question, final, unlisted_after, None)
@@ -130,19 +193,27 @@ def _verdict(question: DocumentQuestion, final: DocumentBatch | None, unlisted_a
         if covering is not None:
             return False, f"no verification event of {question.collection} covers offset {question.offset}"
         if unlisted_after:
-            return False, (f"no batch lists document {question.name}, and {len(unlisted_after)} batches of it list "
-                           f"fewer documents than they changed (first: {unlisted_after[0].batch_id}): not proven")
+            first = unlisted_after[0]
+            return False, (f"no batch lists document {question.name}, and {len(unlisted_after)} batches of it may have "
+                           f"changed it unlisted (first: {first.batch_id}, which {first.unlisted_change()}): "
+                           "not proven")
         return False, f"no batch of the trail changed document {question.name}"
     if final.entry is None:
-        if final.lists_all:
+        change = final.unlisted_change()
+        if change is None:
             return True, f"the batch{at} ({final.batch_id}) did not change document {question.name}"
-        return False, (f"the batch{at} ({final.batch_id}) lists fewer documents than it changed: document "
-                       f"{question.name} may be among those left out; not proven")
+        return False, (f"the batch{at} ({final.batch_id}) {change}: it may have changed document "
+                       f"{question.name}; not proven")
     left = (f"document {question.name}: {final.entry.get('count')} chunks, digest {final.entry.get('digest')}, "
             f"left by batch {final.batch_id}{at}")
     if final.status != "verified":
         return False, f"{left}, whose read-back says {final.status!r}: not proven"
+    own = final.filter_change(document_had_chunks=final.entry.get("count") != 0)
+    if own is not None:  # its window's order of that event and the document's is not recorded
+        return False, (f"{left}; that batch also {own}, maybe after the document's events, and may have changed "
+                       "it: not proven")
     if unlisted_after:
-        return False, (f"{left}; a later batch ({unlisted_after[0].batch_id}) lists fewer documents than it changed "
-                       "and may have changed it: not proven")
+        later = unlisted_after[0]
+        return False, (f"{left}; a later batch ({later.batch_id}) {later.unlisted_change()} and may have changed "
+                       "it: not proven")
     return True, f"{left}, verified"

@@ -51,10 +51,18 @@ def verdict(reports: list[PartitionReport], *, strict: bool, group: str) -> str:
     if failed:
         return f"trail INCOMPLETE: {failed} of {len(reports)} partitions not proven"
     behind = sum(r.behind for r in reports)
+    unverified = _unverified(reports)  # complete without --strict, but not verified: said, never hidden
+    applied = (f"applied ({unverified} without verification: QCC_VERIFY_AFTER_APPLY was off)" if unverified
+               else "applied in a verified batch")
     if behind:
-        return (f"trail complete up to the commits of group {group}: every offset before them applied in a "
-                f"verified batch or dead-lettered; {behind} records after them not proven (--wait proves them)")
-    return "trail complete: every offset up to the log end applied in a verified batch or dead-lettered"
+        return (f"trail complete up to the commits of group {group}: every offset before them {applied} or "
+                f"dead-lettered; {behind} records after them not proven (--wait proves them)")
+    return f"trail complete: every offset up to the log end {applied} or dead-lettered"
+
+
+def _unverified(reports: list[PartitionReport]) -> int:
+    """Offsets applied in batches that were not verified (QCC_VERIFY_AFTER_APPLY off)."""
+    return sum(last - first + 1 for r in reports for first, last in r.unverified)
 
 
 def as_json(reports: list[PartitionReport], *, strict: bool, unreadable: int, group: str) -> dict[str, Any]:
@@ -64,6 +72,7 @@ def as_json(reports: list[PartitionReport], *, strict: bool, unreadable: int, gr
         "verdict": verdict(reports, strict=strict, group=group),
         "consumer_group": group,
         "behind": sum(r.behind for r in reports),
+        "unverified": _unverified(reports),
         "strict": strict,
         "unreadable_trail_records": unreadable,
         "partitions": [
@@ -116,6 +125,15 @@ def print_report(console: Console, reports: list[PartitionReport], *, strict: bo
     console.print(headline, markup=False)
 
 
+def _unlisted(batch: dict[str, Any]) -> str:
+    """What a batch that does not list the document may have done to it."""
+    if not batch.get("lists_all", True):
+        return "maybe: not all listed"
+    if batch.get("filters"):
+        return f"maybe: {batch['filters'][0]['op']} by filter"
+    return "maybe: filters not listed" if batch.get("filters_unknown") else "not listed"
+
+
 def print_document(console: Console, report: dict[str, Any]) -> None:
     """``audit --document``'s answer (connector/audit/documents.py) for people: the batches, then the verdict."""
     table = Table(title=Text(f"document {report['collection']}/{report['document_id']}"))
@@ -126,8 +144,8 @@ def print_document(console: Console, report: dict[str, Any]) -> None:
         offsets = ", ".join(f"{p}:{a}-{b}" if a != b else f"{p}:{a}" for p, a, b in batch["ranges"][:3])
         if batch["listed"]:
             counts = [str(batch[key]) for key in ("written", "reused", "embedded", "deleted", "count")]
-        else:  # a batch that covers the offset asked, or may hold the document among those it did not list
-            counts = ["not listed" if batch.get("lists_all", True) else "maybe: not all listed", "", "", "", ""]
+        else:  # a batch that covers the offset asked, or may have changed the document without listing it
+            counts = [_unlisted(batch), "", "", "", ""]
         table.add_row(batch["batch_id"][:12], batch["topic"], offsets, batch["applied_at"], batch["status"], *counts,
                       str(batch.get("digest") or "")[:12])
     console.print(table)

@@ -1,7 +1,8 @@
 """``audit --document``, on a real broker and a real worker: which batches wrote a chunked document's
 chunk sets, the digest of the one it has now (recomputed here from the chunk points), and with
-``--offset`` the chunk set one source offset's batch left, from the trail alone (the other answers:
-tests/unit/test_audit_documents.py)."""
+``--offset`` the chunk set one source offset's batch left, from the trail alone; then a later delete
+by filter that removes its chunks (filter events list no documents): not proven, the event named
+(the other answers: tests/unit/test_audit_documents.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def event(op: str, doc: int, **fields: Any) -> tuple[bytes, bytes]:
 
 
 def upsert(doc: int, text: str) -> tuple[bytes, bytes]:
-    return event("upsert", doc, points=[{"id": doc, "payload": {"body": text}}])
+    tenant = "acme" if doc == 1 else "other"
+    return event("upsert", doc, points=[{"id": doc, "payload": {"body": text, "tenant": tenant}}])
 
 
 def covers(batch: dict[str, Any], offset: int) -> bool:
@@ -49,8 +51,8 @@ def audit(stack: Stack, *args: str) -> tuple[int, dict[str, Any]]:
 
 async def test_audit_names_the_batches_that_wrote_a_documents_chunk_sets(kafka, model_env, tmp_path: Path) -> None:
     target = QdrantTarget("local", path=tmp_path / "qdrant")
-    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target,
-                  extra_env={"QCC_CHUNKED_COLLECTIONS": json.dumps(CHUNKED)})
+    stack = Stack(kafka.bootstrap, tmp_path, model_env, qdrant=target,  # a delete by filter of most points
+                  extra_env={"QCC_CHUNKED_COLLECTIONS": json.dumps(CHUNKED), "QCC_FILTER_MAX_SHARE": "1"})
     await stack.create_topics(partitions=1)
     client = target.client()
     client.create_collection("articles", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
@@ -83,3 +85,25 @@ async def test_audit_names_the_batches_that_wrote_a_documents_chunk_sets(kafka, 
     code, at_first = audit(stack, "--document", "articles/1", "--offset", str(first[0][1]))
     assert code == 0
     assert at_first["final"] == written[0]
+
+    # a later delete by filter removes document 1's chunks; it is planned without documents: no batch lists 1
+    worker = Worker(stack)
+    try:
+        acme = {"must": [{"key": "tenant", "match": {"value": "acme"}}]}
+        third = await produce(kafka.bootstrap, topic, [event("delete", 1, filter=acme)])
+        await read_topic(kafka.bootstrap, verifications, until=all_covered(third), timeout=120)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    assert stored_shas(target) == []  # what the old answer called "verified" is gone
+    (partition, offset), = third
+    code, after = audit(stack, "--document", "articles/1")
+    assert code == 1, after
+    assert not after["proven"]
+    assert after["final"] == report["final"]  # the last batch that lists it: still batch 2
+    assert f"applied a delete by filter at offset {partition}:{offset} that matched {len(shas)} points" in \
+        after["verdict"]
+    assert after["verdict"].endswith("and may have changed it: not proven")
+    code, at_delete = audit(stack, "--document", "articles/1", "--offset", str(offset))
+    assert code == 1
+    assert (at_delete["proven"], at_delete["final"]) == (False, None)
+    assert at_delete["verdict"].endswith("it may have changed document articles/1; not proven")

@@ -162,6 +162,27 @@ def test_the_first_and_last_lines_say_the_verdict() -> None:
         "trail complete: every offset up to the log end")
 
 
+def test_the_verdict_never_says_verified_of_offsets_applied_without_verification() -> None:
+    # offsets 0-1 verified, 2-4 applied with QCC_VERIFY_AFTER_APPLY off: complete without --strict, not verified
+    trail = [verification(1, [(0, 1)]), verification(2, [(2, 4)], "skipped", applied=3)]
+    caught_up = account("t", 0, 0, 5, trail, [])
+    off = "(3 without verification: QCC_VERIFY_AFTER_APPLY was off)"
+    assert verdict([caught_up], strict=False, group="g") == (
+        f"trail complete: every offset up to the log end applied {off} or dead-lettered")
+    assert verdict([account("t", 0, 0, 5, trail, [], behind=2)], strict=False, group="g") == (
+        f"trail complete up to the commits of group g: every offset before them applied {off} or dead-lettered; "
+        "2 records after them not proven (--wait proves them)")
+    assert verdict([account("t", 0, 0, 2, trail, [])], strict=False, group="g") == (
+        "trail complete: every offset up to the log end applied in a verified batch or dead-lettered")
+    report = as_json([caught_up], strict=False, unreadable=0, group="g")
+    assert (report["complete"], report["unverified"]) == (True, 3)
+    assert off in report["verdict"]
+    lines = [line for line in rendered([caught_up]) if line.strip()]
+    assert off in lines[0]
+    assert off in lines[-1]
+    assert verdict([caught_up], strict=True, group="g") == "trail INCOMPLETE: 1 of 1 partitions not proven"
+
+
 def test_the_json_carries_the_verdict_the_reasons_and_behind() -> None:
     unproven = account("u", 0, 0, 0, [], [], behind=15, unproven="no commits by group g")
     gap = account("t", 0, 0, 3, [verification(1, [(0, 1)])], [], behind=2)
