@@ -463,7 +463,7 @@ async def _audit_document(settings: Settings, topics: set[str], question: Any, a
     from connector.audit.render import print_document
 
     batches, unreadable = await read_document_batches(settings, topics, question)
-    report = answer(question, batches) | {"unreadable_trail_records": unreadable}
+    report = answer(question, batches, unreadable)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

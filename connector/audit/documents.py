@@ -161,10 +161,21 @@ def _filters_unknown(record: dict[str, Any]) -> str | None:
     return None
 
 
-def answer(question: DocumentQuestion, batches: Sequence[DocumentBatch]) -> dict[str, Any]:
+def answer(question: DocumentQuestion, batches: Sequence[DocumentBatch], unreadable: int = 0) -> dict[str, Any]:
     """What the trail says of the document (the report ``audit --document`` prints): the batches
     that wrote it, the chunk set the last one (or the offset's final word) left, whether that is
-    proven, and the verdict in one line."""
+    proven, and the verdict in one line. ``unreadable``: trail records the audit could not read;
+    any of them may have changed the document, so nothing is proven while there are some."""
+    report = _answer(question, batches)
+    report["unreadable_trail_records"] = unreadable
+    if unreadable and report["proven"]:
+        report["proven"] = False
+        report["verdict"] += (f"; but {unreadable} record{'s' if unreadable > 1 else ''} of the trail could not be "
+                              "read, and may have changed it: not proven")
+    return report
+
+
+def _answer(question: DocumentQuestion, batches: Sequence[DocumentBatch]) -> dict[str, Any]:
     ordered = sorted(batches, key=lambda b: b.order)
     report: dict[str, Any] = {"collection": question.collection, "document_id": question.document_id}
     if question.offset is None:

@@ -85,6 +85,17 @@ def test_the_batches_that_wrote_a_document_and_the_chunk_set_it_has_now() -> Non
     assert nothing["verdict"] == "no batch of the trail changed document articles/3"
 
 
+def test_a_trail_record_that_cannot_be_read_leaves_nothing_proven() -> None:
+    question = DocumentQuestion(**{**parse_document("articles/1").__dict__, "offset": None, "partition": None})
+    batches = [b for i, record in enumerate(TRAIL)
+               if (b := document_batch(record, (record["applied_at"], 0, i), question)) is not None]
+    assert answer(question, batches, unreadable=0)["proven"]
+    report = answer(question, batches, unreadable=2)
+    assert (report["proven"], report["unreadable_trail_records"]) == (False, 2)
+    assert report["verdict"].endswith("but 2 records of the trail could not be read, and may have changed it: "
+                                      "not proven")
+
+
 def test_what_the_trail_cannot_prove_is_said() -> None:
     # a later batch changed more documents than it lists: it may have changed this one
     unlisted = ask([*TRAIL, verification(6, (30, 39), {2: 1}, changed=150)], "articles/1")
