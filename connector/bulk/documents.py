@@ -26,6 +26,7 @@ from connector.domain.chunk_sets import (
     document_keys_filter,
     document_text,
     group_by_document,
+    rebuildable_text,
 )
 from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
 from connector.domain.semantics import PointState, State
@@ -95,10 +96,12 @@ async def check_documents(qdrant: RetryingClient, collection: str, keys: Sequenc
 
 
 async def rebuilt_documents(qdrant: RetryingClient, collection: str, keys: Sequence[str], *,
-                            vectors: bool | list[str] = False) -> tuple[dict[str, DocumentText], dict[str, str],
-                                                                         list[qm.Record]]:
+                            vectors: bool | list[str] = False, cut_short: bool = False,
+                            ) -> tuple[dict[str, DocumentText], dict[str, str], list[qm.Record]]:
     """These documents rebuilt from their chunk points (text and payload), the problems of those
-    that cannot be, and the chunk points read; a document with no chunk point is in neither."""
+    that cannot be, and the chunk points read; a document with no chunk point is in neither.
+    ``cut_short``: a document whose last write was cut short is rebuilt too (a re-chunk's read,
+    :func:`~connector.domain.chunk_sets.rebuildable_text`); else only a whole one (a check's)."""
     records = await read_documents(qdrant, collection, keys, vectors=vectors)
     chunks, malformed = group_by_document((r.id, r.payload) for r in records)
     payloads = {r.id: r.payload or {} for r in records}
@@ -107,7 +110,7 @@ async def rebuilt_documents(qdrant: RetryingClient, collection: str, keys: Seque
     for key in keys:
         if key not in chunks and key not in malformed:
             continue  # no chunk point (deleted since its key was read): nothing to rebuild
-        found = document_text(chunks.get(key, []), payloads)
+        found = (rebuildable_text if cut_short else document_text)(chunks.get(key, []), payloads)
         if malformed.get(key) or isinstance(found, str):
             problems[key] = "; ".join(malformed.get(key, [])) or str(found)
         else:

@@ -189,6 +189,43 @@ async def test_reembed_re_embeds_each_chunk_and_re_chunks_for_other_limits(artic
     assert check.incomplete_count == 0
 
 
+@only_targets("local")
+async def test_a_re_chunk_stopped_between_a_documents_new_chunks_and_its_stale_ones_resumes(
+        articles, tmp_path: Path) -> None:
+    """Fewer, larger chunks, one document a page, one point a request: the first document done, the
+    second's new chunks written and Ctrl-C before its stale ones' delete. --resume rebuilds it from
+    its chunks of both counts and ends as an uninterrupted run."""
+    settings, sink, embedder = articles
+    spec = settings.chunked_collections["articles"]
+    first, second = sorted(map(str, TEXTS))[:2]  # documents go in key order
+    old, new = ({key: made.chunks(text) for key, text in ((str(doc), t) for doc, t in TEXTS.items())}
+                for made in (chunker(embedder), chunker(embedder, 128)))
+    assert len(new[second]) < len(old[second])
+    # the first document's requests: its new chunks, then its stale ones deleted (as many as it had)
+    failing_at(sink, "batch_update_points", len(old[first]) + len(new[second]) + 1, Interrupted())
+    with pytest.raises(Interrupted):
+        await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=128,
+                                 page_size=1, checkpoint_file=tmp_path / "ck.json", show_progress=False,
+                                 max_request_bytes=1)
+    assert json.loads((tmp_path / "ck.json").read_text())["after"] == first
+    cut = (await stored(sink.client, "articles"))[second]
+    assert sorted(cut) == list(range(len(old[second])))
+    assert {p.payload[CHUNK_KEY]["count"] for p in cut.values()} == {len(new[second]), len(old[second])}
+    check = await check_documents(sink, "articles", [second], show_progress=False)
+    assert "disagree on their count" in check.incomplete[0]["problem"]  # verify still names it not whole
+    summary = await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=128,
+                                       page_size=1, checkpoint_file=tmp_path / "ck.json", resume=True,
+                                       show_progress=False)
+    documents = summary.rechunked
+    assert documents is not None
+    assert (documents.ok, documents.resumed, documents.not_rebuilt, documents.documents) == (True, True, [], 3)
+    after = await stored(sink.client, "articles")
+    for key, wanted in new.items():
+        assert [after[key][i].payload[CHUNK_KEY]["sha256"] for i in sorted(after[key])] == [c.sha256 for c in wanted]
+    check = await check_documents(sink, "articles", sorted(new), show_progress=False)
+    assert check.incomplete_count == 0
+
+
 @only_targets("rest")
 async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into_its_chunk_ids(
         kafka, qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
