@@ -173,7 +173,8 @@ async def rechunk(qdrant: RetryingClient, embedder: Embedder, job: RechunkJob, *
             page = todo[start:start + page_size]
             await _page(qdrant, embedder, job, chunker, page, cosine, summary, max_request_bytes)
             if checkpoint is not None:
-                checkpoint.save({"kind": "rechunk", "after": page[-1], "summary": _counts(summary)})
+                checkpoint.save({"kind": "rechunk", "chunking": spec.model_dump(mode="json"), "after": page[-1],
+                                 "summary": _counts(summary)})
             progress.advance(len(page))
     return summary
 

@@ -213,6 +213,13 @@ async def test_a_re_chunk_stopped_between_a_documents_new_chunks_and_its_stale_o
     assert {p.payload[CHUNK_KEY]["count"] for p in cut.values()} == {len(new[second]), len(old[second])}
     check = await check_documents(sink, "articles", [second], show_progress=False)
     assert "disagree on their count" in check.incomplete[0]["problem"]  # verify still names it not whole
+    # --resume of another run than the one stopped: named, nothing written (the default checkpoint is shared)
+    for other, said in ((None, "is the checkpoint of an interrupted re-chunk of the documents of articles "),
+                        (96, "is the checkpoint of a re-chunk ")):
+        with pytest.raises(InvalidOption, match=said + r"\(--model \S+ --max-tokens 128 --overlap-tokens 8\)"):
+            await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=other,
+                                     checkpoint_file=tmp_path / "ck.json", resume=True, show_progress=False)
+    assert (await stored(sink.client, "articles"))[second] == cut
     summary = await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=128,
                                        page_size=1, checkpoint_file=tmp_path / "ck.json", resume=True,
                                        show_progress=False)
