@@ -28,15 +28,17 @@ from connector.domain.chunk_sets import (
     group_by_document,
     rebuildable_text,
 )
-from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
+from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY, chunked_fields
 from connector.domain.semantics import PointState, State
 from connector.qdrant import RetryingClient
 from connector.qdrant.catalog import ensure_document_index
 from connector.qdrant.reads import count_points, scroll_pages
-from connector.settings import ChunkedField
+from connector.settings import ChunkedField, Settings
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 
 __all__ = ["DOCUMENT_PAGE", "DocumentsCheck", "check_documents", "chunked_manifest", "document_digests",
-           "ensure_chunk_index", "read_documents", "rebuilt_documents", "records_state", "with_chunk_index"]
+           "ensure_chunk_index", "read_documents", "rebuilt_documents", "records_state", "with_chunk_index",
+           "workers_chunking"]
 
 DOCUMENT_PAGE = 64  # documents whose chunks one scroll reads
 LISTED = 100
@@ -47,6 +49,14 @@ class DocumentsCheck:
     documents: int = 0
     incomplete: list[dict[str, Any]] = field(default_factory=list)  # {"document_id", "problem"}, at most 100
     incomplete_count: int = 0
+
+
+def workers_chunking(settings: Settings) -> dict[str, ChunkedField]:
+    """The collections the workers chunk, and how, read as they read it: QCC_CHUNKED_COLLECTIONS and
+    the chunked text columns of the QCC_CDC_MAPPING file (read here: a missing or bad file is the
+    worker's exit 78 too). Every bulk tool that decides whether a collection is chunked asks this."""
+    mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
+    return chunked_fields(settings, mapping)
 
 
 def chunked_manifest(documents: int, chunking: ChunkedField | None) -> dict[str, Any]:

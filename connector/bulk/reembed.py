@@ -90,8 +90,9 @@ async def reembed_collection(
         raise InvalidOption(f"--page-size {page_size}", "a page holds at least one point")
     if chunking is None and (rechunk or max_tokens is not None or overlap_tokens is not None):
         option = "--rechunk" if rechunk else "--max-tokens" if max_tokens is not None else "--overlap-tokens"
-        raise InvalidOption(option, f"QCC_CHUNKED_COLLECTIONS does not name {collection}: it gives a collection "
-                            "of chunked documents its chunking (text field, vector, limits)")
+        raise InvalidOption(option, f"QCC_CHUNKED_COLLECTIONS does not name {collection} (nor does a chunked "
+                            "column of QCC_CDC_MAPPING): it gives a collection of chunked documents its chunking "
+                            "(text field, vector, limits)")
     if chunking is not None:
         return await _reembed_documents(
             qdrant, embedder, collection, chunking, text_field=text_field, vector_name=vector_name, model=model,
