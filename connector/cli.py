@@ -749,11 +749,9 @@ def verify_cmd(
 def _chunking_of(settings: Settings, collection: str) -> Any:
     """How the worker chunks ``collection``'s documents (a ``ChunkedField``), or None: QCC_CHUNKED_COLLECTIONS,
     and the chunked text columns of the CDC mapping."""
-    from connector.domain.documents import chunked_fields
-    from connector.stream.cdc_mapping_file import load_cdc_mapping
+    from connector.bulk.documents import workers_chunking
 
-    mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
-    return chunked_fields(settings, mapping).get(collection)
+    return workers_chunking(settings).get(collection)
 
 
 def _documents_said(report: Any) -> str:

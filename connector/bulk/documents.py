@@ -26,16 +26,19 @@ from connector.domain.chunk_sets import (
     document_keys_filter,
     document_text,
     group_by_document,
+    rebuildable_text,
 )
-from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY
+from connector.domain.documents import CHUNK_KEY, DOCUMENT_ID_KEY, chunked_fields
 from connector.domain.semantics import PointState, State
 from connector.qdrant import RetryingClient
 from connector.qdrant.catalog import ensure_document_index
 from connector.qdrant.reads import count_points, scroll_pages
-from connector.settings import ChunkedField
+from connector.settings import ChunkedField, Settings
+from connector.stream.cdc_mapping_file import load_cdc_mapping
 
 __all__ = ["DOCUMENT_PAGE", "DocumentsCheck", "check_documents", "chunked_manifest", "document_digests",
-           "ensure_chunk_index", "read_documents", "rebuilt_documents", "records_state", "with_chunk_index"]
+           "ensure_chunk_index", "read_documents", "rebuilt_documents", "records_state", "with_chunk_index",
+           "workers_chunking"]
 
 DOCUMENT_PAGE = 64  # documents whose chunks one scroll reads
 LISTED = 100
@@ -46,6 +49,14 @@ class DocumentsCheck:
     documents: int = 0
     incomplete: list[dict[str, Any]] = field(default_factory=list)  # {"document_id", "problem"}, at most 100
     incomplete_count: int = 0
+
+
+def workers_chunking(settings: Settings) -> dict[str, ChunkedField]:
+    """The collections the workers chunk, and how, read as they read it: QCC_CHUNKED_COLLECTIONS and
+    the chunked text columns of the QCC_CDC_MAPPING file (read here: a missing or bad file is the
+    worker's exit 78 too). Every bulk tool that decides whether a collection is chunked asks this."""
+    mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
+    return chunked_fields(settings, mapping)
 
 
 def chunked_manifest(documents: int, chunking: ChunkedField | None) -> dict[str, Any]:
@@ -95,10 +106,12 @@ async def check_documents(qdrant: RetryingClient, collection: str, keys: Sequenc
 
 
 async def rebuilt_documents(qdrant: RetryingClient, collection: str, keys: Sequence[str], *,
-                            vectors: bool | list[str] = False) -> tuple[dict[str, DocumentText], dict[str, str],
-                                                                         list[qm.Record]]:
+                            vectors: bool | list[str] = False, cut_short: bool = False,
+                            ) -> tuple[dict[str, DocumentText], dict[str, str], list[qm.Record]]:
     """These documents rebuilt from their chunk points (text and payload), the problems of those
-    that cannot be, and the chunk points read; a document with no chunk point is in neither."""
+    that cannot be, and the chunk points read; a document with no chunk point is in neither.
+    ``cut_short``: a document whose last write was cut short is rebuilt too (a re-chunk's read,
+    :func:`~connector.domain.chunk_sets.rebuildable_text`); else only a whole one (a check's)."""
     records = await read_documents(qdrant, collection, keys, vectors=vectors)
     chunks, malformed = group_by_document((r.id, r.payload) for r in records)
     payloads = {r.id: r.payload or {} for r in records}
@@ -107,7 +120,7 @@ async def rebuilt_documents(qdrant: RetryingClient, collection: str, keys: Seque
     for key in keys:
         if key not in chunks and key not in malformed:
             continue  # no chunk point (deleted since its key was read): nothing to rebuild
-        found = document_text(chunks.get(key, []), payloads)
+        found = (rebuildable_text if cut_short else document_text)(chunks.get(key, []), payloads)
         if malformed.get(key) or isinstance(found, str):
             problems[key] = "; ".join(malformed.get(key, [])) or str(found)
         else:

@@ -24,9 +24,10 @@ the switch" and "after the switch".
    the old one, nothing before it is missing from the new one.
 8. Optionally drop the old collection.
 
-A collection of chunked documents (QCC_CHUNKED_COLLECTIONS names the alias) is re-chunked for the
-new model's window: the fill rebuilds each document from its chunks and chunks it again
-(connector/bulk/rechunk.py), the tail's windows chunk as the workers do, and step 7 compares
+A collection of chunked documents (QCC_CHUNKED_COLLECTIONS, or a chunked text column of the CDC
+mapping, names the alias) is re-chunked for the new model's window: the fill rebuilds each
+document from its chunks and chunks it again (connector/bulk/rechunk.py), the tail's windows
+chunk as the workers do, and step 7 compares
 documents (text and payload) instead of points. Chunk ids derive from the alias in both, the name
 events use, so a document's chunks keep their ids across the switch.
 
@@ -56,7 +57,7 @@ from connector.bulk.collection_config import (
     create_from_plan,
     finish_from_plan,
 )
-from connector.bulk.documents import check_documents, with_chunk_index
+from connector.bulk.documents import check_documents, with_chunk_index, workers_chunking
 from connector.bulk.rechunk import RechunkJob, new_chunking, rechunk
 from connector.bulk.scroll import PointsProgress
 from connector.bulk.verify import VerifyReport, verify_collections, verify_documents
@@ -176,16 +177,19 @@ class Migration:
                  page_size: int = 256, fence_seconds: float = 120.0, verify_seconds: float = 60.0,
                  drop_old: bool = False, show_progress: bool = True, max_tokens: int | None = None,
                  overlap_tokens: int | None = None) -> None:
-        """A collection of chunked documents behind ``alias`` (QCC_CHUNKED_COLLECTIONS names the alias,
-        as events do) is re-chunked for the new model: ``max_tokens``/``overlap_tokens`` or the old
-        limits, cut to the new model's window (:mod:`connector.bulk.rechunk`)."""
-        self.chunking = settings.chunked_collections.get(alias)
+        """A collection of chunked documents behind ``alias`` (QCC_CHUNKED_COLLECTIONS or a chunked column
+        of the QCC_CDC_MAPPING file names the alias, as events do) is re-chunked for the new model:
+        ``max_tokens``/``overlap_tokens`` or the old limits, cut to the new model's window
+        (:mod:`connector.bulk.rechunk`)."""
+        self.chunked = workers_chunking(settings)  # every collection the workers chunk, as they read it
+        self.chunking = self.chunked.get(alias)
         if self.chunking is not None:
             text_field, vector_name = self._chunked_options(text_field, vector_name, self.chunking)
         elif max_tokens is not None or overlap_tokens is not None:
             raise InvalidOption("--max-tokens" if max_tokens is not None else "--overlap-tokens",
-                                f"QCC_CHUNKED_COLLECTIONS does not name {alias}: it gives a collection of chunked "
-                                "documents its chunking (text field, vector, limits)")
+                                f"QCC_CHUNKED_COLLECTIONS does not name {alias} (nor does a chunked column of "
+                                "QCC_CDC_MAPPING): it gives a collection of chunked documents its chunking (text "
+                                "field, vector, limits)")
         elif text_field is None:
             raise InvalidOption("--text-field", "name the payload key that holds the text to embed")
         elif vector_name is None:
@@ -209,10 +213,11 @@ class Migration:
         """A chunked collection's text field and vector are its setting's; options may only repeat them."""
         if text_field not in (None, chunking.text_field):
             raise InvalidOption(f"--text-field {text_field}", f"the documents' text is {chunking.text_field!r} "
-                                "(QCC_CHUNKED_COLLECTIONS)")
+                                "(its chunking: QCC_CHUNKED_COLLECTIONS or QCC_CDC_MAPPING)")
         if vector_name not in (None, chunking.vector):
             raise InvalidOption(f"--vector-name {vector_name}", f"the chunks are embedded into "
-                                f"{chunking.vector or 'the unnamed vector'} (QCC_CHUNKED_COLLECTIONS)")
+                                f"{chunking.vector or 'the unnamed vector'} (its chunking: QCC_CHUNKED_COLLECTIONS "
+                                "or QCC_CDC_MAPPING)")
         return chunking.text_field, chunking.vector
 
     @property
@@ -444,8 +449,8 @@ class _Tail:
         settings = migration.settings.model_copy(update={
             "allowed_models": sorted(migration.settings.models_allowed() | {migration.model}),
             "collections": None,
-            "chunked_collections": {**migration.settings.chunked_collections,
-                                    **({migration.new: chunked} if chunked is not None else {})},
+            # every collection the workers chunk (the mapping's too: the tail reads no mapping), and the new one
+            "chunked_collections": {**migration.chunked, **({migration.new: chunked} if chunked is not None else {})},
         })
         rewrite = retarget(
             migration.alias, old, migration.new, migration.vector_name, migration.model, migration.touch_up

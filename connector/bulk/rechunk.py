@@ -15,8 +15,10 @@ its new collection (connector/bulk/migrate.py).
 4. Apply: each document's new chunks, then its stale ones deleted, in requests cut by size.
 5. Read the documents' chunks back from the target and compare with what the plan leaves
    (connector/domain/verifier.py): no chunk missing, none left over, payload and vector as written.
-6. Checkpoint the last document done; a resumed run goes on after it (a document re-chunked
-   twice gets the same chunk set: its text rebuilds the same).
+6. Checkpoint the last document done; a resumed run redoes the page it stopped in, then goes on
+   (a document re-chunked twice gets the same chunk set: its text rebuilds the same). A document
+   the stop cut short, its new chunks written beside stale ones of the old count, is rebuilt from
+   the text they hold (``rebuildable_text``); its chunk set is written again, the stale ones deleted.
 """
 
 from __future__ import annotations
@@ -171,7 +173,8 @@ async def rechunk(qdrant: RetryingClient, embedder: Embedder, job: RechunkJob, *
             page = todo[start:start + page_size]
             await _page(qdrant, embedder, job, chunker, page, cosine, summary, max_request_bytes)
             if checkpoint is not None:
-                checkpoint.save({"kind": "rechunk", "after": page[-1], "summary": _counts(summary)})
+                checkpoint.save({"kind": "rechunk", "chunking": spec.model_dump(mode="json"), "after": page[-1],
+                                 "summary": _counts(summary)})
             progress.advance(len(page))
     return summary
 
@@ -187,7 +190,7 @@ async def _page(qdrant: RetryingClient, embedder: Embedder, job: RechunkJob, chu
     """One page of documents: rebuilt, planned, embedded, written, read back."""
     spec = job.chunking
     vectors_read: bool | list[str] = ([spec.vector] if spec.vector else True) if job.reuse_stored else False
-    rebuilt, problems, records = await rebuilt_documents(qdrant, job.source, page,
+    rebuilt, problems, records = await rebuilt_documents(qdrant, job.source, page, cut_short=True,
                                                          vectors=vectors_read if job.source == job.target else False)
     if job.source != job.target:
         records = await read_documents(qdrant, job.target, page, vectors=vectors_read)

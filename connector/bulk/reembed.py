@@ -45,6 +45,7 @@ from connector.qdrant.updates import ConfirmedUpdate
 from connector.settings import CHUNK_KEY, ChunkedField
 
 CHUNK_TEXT = f"{CHUNK_KEY}.text"  # where a chunk point holds its text
+POINTS = "points"  # a checkpoint's kind: a re-embed of points (a re-chunk's is "rechunk"); none: one of points
 
 _DONE = object()
 
@@ -89,8 +90,9 @@ async def reembed_collection(
         raise InvalidOption(f"--page-size {page_size}", "a page holds at least one point")
     if chunking is None and (rechunk or max_tokens is not None or overlap_tokens is not None):
         option = "--rechunk" if rechunk else "--max-tokens" if max_tokens is not None else "--overlap-tokens"
-        raise InvalidOption(option, f"QCC_CHUNKED_COLLECTIONS does not name {collection}: it gives a collection "
-                            "of chunked documents its chunking (text field, vector, limits)")
+        raise InvalidOption(option, f"QCC_CHUNKED_COLLECTIONS does not name {collection} (nor does a chunked "
+                            "column of QCC_CDC_MAPPING): it gives a collection of chunked documents its chunking "
+                            "(text field, vector, limits)")
     if chunking is not None:
         return await _reembed_documents(
             qdrant, embedder, collection, chunking, text_field=text_field, vector_name=vector_name, model=model,
@@ -106,13 +108,17 @@ async def reembed_collection(
     sparse_names = set((info.config.params.sparse_vectors or {}).keys())
     kind: VectorKind = "sparse" if vector_name in sparse_names else "dense"
     model = model or embedder.default_model(kind)
+    checkpoint = Checkpoint(checkpoint_file or Path(f".reembed-{collection}-{vector_name or 'default'}.json"))
+    state = checkpoint.load() if resume else None
+    if state is not None and state.get("kind", POINTS) != POINTS:  # the same default file as a re-chunk's
+        raise InvalidOption("--resume", f"{checkpoint.path} is the checkpoint of an interrupted re-chunk of the "
+                            f"documents of {collection}{_options_of(state)}: finish it first, with the command that "
+                            "started it and --resume")
     total = await count_points(qdrant, collection, scroll_filter)
     await check_payload_keys(qdrant, "--text-field", [text_field], collection, scroll_filter, total)
     if kind == "dense":
         await _check_dimension(embedder, model, vectors_config(info)["dense"][vector_name]["size"], vector_name,
                                collection)
-    checkpoint = Checkpoint(checkpoint_file or Path(f".reembed-{collection}-{vector_name or 'default'}.json"))
-    state = checkpoint.load() if resume else None
     start = state["next_offset"] if state else None
     done, skipped = (state["points"], state["skipped"]) if state else (0, 0)
     if state is None:
@@ -153,7 +159,7 @@ async def reembed_collection(
                     partial(qdrant.client.batch_update_points, collection, [operation], wait=True)))
             done += len(ids)
             skipped += without_text
-            checkpoint.save({"next_offset": next_offset, "points": done, "skipped": skipped})
+            checkpoint.save({"kind": POINTS, "next_offset": next_offset, "points": done, "skipped": skipped})
             progress.advance(len(ids) + without_text)
 
     with PointsProgress(f"re-embed {collection}:{vector_name or 'default'}", total, show_progress) as progress:
@@ -199,6 +205,10 @@ async def _reembed_documents(
     if state is not None and state.get("kind") != "rechunk":
         raise InvalidOption("--resume", f"{checkpoint.path} is the checkpoint of a re-embed of points, not of a "
                             "re-chunk: run the same command as before")
+    if state is not None and state.get("chunking", new.model_dump(mode="json")) != new.model_dump(mode="json"):
+        raise InvalidOption("--resume", f"{checkpoint.path} is the checkpoint of a re-chunk{_options_of(state)}, "
+                            "not to these limits: resume with those, or leave out --resume to re-chunk every "
+                            "document to these")
     if state is None:
         checkpoint.clear()
     job = RechunkJob(collection, collection, collection, new, reuse_stored=new.model == old.model)
@@ -217,6 +227,15 @@ async def _check_dimension(embedder: Embedder, model: str, size: int, vector_nam
     if made != size:
         raise InvalidOption(f"--model {model}", f"it makes {made}-dimensional vectors, and {shown_vector(vector_name)} "
                             f"of {collection} has {size} (choose the model or the vector that fit)")
+
+
+def _options_of(state: dict[str, Any]) -> str:
+    """The options of the re-chunk a checkpoint is of (its new chunking), as given to reembed."""
+    chunking = state.get("chunking")
+    if not isinstance(chunking, dict):
+        return ""  # a checkpoint written before it kept them
+    return (f" (--model {chunking.get('model')} --max-tokens {chunking.get('max_tokens')} --overlap-tokens "
+            f"{chunking.get('overlap_tokens')})")
 
 
 def shown_vector(name: str) -> str:

@@ -4,7 +4,9 @@ The bulk tools read chunk points (connector/domain/documents.py made them) and a
 document: is its chunk set complete (one chunk at each index 0..count-1, all of one version of
 its text, each chunk's text hashing to its ``sha256``), and does the text rebuilt from the chunks
 (:func:`~connector.domain.chunking.rebuild_text`) hash to ``_chunk.document_sha256``? Only then
-can a document be re-chunked from its points, and only then is a copy of it whole.
+is a copy of it whole (:func:`document_text`). A re-chunk may also rebuild a document whose last
+write was cut short, its new chunks written and its stale ones not yet deleted
+(:func:`rebuildable_text`): the text is still all there, proven by its hash.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "document_keys_filter",
     "document_text",
     "group_by_document",
+    "rebuildable_text",
 ]
 
 LISTED = 8  # indexes named in a problem
@@ -157,6 +160,34 @@ def document_text(chunks: Sequence[ChunkRecord], payloads: Mapping[Any, Mapping[
     shared = [_without_chunk((payloads or {}).get(c.point_id)) for c in sorted(chunks, key=lambda c: c.index)]
     if any(payload != shared[0] for payload in shared):
         return "its chunks disagree on the document's payload"
+    return DocumentText(text, shared[0])
+
+
+def rebuildable_text(chunks: Sequence[ChunkRecord], payloads: Mapping[Any, Mapping[str, Any]] | None = None
+                     ) -> DocumentText | str:
+    """The document a re-chunk can rebuild from these chunk points: :func:`document_text` where they
+    are whole; where they disagree on their count, as a write of the document's chunks cut short
+    leaves them (a re-chunk stopped between its new chunks and its stale ones' delete, or among its
+    new chunks), the text they still hold: chunks of one text (``document_sha256``), each true to
+    its sha256 and span, together covering it and rebuilding to that hash, all of one payload.
+    The re-chunk then writes its chunk set and deletes every other index. Else the problem."""
+    whole = document_text(chunks, payloads)
+    counts = sorted({c.count for c in chunks})
+    if isinstance(whole, DocumentText) or len(counts) < 2 or len({c.document_sha256 for c in chunks}) > 1:
+        return whole
+    cut_short = f"its chunks disagree on their count ({', '.join(map(str, counts))})"
+    damaged = [c.index for c in chunks if sha256_text(c.text) != c.sha256 or c.end - c.start != len(c.text)]
+    if damaged:
+        return f"{cut_short}; chunks {_indexes(damaged)} whose text is not their sha256 or span"
+    try:
+        text = rebuild_text([(c.start, c.end, c.text) for c in chunks])
+    except ValueError as exc:
+        return f"{cut_short} and do not cover its text ({exc})"
+    if sha256_text(text) != chunks[0].document_sha256:
+        return f"{cut_short} and do not rebuild to its document_sha256"
+    shared = [_without_chunk((payloads or {}).get(c.point_id)) for c in chunks]
+    if any(payload != shared[0] for payload in shared):
+        return f"{cut_short} and on the document's payload"
     return DocumentText(text, shared[0])
 
 

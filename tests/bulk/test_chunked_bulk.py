@@ -189,14 +189,73 @@ async def test_reembed_re_embeds_each_chunk_and_re_chunks_for_other_limits(artic
     assert check.incomplete_count == 0
 
 
+@only_targets("local")
+async def test_a_re_chunk_stopped_between_a_documents_new_chunks_and_its_stale_ones_resumes(
+        articles, tmp_path: Path) -> None:
+    """Fewer, larger chunks, one document a page, one point a request: the first document done, the
+    second's new chunks written and Ctrl-C before its stale ones' delete. --resume rebuilds it from
+    its chunks of both counts and ends as an uninterrupted run."""
+    settings, sink, embedder = articles
+    spec = settings.chunked_collections["articles"]
+    first, second = sorted(map(str, TEXTS))[:2]  # documents go in key order
+    old, new = ({key: made.chunks(text) for key, text in ((str(doc), t) for doc, t in TEXTS.items())}
+                for made in (chunker(embedder), chunker(embedder, 128)))
+    assert len(new[second]) < len(old[second])
+    # the first document's requests: its new chunks, then its stale ones deleted (as many as it had)
+    failing_at(sink, "batch_update_points", len(old[first]) + len(new[second]) + 1, Interrupted())
+    with pytest.raises(Interrupted):
+        await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=128,
+                                 page_size=1, checkpoint_file=tmp_path / "ck.json", show_progress=False,
+                                 max_request_bytes=1)
+    assert json.loads((tmp_path / "ck.json").read_text())["after"] == first
+    cut = (await stored(sink.client, "articles"))[second]
+    assert sorted(cut) == list(range(len(old[second])))
+    assert {p.payload[CHUNK_KEY]["count"] for p in cut.values()} == {len(new[second]), len(old[second])}
+    check = await check_documents(sink, "articles", [second], show_progress=False)
+    assert "disagree on their count" in check.incomplete[0]["problem"]  # verify still names it not whole
+    # --resume of another run than the one stopped: named, nothing written (the default checkpoint is shared)
+    for other, said in ((None, "is the checkpoint of an interrupted re-chunk of the documents of articles "),
+                        (96, "is the checkpoint of a re-chunk ")):
+        with pytest.raises(InvalidOption, match=said + r"\(--model \S+ --max-tokens 128 --overlap-tokens 8\)"):
+            await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=other,
+                                     checkpoint_file=tmp_path / "ck.json", resume=True, show_progress=False)
+    assert (await stored(sink.client, "articles"))[second] == cut
+    summary = await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=128,
+                                       page_size=1, checkpoint_file=tmp_path / "ck.json", resume=True,
+                                       show_progress=False)
+    documents = summary.rechunked
+    assert documents is not None
+    assert (documents.ok, documents.resumed, documents.not_rebuilt, documents.documents) == (True, True, [], 3)
+    after = await stored(sink.client, "articles")
+    for key, wanted in new.items():
+        assert [after[key][i].payload[CHUNK_KEY]["sha256"] for i in sorted(after[key])] == [c.sha256 for c in wanted]
+    check = await check_documents(sink, "articles", sorted(new), show_progress=False)
+    assert check.incomplete_count == 0
+
+
+# a CDC mapping whose table's text column is chunked makes its collection one of chunked documents
+MAPPING = {"tables": {"public.articles": {"collection": "articles", "key": ["id"],
+                                          "texts": {"body": {"chunked": True}}}}}
+
+
 @only_targets("rest")
+@pytest.mark.parametrize("chunked_by", ["setting", "mapping"])
 async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into_its_chunk_ids(
-        kafka, qdrant_target: QdrantTarget, model_paths: dict[str, str]) -> None:
+        kafka, qdrant_target: QdrantTarget, model_paths: dict[str, str], chunked_by: str, tmp_path: Path) -> None:
+    """The alias chunked by QCC_CHUNKED_COLLECTIONS, or only by the CDC mapping's chunked column (its
+    chunking: the setting's defaults), as the workers read either: re-chunked alike."""
     name = uuid.uuid4().hex[:8]
-    settings = settings_for(qdrant_target, model_paths, chunked_collections={"articles": SPEC},
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(json.dumps(MAPPING))  # YAML takes JSON
+    chunked = ({"chunked_collections": {"articles": SPEC}} if chunked_by == "setting" else
+               {"cdc_mapping": mapping, "cdc_topics": [f"shop-{name}.public.articles"]})
+    settings = settings_for(qdrant_target, model_paths, **chunked,
                             kafka_bootstrap_servers=kafka.bootstrap, consumer_group=f"chunked-migrate-{name}",
                             patch_topic=f"patches-{name}", reembed_topic=f"reembeds-{name}",
                             verification_topic=f"verifications-{name}", dead_letter_topic=f"dead-{name}")
+    # the documents as a worker wrote them: chunked as the mapping says (its processor reads the mapping)
+    writer = settings if chunked_by == "setting" else settings.model_copy(update={
+        "chunked_collections": {"articles": ChunkedField(text_field="body")}})
     await ensure_topics(settings, partitions=1)
     sink = make_retrying(settings)
     client = sink.client
@@ -205,13 +264,15 @@ async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into
     await client.update_collection_aliases([qm.CreateAliasOperation(create_alias=qm.CreateAlias(
         collection_name="articles_v1", alias_name="articles"))])
     embedder = Embedder(settings)
-    await write_documents(settings, sink, embedder, "articles", {1: TEXTS[1], 2: TEXTS[2]})
+    await write_documents(writer, sink, embedder, "articles", {1: TEXTS[1], 2: TEXTS[2]})
+    assert len((await stored(client, "articles"))["2"]) > 1
     # two events no worker applied yet (the group committed nothing): the migration replays them
     edited = TEXTS[1].replace("argparse", "the argument parser")
     await produce(kafka.bootstrap, settings.patch_topic, [upsert(1, edited), upsert(3, TEXTS[2][:900])])
     try:
         migration = Migration(settings, sink, embedder, alias="articles", new_collection="articles_v2",
                               text_field=None, vector_name=None, model=DEFAULT_DENSE_MODEL, max_tokens=48,
+                              overlap_tokens=8,
                               fence_seconds=60, verify_seconds=10, show_progress=False)
         report = await migration.run()
         assert report.switched, report

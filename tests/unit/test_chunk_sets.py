@@ -16,7 +16,14 @@ from tokenizers import Tokenizer
 from connector.bulk.documents import records_state
 from connector.bulk.importer import manifest_plan
 from connector.bulk.rechunk import _read_back, rechunk_reason, tokenizer_digest
-from connector.domain.chunk_sets import ChunkRecord, document_digest, document_text, group_by_document
+from connector.domain.chunk_sets import (
+    ChunkRecord,
+    DocumentText,
+    document_digest,
+    document_text,
+    group_by_document,
+    rebuildable_text,
+)
 from connector.domain.chunking import Chunker, sha256_text
 from connector.domain.documents import (
     CHUNK_KEY,
@@ -24,10 +31,11 @@ from connector.domain.documents import (
     DocumentPlanner,
     PendingUpsert,
     chunk_id,
+    materialize,
     stored_documents,
 )
 from connector.domain.operations import Op, PointData
-from connector.domain.semantics import PointState
+from connector.domain.semantics import PointState, State, apply_all, copy_state
 from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField
 from tests.unit.test_documents_property import PARAGRAPHS
 
@@ -156,3 +164,86 @@ def test_a_chunk_record_carries_what_the_planner_wrote(chunker: Chunker) -> None
     (record,) = chunks["5"]
     assert isinstance(record, ChunkRecord)
     assert (record.document_id, record.index, record.point_id) == ("5", 0, chunk_id("articles", 5, 0))
+
+
+# --- a re-chunk cut short: its new chunks written beside stale ones, and resumed -------------------
+
+LIMITS = [(24, 4), (40, 6), (64, 8), (96, 16)]  # (max_tokens, overlap_tokens) of the old and the new chunking
+
+
+@pytest.fixture(scope="module")
+def chunkers(tokenizer: Tokenizer) -> dict[tuple[int, int], Chunker]:
+    return {limits: Chunker(tokenizer, *limits) for limits in LIMITS}
+
+
+def as_state(points: list[tuple[Any, dict[str, Any]]]) -> State:
+    return {pid: PointState(payload, {"": (1.0, 0.0)}) for pid, payload in points}
+
+
+def rechunk_steps(new: Chunker, state: State, text: str) -> list[Op]:
+    """What a re-chunk of document 1 over ``state`` sends (connector/bulk/rechunk.py): its new chunks,
+    then its stale ones' delete, one point a step: every place a stop (Ctrl-C, a refusal) may cut it."""
+    planner = DocumentPlanner("articles", "body", "", DEFAULT_DENSE_MODEL, new.chunks,
+                              stored_documents("articles", [1], state), reuse_stored=False)
+    planned = planner.rewrite(0, 1, text, {"lang": "en"})
+    ops = materialize(planned, "", {("text", sha): (1.0, 0.0) for sha in planner.to_embed})
+    return [Op(op.kind, points={pid: op.points[pid]}) if op.points is not None else Op(op.kind, ids=[pid])
+            for op in ops for pid in (op.points if op.points is not None else op.ids or [])]
+
+
+def rebuilt(state: State, rebuild: Any = rebuildable_text) -> Any:
+    chunks, malformed = group_by_document((pid, point.payload) for pid, point in state.items())
+    assert malformed == {}
+    return rebuild(chunks["1"], {pid: point.payload for pid, point in state.items()})
+
+
+@settings(max_examples=25)
+@given(text=TEXTS, old=st.sampled_from(LIMITS), new=st.sampled_from(LIMITS))
+def test_a_re_chunk_stopped_anywhere_rebuilds_and_resumes_to_the_uninterrupted_result(
+        chunkers: dict[tuple[int, int], Chunker], text: str, old: tuple[int, int], new: tuple[int, int]) -> None:
+    """Every cut of a document's re-chunk: the text rebuilds exactly or the problem is named (never
+    another text); cut anywhere after its new chunks (the tool's requests may split there: a
+    document's upsert is one op, its stale chunks' delete the next) it always rebuilds; a resumed
+    re-chunk from any state that rebuilds ends equal to an uninterrupted one; and ``verify`` still
+    names a cut-short document."""
+    before = as_state(written(chunkers[old], text))
+    steps = rechunk_steps(chunkers[new], before, text)
+    done = copy_state(before)
+    apply_all(done, steps)
+    writes = sum(1 for step in steps if step.kind == "upsert")
+    for cut in range(len(steps) + 1):
+        state = copy_state(before)
+        apply_all(state, steps[:cut])
+        found = rebuilt(state)
+        if cut == 0 or cut >= writes:  # not cut, or cut after its new chunks: among the stale ones' deletes
+            assert isinstance(found, DocumentText), (cut, found)
+        if isinstance(found, str):  # cut among its new chunks: an old one overwritten may have held text no other does
+            continue
+        assert (found.text, found.payload) == (text, {"lang": "en"})
+        if len({point.payload[CHUNK_KEY]["count"] for point in state.values()}) > 1:
+            assert isinstance(rebuilt(state, document_text), str), "a cut-short document checked whole"
+        resumed = copy_state(state)
+        apply_all(resumed, rechunk_steps(chunkers[new], state, found.text))
+        assert {pid: point.payload for pid, point in resumed.items()} == {
+            pid: point.payload for pid, point in done.items()}, cut
+
+
+def test_a_cut_short_document_that_does_not_hold_its_text_whole_is_named(
+        chunkers: dict[tuple[int, int], Chunker]) -> None:
+    text = "\n\n".join(PARAGRAPHS[:4])
+    small, large = written(chunkers[(24, 4)], text), written(chunkers[(96, 16)], text)
+    assert len(small) > len(large) + 1
+    stale = small[len(large):]  # the old chunks past the new count, the new ones written
+    whole = rebuilt(as_state(large + stale))
+    assert isinstance(whole, DocumentText)
+    assert whole.text == text
+    counts = f"its chunks disagree on their count ({len(large)}, {len(small)})"
+    assert rebuilt(as_state(large[:1] + small[-1:])).startswith(f"{counts} and do not cover its text")
+    assert rebuilt(as_state(large[:-1] + stale[:1])) == f"{counts} and do not rebuild to its document_sha256"
+    relabelled = [(pid, {**payload, "lang": "de"}) for pid, payload in stale]
+    assert rebuilt(as_state(large + relabelled)) == f"{counts} and on the document's payload"
+    pid, payload = stale[0]
+    edited = {**payload, CHUNK_KEY: {**payload[CHUNK_KEY], "text": "changed"}}
+    assert rebuilt(as_state([*large, (pid, edited)])).endswith("whose text is not their sha256 or span")
+    other = written(chunkers[(96, 16)], "\n\n".join(PARAGRAPHS[1:5]))
+    assert rebuilt(as_state(other + stale)).endswith("parts of different writes")  # two texts: no rebuild

@@ -44,6 +44,7 @@ from connector.errors import (
 from connector.failures import failure
 from connector.qdrant import RetryingClient
 from connector.schemas import SCHEMA_DIR
+from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 CLOSED = "127.0.0.1:1"
@@ -143,6 +144,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bad = json.dumps({**GOOD, "payload": None, "payloadd": {"seen": True}}) + "\n"
     (folder / "good-good-bad.jsonl").write_text(good + good + bad)
     (folder / "big-event.jsonl").write_text(json.dumps({**GOOD, "payload": {"blob": "x" * 2_000_000}}) + "\n")
+    rechunked = ChunkedField(text_field="body", model=DEFAULT_DENSE_MODEL, max_tokens=128)
+    (folder / "rechunk-ck.json").write_text(json.dumps({"kind": "rechunk", "chunking": rechunked.model_dump(
+        mode="json"), "after": "1", "summary": {"documents": 1}}))  # as connector/bulk/rechunk.py writes it
     return folder
 
 
@@ -219,7 +223,7 @@ def test_no_row_expects_a_bug() -> None:
 def test_every_input_a_row_may_name_is_described() -> None:
     text = DOC.read_text(encoding="utf-8")
     for name in ("store", LOCKED, "docs.jsonl", "cut-mid.jsonl", "cut-line.jsonl", "cut.jsonl.gz", "altered.jsonl",
-                 "good.jsonl", "good-good-bad.jsonl", "big-event.jsonl", "not-json.jsonl"):
+                 "good.jsonl", "good-good-bad.jsonl", "big-event.jsonl", "not-json.jsonl", "rechunk-ck.json"):
         assert f"`{name}`" in text.split("| environment |")[0], f"docs/errors.md does not say what {name} is"
 
 
