@@ -143,6 +143,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bad = json.dumps({**GOOD, "payload": None, "payloadd": {"seen": True}}) + "\n"
     (folder / "good-good-bad.jsonl").write_text(good + good + bad)
     (folder / "big-event.jsonl").write_text(json.dumps({**GOOD, "payload": {"blob": "x" * 2_000_000}}) + "\n")
+    (folder / "chunked-mapping.yaml").write_text(json.dumps({"tables": {"public.articles": {
+        "collection": "articles", "key": ["id"], "texts": {"body": {"chunked": True}}}}}))
     return folder
 
 
