@@ -82,9 +82,10 @@ def worker() -> None:
 
     from connector.domain.documents import chunked_fields
     from connector.embedding.embedder import Embedder
+    from connector.errors import StorageInUse
     from connector.heap import settle_heap
     from connector.logs import BROKER_OUTAGE, configure
-    from connector.qdrant.client import check_local_storage
+    from connector.qdrant.client import check_local_storage, make_client
     from connector.setting_warnings import setting_warnings
     from connector.stream.app import create_app
     from connector.stream.broker_probe import BrokerProbe
@@ -93,12 +94,18 @@ def worker() -> None:
 
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
     cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
+    chunked = chunked_fields(settings, cdc_mapping)  # the setting and the mapping agree, or exit 78
+    local: AsyncQdrantClient | None = None  # local mode's client: the folder is this worker's from now on
     if not settings.qdrant_url:
         try:
             check_local_storage(settings.qdrant_path)
+            local = make_client(settings)
         except ConfigurationError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EX_CONFIG) from exc
+        except StorageInUse as exc:  # another worker or command holds it: the agents would fail on it (70)
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(EX_UNAVAILABLE) from exc
     log_config = configure(settings)
     for line in setting_warnings(settings, environ):  # legal, but ineffective as given: said once
         logging.getLogger("connector.settings").warning("%s", line)
@@ -108,15 +115,15 @@ def worker() -> None:
     embedder = Embedder(settings)
     try:
         embedder.warm_up_defaults()
-        for chunked in chunked_fields(settings, cdc_mapping).values():  # each chunked collection's tokenizer
-            embedder.chunker(chunked.model or settings.dense_model, chunked.max_tokens, chunked.overlap_tokens)
+        for field_ in chunked.values():  # each chunked collection's tokenizer
+            embedder.chunker(field_.model or settings.dense_model, field_.max_tokens, field_.overlap_tokens)
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EX_CONFIG) from None
     _say_where_qdrant_is(settings)
     loop = new_event_loop(settings)  # Faust runs on it too, so the endpoints served now stay up
     asyncio.set_event_loop(loop)
-    client = _chunked_collections_checked(loop, settings, embedder, chunked_fields(settings, cdc_mapping))
+    client = _chunked_collections_checked(loop, settings, embedder, chunked, local)
     readiness = Readiness(assigned=lambda: False, broker_problem=BROKER_OUTAGE.reason)
     if settings.http_port:
         try:
@@ -139,18 +146,21 @@ def worker() -> None:
 
 
 def _chunked_collections_checked(loop: asyncio.AbstractEventLoop, settings: Settings, embedder: Embedder,
-                                 chunked: dict[str, ChunkedField]) -> AsyncQdrantClient | None:
+                                 chunked: dict[str, ChunkedField],
+                                 client: AsyncQdrantClient | None = None) -> AsyncQdrantClient | None:
     """The chunked collections' vectors against their model, once at start (exit 78 on a model that
-    does not fit); the Qdrant client it made, for the worker to go on with (None: no check)."""
+    does not fit); the Qdrant client for the worker to go on with: ``client`` (local mode's, made
+    already), else the one made here (None: none made, no check)."""
     from connector.qdrant.client import make_client
     from connector.stream.window.chunks import check_chunk_vectors
 
     if not chunked:
-        return None
-    try:
-        client = make_client(settings)
-    except Exception:  # noqa: BLE001 - a folder in use, say: the worker meets it as before, in its first window
-        return None
+        return client
+    if client is None:
+        try:
+            client = make_client(settings)
+        except Exception:  # noqa: BLE001 - the worker meets it as before, in its first window
+            return None
     try:
         loop.run_until_complete(check_chunk_vectors(client, embedder, chunked, settings.dense_model))
     except ConfigurationError as exc:
@@ -256,7 +266,7 @@ def produce(
         many = len(problems) > 1
         console.print(f"nothing sent: {len(problems)} line{'s' if many else ''} of {_named(source)} "
                       f"{'are not valid events' if many else 'is not a valid event'}{more}; fix "
-                      f"{'them' if many else 'it'} and run again (a file is sent whole or not at all)", markup=False)
+                      f"{'them' if many else 'it'} and run again (no line is sent while one is invalid)", markup=False)
         raise typer.Exit(EX_DATAERR)
 
     async def run() -> None:

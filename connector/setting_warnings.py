@@ -79,7 +79,8 @@ def ineffective_settings(settings: Settings) -> list[str]:
         lines += [f"{_variable(field)} is not used with QCC_KAFKA_SECURITY_PROTOCOL={protocol} (only with SSL "
                   "or SASL_SSL)" for field in TLS_ONLY if getattr(settings, field) is not None]
     if settings.cdc_mapping is not None and not settings.cdc_topics:
-        lines.append("QCC_CDC_MAPPING is not used: QCC_CDC_TOPICS names no topic of change events to map")
+        lines.append("QCC_CDC_MAPPING maps no records: QCC_CDC_TOPICS names no topic of change events (its "
+                     "chunked text columns still make their collections chunked)")
     if settings.retry_initial_seconds > settings.retry_max_seconds:
         lines.append(f"QCC_RETRY_INITIAL_SECONDS={settings.retry_initial_seconds:g} is above "
                      f"QCC_RETRY_MAX_SECONDS={settings.retry_max_seconds:g}: backoffs never grow (the first should "

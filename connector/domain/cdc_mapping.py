@@ -205,8 +205,11 @@ def _payload(table: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unsent(table: TableMapping, columns: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The payload keys and vectors of the mapped columns the source did not send."""
-    keys = columns if table.payload is None else {table.payload[c] for c in columns if c in table.payload}
+    """The payload keys and vectors of the mapped columns the source did not send (a chunked text
+    column's key is its ``text_key``, mapped in ``payload`` or not)."""
+    keys = set(columns) if table.payload is None else {table.payload[c] for c in columns if c in table.payload}
+    if table.chunked in columns and table.text_key is not None:
+        keys.add(table.text_key)
     vectors = {table.texts[c].vector for c in columns if c in table.texts}
     return tuple(sorted(keys)), tuple(sorted(vectors))
 

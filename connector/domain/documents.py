@@ -51,6 +51,7 @@ from connector.domain.changes import (
 from connector.domain.chunking import Chunk, chunk_set_digest, sha256_text
 from connector.domain.operations import Op, PointData, PointKey, Vector, op_from_patch
 from connector.domain.semantics import PointState, State, apply_op, copy_json
+from connector.errors import ConfigurationError
 from connector.settings import CHUNK_KEY, ChunkedField, Settings
 
 __all__ = [
@@ -103,13 +104,33 @@ def document_filter(document_ids: Sequence[DocKey]) -> dict[str, Any]:
 
 def chunked_fields(settings: Settings, mapping: CdcMapping | None = None) -> dict[str, ChunkedField]:
     """The chunked collections: QCC_CHUNKED_COLLECTIONS, and those of a CDC mapping's text columns
-    marked ``chunked`` (the setting wins where both name a collection)."""
+    marked ``chunked``. Where both name a collection, the setting's chunk sizes win; a text field,
+    vector or model they disagree on (or two tables of the mapping do) is a ConfigurationError:
+    the rows would carry a text the chunk stage does not look for."""
     fields: dict[str, ChunkedField] = {}
-    for table in (mapping.tables.values() if mapping is not None else ()):
+    for name, table in (mapping.tables.items() if mapping is not None else ()):
         for text in table.texts.values():
             if text.chunked and table.text_key is not None:  # the text under its payload key, as the rows carry it
-                fields[table.collection] = ChunkedField(text_field=table.text_key, vector=text.vector, model=text.model)
+                field_ = ChunkedField(text_field=table.text_key, vector=text.vector, model=text.model)
+                if table.collection in fields and _what(fields[table.collection]) != _what(field_):
+                    raise ConfigurationError(f"QCC_CDC_MAPPING: table {name!r} chunks collection "
+                                             f"{table.collection!r} otherwise than another table does "
+                                             f"({_said(field_)} against {_said(fields[table.collection])})")
+                fields[table.collection] = field_
+    for collection, field_ in settings.chunked_collections.items():
+        if collection in fields and _what(fields[collection]) != _what(field_):
+            raise ConfigurationError(f"QCC_CHUNKED_COLLECTIONS names collection {collection!r} with "
+                                     f"{_said(field_)}, its CDC mapping (QCC_CDC_MAPPING) with "
+                                     f"{_said(fields[collection])}: make them agree, or leave it to one")
     return {**fields, **settings.chunked_collections}
+
+
+def _what(field_: ChunkedField) -> tuple[str, str, str | None]:
+    return field_.text_field, field_.vector, field_.model
+
+
+def _said(field_: ChunkedField) -> str:
+    return f"text_field {field_.text_field!r}, vector {field_.vector!r}, model {field_.model!r}"
 
 
 @dataclass

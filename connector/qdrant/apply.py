@@ -74,8 +74,10 @@ async def apply_isolating(ops: list[Op], send: SendOps, dependents: Dependents |
 
     ``send`` raises :class:`PermanentError` when the destination rejects the ops; any
     :class:`TransientError` propagates (the caller retries the whole call, which is safe).
-    Every op of the failing event that was not applied is dropped (an event of a chunked
-    document is several ops), and so are those of the events ``dependents`` names for it.
+    Every op of the failing event is dropped from what is sent and reported applied (an event of a
+    chunked document is several ops), and so are those of the events ``dependents`` names for it.
+    A bisection's prefix may have applied some of them already: the read-back, which expects
+    nothing of a refused event, reports what they changed as ``changed_by_rejected``.
     """
     ops = list(ops)
     failed: list[FailedEvent] = []

@@ -27,6 +27,7 @@ from faust.types import TP
 from qdrant_client import AsyncQdrantClient
 
 from connector.domain.cdc_mapping import CdcMapping
+from connector.domain.documents import chunked_fields
 from connector.embedding.embedder import Embedder
 from connector.errors import ConfigurationError
 from connector.failpoints import Failpoints
@@ -72,15 +73,18 @@ class Runtime:
     def _new_processor(self, client: AsyncQdrantClient, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
         qdrant = make_retrying(self.settings, client, self.failpoints)
         qdrant.stopping = self.stopping
+        mapping = self.cdc_mapping
+        if mapping is None and self.settings.cdc_mapping is not None:
+            mapping = self.cdc_mapping = load_cdc_mapping(self.settings.cdc_mapping)
+        chunked = chunked_fields(self.settings, mapping)  # a mapping's chunked collections are every agent's
         if expect == "cdc":  # Debezium records, mapped to patch and re-embed events with inline texts
-            mapping = self.cdc_mapping or load_cdc_mapping(self.settings.cdc_mapping or Path())
             return WindowProcessor(self.settings, client, qdrant, self.embedder, "patch", failpoints=self.failpoints,
-                                   cdc_mapping=mapping)
+                                   cdc_mapping=mapping or load_cdc_mapping(Path()), chunked=chunked)
         wait_for_patches = None
         if expect == "reembed" and self.settings.reembed_waits_for_patches:
             wait_for_patches = PatchWatermark(self.settings, stopping=self.stopping, rebalancing=self.rebalancing).wait
         return WindowProcessor(self.settings, client, qdrant, self.embedder, expect, failpoints=self.failpoints,
-                               before_payload_texts=wait_for_patches)
+                               before_payload_texts=wait_for_patches, chunked=chunked)
 
 
 class ConnectorApp(faust.App):

@@ -314,6 +314,17 @@ def test_without_the_row_before_a_row_with_unsent_columns_is_a_merge() -> None:
     assert (emptied.drop_vectors, emptied.payload["body"]) == (("body",), None)
 
 
+def test_a_chunked_text_column_not_sent_is_named_by_its_key_mapped_or_not() -> None:
+    """The chunk stage learns from the key that the text was not sent (a document without chunks then
+    writes nothing instead of failing): the key is the column's name where ``payload`` leaves it out."""
+    for payload, key in (({"price": "price"}, "body"), ({"price": "price", "body": "content"}, "content")):
+        mapping = CdcMapping.model_validate({"tables": {"public.products": {
+            "collection": "products", "key": ["id"], "payload": payload, "texts": {"body": {"chunked": True}}}}})
+        planned = plan_row_change(toasted(None, {**unavailable_row(), "price": 26}), mapping)
+        assert isinstance(planned, PointChange)
+        assert key in planned.unavailable_keys, (payload, planned)
+
+
 def test_with_the_row_before_a_change_of_nothing_mapped_still_carries_the_whole_row() -> None:
     before = {"id": 7, "body": "text", "blob": None, "doc": None, "tags": None, "counts": None, "extra": None,
               "price": 20}

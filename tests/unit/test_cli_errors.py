@@ -147,6 +147,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rechunked = ChunkedField(text_field="body", model=DEFAULT_DENSE_MODEL, max_tokens=128)
     (folder / "rechunk-ck.json").write_text(json.dumps({"kind": "rechunk", "chunking": rechunked.model_dump(
         mode="json"), "after": "1", "summary": {"documents": 1}}))  # as connector/bulk/rechunk.py writes it
+    (folder / "chunked-mapping.yaml").write_text(json.dumps({"tables": {"public.articles": {
+        "collection": "articles", "key": ["id"], "texts": {"body": {"chunked": True}}}}}))
     return folder
 
 

@@ -364,3 +364,22 @@ def test_a_stored_chunk_read_without_its_vector_is_embedded_not_copied(chunker: 
     assert isinstance(planned, PlannedEvent)
     assert state[lost].payload[CHUNK_KEY]["sha256"] in planner.to_embed  # embedded, not a vector never read
     assert lost not in planner.to_read
+
+
+@pytest.mark.parametrize("before", ["verified", "mismatch", "partial"])
+@pytest.mark.parametrize("stale", [False, True])
+@pytest.mark.parametrize("rejected", [False, True])
+def test_the_chunk_check_never_lowers_a_mismatch(before: str, stale: bool, rejected: bool) -> None:
+    """A chunk that should be gone (or is missing) is a mismatch; one a refused event changed makes a
+    verified batch partial, never a mismatch verified or partial."""
+    from connector.domain.records import VerificationOutcome
+    from connector.stream.window.chunks import chunk_check_outcome
+
+    outcome = VerificationOutcome(status=before)  # type: ignore[arg-type]
+    kept, gone, refused = 1, 2, 3  # chunk point ids
+    found = {kept} | ({gone} if stale else set()) | ({refused} if rejected else set())
+    checked = chunk_check_outcome(outcome, found, {kept}, {refused})
+    expected = "mismatch" if stale or before == "mismatch" else "partial" if rejected or before == "partial" else before
+    assert checked.status == expected
+    assert [m.id for m in checked.mismatches] == ([gone] if stale else [])
+    assert [m.id for m in checked.changed_by_rejected] == ([refused] if rejected else [])

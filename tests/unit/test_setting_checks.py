@@ -156,7 +156,7 @@ def test_an_unknown_variable_is_named_with_the_nearest_setting() -> None:
     ({"qdrant_url": "http://q:6333", "qdrant_path": Path("data")}, "QCC_QDRANT_PATH is not used"),
     ({"qdrant_url": "http://q:6333", "qdrant_grpc_port": 7000}, "QCC_QDRANT_GRPC_PORT is not used"),
     ({"kafka_sasl_username": "u"}, "QCC_KAFKA_SASL_USERNAME is not used with QCC_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"),
-    ({"cdc_mapping": Path("mapping.yaml")}, "QCC_CDC_MAPPING is not used"),
+    ({"cdc_mapping": Path("mapping.yaml")}, "QCC_CDC_MAPPING maps no records"),
     ({"retry_initial_seconds": 60.0}, "QCC_RETRY_INITIAL_SECONDS=60 is above QCC_RETRY_MAX_SECONDS=30"),
 ])
 def test_a_setting_that_does_nothing_is_one_line(given: dict[str, object], said: str) -> None:

@@ -171,20 +171,7 @@ class ChunkStage:
             return outcome
         expected = chunks_left(window, applied, {document_key(d) for d in docs}, matches or {})
         found = set(await self.read_chunks(collection, docs, shard_key, payload=False))
-        differences = [Mismatch(id=pid, field="exists", expected=False, actual=True) for pid in found - expected]
-        differences += [Mismatch(id=pid, field="exists", expected=True, actual=False) for pid in expected - found]
-        stale = [m for m in differences if m.id not in rejected_ids]
-        by_rejected = [m for m in differences if m.id in rejected_ids]
-        update: dict[str, object] = {"checked_points": outcome.checked_points}
-        if stale:
-            update |= {"status": "mismatch", "mismatches": (outcome.mismatches + stale)[:LISTED_STALE],
-                       "mismatch_count": outcome.mismatch_count + len(stale)}
-        if by_rejected:
-            update |= {"changed_by_rejected": (outcome.changed_by_rejected + by_rejected)[:LISTED_STALE],
-                       "changed_by_rejected_count": outcome.changed_by_rejected_count + len(by_rejected)}
-            if outcome.status == "verified":
-                update["status"] = "partial"
-        return outcome.model_copy(update=update)
+        return chunk_check_outcome(outcome, found, expected, rejected_ids)
 
     async def not_held(self, collection: str, window: DocumentWindow, items: Sequence[Item], applied: set[int],
                        placeholder: str, shard_key: Selector | None) -> list[Unavailable]:
@@ -223,6 +210,27 @@ class ChunkStage:
             if absent:
                 found.append(Unavailable(id=doc, payload_keys=absent, vectors=[]))
         return found
+
+
+def chunk_check_outcome(outcome: VerificationOutcome, found: set[PointKey], expected: set[PointKey],
+                        rejected_ids: set[PointKey]) -> VerificationOutcome:
+    """``outcome`` with the chunk check's findings: a chunk found that should be gone, or missing,
+    is a mismatch, unless a refused event's point (then it was changed by the rejected: ``partial``,
+    where nothing else made it a mismatch). No IO."""
+    differences = [Mismatch(id=pid, field="exists", expected=False, actual=True) for pid in found - expected]
+    differences += [Mismatch(id=pid, field="exists", expected=True, actual=False) for pid in expected - found]
+    stale = [m for m in differences if m.id not in rejected_ids]
+    by_rejected = [m for m in differences if m.id in rejected_ids]
+    update: dict[str, object] = {"checked_points": outcome.checked_points}
+    if stale:
+        update |= {"status": "mismatch", "mismatches": (outcome.mismatches + stale)[:LISTED_STALE],
+                   "mismatch_count": outcome.mismatch_count + len(stale)}
+    if by_rejected:
+        update |= {"changed_by_rejected": (outcome.changed_by_rejected + by_rejected)[:LISTED_STALE],
+                   "changed_by_rejected_count": outcome.changed_by_rejected_count + len(by_rejected)}
+        if update.get("status", outcome.status) == "verified":  # a mismatch stays one
+            update["status"] = "partial"
+    return outcome.model_copy(update=update)
 
 
 def _failing(planned: Sequence[PlannedEvent], refused: Mapping[int, Refusal], vectors: Mapping[VectorRef, Vector],

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from functools import partial
@@ -50,7 +50,7 @@ from connector.metrics import CDC_SKIPPED
 from connector.qdrant import BatchApplier, RetryingClient
 from connector.qdrant.catalog import CollectionCatalog
 from connector.qdrant.reads import read_state
-from connector.settings import Settings
+from connector.settings import ChunkedField, Settings
 from connector.stages import Stage
 from connector.stream.window.admission import Admission
 from connector.stream.window.chunks import ChunkStage, DocumentWindow
@@ -99,12 +99,15 @@ class WindowProcessor:
         before_payload_texts: Callable[[], Awaitable[bool]] | None = None,
         cdc_mapping: CdcMapping | None = None,
         chunk_ids_from: dict[str, str] | None = None,
+        chunked: Mapping[str, ChunkedField] | None = None,
     ) -> None:
         """``retarget`` (used by a migration) maps an event to the collection and form to apply, and
         ``chunk_ids_from`` a chunked collection it maps to to the name events use, which chunk ids derive from;
         ``honor_fences=False`` passes migration fences without waiting (the migration's own tail);
         ``before_payload_texts`` is the patch watermark's wait (connector/stream/patch_watermark.py);
-        ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py)."""
+        ``cdc_mapping``: the records are Debezium change events, mapped by it (connector/domain/cdc.py);
+        ``chunked``: the chunked collections (default: the settings' and ``cdc_mapping``'s; a worker
+        gives every processor its mapping's, since patches and re-embeds reach those collections too)."""
         self.settings, self.client, self.qdrant, self.embedder, self.expect = settings, client, qdrant, embedder, expect
         self.failpoints = failpoints or Failpoints(settings.failpoints_dir)
         self.applier = BatchApplier(qdrant, settings.qdrant_max_request_bytes, ordering=settings.qdrant_write_ordering,
@@ -115,7 +118,9 @@ class WindowProcessor:
         self.honor_fences = honor_fences
         self.admission = Admission(settings, qdrant, self.catalog, self.failpoints, mapped=cdc_mapping is not None)
         self.texts = TextReader(settings, qdrant, before_payload_texts)
-        self.chunks = ChunkStage(settings, qdrant, embedder, chunked_fields(settings, cdc_mapping), chunk_ids_from)
+        self.chunks = ChunkStage(settings, qdrant, embedder,
+                                 dict(chunked) if chunked is not None else chunked_fields(settings, cdc_mapping),
+                                 chunk_ids_from)
 
     @property
     def stage(self) -> Stage:
