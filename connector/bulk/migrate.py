@@ -121,12 +121,13 @@ def retarget(alias: str, old: str, new: str, vector_name: str, model: str, touch
 
     Events on the alias or the old collection go to the new one; texts for the migrated
     vector are embedded with the new model; raw vectors of the old model for it are dropped
-    and the point is queued for re-embedding from its payload.
+    and the point is queued for re-embedding from its payload. Events of other collections are
+    the workers' alone: applied again here, behind the workers, one would undo a later change.
     """
 
     def rewrite(event: ChangeEvent) -> ChangeEvent | None:
         if event.collection not in (alias, old):
-            return event
+            return None
         update: dict[str, Any] = {"collection": new}
         if isinstance(event, (ReembedEvent, UpsertEvent)) and (event.vector_name or "") == vector_name:
             update["model"] = model
