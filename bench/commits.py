@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--qdrant", action="append", help="as bench.run's (default: server)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--name", default="commits", help="the results' section (another name keeps an earlier "
+                        "comparison beside this one)")
     args = parser.parse_args()
     shas = {"before": git("rev-parse", args.before), "after": git("rev-parse", args.after)}
     paths = {side: worktree(sha) for side, sha in shas.items()}
@@ -110,7 +112,7 @@ def main() -> None:
                "ratios": {label: {side: summary(taken[side][label]) for side in taken if label in taken[side]}
                           for label in taken["after"]}}
     results = json.loads(args.out.read_text()) if args.out.exists() else {"sections": {}}
-    results["sections"]["commits"] = section
+    results["sections"][args.name if args.name.startswith("commits") else f"commits {args.name}"] = section
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, args.report, args.out.parent / "plots")
     print(f"wrote {args.out} and {args.report}")

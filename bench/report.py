@@ -549,8 +549,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
         lines += ["## Debezium input (CDC)", "", *notes("cdc")]
     if "peer" in sections:
         lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
-    if "commits" in sections:
-        lines += commits_table(sections["commits"]) + notes("commits")
+    for name in sorted(n for n in sections if n.startswith("commits")):  # bench/commits.py, one per comparison
+        lines += commits_table(sections[name]) + notes(name.replace(" ", "-"))
     if "profile" in sections:
         lines += [
             "## Where the time goes",
