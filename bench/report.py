@@ -184,7 +184,8 @@ def protocol_table(sections: dict[str, Any]) -> list[str]:
 def commits_table(section: dict[str, Any]) -> list[str]:
     """Two commits' headline ratios, each commit's bench run in turns (bench/commits.py)."""
     before, after = section["commits"]["before"], section["commits"]["after"]
-    rows = ["## Before and after a change", "",
+    sections = ", ".join(o.split("=", 1)[1] for o in section["options"] if o.startswith("--only="))
+    rows = [f"## Before and after a change: {sections}", "",
             (f"`python -m bench.commits` ran each commit's own bench ({' '.join(section['options'])}, one repeat a "
              f"round), {section['rounds']} rounds taking turns, started {section['started']}, "
              f"{section['seconds']:.0f} s; "
