@@ -113,7 +113,7 @@ def main() -> None:
                           for label in taken["after"]}}
     results = json.loads(args.out.read_text()) if args.out.exists() else {"sections": {}}
     results["sections"][args.name if args.name.startswith("commits") else f"commits {args.name}"] = section
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, args.report, args.out.parent / "plots")
     print(f"wrote {args.out} and {args.report}")
 
