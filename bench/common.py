@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
 from connector.dev.qdrant_server import QdrantServer
 from connector.dev.spawn import terminate
-from connector.kafka.admin import ensure_topics
+from connector.kafka.admin import ensure_topics, wait_for_leaders
 from connector.settings import Settings
 from connector.stream.app import create_app
 from tests.integration.harness import TopicFollower
@@ -35,6 +36,7 @@ TARGETS: tuple[TargetName, ...] = ("memory", "disk", "rest", "grpc")
 LOCAL: tuple[TargetName, ...] = ("memory", "disk")
 SERVER: tuple[TargetName, ...] = ("rest", "grpc")
 REQUEST_TIMEOUT = 30.0  # the connector's default qdrant_timeout_seconds, for every client the bench makes
+STALLED_SECONDS = 180  # a wait with no progress for this long fails the run with what it waited for, never hangs
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,25 @@ async def create_kv(client: AsyncQdrantClient, points: int, name: str = "kv", **
         )
 
 
+async def new_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    """Create topics and wait until the broker serves every partition. A consumer that subscribes to
+    a topic the broker's metadata does not list yet gets no partitions and looks again only at its
+    next metadata refresh, five minutes later (aiokafka's ``metadata_max_age_ms``): a stalled run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        led = await wait_for_leaders(admin, list(names))
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await asyncio.wait_for(consumer.end_offsets(led), timeout=60)  # a leader named is not yet one serving
+    finally:
+        await consumer.stop()
+
+
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
                   rate: float | None = None) -> list[tuple[int, int, float]]:
     """Send records (at ``rate`` per second if given); (partition, offset, send time) of each."""
@@ -246,12 +267,18 @@ class Confirmations(TopicFollower):
                     self.counts[record["topic"]] = self.counts.get(record["topic"], 0) + 1
 
     async def wait(self, topic: str, sent: list[tuple[int, int, float]], timeout: float = 3600) -> float:
-        """Until every sent record is confirmed; returns the time the last one was."""
+        """Until every sent record is confirmed; returns the time the last one was. Fails after
+        ``timeout``, or after STALLED_SECONDS in which no record of any topic was confirmed."""
         deadline = time.monotonic() + timeout
         keys = [(topic, p, o) for p, o, _ in sent]
+        progress, last_progress = len(self.seen), time.monotonic()
         while not all(k in self.seen for k in keys):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{sum(k not in self.seen for k in keys)} of {len(keys)} records not confirmed")
+            now = time.monotonic()
+            if len(self.seen) != progress:
+                progress, last_progress = len(self.seen), now
+            if now > deadline or now - last_progress > STALLED_SECONDS:
+                raise TimeoutError(f"{sum(k not in self.seen for k in keys)} of {len(keys)} records of {topic} not "
+                                   f"confirmed, none for {now - last_progress:.0f} s")
             await asyncio.sleep(0.05)
         return max(self.seen[k] for k in keys)
 

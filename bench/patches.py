@@ -13,6 +13,7 @@ noisy machine hits all of them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -20,15 +21,16 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common import (
+    STALLED_SECONDS,
     Confirmations,
     Context,
     InProcessConnector,
     QdrantTarget,
     TargetName,
     create_kv,
+    new_topics,
     produce,
     summary,
 )
@@ -114,17 +116,18 @@ async def run_naive(ctx: Context, target: QdrantTarget, events: list[dict[str, A
     client = await target.fresh_client(ctx.scratch("qdrant"))
     await create_kv(client, points)
     topic = f"naive-{uuid.uuid4().hex[:6]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=ctx.bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 2, 1)])
-    await admin.close()
+    await new_topics(ctx.bootstrap, [topic], partitions=2)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, group_id=f"naive-{topic}",
                                 auto_offset_reset="earliest", enable_auto_commit=True)
     await consumer.start()
     try:
         async def consume(count: int) -> None:
             while count:
-                message = await consumer.getone()
+                try:
+                    message = await asyncio.wait_for(consumer.getone(), timeout=STALLED_SECONDS)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"the naive consumer got no record for {STALLED_SECONDS} s, "
+                                       f"{count} to go") from None
                 event = parse_change(message.value, expect="patch")
                 try:
                     op = op_from_patch(event, 0)  # type: ignore[arg-type]

@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 
@@ -58,6 +57,7 @@ from bench.common import (
     QdrantTarget,
     TargetName,
     WorkerProcess,
+    new_topics,
     produce,
     summary,
 )
@@ -157,12 +157,7 @@ async def make_backlog(ctx: Context, events: int, points: int) -> Backlog:
     """Both topics, produced in full before any contender starts."""
     tag = uuid.uuid4().hex[:6]
     sink_topic, connector_topic = f"peer-sink-{tag}", f"peer-upserts-{tag}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=ctx.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (sink_topic, connector_topic)])
-    finally:
-        await admin.close()
+    await new_topics(ctx.bootstrap, [sink_topic, connector_topic], PARTITIONS)
     vecs = vectors(events)
     rows = [(i % points, vecs[i], payload(i, events, points)) for i in range(events)]
     keys = [f"{COLLECTION}/{p}".encode() for p, _, _ in rows]  # one key per point: same partition in both topics

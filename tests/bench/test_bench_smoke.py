@@ -22,9 +22,22 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def run_bench(bootstrap: str, out: Path, report: Path, *options: str) -> dict[str, Any]:
-    subprocess.run([sys.executable, "-m", "bench.run", "--size", "tiny", "--bootstrap", bootstrap,
-                    "--out", str(out), "--report", str(report), *options], cwd=PROJECT, check=True, timeout=900,
-                   env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    """The runner at the toy size; when it fails or outlasts the test's own limit, the failure
+    shows the end of its output (which section, which wait) rather than a bare timeout."""
+    log = out.parent.parent / "bench.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "bench.run", "--size", "tiny", "--bootstrap", bootstrap,
+                                    "--out", str(out), "--report", str(report), *options], cwd=PROJECT,
+                                   env={**os.environ, "PYTHONPATH": str(PROJECT)}, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(timeout=500)  # below the test's own 600 s
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            code = None
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+    assert code == 0, f"bench.run {' '.join(options)} {'ran over 500 s' if code is None else f'exited {code}'}:\n{tail}"
     return json.loads(out.read_text())
 
 
