@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary
+from bench.common import machine, summary
 from bench.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,8 @@ def main() -> None:
                "seconds": round(time.monotonic() - wall, 1), "other_cpu_share_max": round(max(busy), 2),
                "ratios": {label: {side: summary(taken[side][label]) for side in taken if label in taken[side]}
                           for label in taken["after"]}}
-    results = json.loads(args.out.read_text()) if args.out.exists() else {"sections": {}}
+    results = json.loads(args.out.read_text()) if args.out.exists() else {  # a new file: what the report heads with
+        "size": args.size, "repeats": 1, "machine": machine(), "started": started, "sections": {}}
     results["sections"][args.name if args.name.startswith("commits") else f"commits {args.name}"] = section
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, args.report, args.out.parent / "plots")
