@@ -35,5 +35,6 @@ def test_cleaning_is_minimal() -> None:
 
 
 def test_module_docstrings_in_source_order() -> None:
-    source = '"""Module."""\nclass A:\n    """Class A."""\n    def f(self):\n        """Method f."""\ndef g():\n    """G."""\n'
+    source = ('"""Module."""\nclass A:\n    """Class A."""\n    def f(self):\n        """Method f."""\n'
+              'def g():\n    """G."""\n')
     assert corpus.docstrings(source) == "Module.\n\nClass A.\n\nMethod f.\n\nG."
