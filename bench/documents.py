@@ -19,8 +19,8 @@
 
 Local mode in memory only: the embedding sets the pace (256-token chunks, ~5 a second on one
 thread here), so a server adds nothing but time. The full size is a deterministic sample of the
-corpus (every k-th document by name) sized to what an hour of bench on 2 shared cores allows;
-BENCHMARKS.md says how many.
+corpus (every k-th document by name, ``QCC_BENCH_DOCUMENTS``, 32 by default) sized to what the bench
+can embed in about half an hour on 2 shared cores; BENCHMARKS.md says how many.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import os
 import re
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from qdrant_client import models as qm
@@ -41,7 +42,8 @@ from connector.embedding.embedder import Embedder
 from connector.settings import Settings
 
 SUPPORTED: tuple[TargetName, ...] = ("memory",)
-WINDOW = 8  # documents per window: ~200 chunks of 256 tokens, ~40 s of embedding here
+WINDOW = 4  # documents per window: ~110 chunks of 256 tokens in one embedding call (onnxruntime's memory
+# grows with the call: windows of 8 such documents took this process past 12 GB)
 EDIT = " This paragraph was revised after the document was first written, and the revision is one sentence long."
 SETTINGS_TRIED = ((128, 16),)  # (max_tokens, overlap_tokens) beside the default 256/32
 
@@ -120,6 +122,12 @@ def score(hits: list[list[str]], wanted: list[str]) -> dict[str, Any]:
             "top5_share": round(top5 / len(wanted), 4)}
 
 
+def peak_rss_mib() -> int:
+    """This process's peak resident memory (the connector's and the baseline's models are both in it)."""
+    status = Path("/proc/self/status").read_text()
+    return next((int(line.split()[1]) // 1024 for line in status.splitlines() if line.startswith("VmHWM")), 0)
+
+
 def package(name: str) -> str:
     """Where a document comes from, for telling near neighbours: its package or stdlib module."""
     parts = name.split("/")
@@ -130,7 +138,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
     documents = corpus.load()
     described = corpus.describe(documents)
     if ctx.size == "full":
-        chosen = sample(documents, int(os.environ.get("QCC_BENCH_DOCUMENTS", "64")))
+        chosen = sample(documents, int(os.environ.get("QCC_BENCH_DOCUMENTS", "32")))
         n_queries = 200
     else:  # the smoke test: three short documents
         chosen = [corpus.Document(d.id, d.name, "\n\n".join(d.text.split("\n\n")[:8])[:3000])
@@ -278,5 +286,6 @@ async def measure(ctx: Context) -> dict[str, Any]:
                                "chunks": sum(map(len, other_chunks)), **score(hits, wanted)})
         print(f"documents retrieval at {max_tokens}/{overlap}: {settings_tried[-1]['top1_share']:.2%}", flush=True)
     out["retrieval"]["other_settings"] = settings_tried
+    out["peak_rss_mib"] = peak_rss_mib()
     embedder.close()
     return out
