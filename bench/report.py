@@ -98,7 +98,83 @@ def headline(sections: dict[str, Any]) -> list[str]:
                     f"{'yes' if last / first < 1.25 else '**no**'} |")
     if "peer" in sections:
         rows += report_peer.headline_rows(sections["peer"])
+    if "documents" in sections:
+        rows += documents_headline(sections["documents"])
     return rows
+
+
+def documents_headline(d: dict[str, Any]) -> list[str]:
+    """Issue 33's three goals, each beside what it is compared with in the same run (one run: n=1)."""
+    i, e, r = d["ingestion"], d["edit_pass"], d["retrieval"]
+    of = f"{d['documents']} documents"
+    return [
+        (f"| chunked documents ({of}), local memory: connector vs raw fastembed over the same chunks | ≥ 0.9× | "
+         f"{i['connector_vs_raw']:.2f}× ({i['connector']:.3f} vs {i['raw_fastembed']:.3f} documents/s, n=1) | "
+         f"{_met(i['connector_vs_raw'], 0.9)} |"),
+        (f"| chunked documents ({of}): embeddings per edited paragraph (re-embedding every chunk: "
+         f"{e['re_embed_everything']['mean']:.1f}) | ≤ 3 | {e['connector_embedded']['mean']:.2f} (p90 "
+         f"{e['connector_embedded']['p90']}, max {e['connector_embedded']['max']}) | "
+         f"{'yes' if e['connector_embedded']['mean'] <= 3 else '**no**'} |"),
+        (f"| chunked documents ({of}): a sentence from a document's second half finds it, top hit (without "
+         f"chunking: {r['whole_text']['top1_share']:.1%}) | ≥ 90% | {r['chunked']['top1_share']:.1%} of "
+         f"{r['queries']} | {_met(r['chunked']['top1_share'], 0.9)} |"),
+    ]
+
+
+def documents_lines(d: dict[str, Any]) -> list[str]:
+    """Section 8: chunked documents on the real-prose corpus (bench/documents.py)."""
+    c, i, e, r = d["corpus"], d["ingestion"], d["edit_pass"], d["retrieval"]
+    cu, ru = i["connector_use"], i["raw_use"]
+    return [
+        "## 8. Chunked documents", "",
+        (f"The corpus (bench/corpus.py): {c['documents']} documents of real prose installed on this machine "
+         f"(module docstrings of the standard library and installed packages, the packages' own docs and long "
+         f"descriptions), median {c['median_words']:,} words, {c['words']:,} words in all. Measured here on "
+         f"{d['documents']} of them (every k-th by name; median {d['words']['median']:,} words, "
+         f"{d['words']['total']:,} in all): {d['chunks']['total']:,} chunks of at most {d['max_tokens']} tokens "
+         f"with {d['overlap_tokens']} of overlap (median {d['chunks']['per_document_median']} a document), "
+         f"{d['model']} on one onnxruntime thread, {d['qdrant']}, windows of {d['window_max_events']} documents. "
+         "One run: each figure is n=1."), "",
+        "**Ingestion** (one upsert per document, through the broker, chunked, embedded, written and verified):", "",
+        "| | documents/s | chunks/s | seconds | CPU: this run / other processes |",
+        "| --- | ---: | ---: | ---: | --- |",
+        (f"| connector | {i['connector']:.3f} | {i['chunks_per_second']['connector']:.2f} | {i['connector_seconds']} "
+         f"| {cu['own_cpu_share']:.0%} / {cu['other_cpu_share']:.0%} |"),
+        (f"| raw fastembed, same chunks, same groups (a process of its own, run first) | {i['raw_fastembed']:.3f} | "
+         f"{i['chunks_per_second']['raw_fastembed']:.2f} | {i['raw_seconds']} | {ru['own_cpu_share']:.0%} / "
+         f"{ru['other_cpu_share']:.0%} |"),
+        (f"| raw fastembed with the chunking timed too | {i['raw_chunk_and_embed']:.3f} | | "
+         f"{round(i['raw_seconds'] + i['chunking_seconds'], 1)} | |"), "",
+        (f"Connector / raw fastembed: **{i['connector_vs_raw']:.2f}×**; against raw fastembed that also chunks "
+         f"({i['chunking_seconds']} s of chunking in this process): {i['connector_vs_raw_with_chunking']:.2f}×."), "",
+        (f"**Edit pass** (one paragraph of each of the {e['documents']} documents gets a sentence at its end; the "
+         "whole new text is upserted): embeddings the connector performed, from its verification events "
+         "(`documents[].embedded`), beside re-embedding every chunk of each edited document (Airbyte's way: "
+         "the chunks of the new text, counted by the same chunker):"), "",
+        "| | embeddings | per edited paragraph: mean | median | p90 | max |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        (f"| connector (only changed chunks) | {e['connector_embedded']['total']:,} | "
+         f"{e['connector_embedded']['mean']:.2f} | {e['connector_embedded']['median']} | "
+         f"{e['connector_embedded']['p90']} | {e['connector_embedded']['max']} |"),
+        (f"| re-embed every chunk | {e['re_embed_everything']['total']:,} | {e['re_embed_everything']['mean']:.2f} | "
+         f"{e['re_embed_everything']['median']} | | {e['re_embed_everything']['max']} |"), "",
+        (f"{e['connector_reused']:,} chunks kept their vector, {e['deleted']} were deleted; windows not verified: "
+         f"{e['not_verified']}. Embeddings per document: "
+         + ", ".join(f"{k}: {v}" for k, v in e["embedded_histogram"].items()) + "."), "",
+        (f"**Retrieval** ({r['queries']} sentences, each from the second half of one of the {r['documents']} "
+         "documents and found in no other; a plain Qdrant search, grouped by `_chunk.document_id` over the chunks; "
+         "without chunking, one point per document embedded from its whole text, of which the model reads the "
+         "first 256 tokens):"), "",
+        "| | top hit is the source document | source in the top 5 |", "| --- | ---: | ---: |",
+        (f"| chunked, 256 tokens, overlap 32 (the connector's default) | {r['chunked']['top1_share']:.1%} | "
+         f"{r['chunked']['top5_share']:.1%} |"),
+        *[f"| chunked, {o['max_tokens']} tokens, overlap {o['overlap_tokens']} ({o['chunks']:,} chunks, embedded "
+          f"directly) | {o['top1_share']:.1%} | {o['top5_share']:.1%} |" for o in r.get("other_settings", [])],
+        (f"| without chunking (whole text, first window) | {r['whole_text']['top1_share']:.1%} | "
+         f"{r['whole_text']['top5_share']:.1%} |"), "",
+        (f"Of the {len(r['misses'])} misses with chunking, {r['misses_same_package']} went to a document of the same "
+         f"package or module family, {sum(m['in_top5'] for m in r['misses'])} had the source in the top 5."), "",
+    ]
 
 
 def patches_table(section: dict[str, Any]) -> list[str]:
@@ -544,6 +620,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
             lines.append(f"| {TARGET_LABEL[name]} | {_spread(t['one_worker'], 0)} | {_spread(t['two_workers'], 0)} | "
                          f"{_spread(t['two_vs_one'])}× |")
         lines.append("")
+    if "documents" in sections:
+        lines += documents_lines(sections["documents"]) + notes("documents")
     if notes("cluster"):  # standalone runs (bench/cluster_*.py): their numbers are written down by hand
         lines += ["## Workers on a Qdrant cluster", "", *notes("cluster")]
     if notes("cdc"):  # standalone runs (bench/cdc.py), written down by hand as well

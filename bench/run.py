@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, pages, patches, peer, profile, reembed, scale, seed_claim, windows
+from bench import backlog, documents, pages, patches, peer, profile, reembed, scale, seed_claim, windows
 from bench.common import LOCAL, ROOT, SERVER, TARGETS, Context, MachineUse, QdrantTarget, TargetName, machine
 from bench.report import write_report
 from connector.cli import new_event_loop
@@ -54,6 +54,7 @@ SECTIONS: dict[str, tuple[Section, tuple[TargetName, ...]]] = {
     "backlog": (backlog.measure, ("disk",)),
     "scale": (scale.measure, scale.SUPPORTED),
     "profile": (profile.measure, profile.SUPPORTED),
+    "documents": (documents.measure, documents.SUPPORTED),
 }
 # run only when named with --only (an outside peer, Java, minutes of Kafka Connect start-ups)
 OPT_IN: dict[str, tuple[Section, tuple[TargetName, ...]]] = {"peer": (peer.measure, peer.SUPPORTED)}

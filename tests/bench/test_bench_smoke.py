@@ -76,10 +76,16 @@ def test_runner_writes_results_report_and_plots(kafka, tmp_path: Path) -> None:
     assert patches["disk"]["run"]["size"] == "tiny"
     assert 0 <= patches["disk"]["run"]["other_cpu_share"] <= 1
     check_profile(results["sections"]["profile"], {"memory", "disk"})
+    documents = results["sections"]["documents"]  # chunked documents on the real-prose corpus
+    edits = documents["edit_pass"]
+    assert edits["not_verified"] == 0
+    assert 0 < edits["connector_embedded"]["total"] <= edits["re_embed_everything"]["total"]
+    assert documents["retrieval"]["chunked"]["queries"] > 0
     text = report.read_text()
     assert "## Headline ratios" in text
     assert "vs naive consumer" in text
     assert "Where the time goes" in text
+    assert "## 8. Chunked documents" in text
     assert "server" not in text.split("## Headline ratios")[1].split("## 1.")[0]
     for plot in ("patches", "windows", "pages", "backlog"):
         image = tmp_path / "results" / "plots" / f"{plot}.png"
