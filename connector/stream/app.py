@@ -43,6 +43,7 @@ from connector.stream.lag import ConsumerLag
 from connector.stream.patch_watermark import PatchWatermark
 from connector.stream.quiet_monitor import QuietMonitor
 from connector.stream.window import WindowProcessor
+from connector.versions import LOCAL, ServerVersion
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
     def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None,
-                 embedder: Embedder | None = None, cdc_mapping: CdcMapping | None = None) -> None:
+                 embedder: Embedder | None = None, cdc_mapping: CdcMapping | None = None,
+                 server: ServerVersion = LOCAL) -> None:
         self.settings = settings
+        self.server = server  # the Qdrant server's version, asked at start (cli.py): what it lacks is off
         self.cdc_mapping = cdc_mapping
         self.failpoints = Failpoints(settings.failpoints_dir)
         self.embedder = embedder or Embedder(settings)
@@ -73,6 +76,7 @@ class Runtime:
     def _new_processor(self, client: AsyncQdrantClient, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
         qdrant = make_retrying(self.settings, client, self.failpoints)
         qdrant.stopping = self.stopping
+        qdrant.server = self.server
         mapping = self.cdc_mapping
         if mapping is None and self.settings.cdc_mapping is not None:
             mapping = self.cdc_mapping = load_cdc_mapping(self.settings.cdc_mapping)
@@ -125,7 +129,8 @@ def _credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
                embedder: Embedder | None = None, readiness: Readiness | None = None,
-               broker_probe: BrokerProbe | None = None, cdc_mapping: CdcMapping | None = None) -> faust.App:
+               broker_probe: BrokerProbe | None = None, cdc_mapping: CdcMapping | None = None,
+               server: ServerVersion = LOCAL) -> faust.App:
     """The connector's Faust app for these settings.
 
     ``client`` shares an existing Qdrant client (embedded local mode allows one process per
@@ -169,7 +174,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     app.windows_in_hand = pipeline.WindowsInHand()
-    runtime = Runtime(settings, client, embedder, cdc_mapping)
+    runtime = Runtime(settings, client, embedder, cdc_mapping, server)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
     # abandoned window whose partition stays here was committed past without a replay (seen in
