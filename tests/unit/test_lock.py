@@ -24,7 +24,7 @@ else:  # Python 3.10: pytest's own TOML reader
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # requires-python's, each run by tests/versions/
-FILES = {"lock.txt": ("test", "bench"), "image.txt": (), "lowest.txt": ("test",)}
+FILES = {"lock.txt": ("test", "bench"), "image.txt": (), "lowest.txt": ("test", "bench")}
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 
 
