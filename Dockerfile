@@ -12,6 +12,9 @@ COPY scripts/image-build-steps ./scripts/
 RUN PYTHON=python sh scripts/image-build-steps /src /opt/venv /models
 
 FROM python:3.11-slim
+# the servers the image is tested with (tested-versions.json; docker-compose.yml and the chart name the same)
+LABEL io.github.qdrant-change-connector.tested-qdrant-server="1.18.3" \
+      io.github.qdrant-change-connector.tested-kafka-broker="4.0.1"
 RUN useradd --create-home --uid 10001 connector
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /models /models

@@ -71,7 +71,8 @@ class QdrantServer(spawn.Service):
         script: Path | None = None,
     ) -> None:
         """``script`` starts another server than :func:`server_start_script`'s (another version:
-        tests/integration/test_server_versions.py). ``env`` adds ``QDRANT__SECTION__KEY`` settings (e.g. a smaller request size limit).
+        tests/integration/test_server_versions.py). ``env`` adds ``QDRANT__SECTION__KEY``
+        settings (e.g. a smaller request size limit).
         ``p2p_port`` starts it as a node of a cluster (distributed mode) that joins the node at
         ``bootstrap`` (a peer URI), or founds one without it (connector/dev/qdrant_cluster.py)."""
         if script is None:

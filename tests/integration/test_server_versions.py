@@ -61,7 +61,7 @@ def binary_version(script: Path) -> str | None:
     return said.stdout.split()[-1] if said.returncode == 0 and said.stdout.split() else None
 
 
-@pytest.fixture(scope="module", params=start_scripts() or [None], ids=lambda path: str(path))
+@pytest.fixture(scope="module", params=start_scripts() or [None], ids=str)
 def versioned_server(request: pytest.FixtureRequest) -> Iterator[QdrantServer]:
     script: Path | None = request.param
     if script is None:
@@ -120,7 +120,8 @@ async def test_shard_keys_are_found_on_each_version(one_node_cluster: QdrantServ
         await qdrant.client.close()
     assert schema is not None
     assert schema.shard_keys == frozenset({"acme", "globex"})
-    print(f"Qdrant {qdrant.server}: shard keys {'listed' if qdrant.server.has(Feature.LIST_SHARD_KEYS) else 'read from the cluster info'}")
+    how = "listed" if qdrant.server.has(Feature.LIST_SHARD_KEYS) else "read from the cluster info"
+    print(f"Qdrant {qdrant.server}: shard keys {how}")
 
 
 @pytest.mark.parametrize("wire", ["rest", "grpc"])

@@ -81,4 +81,5 @@ def run_quick_tier(version: str, lock: str) -> None:
                           text=True, timeout=1500, check=False)
     summary = done.stdout.strip().splitlines()[-1:] or ["(no output)"]
     print(f"Python {version}, requirements/{lock}: {summary[0]} ({time.monotonic() - started:.0f} s)")
-    assert done.returncode == 0, f"the quick tier on Python {version} ({lock}):\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
+    assert done.returncode == 0, (f"the quick tier on Python {version} ({lock}):\n"
+                                  f"{done.stdout[-6000:]}{done.stderr[-2000:]}")
