@@ -6,7 +6,8 @@ import pytest
 
 from tests.versions.pythons import run_quick_tier
 
-pytestmark = pytest.mark.versions
+# the quick tier takes minutes, more on a loaded machine: beyond the suite's 600 s per test
+pytestmark = [pytest.mark.versions, pytest.mark.timeout(1800)]
 
 
 def test_the_quick_tier_passes() -> None:
