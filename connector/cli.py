@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from connector.qdrant import RetryingClient
     from connector.settings import ChunkedField
     from connector.stream.broker_probe import BrokerProbe
-    from connector.stream.health import Readiness
     from connector.versions import ServerVersion
 
 T = TypeVar("T")
@@ -137,14 +135,10 @@ def worker() -> None:
                 "cannot serve the HTTP endpoints on %s:%d (%s): set QCC_HTTP_PORT (0 turns them off) or QCC_HTTP_HOST",
                 settings.http_host, settings.http_port, exc.strerror or exc)
             raise typer.Exit(EX_CONFIG) from None
+    server: ServerVersion | None = LOCAL
     if settings.qdrant_url:  # a server too old is one line and exit 78 before anything is consumed
         client = client or make_client(settings)
-        server = loop.run_until_complete(_until_qdrant_version(loop, settings, client, readiness))
-        if server is None:
-            logging.getLogger("connector.worker").info("stopped before the Qdrant server answered")
-            raise typer.Exit(EX_OK)
-    else:
-        server = LOCAL
+        server = loop.run_until_complete(_qdrant_version_at_start(settings, client))
     probe = BrokerProbe(settings, BROKER_OUTAGE)
     if not loop.run_until_complete(_until_broker_answers(loop, probe)):
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
@@ -206,46 +200,24 @@ def _say_where_qdrant_is(settings: Settings) -> None:
                  settings.qdrant_path.resolve())
 
 
-async def _until_qdrant_version(loop: asyncio.AbstractEventLoop, settings: Settings, client: AsyncQdrantClient,
-                                readiness: Readiness) -> ServerVersion | None:
-    """The server's version, asked until it answers (``/readyz`` says why not ready meanwhile);
-    a server older than the supported floor ends the worker with one line (exit 78), and each
-    feature it lacks is turned off with one info line. None when SIGTERM or SIGINT came first."""
-    from connector.qdrant.server_version import ask_server_version, say_what_is_off
+async def _qdrant_version_at_start(settings: Settings, client: AsyncQdrantClient) -> ServerVersion | None:
+    """The server's version, asked once: a server older than the supported floor ends the worker
+    with one line (exit 78), and each feature it lacks is turned off with one info line. None when
+    the server does not answer now: the app asks again until it does (connector/stream/app.py)."""
+    from connector.qdrant.server_version import ask_server_version, judge_server
 
     say = logging.getLogger("connector.worker")
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    last_error = None
     try:
-        while not stop.is_set():
-            try:
-                server = await ask_server_version(client, settings)
-                break
-            except ValueError as exc:  # an answer, but not a version: not a Qdrant server
-                say.critical("%s at %s: check QCC_QDRANT_URL", exc, settings.qdrant_url)
-                raise typer.Exit(EX_CONFIG) from None
-            except Exception as exc:  # noqa: BLE001 - not answering yet: not ready, asked again
-                error = f"{type(exc).__name__}: {exc}"
-                if error != last_error:
-                    say.warning("Qdrant does not answer its version yet (%s): waiting", error)
-                if readiness.qdrant_since is None:
-                    readiness.qdrant_since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                readiness.qdrant_error = last_error = error
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=2.0)
-        else:
-            return None
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    refusal = server.refusal()
-    if refusal is not None:
-        say.critical("%s", refusal)
+        server = await ask_server_version(client, settings, timeout=min(settings.qdrant_timeout_seconds, 10.0))
+    except ValueError as exc:  # an answer, but not a version: not a Qdrant server
+        say.critical("%s at %s: check QCC_QDRANT_URL", exc, settings.qdrant_url)
+        raise typer.Exit(EX_CONFIG) from None
+    except Exception as exc:  # noqa: BLE001 - not answering yet: asked again once the worker runs
+        say.info("Qdrant does not answer its version yet (%s: %s): asked again until it does",
+                 type(exc).__name__, exc)
+        return None
+    if not judge_server(server, say):
         raise typer.Exit(EX_CONFIG)
-    say.info("Qdrant server version %s", server)
-    say_what_is_off(server, say)
     return server
 
 
