@@ -5,12 +5,16 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/image.txt ./requirements/
 COPY connector ./connector
 COPY scripts/image-build-steps ./scripts/
-# install into /opt/venv, assemble the models into /models (tests/deploy/test_image_build.py runs the same script)
+# install the hashed lock and the package into /opt/venv, assemble the models into /models (tests/deploy/test_image_build.py runs the same script)
 RUN PYTHON=python sh scripts/image-build-steps /src /opt/venv /models
 
 FROM python:3.11-slim
+# the servers the image is tested with (tested-versions.json; docker-compose.yml and the chart name the same)
+LABEL io.github.qdrant-change-connector.tested-qdrant-server="1.18.3" \
+      io.github.qdrant-change-connector.tested-kafka-broker="4.0.1"
 RUN useradd --create-home --uid 10001 connector
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /models /models

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from connector.qdrant import RetryingClient
     from connector.settings import ChunkedField
     from connector.stream.broker_probe import BrokerProbe
+    from connector.versions import ServerVersion
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ def worker() -> None:
     from connector.stream.broker_probe import BrokerProbe
     from connector.stream.cdc_mapping_file import load_cdc_mapping
     from connector.stream.health import Readiness, serve
+    from connector.versions import LOCAL
 
     # the mapping before anything starts: a wrong one is one line and exit 78 (failure())
     cdc_mapping = load_cdc_mapping(settings.cdc_mapping) if settings.cdc_mapping is not None else None
@@ -133,12 +135,16 @@ def worker() -> None:
                 "cannot serve the HTTP endpoints on %s:%d (%s): set QCC_HTTP_PORT (0 turns them off) or QCC_HTTP_HOST",
                 settings.http_host, settings.http_port, exc.strerror or exc)
             raise typer.Exit(EX_CONFIG) from None
+    server: ServerVersion | None = LOCAL
+    if settings.qdrant_url:  # a server too old is one line and exit 78 before anything is consumed
+        client = client or make_client(settings)
+        server = loop.run_until_complete(_qdrant_version_at_start(settings, client))
     probe = BrokerProbe(settings, BROKER_OUTAGE)
     if not loop.run_until_complete(_until_broker_answers(loop, probe)):
         logging.getLogger("connector.worker").info("stopped before the Kafka broker answered")
         raise typer.Exit(EX_OK)
     app = create_app(settings, client=client, embedder=embedder, readiness=readiness if settings.http_port else None,
-                     broker_probe=probe, cdc_mapping=cdc_mapping)
+                     broker_probe=probe, cdc_mapping=cdc_mapping, server=server)
     frozen = settle_heap()  # the models are loaded: what exists now lives as long as the process
     logging.getLogger("connector.worker").debug("start-up heap frozen: %d objects", frozen)
     Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
@@ -192,6 +198,27 @@ def _say_where_qdrant_is(settings: Settings) -> None:
     else:
         say.info("Qdrant embedded local mode in %s (QCC_QDRANT_URL is not set: set it to use a Qdrant server)",
                  settings.qdrant_path.resolve())
+
+
+async def _qdrant_version_at_start(settings: Settings, client: AsyncQdrantClient) -> ServerVersion | None:
+    """The server's version, asked once: a server older than the supported floor ends the worker
+    with one line (exit 78), and each feature it lacks is turned off with one info line. None when
+    the server does not answer now: the app asks again until it does (connector/stream/app.py)."""
+    from connector.qdrant.server_version import ask_server_version, judge_server
+
+    say = logging.getLogger("connector.worker")
+    try:
+        server = await ask_server_version(client, settings, timeout=min(settings.qdrant_timeout_seconds, 10.0))
+    except ValueError as exc:  # an answer, but not a version: not a Qdrant server
+        say.critical("%s at %s: check QCC_QDRANT_URL", exc, settings.qdrant_url)
+        raise typer.Exit(EX_CONFIG) from None
+    except Exception as exc:  # noqa: BLE001 - not answering yet: asked again once the worker runs
+        say.info("Qdrant does not answer its version yet (%s: %s): asked again until it does",
+                 type(exc).__name__, exc)
+        return None
+    if not judge_server(server, say):
+        raise typer.Exit(EX_CONFIG)
+    return server
 
 
 async def _until_broker_answers(loop: asyncio.AbstractEventLoop, probe: BrokerProbe) -> bool:
@@ -547,7 +574,7 @@ def _sink(settings: Settings, creates: bool) -> RetryingClient:
     return make_retrying(settings)
 
 
-async def _reachable(qdrant: RetryingClient) -> None:
+async def _reachable(qdrant: RetryingClient, settings: Settings) -> None:
     """One call without retries: a command started against a Qdrant that does not answer says so
     at once (exit 69) rather than retrying; outages during a long run are still waited out."""
     from connector.qdrant.errors import classify
@@ -559,6 +586,25 @@ async def _reachable(qdrant: RetryingClient) -> None:
         if error.retriable or isinstance(error, ConfigurationError):  # unreachable, or not a Qdrant server
             await qdrant.client.close()
             raise error from exc
+    await _server_checked(qdrant, settings)
+
+
+async def _server_checked(qdrant: RetryingClient, settings: Settings) -> None:
+    """The server's version on ``qdrant`` (what it lacks is turned off, one info line each); a
+    server older than the supported floor is a ConfigurationError (one line, exit 78)."""
+    from connector.qdrant.server_version import ask_server_version, say_what_is_off
+
+    try:
+        server = await ask_server_version(qdrant.client, settings)
+    except ValueError as exc:
+        await qdrant.client.close()
+        raise ConfigurationError(f"{exc} at {settings.qdrant_url}: check QCC_QDRANT_URL") from None
+    refusal = server.refusal()
+    if refusal is not None:
+        await qdrant.client.close()
+        raise ConfigurationError(refusal)
+    say_what_is_off(server, logging.getLogger("connector.cli"))
+    qdrant.server = server
 
 
 def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, creates: bool = False) -> T:
@@ -572,7 +618,7 @@ def _run_bulk(coro_factory: Callable[[RetryingClient], Awaitable[T]], *, creates
     async def main() -> T:
         qdrant = _sink(settings, creates)
         try:
-            await _reachable(qdrant)
+            await _reachable(qdrant, settings)
             return await coro_factory(qdrant)
         finally:
             await qdrant.client.close()

@@ -29,9 +29,11 @@ from qdrant_client import models as qm
 from connector.errors import ConnectorError
 from connector.qdrant import RetryingClient
 
-# CollectionParams fields that create_collection takes under the same name
-CREATE_PARAMS = ("shard_number", "sharding_method", "replication_factor", "write_consistency_factor",
-                 "on_disk_payload", "payload")
+# CollectionParams fields that create_collection takes under the same name; `payload` (the payload
+# storage) only from qdrant-client 1.19, so only where the installed client has it
+CREATE_PARAMS = tuple(name for name in ("shard_number", "sharding_method", "replication_factor",
+                                        "write_consistency_factor", "on_disk_payload", "payload")
+                      if name in qm.CollectionParams.model_fields)
 # CollectionParams fields only update_collection sets
 UPDATE_PARAMS = ("read_fan_out_factor", "read_fan_out_delay_ms")
 

@@ -68,13 +68,17 @@ class QdrantServer(spawn.Service):
         env: dict[str, str] | None = None,
         p2p_port: int | None = None,
         bootstrap: str | None = None,
+        script: Path | None = None,
     ) -> None:
-        """``env`` adds ``QDRANT__SECTION__KEY`` settings (e.g. a smaller request size limit).
+        """``script`` starts another server than :func:`server_start_script`'s (another version:
+        tests/integration/test_server_versions.py). ``env`` adds ``QDRANT__SECTION__KEY``
+        settings (e.g. a smaller request size limit).
         ``p2p_port`` starts it as a node of a cluster (distributed mode) that joins the node at
         ``bootstrap`` (a peer URI), or founds one without it (connector/dev/qdrant_cluster.py)."""
-        script, reason = server_start_script()
         if script is None:
-            raise RuntimeError(reason)
+            script, reason = server_start_script()
+            if script is None:
+                raise RuntimeError(reason)
         self.script = script
         self._own_dir = storage is None
         self.storage = Path(storage or tempfile.mkdtemp(prefix="qcc-qdrant-"))

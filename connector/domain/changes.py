@@ -371,6 +371,7 @@ RejectionCode = Literal[
     "poison_record",
     "qdrant_rejected",
     "schema_violation",
+    "shard_key_fallback_unsupported",
     "shard_key_required",
     "shard_key_unexpected",
     "text_missing",

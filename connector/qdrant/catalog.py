@@ -11,6 +11,7 @@ from qdrant_client import models as qm
 from connector.domain.documents import DOCUMENT_ID_KEY
 from connector.domain.schema import CollectionSchema, schema_from_info
 from connector.qdrant.retrying import RetryingClient
+from connector.versions import Feature
 
 __all__ = ["CollectionCatalog", "ensure_document_index"]
 
@@ -51,8 +52,19 @@ class CollectionCatalog:
             info = await self._qdrant.call(f"get_collection({name})", lambda: client.get_collection(name))
             keys: frozenset[int | str] = frozenset()
             if info.config.params.sharding_method == qm.ShardingMethod.CUSTOM:
-                listed = await self._qdrant.call(f"list_shard_keys({name})", lambda: client.list_shard_keys(name))
-                keys = frozenset(k.key for k in listed.shard_keys or [])
+                keys = await self._shard_keys(name)
             schema = schema_from_info(name, info, keys)
         self._cache[name] = (now, schema)
         return schema
+
+    async def _shard_keys(self, name: str) -> frozenset[int | str]:
+        """The collection's shard keys: listed (Qdrant 1.17+), else read from its cluster info,
+        where each shard (local or remote) names its key."""
+        client = self._qdrant.client
+        if self._qdrant.server.has(Feature.LIST_SHARD_KEYS):
+            listed = await self._qdrant.call(f"list_shard_keys({name})", lambda: client.list_shard_keys(name))
+            return frozenset(k.key for k in listed.shard_keys or [])
+        info = await self._qdrant.call(f"collection_cluster_info({name})",
+                                       lambda: client.collection_cluster_info(name))
+        keys = [shard.shard_key for shard in info.local_shards] + [shard.shard_key for shard in info.remote_shards]
+        return frozenset(key for key in keys if key is not None)

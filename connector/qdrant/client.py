@@ -39,9 +39,10 @@ def make_client(settings: Settings) -> AsyncQdrantClient:
             # Not int(): 0.5 would become 0. qdrant-client rounds it up to whole seconds; the
             # sink bounds each call by the exact value (make_retrying).
             timeout=settings.qdrant_timeout_seconds,  # type: ignore[arg-type]
-            # The client's version check is a plain HTTPS GET without the custom CA: it would
-            # only warn "Failed to obtain server version" at every start.
-            check_compatibility=settings.qdrant_ca_file is None,
+            # The connector asks the server's version itself, once at start, and judges it by its
+            # own table of supported servers (connector/versions.py); the client's check would warn
+            # of every supported server more than one minor version from the client's own.
+            check_compatibility=False,
             # The connector embeds with its own models and never sends inference objects
             # (models.Document and kin). Without this flag the client walks every request's
             # models looking for them: a sixth of the worker's CPU on 384-d upserts (py-spy).

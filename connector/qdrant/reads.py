@@ -33,7 +33,7 @@ def strict_limit(info: qm.CollectionInfo, name: str) -> int | None:
     strict = info.config.strict_mode_config
     if strict is None or not strict.enabled:
         return None
-    value = getattr(strict, name)
+    value = getattr(strict, name, None)  # a limit this qdrant-client does not know: none
     return int(value) if value is not None else None
 
 

@@ -27,6 +27,7 @@ from connector.failpoints import Failpoints
 from connector.qdrant.errors import classify
 from connector.qdrant.wires.base import Wire
 from connector.qdrant.wires.models import ModelsWire
+from connector.versions import LOCAL, ServerVersion
 
 __all__ = ["Backoff", "RetryingClient"]
 
@@ -80,6 +81,9 @@ class RetryingClient:
         # how batches and the reads of a window are spelled (connector/qdrant/wires/: chosen once,
         # where the client is made; without a choice, qdrant-client's models, which every engine takes)
         self.wire = wire or ModelsWire(client)
+        # the server's version, asked once at start (connector/qdrant/server_version.py): what it
+        # lacks is turned off where it is used (the catalog, admission)
+        self.server: ServerVersion = LOCAL
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, raise_rate_limit: bool = False) -> T:
         """Run one Qdrant call; transient errors are retried with backoff (or after the wait the

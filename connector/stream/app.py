@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -30,10 +31,12 @@ from connector.domain.cdc_mapping import CdcMapping
 from connector.domain.documents import chunked_fields
 from connector.embedding.embedder import Embedder
 from connector.errors import ConfigurationError
+from connector.exit_codes import EX_CONFIG
 from connector.failpoints import Failpoints
 from connector.kafka.options import ssl_context
 from connector.logs import BROKER_OUTAGE
 from connector.qdrant import make_client, make_retrying
+from connector.qdrant.server_version import ask_server_version, judge_server
 from connector.settings import Settings
 from connector.stream import pipeline
 from connector.stream.broker_probe import BrokerProbe
@@ -43,6 +46,7 @@ from connector.stream.lag import ConsumerLag
 from connector.stream.patch_watermark import PatchWatermark
 from connector.stream.quiet_monitor import QuietMonitor
 from connector.stream.window import WindowProcessor
+from connector.versions import LOCAL, ServerVersion
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,12 @@ class Runtime:
     """The worker's long-lived parts, created inside the worker's event loop on first use."""
 
     def __init__(self, settings: Settings, client: AsyncQdrantClient | None = None,
-                 embedder: Embedder | None = None, cdc_mapping: CdcMapping | None = None) -> None:
+                 embedder: Embedder | None = None, cdc_mapping: CdcMapping | None = None,
+                 server: ServerVersion | None = LOCAL) -> None:
         self.settings = settings
+        # the Qdrant server's version, asked at start (cli.py; None: not answered yet, asked by the
+        # app until it is): what it lacks is off
+        self.server = server
         self.cdc_mapping = cdc_mapping
         self.failpoints = Failpoints(settings.failpoints_dir)
         self.embedder = embedder or Embedder(settings)
@@ -62,6 +70,11 @@ class Runtime:
         self.stopping: Callable[[], bool] = lambda: False  # shutting down (create_app)
         self.rebalancing: Callable[[], bool] = lambda: False
 
+    def client(self) -> AsyncQdrantClient:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
     async def processor(self, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
         async with self._lock:
             if self._client is None:
@@ -70,9 +83,16 @@ class Runtime:
                 self._processors[expect] = self._new_processor(self._client, expect)
             return self._processors[expect]
 
+    def server_known(self, server: ServerVersion) -> None:
+        """The version asked after start: every processor's Qdrant caller turns off what it lacks."""
+        self.server = server
+        for processor in self._processors.values():
+            processor.qdrant.server = server
+
     def _new_processor(self, client: AsyncQdrantClient, expect: Literal["patch", "reembed", "cdc"]) -> WindowProcessor:
         qdrant = make_retrying(self.settings, client, self.failpoints)
         qdrant.stopping = self.stopping
+        qdrant.server = self.server or LOCAL
         mapping = self.cdc_mapping
         if mapping is None and self.settings.cdc_mapping is not None:
             mapping = self.cdc_mapping = load_cdc_mapping(self.settings.cdc_mapping)
@@ -125,7 +145,8 @@ def _credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
                embedder: Embedder | None = None, readiness: Readiness | None = None,
-               broker_probe: BrokerProbe | None = None, cdc_mapping: CdcMapping | None = None) -> faust.App:
+               broker_probe: BrokerProbe | None = None, cdc_mapping: CdcMapping | None = None,
+               server: ServerVersion | None = LOCAL) -> faust.App:
     """The connector's Faust app for these settings.
 
     ``client`` shares an existing Qdrant client (embedded local mode allows one process per
@@ -169,7 +190,7 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
         producer_max_request_size=settings.publish_max_bytes + 16_384,  # what publishing.py sizes for
     )
     app.windows_in_hand = pipeline.WindowsInHand()
-    runtime = Runtime(settings, client, embedder, cdc_mapping)
+    runtime = Runtime(settings, client, embedder, cdc_mapping, server)
     # Shutting down: Faust waits for the window in hand, so a window that waits (Qdrant retries,
     # the patch watermark) gives up and is replayed by the next owner. Not at a rebalance: an
     # abandoned window whose partition stays here was committed past without a replay (seen in
@@ -233,6 +254,29 @@ def create_app(settings: Settings, client: AsyncQdrantClient | None = None,
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def watch_consumer_lag() -> None:
         await consumer_lag.watch()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
+    async def qdrant_version() -> None:
+        """A server that did not answer its version at start (cli.py) is asked until it does: below
+        the supported floor the worker ends with one line (exit 78), as at start."""
+        if runtime.server is not None:
+            return
+        client = runtime.client()
+        while True:
+            try:
+                server = await ask_server_version(client, settings, timeout=min(settings.qdrant_timeout_seconds, 10.0))
+            except ValueError as exc:
+                log.critical("%s at %s: check QCC_QDRANT_URL", exc, settings.qdrant_url)
+                logging.shutdown()
+                os._exit(EX_CONFIG)
+            except Exception:  # noqa: BLE001 - not answering yet: the readiness probe says why
+                await asyncio.sleep(2.0)
+                continue
+            if not judge_server(server, log):
+                logging.shutdown()
+                os._exit(EX_CONFIG)
+            runtime.server_known(server)
+            return
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators carry no types
     async def http_endpoints() -> None:

@@ -48,6 +48,7 @@ def test_the_dockerfile_copies_what_the_script_builds() -> None:
     assert f"COPY --from=build {venv} {venv}" in DOCKERFILE
     assert f"COPY --from=build {models} {models}" in DOCKERFILE
     assert "COPY scripts/image-build-steps" in DOCKERFILE
+    assert "COPY requirements/image.txt ./requirements/" in DOCKERFILE  # the lock the script installs
     dockerignore = (ROOT / ".dockerignore").read_text().split()
     assert "scripts" not in dockerignore
     assert "scripts/" not in dockerignore
@@ -56,7 +57,8 @@ def test_the_dockerfile_copies_what_the_script_builds() -> None:
 def test_the_build_steps_run_in_a_temporary_root(tmp_path: Path) -> None:
     source, venv, models = (tmp_path / arg.lstrip("/") for arg in _build_step_arguments())
     source.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "requirements/image.txt"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes((ROOT / name).read_bytes())
     subprocess.run(["cp", "-r", str(ROOT / "connector"), str(source / "connector")], check=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -65,7 +67,7 @@ def test_the_build_steps_run_in_a_temporary_root(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True).stdout.strip()
     (Path(site) / "project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QCC_", "PYTHON", "VIRTUAL_ENV"))}
-    env["QCC_IMAGE_PIP_OPTIONS"] = "--no-deps"
+    env["QCC_IMAGE_LOCK"] = ""  # the dependencies are this environment's (the .pth above)
 
     result = subprocess.run(["sh", str(ROOT / "scripts" / "image-build-steps"), str(source), str(venv), str(models)],
                             cwd=source, env=env, capture_output=True, text=True, timeout=600, check=False)

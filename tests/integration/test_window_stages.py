@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from qdrant_client import models as qm
 
+from connector.domain.changes import ShardKeyWithFallback
 from connector.failpoints import Failpoints
 from connector.qdrant import CollectionCatalog, make_client, make_retrying
 from connector.settings import Settings
@@ -16,6 +17,7 @@ from connector.stream.window.admission import Admission
 from connector.stream.window.items import Item, Record
 from connector.stream.window.parse import parse_record
 from connector.stream.window.texts import TextReader
+from connector.versions import parse_version
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +92,24 @@ async def test_texts_come_inline_or_from_the_payload_and_fail_with_the_reason(lo
                                                                   "too_many_points"]
     assert texts[4] == {0: "t0", 2: "t2", 4: "t4"}
     assert 5 not in texts  # 4 points match g=1: more than the limit of 3
+
+
+@pytest.mark.parametrize(("server", "refused"), [("1.15.4", True), ("1.16.0", False)])
+async def test_a_shard_key_fallback_is_refused_where_the_server_has_none(local: Any, server: str,
+                                                                        refused: bool) -> None:
+    """Before Qdrant 1.16 an event asking for a shard-key fallback is dead-lettered with its own
+    code, before anything reads the collection; from 1.16 admission goes on as before (local
+    mode: the collection is not custom-sharded, so the key is refused for that instead)."""
+    settings, qdrant = local
+    qdrant.server = parse_version(server)
+    admission = Admission(settings, qdrant, CollectionCatalog(qdrant), Failpoints(None))
+    fallback = ShardKeyWithFallback(target="acme", fallback="default")
+    event = item(0, {"collection": "docs", "op": "set_payload", "ids": [1], "payload": {"a": 1},
+                     "shard_key": {"target": "acme", "fallback": "default"}}, settings)
+    assert await admission.admit("docs", [event], fallback) is None
+    assert event.error is not None
+    if refused:
+        assert event.error.code == "shard_key_fallback_unsupported"
+        assert f"Qdrant {server} has no shard-key fallback" in event.error.message
+    else:
+        assert event.error.code == "shard_key_unexpected"

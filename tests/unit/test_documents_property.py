@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import importlib.util
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ def paragraphs() -> list[str]:
     """Real prose: the paragraphs of some standard library modules' docstrings."""
     found: list[str] = []
     for name in MODULES:
+        if importlib.util.find_spec(name) is None:  # tomllib: Python 3.11+
+            continue
         doc = importlib.import_module(name).__doc__ or ""
         found += [p.strip() for p in doc.split("\n\n") if len(p.strip()) > 40]
     return found

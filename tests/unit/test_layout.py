@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "connector"
 # The layers of the package, bottom first: a module imports only its own package and the layers
 # below its own (README, "Layout"); every package and top-level module is in one.
 TIERS: list[set[str]] = [
-    {"errors", "exit_codes", "stages", "paths", "console", "heap"},
+    {"errors", "exit_codes", "stages", "paths", "console", "heap", "versions"},
     {"settings", "failpoints"},
     {"domain", "logs", "setting_warnings"},
     {"metrics"},

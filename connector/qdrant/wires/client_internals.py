@@ -2,27 +2,29 @@
 
 The REST and gRPC wires send and read without the client's models, through the client's own
 sessions, so that its address, API key, TLS, timeouts and error answers stay the client's. That
-takes a few things the client does not offer as its interface. qdrant-client is pinned
-(pyproject.toml); tests/unit/test_client_internals.py fails when a version changes any of these.
+takes a few things the client does not offer as its interface. qdrant-client is locked
+(requirements/lock.txt; its lowest version in requirements/lowest.txt); tests/unit/test_client_internals.py
+fails when a version changes any of these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 import httpx
 from qdrant_client import AsyncQdrantClient
-from qdrant_client import models as qm
 from qdrant_client.conversions.conversion import RestToGrpc
+from qdrant_client.http.api.points_api import AsyncPointsApi
 
 __all__ = ["BatchUpdateAnswer", "Middleware", "add_rest_middleware", "grpc_deadline", "grpc_read_consistency",
            "grpc_with_payload", "grpc_with_vectors", "grpc_write_ordering", "rest_session"]
 
 Middleware = Callable[[httpx.Request, Callable[[httpx.Request], Awaitable[httpx.Response]]], Awaitable[httpx.Response]]
 
-# The answer of ``POST /collections/{name}/points/batch``: a generated model, named by number.
-BatchUpdateAnswer = qm.InlineResponse20018
+# The answer of ``POST /collections/{name}/points/batch``: a generated model, named by a number that
+# differs between client versions, so taken from the generated call's own return type.
+BatchUpdateAnswer: Any = get_type_hints(AsyncPointsApi.batch_update)["return"]
 
 # The client's own conversions of models to protobuf (the gRPC wire's options of a request).
 grpc_write_ordering = RestToGrpc.convert_write_ordering

@@ -273,7 +273,8 @@ class RestWire(Wire[bytes | ModelsBatch, RestAnswer]):
         answer: BatchUpdateAnswer = await self._post("/batch", collection, request, query, BatchUpdateAnswer)
         if answer.result is None:  # never seen: an answer without results cannot say the update was applied
             raise UpdateNotApplied("Qdrant answered a batch update without its results")
-        return answer.result
+        results: list[qm.UpdateResult] = answer.result  # the generated model's own (its name varies by version)
+        return results
 
     async def retrieve(self, collection: str, ids: list[PointKey], *, payload: Selection, vectors: Selection,
                        shard_key: Selector | None, consistency: qm.ReadConsistency | None) -> RestAnswer:

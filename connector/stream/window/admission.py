@@ -10,7 +10,7 @@ from typing import Any
 
 from qdrant_client import models as qm
 
-from connector.domain.changes import ChangeEvent, Rejection, filter_of
+from connector.domain.changes import ChangeEvent, Rejection, ShardKeyWithFallback, filter_of
 from connector.domain.policy import check_blast_radius, check_policy, check_share, share_guarded
 from connector.domain.schema import CollectionSchema
 from connector.domain.sharding import Selector, shard_key_refusal
@@ -23,6 +23,7 @@ from connector.qdrant.retrying import RetryingClient
 from connector.settings import Settings
 from connector.stages import Stage
 from connector.stream.window.items import Item, fail
+from connector.versions import Feature
 
 __all__ = ["Admission"]
 
@@ -58,6 +59,11 @@ class Admission:
         if schema is None:
             for item in pending:
                 fail(item, "unknown_collection", f"collection {collection!r} does not exist")
+            return None
+        if isinstance(shard_key, ShardKeyWithFallback) and not self.qdrant.server.has(Feature.SHARD_KEY_FALLBACK):
+            for item in pending:
+                fail(item, "shard_key_fallback_unsupported",
+                     f"Qdrant {self.qdrant.server} has no shard-key fallback (1.16+): name one shard key")
             return None
         schema = await self._with_shard_keys(schema, shard_key)
         refusal = shard_key_refusal(shard_key, schema.custom_sharding, schema.shard_keys)
