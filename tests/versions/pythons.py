@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "versions"
 # the static checks (ruff, mypy) judge the code, not the Python or the libraries: they run in the main tier
 QUICK_TIER = ["-m", "quick", "-q", "-rfE", "-p", "no:cacheprovider", "--deselect", "tests/unit/test_static_checks.py",
-              "--durations=5", "-n", "0"]
+              "--durations=5", "-n", "2"]  # run last in CI, on a machine the other tests have left
 
 
 def interpreter(version: str) -> Path | None:
