@@ -10,6 +10,7 @@ gets free loopback ports and its own storage folder; SIGKILL, SIGSTOP and SIGCON
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 from connector.dev import spawn
 from connector.dev.spawn import free_port
 from connector.paths import SOURCE_ROOT
+from connector.versions import ServerVersion, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,12 @@ class QdrantServer(spawn.Service):
     def tls_context(self) -> ssl.SSLContext | None:
         """How to trust the server's certificate: none here (plain HTTP); a TLS server says."""
         return None
+
+    def version(self) -> ServerVersion:
+        """The running server's version, as its ``GET /`` says (tests skip what an older one lacks)."""
+        request = urllib.request.Request(self.url, headers={"api-key": self.api_key} if self.api_key else {})
+        with urllib.request.urlopen(request, timeout=5, context=self.tls_context()) as answer:
+            return parse_version(str(json.load(answer)["version"]))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until ``/readyz`` answers 200 (it needs no API key)."""

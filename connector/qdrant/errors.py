@@ -34,8 +34,13 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EI
 
 # Qdrant's words for a request that is too large as a whole (REST body limit, strict mode's
 # per-request limits, the rate limiter's capacity, gRPC's message size): split it, blame no event.
-TOO_LARGE_MARKERS = ("is larger than allowed", "larger than rate limiter capacity", "Help: Reduce the",
+# "rate limiter capacity" alone: Qdrant 1.13 says "larger than than rate limiter capacity".
+TOO_LARGE_MARKERS = ("is larger than allowed", "rate limiter capacity", "Help: Reduce the",
                      "larger than max", "Received message larger")
+
+# Strict mode's refusals read "<what>. Help: <what to do>". Qdrant sends them as 403
+# Forbidden (gRPC PERMISSION_DENIED) on 1.13, as 400 on 1.18: a refusal of the request, not of the key.
+STRICT_MODE_MARKER = ". Help: "
 
 
 # A server's 404 "Collection `x` doesn't exist!", local mode's "Collection x not found".
@@ -76,6 +81,8 @@ def _classify_status(status: int, text: str, retry_after: str | None) -> Connect
     what = f"Qdrant answered {status}: {text}"
     if status == 413 or (status in (400, 429) and any(m in text for m in TOO_LARGE_MARKERS)):
         return RequestTooLarge(what)
+    if status == 403 and STRICT_MODE_MARKER in text:
+        return _classify_status(400, text, retry_after)
     if status in (401, 403):
         return AccessDenied(f"{what} (check QCC_QDRANT_API_KEY: it must be a key that may write)")
     if status == 429:
@@ -134,6 +141,8 @@ def _classify_grpc(exc: BaseException) -> ConnectorError | None:
         if any(m in (details or "") for m in TOO_LARGE_MARKERS):
             return RequestTooLarge(what)
         return RateLimited(what)
+    if code == grpc.StatusCode.PERMISSION_DENIED and STRICT_MODE_MARKER in (details or ""):
+        code = grpc.StatusCode.INVALID_ARGUMENT  # strict mode on an older server, not the key
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return AccessDenied(f"{what} (check QCC_QDRANT_API_KEY: it must be a key that may write)")
     if code == grpc.StatusCode.INVALID_ARGUMENT and any(m in (details or "") for m in TOO_LARGE_MARKERS):

@@ -115,6 +115,9 @@ async def test_a_batch_queued_but_not_applied_is_sent_again_until_applied(server
     when a copy sent again answers ``completed``. Over REST the test sends only id-addressed ops,
     which the applier encodes and sends itself; a filter op takes qdrant-client's call, which makes
     the update's timeout its HTTP timeout too, and 0 fails to connect."""
+    assert server_target.server is not None
+    if not server_target.server.version().at_least((1, 17)):
+        pytest.skip(f"Qdrant {server_target.server.version()} never answers wait_timeout (1.17 first does)")
     retries = Retries()
     sink = sink_for(server_target, retries)
     sink.wait_timeout = 0
@@ -312,10 +315,12 @@ async def test_a_rejected_event_applied_in_part_is_reported(qdrant_target: Qdran
     assert outcome.changed_by_rejected_count == len(tagged) + 1
     assert {m.id for m in outcome.changed_by_rejected} <= {*tagged, 150}
     assert len(outcome.changed_by_rejected) == 20
-    if qdrant_target.is_server:  # in chunks, up to the chunk that names the missing point
+    # How much a server changes differs by version: 1.18.3 works in chunks, up to the chunk that names the
+    # missing point; 1.13.6 (the versions between were not run) and local mode change every point they find
+    if qdrant_target.server is not None and qdrant_target.server.version().at_least((1, 18)):
         assert tagged
         assert max(tagged) < 199
-    else:  # local mode changes every point it finds, then raises
+    else:
         assert tagged == [i for i in range(200) if i != 150]
     assert (await processor.client.retrieve("docs", [300]))[0].payload == {"n": 300, "b": 1}
     await processor.client.close()

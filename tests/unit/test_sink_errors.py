@@ -1,6 +1,7 @@
 """Errors from qdrant-client, gRPC and the network map onto the connector's kinds.
 
-The texts are Qdrant 1.18's own answers, as seen from the server over REST and gRPC.
+The texts are Qdrant's own answers, as seen from the server over REST and gRPC: 1.18's, and
+1.13's where it answers otherwise (strict mode as 403 / PERMISSION_DENIED, "than than").
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ CAPACITY = ("Rate limiting exceeded: Write rate limit exceeded, request larger t
             "please try to split your request")
 UPSERT_LIMIT = 'Bad request: Limit exceeded 60 > 50 for "upsert limit". Help: Reduce the "upsert limit" parameter'
 UNINDEXED = 'Bad request: Index required but not found for "a" of one of the following types: [integer].'
+# Qdrant 1.13.6's answers for the same refusals
+CAPACITY_1_13 = ("Rate limiting exceeded: Write rate limit exceeded, request larger than than rate limiter capacity, "
+                 "please try to split your request")
+UPSERT_LIMIT_1_13 = ('Forbidden: Limit exceeded 3 > 2 for "upsert limit". Help: Reduce the "upsert limit" parameter '
+                     'to or below 2.')
+UNINDEXED_1_13 = ('Forbidden: Index required but not found for "n" of one of the following types: [integer]. '
+                  'Help: Create an index for this key or use a different filter.')
 
 
 def _response(status: int, error: str = "boom", headers: dict[str, str] | None = None) -> UnexpectedResponse:
@@ -62,6 +70,9 @@ def _rpc(code: grpc.StatusCode, details: str) -> AioRpcError:
         (_response(429, CAPACITY), RequestTooLarge),
         (_response(400, UPSERT_LIMIT), RequestTooLarge),
         (_response(400, UNINDEXED), PermanentError),
+        (_response(429, CAPACITY_1_13), RequestTooLarge),
+        (_response(403, UPSERT_LIMIT_1_13), RequestTooLarge),
+        (_response(403, UNINDEXED_1_13), PermanentError),
         (_response(401, "Invalid API key or JWT"), AccessDenied),
         (_response(403, "Forbidden: Global manage access is required"), AccessDenied),
         (_response(404, "Not found: Collection `docs` doesn't exist!"), CollectionMissing),
@@ -81,6 +92,9 @@ def _rpc(code: grpc.StatusCode, details: str) -> AioRpcError:
         (_rpc(grpc.StatusCode.UNAUTHENTICATED, "Invalid API key or JWT"), AccessDenied),
         (_rpc(grpc.StatusCode.PERMISSION_DENIED, "Forbidden: Global manage access is required"), AccessDenied),
         (_rpc(grpc.StatusCode.INVALID_ARGUMENT, UPSERT_LIMIT), RequestTooLarge),
+        (_rpc(grpc.StatusCode.RESOURCE_EXHAUSTED, CAPACITY_1_13), RequestTooLarge),
+        (_rpc(grpc.StatusCode.PERMISSION_DENIED, UPSERT_LIMIT_1_13), RequestTooLarge),
+        (_rpc(grpc.StatusCode.PERMISSION_DENIED, UNINDEXED_1_13), PermanentError),
         (_rpc(grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: Vector dimension error: expected dim: 384, got 3"),
          PermanentError),
         (_rpc(grpc.StatusCode.NOT_FOUND, "Not found: Collection `nope` doesn't exist!"), CollectionMissing),
