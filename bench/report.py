@@ -162,7 +162,7 @@ def documents_lines(d: dict[str, Any]) -> list[str]:
          f"{e['re_embed_everything']['median']} | | {e['re_embed_everything']['max']} |"), "",
         (f"{e['connector_reused']:,} chunks kept their vector, {e['deleted']} were deleted; windows not verified: "
          f"{e['not_verified']}. Embeddings per document: "
-         + ", ".join(f"{k}: {v}" for k, v in e["embedded_histogram"].items()) + "."), "",
+         + ", ".join(f"{k}: {v}" for k, v in e["embedded_histogram"].items()) + "." + _predicted(e)), "",
         (f"**Retrieval** ({r['queries']} sentences, each from the second half of one of the {r['documents']} "
          "documents and found in no other; a plain Qdrant search, grouped by `_chunk.document_id` over the chunks; "
          "without chunking, one point per document embedded from its whole text, of which the model reads the "
@@ -171,12 +171,29 @@ def documents_lines(d: dict[str, Any]) -> list[str]:
         (f"| chunked, 256 tokens, overlap 32 (the connector's default) | {r['chunked']['top1_share']:.1%} | "
          f"{r['chunked']['top5_share']:.1%} |"),
         *[f"| chunked, {o['max_tokens']} tokens, overlap {o['overlap_tokens']} ({o['chunks']:,} chunks, embedded "
-          f"directly) | {o['top1_share']:.1%} | {o['top5_share']:.1%} |" for o in r.get("other_settings", [])],
+          f"directly{_edit_cost(o)}) | {o['top1_share']:.1%} | {o['top5_share']:.1%} |"
+          for o in r.get("other_settings", [])],
         (f"| without chunking (whole text, first window) | {r['whole_text']['top1_share']:.1%} | "
          f"{r['whole_text']['top5_share']:.1%} |"), "",
         (f"Of the {len(r['misses'])} misses with chunking, {r['misses_same_package']} went to a document of the same "
          f"package or module family, {sum(m['in_top5'] for m in r['misses'])} had the source in the top 5."), "",
     ]
+
+
+def _edit_cost(other: dict[str, Any]) -> str:
+    """The edit pass at another chunk setting, counted from the chunk texts (bench/documents.py)."""
+    e = other.get("edit_pass")
+    return "" if e is None else (f"; its edit pass would embed {e['mean']:.2f} chunks per edited paragraph, p90 "
+                                 f"{e['p90']}, max {e['max']}")
+
+
+def _predicted(e: dict[str, Any]) -> str:
+    """Does the connector's count of embeddings equal the count from the chunk texts?"""
+    p = e.get("predicted_by_chunk_texts")
+    if p is None:
+        return ""
+    return (f" Counted from the chunk texts (a new chunk whose text no old chunk has), the edit pass needs "
+            f"{p['total']:,} embeddings; the connector's count differs in {p['documents_differing']} documents.")
 
 
 def _ingestion_subset(d: dict[str, Any]) -> str:
