@@ -6,10 +6,11 @@ gRPC. A server older than the floor (1.13) is refused with one line and exit 78.
 
 ``QCC_QDRANT_SERVER_VERSIONS`` is a JSON list of start scripts (each run as
 ``SCRIPT STORAGE_DIR HTTP_PORT GRPC_PORT``, as ``QCC_QDRANT_SERVER_START``; docs/testing.md),
-default: the one the tests use. A script that is absent skips with the reason. No server older
-than 1.13 is built here (docs/testing.md says how to build one); the refusal is tested on a tiny
-HTTP server that answers ``GET /`` as Qdrant 1.12.6 does, and on the pure logic
-(tests/unit/test_versions.py).
+default: the one the tests use. A script that is absent skips with the reason. A listed server
+whose binary reports a version below the floor is not streamed on: it must be refused (over
+gRPC). The refusal is also tested on a tiny HTTP server that answers ``GET /`` as Qdrant 1.12.6
+does (REST; CI builds no server that old: docs/testing.md says how to build one), and on the pure
+logic (tests/unit/test_versions.py).
 """
 
 from __future__ import annotations
@@ -61,7 +62,17 @@ def binary_version(script: Path) -> str | None:
     return said.stdout.split()[-1] if said.returncode == 0 and said.stdout.split() else None
 
 
-@pytest.fixture(scope="module", params=start_scripts() or [None], ids=str)
+def below_the_floor(script: Path) -> bool:
+    """Is the server this script starts older than the oldest supported (its binary says, unstarted)?"""
+    version = binary_version(script) if script.exists() else None
+    return version is not None and parse_version(version).refusal() is not None
+
+
+SUPPORTED_SCRIPTS = [script for script in start_scripts() if not below_the_floor(script)]
+OLDER_SCRIPTS = [script for script in start_scripts() if below_the_floor(script)]
+
+
+@pytest.fixture(scope="module", params=SUPPORTED_SCRIPTS or [None], ids=str)
 def versioned_server(request: pytest.FixtureRequest) -> Iterator[QdrantServer]:
     script: Path | None = request.param
     if script is None:
@@ -162,7 +173,7 @@ async def test_a_stream_on_each_version(kafka: Any, model_env: dict[str, str], t
 
 
 class OldQdrant(BaseHTTPRequestHandler):
-    """Answers as Qdrant 1.12.6 does to ``GET /`` and ``GET /collections``: no server that old is built here."""
+    """Answers as Qdrant 1.12.6 does to ``GET /`` and ``GET /collections`` (CI builds no server that old)."""
 
     def do_GET(self) -> None:
         answers = {"/": {"title": "qdrant - vector search engine", "version": "1.12.6", "commit": None},
@@ -178,28 +189,38 @@ class OldQdrant(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def old_server() -> Iterator[str]:
+@pytest.fixture(params=["stand-in", *OLDER_SCRIPTS], ids=str)
+def old_server(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, str], str]]:
+    """Settings that reach a server older than the floor, and the version it answers: the stand-in
+    above (REST), or a real one that ``QCC_QDRANT_SERVER_VERSIONS`` lists (over gRPC: REST is the
+    stand-in's)."""
+    if request.param != "stand-in":
+        with QdrantServer(script=request.param) as real:
+            yield ({"QCC_QDRANT_URL": real.url, "QCC_QDRANT_PREFER_GRPC": "true",
+                    "QCC_QDRANT_GRPC_PORT": str(real.grpc_port)}, str(binary_version(request.param)))
+        return
     server = ThreadingHTTPServer(("127.0.0.1", 0), OldQdrant)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield {"QCC_QDRANT_URL": f"http://127.0.0.1:{server.server_address[1]}"}, "1.12.6"
     finally:
         server.shutdown()
 
 
 @pytest.mark.parametrize("command", [["worker"], ["export", "docs", "out.jsonl"]])
-def test_a_server_older_than_the_floor_is_one_line_and_exit_78(old_server: str, model_env: dict[str, str],
-                                                               tmp_path: Path, command: list[str]) -> None:
+def test_a_server_older_than_the_floor_is_one_line_and_exit_78(old_server: tuple[dict[str, str], str],
+                                                               model_env: dict[str, str], tmp_path: Path,
+                                                               command: list[str]) -> None:
+    reach, version = old_server
     env = {k: v for k, v in os.environ.items() if not k.startswith("QCC_")}
     env.update(model_env)
-    env.update({"QCC_QDRANT_URL": old_server, "QCC_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    env.update({**reach, "QCC_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
                 "QCC_DATA_DIR": str(tmp_path / "state"), "QCC_HTTP_PORT": "0", "PYTHONPATH": str(ROOT)})
     done = subprocess.run([sys.executable, "-m", "connector.cli", *command], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == EX_CONFIG, output
-    said = [line for line in output.splitlines() if "1.12.6" in line]
+    said = [line for line in output.splitlines() if version in line]
     assert len(said) == 1, output
     assert "older than the oldest supported, 1.13" in said[0]
     assert "Traceback" not in output
