@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine, summary
-from bench.report import write_report
+from bench.report import CPU_LABEL, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +46,18 @@ def worktree(sha: str) -> Path:
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
-    """One run's headline ratios (one repeat each), by a label naming section, target and workload."""
+    """One run's headline ratios (one repeat each), by a label naming section, target and workload, and
+    the connector's CPU per 1,000 events in each patch workload."""
     found: dict[str, float] = {}
     sections = results["sections"]
     for target, part in sections.get("patches", {}).get("targets", {}).items():
         for kind, workload in part["workloads"].items():
             for ratio in ("connector_vs_naive", "connector_vs_ceiling"):
                 found[f"patches, {kind}, {target}: {ratio.replace('_', ' ')}"] = workload[ratio]["values"][0]
+            # the connector's own CPU per event, a steadier view than a rate when Qdrant has little to do
+            own = workload.get("cpu_ms_per_1000", {}).get("connector_own")
+            if own:
+                found[f"patches, {kind}, {target}: {CPU_LABEL}"] = own["values"][0]
     for target, part in sections.get("peer", {}).get("targets", {}).items():
         found[f"peer, {target}: connector vs sink"] = part["connector_vs_sink"]["values"][0]
     return found

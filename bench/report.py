@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 
 from bench import report_peer
 
+CPU_LABEL = "connector CPU ms per 1,000 events (lower is better)"  # bench/commits.py's per-commit CPU rows
+
 GOALS = {"connector_vs_naive": 20.0, "connector_vs_ceiling": 0.5, "connector_vs_raw": 0.9}
 
 
@@ -298,12 +300,14 @@ def commits_table(section: dict[str, Any]) -> list[str]:
              f"other processes used up to {section.get('other_cpu_share_max', 0):.0%} of the cores' time in a section. "
              f"Before: `{before['sha'][:10]}` ({before['subject']}); after: `{after['sha'][:10]}` "
              f"({after['subject']}). Each value is a ratio measured side by side within one run; the last column "
-             "divides the medians."), "",
+             "divides the medians; the CPU rows are the connector's own process, where lower is better."), "",
             "| ratio | before | after | after / before |", "| --- | --- | --- | ---: |"]
     for label, sides in section["ratios"].items():
         if "before" in sides and "after" in sides:
             change = sides["after"]["median"] / sides["before"]["median"]
-            rows.append(f"| {label} | {_spread(sides['before'])}× | {_spread(sides['after'])}× | {change:.2f} |")
+            unit = " ms" if label.endswith(CPU_LABEL) else "×"
+            before_, after_ = _spread(sides["before"]) + unit, _spread(sides["after"]) + unit
+            rows.append(f"| {label} | {before_} | {after_} | {change:.2f} |")
     return [*rows, ""]
 
 
