@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench import report_peer
+from connector.settings import ChunkedField
 
 CPU_LABEL = "connector CPU ms per 1,000 events (lower is better)"  # bench/commits.py's per-commit CPU rows
 
@@ -124,6 +125,14 @@ def documents_headline(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _default(d: dict[str, Any]) -> str:
+    """Whether the run's chunk size is today's default (a results file can predate a change of it)."""
+    today = ChunkedField(text_field="body")
+    if (d["max_tokens"], d["overlap_tokens"]) == (today.max_tokens, today.overlap_tokens):
+        return ", the default"
+    return f"; the default then, {today.max_tokens}/{today.overlap_tokens} now"
+
+
 def documents_lines(d: dict[str, Any]) -> list[str]:
     """Section 8: chunked documents on the real-prose corpus (bench/documents.py)."""
     c, i, e, r = d["corpus"], d["ingestion"], d["edit_pass"], d["retrieval"]
@@ -170,7 +179,8 @@ def documents_lines(d: dict[str, Any]) -> list[str]:
          "without chunking, one point per document embedded from its whole text, of which the model reads the "
          "first 256 tokens):"), "",
         "| | top hit is the source document | source in the top 5 |", "| --- | ---: | ---: |",
-        (f"| chunked, 256 tokens, overlap 32 (the connector's default) | {r['chunked']['top1_share']:.1%} | "
+        (f"| chunked, {d['max_tokens']} tokens, overlap {d['overlap_tokens']} (through the connector{_default(d)}) | "
+         f"{r['chunked']['top1_share']:.1%} | "
          f"{r['chunked']['top5_share']:.1%} |"),
         *[f"| chunked, {o['max_tokens']} tokens, overlap {o['overlap_tokens']} ({o['chunks']:,} chunks, embedded "
           f"directly{_edit_cost(o)}) | {o['top1_share']:.1%} | {o['top5_share']:.1%} |"

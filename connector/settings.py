@@ -68,9 +68,12 @@ class ChunkedField(BaseModel):
     vector: str = Field("", description="The dense vector the chunks' texts are embedded into; empty: the unnamed one")
     model: str | None = Field(None, description="The embedding model (its tokenizer splits the text); unset: "
                                                 "QCC_DENSE_MODEL")
-    max_tokens: int = Field(256, ge=8, le=8192, description="Most tokens of a chunk, the model's [CLS]/[SEP] "
+    # 128: all-MiniLM-L6-v2 was trained on 128-token sequences (256 is only where it truncates); on the
+    # 596-document corpus 128/16 found the source of a sentence first in 74.5% of queries against 57.5% at
+    # 256/32, and an edit cost fewer embeddings (BENCHMARKS.md, "Chunked documents")
+    max_tokens: int = Field(128, ge=8, le=8192, description="Most tokens of a chunk, the model's [CLS]/[SEP] "
                                                             "included (at most the model's window)")
-    overlap_tokens: int = Field(32, ge=0, description="Tokens a chunk repeats of the one before it")
+    overlap_tokens: int = Field(16, ge=0, description="Tokens a chunk repeats of the one before it")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkedField:

@@ -82,8 +82,8 @@ def test_a_chunked_collection_named_otherwise_by_the_setting_and_the_mapping_is_
         model_paths: dict[str, str]) -> None:
     mapping = CdcMapping.model_validate(MAPPING)
     same = settings_for_local(model_paths, chunked_collections={"articles": ChunkedField(text_field="body",
-                                                                                         max_tokens=128)})
-    assert chunked_fields(same, mapping)["articles"].max_tokens == 128  # chunk sizes: the setting's
+                                                                                         max_tokens=64)})
+    assert chunked_fields(same, mapping)["articles"].max_tokens == 64  # chunk sizes: the setting's, not the default
     other = settings_for_local(model_paths, chunked_collections={"articles": ChunkedField(text_field="content")})
     with pytest.raises(ConfigurationError, match="QCC_CHUNKED_COLLECTIONS names collection 'articles'"):
         chunked_fields(other, mapping)

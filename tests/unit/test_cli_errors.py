@@ -144,7 +144,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bad = json.dumps({**GOOD, "payload": None, "payloadd": {"seen": True}}) + "\n"
     (folder / "good-good-bad.jsonl").write_text(good + good + bad)
     (folder / "big-event.jsonl").write_text(json.dumps({**GOOD, "payload": {"blob": "x" * 2_000_000}}) + "\n")
-    rechunked = ChunkedField(text_field="body", model=DEFAULT_DENSE_MODEL, max_tokens=128)
+    rechunked = ChunkedField(text_field="body", model=DEFAULT_DENSE_MODEL, max_tokens=64)
     (folder / "rechunk-ck.json").write_text(json.dumps({"kind": "rechunk", "chunking": rechunked.model_dump(
         mode="json"), "after": "1", "summary": {"documents": 1}}))  # as connector/bulk/rechunk.py writes it
     (folder / "chunked-mapping.yaml").write_text(json.dumps({"tables": {"public.articles": {

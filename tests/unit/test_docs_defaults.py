@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from connector.settings import Settings
+from connector.settings import ChunkedField, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -90,3 +90,22 @@ def test_the_readme_table_gives_each_setting_its_default() -> None:
     wrong = {name: (table.get(name), default) for name, default in shown.items()
              if table.get(name) != default and not (table.get(name) == "unset" and default in ("[]", "{}"))}
     assert wrong == {}
+
+
+# a chunked collection's own settings (ChunkedField), quoted as `max_tokens` (128) or `max_tokens` 128
+CHUNK_QUOTE = re.compile(r"`(max_tokens|overlap_tokens)`[ (]{1,2}(\d+)\)?")
+
+
+def wrong_chunk_defaults(text: str) -> list[str]:
+    defaults = ChunkedField(text_field="body").model_dump()
+    return [f"{m.group(0)}, but the default is {defaults[m.group(1)]}" for m in CHUNK_QUOTE.finditer(text)
+            if int(m.group(2)) != defaults[m.group(1)]]
+
+
+def test_the_chunk_sizes_quoted_in_the_docs_are_the_defaults() -> None:
+    quoted = [m for doc in DOCS for m in CHUNK_QUOTE.finditer(doc.read_text(encoding="utf-8"))]
+    assert len(quoted) >= 4, "README's settings table and design.md quote both chunk sizes"
+    assert {doc.name: wrong_chunk_defaults(doc.read_text(encoding="utf-8")) for doc in DOCS} == {
+        doc.name: [] for doc in DOCS}
+    assert wrong_chunk_defaults("(also `max_tokens` 256, `overlap_tokens` 16)") == [
+        "`max_tokens` 256, but the default is 128"]
