@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import pickle
@@ -68,8 +69,9 @@ def chunk_and_embed(model_paths: dict[str, str], texts: list[str], max_tokens: i
         return [(share[p], d, i, v) for share, f in zip(shares, futures, strict=True) for p, d, i, v in f.result()]
 
 
-async def measure(documents: int, n_queries: int, max_tokens: int, overlap: int) -> dict[str, Any]:
-    chosen = sample(corpus.load(), documents)
+async def measure(documents: int, n_queries: int, max_tokens: int, overlap: int, first: bool = False) -> dict[str, Any]:
+    """``first``: the first ``documents`` found (no scan of the whole corpus: the smoke test)."""
+    chosen = list(itertools.islice(corpus.scan(), documents)) if first else sample(corpus.load(), documents)
     asked = queries(chosen, n_queries)
     model_paths = assemble_all()
     kept = ROOT / ".cache" / "bench-retrieval" / f"{len(chosen)}-{max_tokens}-{overlap}.pickle"
@@ -134,8 +136,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_CHUNKING.max_tokens)
     parser.add_argument("--overlap", type=int, default=DEFAULT_CHUNKING.overlap_tokens)
+    parser.add_argument("--first", action="store_true", help="the first documents found, not spread over the corpus")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.documents, args.queries, args.max_tokens, args.overlap))
+    result = asyncio.run(measure(args.documents, args.queries, args.max_tokens, args.overlap, args.first))
     print(json.dumps(result, indent=2))
     print(f"{result['documents']} documents, {result['chunks']:,} chunks of {result['max_tokens']} tokens "
           f"(overlap {result['overlap_tokens']}), {result['queries']} queries; grouped by document:")

@@ -153,3 +153,23 @@ def test_peer_section_beside_the_official_sink(kafka, tmp_path: Path) -> None:
     assert "upserts, server gRPC: connector vs the official Qdrant sink (gRPC)" in text
     assert "What the read-back costs" in text
     assert all(line in text for line in notes("peer"))  # the hand-written lines kept under the section
+
+
+@pytest.mark.usefixtures("model_paths")
+def test_retrieval_bench_scores_four_searches_on_a_server() -> None:
+    """bench/retrieval.py at a toy size: dense, BM25 and both fusions, each query scored once."""
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    done = subprocess.run([sys.executable, "-m", "bench.retrieval", "--first", "--documents", "4", "--queries", "6"],
+                          cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True,
+                          timeout=500, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert result["documents"] == 4
+    assert result["chunks"] > 4
+    assert result["queries"] >= 4
+    assert set(result["results"]) == {"dense", "bm25", "fused (RRF)", "fused (DBSF)"}
+    for scored in result["results"].values():
+        assert scored["queries"] == result["queries"]
+        assert 0 <= scored["top1"] <= scored["top5"] <= scored["queries"]
