@@ -42,7 +42,7 @@ from connector.domain.chunking import Chunker
 from connector.domain.debezium import DEBEZIUM_PLACEHOLDER
 from connector.domain.documents import CHUNK_KEY
 from connector.embedding.embedder import Embedder
-from connector.settings import DEFAULT_DENSE_MODEL, Settings
+from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField, Settings
 from tests.integration.harness import Stack, Worker, covered_offsets, metric_samples, read_topic
 from tests.qdrant_targets import QdrantTarget, only_targets
 
@@ -206,7 +206,9 @@ async def test_a_postgres_table_through_debezium_ends_equal_in_qdrant(
     client.create_collection("wiki", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
     client.close()
     pages = {row["id"]: row for row in json.loads(pg.sql("SELECT json_agg(w) FROM wiki w"))}
-    chunker = Embedder(Settings(model_paths=model_paths)).chunker(DEFAULT_DENSE_MODEL, 256, 32)
+    sizes = ChunkedField(text_field="body")  # the mapping's chunked column takes the default chunk sizes
+    chunker = Embedder(Settings(model_paths=model_paths)).chunker(DEFAULT_DENSE_MODEL, sizes.max_tokens,
+                                                                  sizes.overlap_tokens)
     held = {pid: {c.sha256 for c in chunker.chunks(page["body"])} for pid, page in pages.items()}
     edited = pages[1]["body"][:6000] + WIKI_EDIT + pages[1]["body"][6000:]
     fresh = {c.sha256 for c in chunker.chunks(edited)} - held[1]
