@@ -112,15 +112,13 @@ async def search_all(url: str, chunks: list[tuple[int, list[float], list[int], l
     searches: dict[str, list[list[str]]] = {"dense": [], "bm25": [], "fused (RRF)": [], "fused (DBSF)": []}
     for dense, sparse in zip(dense_queries, sparse_queries, strict=True):
         dense_list = [float(x) for x in dense]
+        both = [qm.Prefetch(query=dense_list, using="dense", limit=PREFETCH, params=EXACT),
+                qm.Prefetch(query=sparse, using="bm25", limit=PREFETCH)]
         for name, kwargs in (
             ("dense", {"query": dense_list, "using": "dense"}),
             ("bm25", {"query": sparse, "using": "bm25"}),
-            ("fused (RRF)", {"prefetch": [qm.Prefetch(query=dense_list, using="dense", limit=PREFETCH, params=EXACT),
-                                          qm.Prefetch(query=sparse, using="bm25", limit=PREFETCH)],
-                             "query": qm.FusionQuery(fusion=qm.Fusion.RRF)}),
-            ("fused (DBSF)", {"prefetch": [qm.Prefetch(query=dense_list, using="dense", limit=PREFETCH, params=EXACT),
-                                           qm.Prefetch(query=sparse, using="bm25", limit=PREFETCH)],
-                              "query": qm.FusionQuery(fusion=qm.Fusion.DBSF)}),
+            ("fused (RRF)", {"prefetch": both, "query": qm.FusionQuery(fusion=qm.Fusion.RRF)}),
+            ("fused (DBSF)", {"prefetch": both, "query": qm.FusionQuery(fusion=qm.Fusion.DBSF)}),
         ):
             found = await client.query_points_groups("chunks", group_by="document", limit=FUSED_LIMIT,
                                                      group_size=1, search_params=EXACT, **kwargs)
