@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.commits ed48ac1 HEAD                   # patches and peer, server, 3 rounds
     .venv/bin/python -m bench.commits ed48ac1 HEAD --only patches --qdrant memory --rounds 2
+    .venv/bin/python -m bench.commits ed48ac1 HEAD --direct          # the connectors themselves, long runs
 
 Each commit's own ``bench.run`` measures, from a worktree of that commit made beside this checkout
 (so that ``../shared`` is found there too), one repeat of the chosen sections per round; the two
@@ -10,6 +11,9 @@ The ratios each run reports (connector vs naive consumer and vs ceiling for patc
 the official sink for peer) are kept per commit under ``commits`` in the results file, and
 BENCHMARKS.md gets them as a table (bench/report.py, ``commits_table``). Absolute rates of the two
 are not compared: only each run's own ratios, which were measured side by side within it.
+
+``--direct`` compares the two connectors themselves instead (bench/direct.py): rates and CPU per
+event on long workloads, each commit's connector taking turns on one broker and server.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import direct
 from bench.common import machine, summary
 from bench.report import CPU_LABEL, write_report
 
@@ -94,34 +99,53 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--name", default="commits", help="the results' section (another name keeps an earlier "
                         "comparison beside this one)")
+    parser.add_argument("--direct", action="store_true", help="the connectors themselves on long workloads, in "
+                        "turns on one broker and server (bench/direct.py), instead of each commit's bench ratios")
+    parser.add_argument("--events", type=int, help="with --direct: events of every workload (default: "
+                        f"{', '.join(f'{w} {n}' for w, n in direct.EVENTS.items())})")
     args = parser.parse_args()
     shas = {"before": git("rev-parse", args.before), "after": git("rev-parse", args.after)}
     paths = {side: worktree(sha) for side, sha in shas.items()}
+    started, wall = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), time.monotonic()
+    if args.direct:
+        targets = [t for q in args.qdrant or ["server"] for t in (direct.TARGETS if q == "server" else (q,))]
+        if not set(targets) <= set(direct.TARGETS):
+            parser.error(f"--direct measures on the server only: --qdrant rest, grpc or server, not {args.qdrant}")
+        chosen = set(args.only or ["patches", "peer"])
+        events = {w: args.events or n for w, n in direct.EVENTS.items()
+                  if ("peer" if w == "peer" else "patches") in chosen}
+        section = direct.compare(paths, args.rounds, tuple(dict.fromkeys(targets)), events)
+        name = "commits direct" if args.name == "commits" else args.name
+    else:
+        section, name = compare_benches(paths, args), args.name
+    section.update({"commits": {side: {"sha": sha, "subject": git("log", "-1", "--format=%s", sha)}
+                                for side, sha in shas.items()},
+                    "rounds": args.rounds, "started": started, "seconds": round(time.monotonic() - wall, 1)})
+    results = json.loads(args.out.read_text()) if args.out.exists() else {  # a new file: what the report heads with
+        "size": args.size, "repeats": 1, "machine": machine(), "started": started, "sections": {}}
+    results["sections"][name if name.startswith("commits") else f"commits {name}"] = section
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_report(results, args.report, args.out.parent / "plots")
+    print(f"wrote {args.out} and {args.report}")
+
+
+def compare_benches(paths: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Each commit's own bench, one repeat of the chosen sections a round, in turns: its ratios."""
     options = [f"--size={args.size}", *(f"--only={name}" for name in (args.only or ["patches", "peer"]))]
     options += [f"--qdrant={name}" for name in (args.qdrant or ["server"])]
     taken: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     busy: list[float] = []
-    started, wall = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="qcc-commits-") as tmp:
         for round_ in range(args.rounds):
             for side in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
-                print(f"== round {round_ + 1} of {args.rounds}: {side} ({shas[side][:10]})", flush=True)
+                print(f"== round {round_ + 1} of {args.rounds}: {side} ({paths[side].name})", flush=True)
                 found, others = measure(paths[side], options, Path(tmp) / f"{side}-{round_}.json")
                 busy.append(others)
                 for label, value in found.items():
                     taken[side].setdefault(label, []).append(value)
-    section = {"commits": {side: {"sha": sha, "subject": git("log", "-1", "--format=%s", sha)}
-                           for side, sha in shas.items()},
-               "rounds": args.rounds, "options": options, "started": started,
-               "seconds": round(time.monotonic() - wall, 1), "other_cpu_share_max": round(max(busy), 2),
-               "ratios": {label: {side: summary(taken[side][label]) for side in taken if label in taken[side]}
-                          for label in taken["after"]}}
-    results = json.loads(args.out.read_text()) if args.out.exists() else {  # a new file: what the report heads with
-        "size": args.size, "repeats": 1, "machine": machine(), "started": started, "sections": {}}
-    results["sections"][args.name if args.name.startswith("commits") else f"commits {args.name}"] = section
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    write_report(results, args.report, args.out.parent / "plots")
-    print(f"wrote {args.out} and {args.report}")
+    return {"options": options, "other_cpu_share_max": round(max(busy), 2),
+            "ratios": {label: {side: summary(taken[side][label]) for side in taken if label in taken[side]}
+                       for label in taken["after"]}}
 
 
 if __name__ == "__main__":

@@ -321,6 +321,30 @@ def commits_table(section: dict[str, Any]) -> list[str]:
     return [*rows, ""]
 
 
+def direct_table(section: dict[str, Any]) -> list[str]:
+    """Two commits' connectors measured directly, in turns on one broker and server (bench/direct.py)."""
+    before, after = section["commits"]["before"], section["commits"]["after"]
+    sizes = ", ".join(f"{workload} {n:,}" for workload, n in section["events"].items())
+    rows = ["## Before and after a change, measured directly", "",
+            (f"`python -m bench.commits --direct` ran each commit's own connector on one long workload a turn "
+             f"(events: {sizes}), on one broker and one Qdrant server, {section['rounds']} rounds taking turns, "
+             f"started {section['started']}, {section['seconds']:.0f} s. Before: `{before['sha'][:10]}` "
+             f"({before['subject']}); after: `{after['sha'][:10]}` ({after['subject']}). Rates in events a "
+             "second (higher is better), CPU in ms of the connector's process per 1,000 events (lower is "
+             "better); the ratio columns divide the medians."), "",
+            ("| workload, Qdrant | rate before | rate after | after / before | CPU before | CPU after "
+             "| after / before |"),
+            "| --- | --- | --- | ---: | --- | --- | ---: |"]
+    for label, sides in section["measured"].items():
+        if "before" in sides and "after" in sides:
+            b, a = sides["before"], sides["after"]
+            rows.append(f"| {label} | {_spread(b['rate'], 0)} | {_spread(a['rate'], 0)} | "
+                        f"{a['rate']['median'] / b['rate']['median']:.2f} | {_spread(b['cpu_ms_per_1000'], 0)} | "
+                        f"{_spread(a['cpu_ms_per_1000'], 0)} | "
+                        f"{a['cpu_ms_per_1000']['median'] / b['cpu_ms_per_1000']['median']:.2f} |")
+    return [*rows, ""]
+
+
 def runs_table(results: dict[str, Any]) -> list[str]:
     """Which run measured what, how long it took, and how busy the machine was meanwhile."""
     rows = [
@@ -673,7 +697,8 @@ def write_report(results: dict[str, Any], report: Path, plots: Path) -> None:
     if "peer" in sections:
         lines += report_peer.section_lines(sections["peer"], m["cores"]) + notes("peer")
     for name in sorted(n for n in sections if n.startswith("commits")):  # bench/commits.py, one per comparison
-        lines += commits_table(sections[name]) + notes(name.replace(" ", "-"))
+        table = direct_table if sections[name].get("kind") == "direct" else commits_table
+        lines += table(sections[name]) + notes(name.replace(" ", "-"))
     if "profile" in sections:
         lines += [
             "## Where the time goes",

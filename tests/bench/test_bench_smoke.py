@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from bench import direct
 from bench.peer_sink import unavailable as peer_unavailable
 from bench.profile import STAGES
-from bench.report import notes
+from bench.report import direct_table, notes
 from bench.run import SECTIONS, merge
 from connector.dev.qdrant_server import server_start_script
 
@@ -173,3 +174,24 @@ def test_retrieval_bench_scores_four_searches_on_a_server() -> None:
     for scored in result["results"].values():
         assert scored["queries"] == result["queries"]
         assert 0 <= scored["top1"] <= scored["top5"] <= scored["queries"]
+
+
+@pytest.mark.usefixtures("model_paths")
+def test_direct_comparison_runs_both_trees_in_turns_and_reports(kafka) -> None:
+    """bench/direct.py at a toy size, this checkout on both sides: each turn is the tree's own
+    connector in a process of its own; the report's table has a row per workload and target."""
+    script, reason = server_start_script()
+    if script is None:
+        pytest.skip(reason)
+    section = direct.compare({"before": PROJECT, "after": PROJECT}, rounds=1, targets=("rest",),
+                             events={"identical": 300, "peer": 2400}, bootstrap=kafka.bootstrap)
+    assert set(section["measured"]) == {"identical, rest", "peer, rest"}
+    for sides in section["measured"].values():
+        assert set(sides) == {"before", "after"}
+        assert all(side[key]["n"] == 1 and side[key]["median"] > 0
+                   for side in sides.values() for key in ("rate", "cpu_ms_per_1000"))
+    commit = {"sha": "0" * 40, "subject": "this checkout"}
+    section.update({"commits": {"before": commit, "after": commit}, "rounds": 1, "started": "now", "seconds": 1.0})
+    table = direct_table(section)
+    assert table[0] == "## Before and after a change, measured directly"
+    assert sum(row.startswith(("| identical, rest |", "| peer, rest |")) for row in table) == 2
