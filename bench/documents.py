@@ -6,7 +6,8 @@
    window-sized groups, nothing else (and, for information, raw fastembed with the chunking timed
    too). CPU: the share of the cores this run and other processes used during each side. The
    ratio is taken on a spread subset of at most ``RATIO_DOCUMENTS`` documents, each side alone on
-   the machine; the rest are ingested afterwards (timed, not compared) while the other chunk
+   the machine. Each chunk gets two vectors, the dense one and a BM25 one (``sparse_vector``), on
+   both sides; the rest are ingested afterwards (timed, not compared) while the other chunk
    setting of step 3 is embedded in a process of its own beside it.
 2. edit pass: one paragraph of each document edited (a sentence added at its end), the edits sent
    as upserts of the whole new text; the embeddings the connector performed per edited document
@@ -17,10 +18,13 @@
    document of the run), searched as a plain Qdrant search: over the connector's chunk points,
    grouped by ``_chunk.document_id``, and over one point per document embedded from its whole
    text (what the connector does without chunking: the model reads its first 256 tokens). Top-1
-   and top-5: is the source document there. Then the same chunks with another ``max_tokens`` /
+   and top-5: is the source document there. Then the connector's chunk points, both vectors as it
+   wrote them, copied to a Qdrant server, searched by dense, BM25 and the two fused (bench/retrieval.py:
+   local mode scores sparse vectors point by point in Python, minutes a query at this size); skipped,
+   with the reason, where no server can start. Then the same chunks with another ``max_tokens`` /
    ``overlap_tokens`` (settings the connector offers), embedded directly, to see what chunk size does.
 
-Local mode in memory only: the embedding sets the pace (256-token chunks, ~5 a second on one
+Local mode in memory for the connector: the embedding sets the pace (~10 chunks a second on one
 thread here), so a server adds nothing but time. The full size is a deterministic sample of the
 corpus (every k-th document by name, ``QCC_BENCH_DOCUMENTS``, 32 by default) sized to what the bench
 can embed in about half an hour on 2 shared cores; BENCHMARKS.md says how many.
@@ -44,6 +48,7 @@ from qdrant_client import models as qm
 
 from bench import corpus
 from bench.common import Confirmations, Context, InProcessConnector, MachineUse, TargetName, percentile, produce
+from connector.dev.qdrant_server import QdrantServer, server_start_script
 from connector.domain.chunking import Chunker
 from connector.embedding.embedder import Embedder
 from connector.settings import ChunkedField, Settings
@@ -54,6 +59,7 @@ WINDOW = 4  # documents per window: ~110 chunks of 256 tokens in one embedding c
 EDIT = " This paragraph was revised after the document was first written, and the revision is one sentence long."
 SETTINGS_TRIED = ((256, 32),)  # (max_tokens, overlap_tokens) beside the connector's default (ChunkedField)
 DEFAULT_CHUNKING = ChunkedField(text_field="body")
+SPARSE = "bm25"  # the chunks' sparse vector (ChunkedField.sparse_vector), beside the unnamed dense one
 RATIO_DOCUMENTS = 96  # the ingestion ratio's subset: ~3,600 chunks, minutes a side; the whole corpus is ~22,000
 
 
@@ -118,22 +124,30 @@ def embed_groups(embedder: Embedder, model: str, groups: list[list[str]]) -> lis
     return [embedder.embed_sync(model, "dense", texts) if texts else [] for texts in groups]
 
 
-def _embed_apart(model_paths: dict[str, str], groups: list[list[str]], keep: bool) -> tuple[float, list[list[Any]]]:
+def _embed_apart(model_paths: dict[str, str], groups: list[list[str]], keep: bool,
+                 sparse: bool) -> tuple[float, list[list[Any]]]:
     settings = Settings(model_paths=model_paths)
     embedder = Embedder(settings)
     embedder.embed_sync(settings.dense_model, "dense", ["warm up"])
+    if sparse:
+        embedder.embed_sync(settings.sparse_model, "sparse", ["warm up"])
     start = time.perf_counter()
     vectors = embed_groups(embedder, settings.dense_model, groups)
+    if sparse:  # the BM25 vectors the connector makes beside the dense ones (not kept)
+        for texts in groups:
+            if texts:
+                embedder.embed_sync(settings.sparse_model, "sparse", texts)
     return time.perf_counter() - start, vectors if keep else []
 
 
-def embed_apart(model_paths: dict[str, str], groups: list[list[str]], keep: bool = False) -> tuple[float, list[Any]]:
-    """Raw fastembed on ``groups`` in a process of its own (the model loaded first, not timed): the seconds the
-    embedding took and, with ``keep``, the vectors. Its own process, because onnxruntime keeps what a session
-    grew to until the session goes: a second model in this process beside the connector's (~11 GB here with
-    256-token chunks) would double it."""
+def embed_apart(model_paths: dict[str, str], groups: list[list[str]], keep: bool = False,
+                sparse: bool = False) -> tuple[float, list[Any]]:
+    """Raw fastembed on ``groups`` in a process of its own (the models loaded first, not timed): the seconds the
+    embedding took (``sparse``: BM25 vectors made too) and, with ``keep``, the dense vectors. Its own process,
+    because onnxruntime keeps what a session grew to until the session goes: a second model in this process
+    beside the connector's (~11 GB here with 256-token chunks) would double it."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_embed_apart, model_paths, groups, keep).result()
+        return pool.submit(_embed_apart, model_paths, groups, keep, sparse).result()
 
 
 async def search_hits(client: Any, collection: str, vectors: list[Any], grouped: bool) -> list[list[str]]:
@@ -155,6 +169,33 @@ def score(hits: list[list[str]], wanted: list[str]) -> dict[str, Any]:
     top5 = sum(w in h for h, w in zip(hits, wanted, strict=True))
     return {"queries": len(wanted), "top1": top1, "top5": top5, "top1_share": round(top1 / len(wanted), 4),
             "top5_share": round(top5 / len(wanted), 4)}
+
+
+async def hybrid_searches(client: Any, chosen: list[corpus.Document], asked: list[tuple[int, str]],
+                          model_paths: dict[str, str]) -> dict[str, Any]:
+    """The connector's chunk points of "articles", both vectors as it wrote them, copied to a Qdrant
+    server and searched four ways (bench/retrieval.py); where no server can start, why not."""
+    from bench.retrieval import search_all  # it takes this module's sentences and scoring: imported late
+
+    script, reason = server_start_script()
+    if script is None:
+        return {"skipped": reason}
+    position = {d.id: p for p, d in enumerate(chosen)}
+    chunks = []
+    offset = None
+    while True:
+        page, offset = await client.scroll("articles", limit=1000, offset=offset, with_payload=True, with_vectors=True)
+        for point in page:
+            sparse = point.vector[SPARSE]
+            chunks.append((position[point.payload["_chunk"]["document_id"]], list(point.vector[""]),
+                           list(sparse.indices), list(sparse.values)))
+        if offset is None:
+            break
+    with QdrantServer() as server:
+        found = await search_all(server.url, chunks, asked, model_paths, {"chunks": len(chunks)})
+    print("documents retrieval over the connector's chunks on a server: " + ", ".join(
+        f"{name} {s['top1_share']:.1%}" for name, s in found["results"].items()), flush=True)
+    return found
 
 
 def peak_rss_mib() -> int:
@@ -197,13 +238,14 @@ async def measure(ctx: Context) -> dict[str, Any]:
     print(f"documents: {len(chosen)} of {len(documents)}, {sum(map(len, chunks))} chunks; the ratio on "
           f"{len(timed)} ({timed_total} chunks)", flush=True)
 
-    chunked = {"articles": {"text_field": "body"}, "warmup": {"text_field": "body"}}
+    chunked = {name: {"text_field": "body", "sparse_vector": SPARSE} for name in ("articles", "warmup")}
     conf = ctx.settings("documents", window_max_events=WINDOW, window_max_wait_seconds=1.0,
                         chunked_collections=chunked)
     target = ctx.local("memory")
     client = await target.fresh_client(ctx.scratch("qdrant"))
     for name in chunked:
-        await client.create_collection(name, vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE))
+        await client.create_collection(name, vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE),
+                                       sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)})
 
     def upsert(collection: str, doc_id: str, text: str) -> tuple[bytes, bytes]:
         event = {"schema_version": 1, "collection": collection, "op": "upsert",
@@ -228,7 +270,7 @@ async def measure(ctx: Context) -> dict[str, Any]:
             # 1. ingestion: raw fastembed over the subset's chunks (in a process of its own), then the connector
             ingestion: dict[str, Any] = {"documents": len(timed), "chunks": timed_total}
             use = MachineUse()
-            raw_seconds, _ = await asyncio.to_thread(embed_apart, ctx.model_paths, groups)
+            raw_seconds, _ = await asyncio.to_thread(embed_apart, ctx.model_paths, groups, False, True)
             ingestion["raw_use"] = use.result()
             use = MachineUse()
             start = time.time()
@@ -283,7 +325,8 @@ async def measure(ctx: Context) -> dict[str, Any]:
             out["retrieval"] = {"queries": len(asked), "documents": len(chosen),
                                 "chunked": score(with_chunks, wanted), "whole_text": score(without, wanted),
                                 "misses": misses,
-                                "misses_same_package": sum(m["same_package"] for m in misses)}
+                                "misses_same_package": sum(m["same_package"] for m in misses),
+                                "hybrid": await hybrid_searches(client, chosen, asked, ctx.model_paths)}
             print(f"documents retrieval: chunked {out['retrieval']['chunked']['top1_share']:.2%}, whole text "
                   f"{out['retrieval']['whole_text']['top1_share']:.2%}", flush=True)
 

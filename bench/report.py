@@ -182,6 +182,7 @@ def documents_lines(d: dict[str, Any]) -> list[str]:
         (f"| chunked, {d['max_tokens']} tokens, overlap {d['overlap_tokens']} (through the connector{_default(d)}) | "
          f"{r['chunked']['top1_share']:.1%} | "
          f"{r['chunked']['top5_share']:.1%} |"),
+        *_hybrid_rows(d),
         *[f"| chunked, {o['max_tokens']} tokens, overlap {o['overlap_tokens']} ({o['chunks']:,} chunks, embedded "
           f"directly{_edit_cost(o)}) | {o['top1_share']:.1%} | {o['top5_share']:.1%} |"
           for o in r.get("other_settings", [])],
@@ -190,6 +191,23 @@ def documents_lines(d: dict[str, Any]) -> list[str]:
         (f"Of the {len(r['misses'])} misses with chunking, {r['misses_same_package']} went to a document of the same "
          f"package or module family, {sum(m['in_top5'] for m in r['misses'])} had the source in the top 5."), "",
     ]
+
+
+HYBRID_LABELS = {"dense": "the dense vector alone", "bm25": "the BM25 vector alone",
+                 "fused (RRF)": "both fused by reciprocal rank (RRF)",
+                 "fused (DBSF)": "both fused by score distribution (DBSF), as the README searches"}
+
+
+def _hybrid_rows(d: dict[str, Any]) -> list[str]:
+    """The connector's chunk points, both vectors, copied to a server and searched four ways (bench/documents.py)."""
+    hybrid = d["retrieval"].get("hybrid")
+    if hybrid is None:
+        return []
+    if "skipped" in hybrid:
+        return [f"| chunked, dense and BM25: not measured ({hybrid['skipped']}) | | |"]
+    return [f"| chunked, {d['max_tokens']}/{d['overlap_tokens']}, the connector's points on a server (exact search): "
+            f"{HYBRID_LABELS.get(name, name)} | {s['top1_share']:.1%} | {s['top5_share']:.1%} |"
+            for name, s in hybrid["results"].items()]
 
 
 def _edit_cost(other: dict[str, Any]) -> str:

@@ -117,8 +117,10 @@ def worker() -> None:
     embedder = Embedder(settings)
     try:
         embedder.warm_up_defaults()
-        for field_ in chunked.values():  # each chunked collection's tokenizer
+        for field_ in chunked.values():  # each chunked collection's tokenizer, and its sparse model
             embedder.chunker(field_.model or settings.dense_model, field_.max_tokens, field_.overlap_tokens)
+            if field_.sparse_vector:
+                embedder.warm_up("sparse", field_.sparse_model)
     except ConfigurationError as exc:
         logging.getLogger("connector.worker").critical("%s", exc)
         raise typer.Exit(EX_CONFIG) from None

@@ -33,6 +33,7 @@ from connector.domain.semantics import PointState, State
 from connector.qdrant import RetryingClient
 from connector.qdrant.catalog import ensure_document_index
 from connector.qdrant.reads import count_points, scroll_pages
+from connector.qdrant.wires.models import stored_vectors
 from connector.settings import ChunkedField, Settings
 from connector.stream.cdc_mapping_file import load_cdc_mapping
 
@@ -129,15 +130,10 @@ async def rebuilt_documents(qdrant: RetryingClient, collection: str, keys: Seque
 
 
 def records_state(records: Sequence[qm.Record]) -> State:
-    """Points read as qdrant-client records, as the verifier models them (dense vectors as tuples)."""
-    state: State = {}
-    for record in records:
-        vector: Any = record.vector
-        named = vector if isinstance(vector, dict) else {} if vector is None else {"": vector}
-        state[normalize_id(record.id)] = PointState(
-            payload=dict(record.payload or {}),
-            vectors={name: tuple(v) if isinstance(v, list) else v for name, v in named.items()})
-    return state
+    """Points read as qdrant-client records, as the verifier models them (dense vectors as tuples,
+    sparse ones as :class:`~connector.domain.operations.Sparse`)."""
+    return {normalize_id(record.id): PointState(payload=dict(record.payload or {}),
+                                                vectors=stored_vectors(record.vector)) for record in records}
 
 
 async def document_digests(qdrant: RetryingClient, collection: str, *, page_size: int = 256,

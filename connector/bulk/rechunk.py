@@ -38,10 +38,11 @@ from connector.bulk.error_line import fitting_errors
 from connector.bulk.scroll import Checkpoint, PointsProgress
 from connector.domain.chunk_sets import document_id_of
 from connector.domain.chunking import Chunker
-from connector.domain.documents import CHUNK_KEY, DocumentPlanner, VectorRef, chunk_id, materialize, stored_documents
-from connector.domain.operations import Op, PointKey, Vector
+from connector.domain.documents import CHUNK_KEY, DocumentPlanner, chunk_id, materialize, stored_documents
+from connector.domain.operations import Op, PointKey
 from connector.domain.semantics import State
 from connector.domain.verifier import compare, expected_state, touched_vectors
+from connector.embedding.chunk_vectors import stored_chunk_vectors, text_chunk_vectors
 from connector.embedding.embedder import Embedder
 from connector.errors import InvalidOption
 from connector.qdrant import RetryingClient, to_qdrant
@@ -189,7 +190,7 @@ async def _page(qdrant: RetryingClient, embedder: Embedder, job: RechunkJob, chu
                 cosine: set[str], summary: RechunkSummary, max_request_bytes: int) -> None:
     """One page of documents: rebuilt, planned, embedded, written, read back."""
     spec = job.chunking
-    vectors_read: bool | list[str] = ([spec.vector] if spec.vector else True) if job.reuse_stored else False
+    vectors_read: bool | list[str] = list(spec.vector_names) if job.reuse_stored else False
     rebuilt, problems, records = await rebuilt_documents(qdrant, job.source, page, cut_short=True,
                                                          vectors=vectors_read if job.source == job.target else False)
     if job.source != job.target:
@@ -198,24 +199,19 @@ async def _page(qdrant: RetryingClient, embedder: Embedder, job: RechunkJob, chu
     docs = {key: document_id_of(key) for key in rebuilt}
     planner = DocumentPlanner(job.id_name, spec.text_field, spec.vector, str(spec.model), chunker.chunks,
                               stored_documents(job.id_name, list(docs.values()), before),
-                              reuse_stored=job.reuse_stored)
+                              reuse_stored=job.reuse_stored, vector_names=spec.vector_names)
     planned = [planner.rewrite(position, docs[key], rebuilt[key].text, rebuilt[key].payload)
                for position, key in enumerate(rebuilt)]
     texts = list(planner.to_embed.items())
-    embedded = await embedder.embed(str(spec.model), "dense", [text for _, text in texts])
-    vectors: dict[VectorRef, Vector] = {("text", sha): vector for (sha, _), vector in zip(texts, embedded, strict=True)}
-    vectors.update({("stored", pid): _dense(before[pid].vectors[spec.vector]) for pid in planner.to_read})
-    ops = [op for event in planned for op in materialize(event, spec.vector, vectors)]
+    dense = await embedder.embed(str(spec.model), "dense", [text for _, text in texts])
+    vectors = await text_chunk_vectors(embedder, spec, texts, dense)
+    vectors.update({("stored", pid): stored_chunk_vectors(before[pid], spec) for pid in planner.to_read})
+    ops = [op for event in planned for op in materialize(event, vectors)]
     for request in requests_for(ops, max_request_bytes):
         await qdrant.call(f"batch_update_points({job.target})", ConfirmedUpdate(partial(
             qdrant.client.batch_update_points, job.target, [to_qdrant(op) for op in request], wait=True)))
-    after = records_state(await read_documents(qdrant, job.target, page, vectors=[spec.vector] if spec.vector
-                                               else True))
+    after = records_state(await read_documents(qdrant, job.target, page, vectors=list(spec.vector_names)))
     _tally(summary, planned, problems, _read_back(before, ops, after, cosine))
-
-
-def _dense(vector: object) -> tuple[float, ...]:
-    return tuple(float(x) for x in vector)  # type: ignore[attr-defined]  # a chunk's vector: dense floats
 
 
 def _read_back(before: State, ops: list[Op], after: State, cosine: set[str]) -> dict[str, str]:

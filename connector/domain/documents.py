@@ -19,7 +19,9 @@ stored count) and turns each event into id-addressed operations on chunk ids:
 - a re-embed of stored texts (``ids`` + the text field): every chunk's text embedded again.
 
 The vectors of written chunks are references (:data:`VectorRef`) resolved by the caller once
-it embedded the texts and read the stored vectors (:func:`materialize`).
+it embedded the texts and read the stored vectors (:func:`materialize`). A chunk holds the dense
+vector and, where the collection has one (``ChunkedField.sparse_vector``), a sparse one of the same
+text: a reference stands for all of them, so a chunk is copied only from one that holds them all.
 
 An event planned on the effect of another that then fails (its record's other event refused, its
 texts not embeddable) is planned again without it (:func:`plan_events`, from the same read);
@@ -82,8 +84,8 @@ CHUNK_NAMESPACE = uuid.UUID("6f0c3b9e-2d4a-5c61-9a7e-0b8f1d2c3e4a")
 DOCUMENT_ID_KEY = f"{CHUNK_KEY}.document_id"  # the keyword payload index that finds a document's chunks
 
 DocKey = int | str  # a document id as events name it, normalized (connector.domain.changes.normalize_id)
-# Where a written chunk's vector comes from: a text embedded in this window (by its sha256), or
-# the vector a stored chunk held before the window (read before the window is applied).
+# Where a written chunk's vectors come from: a text embedded in this window (by its sha256), or
+# the vectors a stored chunk held before the window (read before the window is applied).
 VectorRef = tuple[Literal["text"], str] | tuple[Literal["stored"], PointKey]
 
 
@@ -233,16 +235,20 @@ class DocumentPlanner:
     """Plans one collection's part of a window, event by event (see the module docstring)."""
 
     def __init__(self, collection: str, text_field: str, vector: str, model: str, chunking: Chunking,
-                 stored: dict[DocKey, DocumentState], *, reuse_stored: bool = True) -> None:
+                 stored: dict[DocKey, DocumentState], *, reuse_stored: bool = True,
+                 vector_names: Sequence[str] | None = None) -> None:
         """``collection``: the name chunk ids derive from (the one events use); ``reuse_stored=False``
-        embeds every chunk text anew (a bulk re-chunk for another model: stored vectors are the old one's)."""
+        embeds every chunk text anew (a bulk re-chunk for another model: stored vectors are the old one's);
+        ``vector_names``: every vector a chunk holds (default: ``vector`` alone)."""
         self.collection, self.text_field, self.vector, self.model = collection, text_field, vector, model
         self.chunking = chunking
         self.documents = stored
-        # sha256 -> a vector of that text: held by a chunk of the window's documents (and read), or embedded in it
+        held = frozenset(vector_names or (vector,))
+        # sha256 -> the vectors of that text: held by a chunk of the window's documents (all of them
+        # read: a chunk stored before its collection had a sparse vector is embedded again), or embedded in it
         self.known: dict[str, VectorRef] = {} if not reuse_stored else {
             slot.meta["sha256"]: slot.vector for state in stored.values()
-            for slot in state.slots.values() if vector in slot.vectors_read}
+            for slot in state.slots.values() if held <= slot.vectors_read}
         self.to_embed: dict[str, str] = {}  # sha256 -> text, every text the window embeds
         self.to_read: set[PointKey] = set()  # stored chunks whose vectors are copied
 
@@ -495,9 +501,9 @@ def _on(template: Op, ids: list[PointKey]) -> Op:
               keys=template.keys, sources=list(template.sources))
 
 
-def materialize(planned: PlannedEvent, vector_name: str, vectors: Mapping[VectorRef, Vector]) -> list[Op]:
-    """The event's ops with their vectors: its chunk writes (one upsert, or one update_vectors),
-    then its stale chunks' delete, then its payload ops, in order."""
+def materialize(planned: PlannedEvent, vectors: Mapping[VectorRef, Mapping[str, Vector]]) -> list[Op]:
+    """The event's ops with their vectors (each reference's, by vector name): its chunk writes (one
+    upsert, or one update_vectors), then its stale chunks' delete, then its payload ops, in order."""
     writes: dict[PointKey, PointData] = {}
     rewrites: dict[PointKey, PointData] = {}
     deletes = [step for step in planned.steps if isinstance(step, Op) and step.kind == "delete"
@@ -509,8 +515,7 @@ def materialize(planned: PlannedEvent, vector_name: str, vectors: Mapping[Vector
         if isinstance(step, PendingUpsert):
             target = rewrites if step.vectors_only else writes
             target.pop(step.point_id, None)
-            target[step.point_id] = PointData({vector_name: vectors[step.vector]},
-                                              None if step.vectors_only else step.payload)
+            target[step.point_id] = PointData(dict(vectors[step.vector]), None if step.vectors_only else step.payload)
         elif id(step) not in deleting:
             ops.append(step)
     first: list[Op] = []

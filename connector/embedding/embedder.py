@@ -151,9 +151,9 @@ class Embedder:
         unique = list(dict.fromkeys(texts))
         return await loop.run_in_executor(self._executor, lambda: {text: chunker.chunks(text) for text in unique})
 
-    def warm_up(self, kind: VectorKind = "dense") -> None:
-        """Load the default model now rather than in the first window."""
-        self._load(self.default_model(kind), kind)
+    def warm_up(self, kind: VectorKind = "dense", model: str | None = None) -> None:
+        """Load a model (default: the default one of its kind) now rather than in the first window."""
+        self._load(model or self.default_model(kind), kind)
 
     def warm_up_defaults(self) -> None:
         """Load both default models (ConfigurationError when one cannot be loaded)."""

@@ -82,6 +82,11 @@ def test_runner_writes_results_report_and_plots(kafka, tmp_path: Path) -> None:
     assert edits["not_verified"] == 0
     assert 0 < edits["connector_embedded"]["total"] <= edits["re_embed_everything"]["total"]
     assert documents["retrieval"]["chunked"]["queries"] > 0
+    hybrid = documents["retrieval"]["hybrid"]  # the connector's points, both vectors, searched on a server
+    if server_start_script()[0] is not None:
+        assert set(hybrid["results"]) == {"dense", "bm25", "fused (RRF)", "fused (DBSF)"}
+        assert hybrid["chunks"] > 0
+        assert all(s["queries"] == documents["retrieval"]["chunked"]["queries"] for s in hybrid["results"].values())
     text = report.read_text()
     assert "## Headline ratios" in text
     assert "vs naive consumer" in text

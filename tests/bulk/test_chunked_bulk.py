@@ -30,7 +30,7 @@ from connector.embedding.embedder import Embedder
 from connector.errors import InvalidOption
 from connector.kafka.admin import ensure_topics
 from connector.qdrant import RetryingClient, make_retrying
-from connector.settings import DEFAULT_DENSE_MODEL, ChunkedField, Settings
+from connector.settings import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, ChunkedField, Settings
 from connector.stream.window import Record, WindowProcessor
 from tests.bulk.test_bulk_tools import Interrupted, failing_at
 from tests.integration.harness import produce
@@ -295,3 +295,47 @@ async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into
     finally:
         embedder.close()
         await client.close()
+
+
+@only_targets("rest")
+async def test_chunks_with_a_sparse_vector_round_trip_and_are_re_chunked_with_both(
+        qdrant_target: QdrantTarget, model_paths: dict[str, str], tmp_path: Path) -> None:
+    """A sparse vector beside the dense one (``sparse_vector``): a dump and its import carry both, and
+    a re-chunk for other limits gives every chunk both vectors of its own text, copied or embedded."""
+    spec = {**SPEC, "sparse_vector": "bm25"}
+    settings = settings_for(qdrant_target, model_paths, chunked_collections={"hybrid": spec})
+    sink = make_retrying(settings)
+    embedder = Embedder(settings)
+    await sink.client.create_collection(
+        "hybrid", vectors_config=qm.VectorParams(size=384, distance=qm.Distance.COSINE),
+        sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)})
+    try:
+        await write_documents(settings, sink, embedder, "hybrid", TEXTS)
+        dump = tmp_path / "hybrid.jsonl"
+        await export_collection(sink, "hybrid", dump, chunking=settings.chunked_collections["hybrid"],
+                                show_progress=False)
+        imported = await import_dump(sink, dump, "hybrid-copy", show_progress=False)
+        assert imported.verification.ok, imported.verification.to_json()
+        copy = await stored(sink.client, "hybrid-copy", vectors=True)
+        assert all(set(p.vector) == {"", "bm25"} for chunks in copy.values() for p in chunks.values())
+
+        summary = await reembed_collection(sink, embedder, "hybrid", text_field=None,
+                                           chunking=settings.chunked_collections["hybrid"], max_tokens=48,
+                                           checkpoint_file=tmp_path / "ck.json", show_progress=False)
+        assert summary.rechunked is not None
+        assert summary.rechunked.ok
+        assert summary.rechunked.documents == 3
+        assert summary.rechunked.reused > 0  # some chunk texts are the same at 48 tokens: both vectors copied
+        after = [p for chunks in (await stored(sink.client, "hybrid", vectors=True)).values() for p in chunks.values()]
+        assert sum(len(chunker(embedder, 48).chunks(text)) for text in TEXTS.values()) == len(after)
+        texts = [p.payload[CHUNK_KEY]["text"] for p in after]
+        sparse = await embedder.embed(DEFAULT_SPARSE_MODEL, "sparse", texts)
+        dense = await embedder.embed(DEFAULT_DENSE_MODEL, "dense", texts)
+        for point, sparse_vector, dense_vector in zip(after, sparse, dense, strict=True):
+            stored_sparse = point.vector["bm25"]
+            assert dict(zip(stored_sparse.indices, stored_sparse.values, strict=True)) == pytest.approx(
+                dict(zip(sparse_vector.indices, sparse_vector.values, strict=True))), point.id
+            assert sum(a * b for a, b in zip(point.vector[""], dense_vector, strict=True)) > 0.999, point.id
+    finally:
+        embedder.close()
+        await sink.client.close()

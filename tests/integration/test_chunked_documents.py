@@ -265,7 +265,7 @@ def _stored_document(chunker_chunks: Callable[[str], list[Chunk]], doc: int, tex
     planned = planner.plan(0, UpsertEvent(schema_version=SCHEMA_VERSION, collection="articles", op="upsert",
                                           points=[UpsertPoint(id=doc, payload={"body": text, "lang": "en"})]))
     assert isinstance(planned, PlannedEvent)
-    (write, *_) = materialize(planned, "", {("text", sha): (0.5,) * size for sha in planner.to_embed})
+    (write, *_) = materialize(planned, {("text", sha): {"": (0.5,) * size} for sha in planner.to_embed})
     return [qm.PointStruct(id=pid, vector=list(data.vectors[""]), payload=data.payload)  # type: ignore[arg-type]
             for pid, data in (write.points or {}).items()]
 

@@ -186,7 +186,7 @@ def rechunk_steps(new: Chunker, state: State, text: str) -> list[Op]:
     planner = DocumentPlanner("articles", "body", "", DEFAULT_DENSE_MODEL, new.chunks,
                               stored_documents("articles", [1], state), reuse_stored=False)
     planned = planner.rewrite(0, 1, text, {"lang": "en"})
-    ops = materialize(planned, "", {("text", sha): (1.0, 0.0) for sha in planner.to_embed})
+    ops = materialize(planned, {("text", sha): {"": (1.0, 0.0)} for sha in planner.to_embed})
     return [Op(op.kind, points={pid: op.points[pid]}) if op.points is not None else Op(op.kind, ids=[pid])
             for op in ops for pid in (op.points if op.points is not None else op.ids or [])]
 

@@ -32,6 +32,12 @@ def test_a_bad_chunked_setting_is_a_settings_error() -> None:
         ChunkedField(text_field="body", max_tokens=64, overlap_tokens=40)
     with pytest.raises(ValueError, match="_chunk"):
         Settings.model_validate({"chunked_collections": json.loads('{"a": {"text_field": "_chunk"}}')})
+    with pytest.raises(ValueError, match="the dense vector's name"):
+        ChunkedField(text_field="body", vector="text", sparse_vector="text")
+    with pytest.raises(ValueError, match="sparse_model without sparse_vector"):
+        ChunkedField(text_field="body", sparse_model="Qdrant/bm25")
+    assert ChunkedField(text_field="body", vector="text", sparse_vector="bm25").vector_names == ("text", "bm25")
+    assert ChunkedField(text_field="body").vector_names == ("",)
 
 
 def test_chunk_ids_are_fixed_by_collection_document_and_index() -> None:

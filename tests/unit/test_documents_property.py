@@ -1,10 +1,10 @@
 """Chunked documents: for any sequence of windows of edits, inserts, payload patches, re-embeds and
 deletes of documents, the chunk points after each window are exactly the chunking of each document's
-latest text (with its latest payload), and the embedder is asked only for chunk texts that the
-document did not hold. Against the connector's model of Qdrant (connector/domain/semantics.py),
-with the real splitter and the model's real tokenizer at small limits, on real prose (the
-standard library's module docstrings). A window interrupted after any prefix of its requests
-and replayed ends the same.
+latest text (with its latest payload, and the vectors of each chunk's text: a dense one and a sparse
+one), and the embedder is asked only for chunk texts that the document did not hold. Against the
+connector's model of Qdrant (connector/domain/semantics.py), with the real splitter and the model's
+real tokenizer at small limits, on real prose (the standard library's module docstrings). A window
+interrupted after any prefix of its requests and replayed ends the same.
 
 And when things fail: events that fail after the window was planned (a CDC record's other event
 refused, texts the collection's vector does not take) are left out and the rest planned again, so
@@ -51,7 +51,7 @@ from connector.domain.documents import (
     plan_events,
     stored_documents,
 )
-from connector.domain.operations import Op, Vector
+from connector.domain.operations import Op, Sparse, Vector
 from connector.domain.planner import plan
 from connector.domain.semantics import PointState, State, apply_op, copy_state
 from connector.domain.verifier import FilterMatch
@@ -61,6 +61,8 @@ from connector.settings import DEFAULT_DENSE_MODEL
 from connector.stream.window.chunks import assemble, chunks_left
 
 COLLECTION = "articles"
+SPARSE = "bm25"  # the chunks' sparse vector, beside the unnamed dense one
+NAMES = ("", SPARSE)
 MODULES = ("json", "textwrap", "difflib", "heapq", "bisect", "fractions", "ipaddress", "shlex", "string", "tomllib")
 
 
@@ -87,6 +89,16 @@ def chunker(model_paths: dict[str, str]) -> Chunker:
 def vector_of(text: str) -> tuple[float, ...]:
     digest = hashlib.sha256(text.encode()).digest()
     return tuple(float(b) for b in digest[:4])
+
+
+def sparse_of(text: str) -> Sparse:
+    digest = hashlib.sha256(text.encode()).digest()
+    return Sparse(tuple(sorted({int(b) for b in digest[4:8]})), (1.0,) * len({int(b) for b in digest[4:8]}))
+
+
+def vectors_of(text: str) -> dict[str, Vector]:
+    """What a chunk of ``text`` holds: the dense vector and the sparse one (ChunkedField.sparse_vector)."""
+    return {"": vector_of(text), SPARSE: sparse_of(text)}
 
 
 class CountingEmbedder:
@@ -132,7 +144,7 @@ def run_window(state: State, events: list[tuple[ChangeEvent, tuple[str, ...]]], 
 
     def planner() -> DocumentPlanner:
         return DocumentPlanner(COLLECTION, "body", "", DEFAULT_DENSE_MODEL, chunker.chunks,
-                               stored_documents(COLLECTION, docs, read))
+                               stored_documents(COLLECTION, docs, read), vector_names=NAMES)
 
     window = Window()
     listed = [(position, event, keep) for position, (event, keep) in enumerate(events)]
@@ -142,10 +154,9 @@ def run_window(state: State, events: list[tuple[ChangeEvent, tuple[str, ...]]], 
     planned, refused = plan_events(final, [e for e in listed if e[0] not in window.left_out])
     window.outcomes = {**refused, **{p.position: p for p in planned}}
     texts = list(final.to_embed.items())
-    vectors: dict[VectorRef, Vector] = {("text", sha): v
-                                        for (sha, _), v in zip(texts, embedder.embed([t for _, t in texts]),
-                                                               strict=True)}
-    vectors.update({("stored", pid): state[pid].vectors[""] for pid in final.to_read})
+    embedder.embed([t for _, t in texts])
+    vectors: dict[VectorRef, dict[str, Vector]] = {("text", sha): vectors_of(text) for sha, text in texts}
+    vectors.update({("stored", pid): {name: state[pid].vectors[name] for name in NAMES} for pid in final.to_read})
     documents = assemble(planned, read, vectors, "", "body")
     ops = plan(documents.ops)
     matches: dict[int, FilterMatch] = {}
@@ -197,7 +208,7 @@ def expected_chunks(chunker: Chunker, doc: int, text: str, payload: dict[str, An
         payload={**payload, CHUNK_KEY: {"document_id": str(doc), "index": c.index, "count": len(chunks),
                                         "sha256": c.sha256, "document_sha256": document_sha, "start": c.start,
                                         "end": c.end, "text": c.text}},
-        vectors={"": vector_of(c.text)}) for c in chunks}
+        vectors=vectors_of(c.text)) for c in chunks}
 
 
 common: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "collection": COLLECTION}
@@ -356,13 +367,16 @@ def test_chunk_points_are_the_chunking_of_the_latest_text(
                 assert (stats.count, stats.digest) == (len(shas_now), chunk_set_digest(shas_now))
 
 
-def test_a_stored_chunk_read_without_its_vector_is_embedded_not_copied(chunker: Chunker) -> None:
+@pytest.mark.parametrize("held", [(), ("",)], ids=["no vector", "the dense one only"])
+def test_a_stored_chunk_read_without_its_vectors_is_embedded_not_copied(chunker: Chunker, held: tuple[str]) -> None:
+    """A chunk that lacks a vector of the chunks (written by another writer, or before the
+    collection had its sparse vector) is embedded again, never copied with a vector missing."""
     state: State = {}
     run_window(state, [event_of("write", 1, [0, 1, 2], 0)], chunker, CountingEmbedder())
     lost = next(iter(chunks_of(state, 1)))
-    state[lost].vectors = {}  # a chunk written without its vector (by another writer, say)
+    state[lost].vectors = {name: state[lost].vectors[name] for name in held}
     planner = DocumentPlanner(COLLECTION, "body", "", DEFAULT_DENSE_MODEL, chunker.chunks,
-                              stored_documents(COLLECTION, [1], state))
+                              stored_documents(COLLECTION, [1], state), vector_names=NAMES)
     planned = planner.plan(0, event_of("write", 1, [0, 1, 2, 3], 0)[0])
     assert isinstance(planned, PlannedEvent)
     assert state[lost].payload[CHUNK_KEY]["sha256"] in planner.to_embed  # embedded, not a vector never read

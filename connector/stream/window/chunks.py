@@ -40,14 +40,16 @@ from connector.domain.documents import (
 from connector.domain.operations import Op, PointKey, Vector
 from connector.domain.records import Mismatch, Unavailable, VerificationOutcome
 from connector.domain.schema import CollectionSchema, schema_from_info
-from connector.domain.semantics import PointState, State, StoredVector
+from connector.domain.semantics import PointState, State
 from connector.domain.sharding import Selector
 from connector.domain.verifier import FilterMatch
+from connector.embedding.chunk_vectors import stored_chunk_vectors, text_chunk_vectors
 from connector.embedding.embedder import Embedder
 from connector.errors import ConfigurationError
 from connector.qdrant.catalog import ensure_document_index
 from connector.qdrant.reads import READ_CHUNK, scroll_pages
 from connector.qdrant.retrying import RetryingClient
+from connector.qdrant.wires.models import stored_vectors
 from connector.settings import ChunkedField, Settings
 from connector.stream.window.items import Item, fail
 from connector.stream.window.rows import Prefetched
@@ -97,7 +99,8 @@ class ChunkStage:
         docs = list(dict.fromkeys(pid for item in live if item.event is not None
                                   for pid in point_ids_of(item.event)))
         writes_text = any(getattr(item.event, "op", None) in ("upsert", "reembed") for item in live)
-        stored = await self.read_chunks(schema.name, docs, shard_key, vectors=[spec.vector] if writes_text else [])
+        names = list(spec.vector_names)
+        stored = await self.read_chunks(schema.name, docs, shard_key, vectors=names if writes_text else [])
         chunker = self.embedder.chunker(model, spec.max_tokens, spec.overlap_tokens)
         id_name = self.ids_from.get(collection, collection)
         texts = [text for item in live if isinstance(item.event, UpsertEvent) for point in item.event.points
@@ -108,12 +111,14 @@ class ChunkStage:
             return chunkings[text] if text in chunkings else chunker.chunks(text)
 
         size = schema.dense[spec.vector].size if spec.vector in schema.dense else None
-        vectors: dict[VectorRef, Vector] = {}
-        unfit: str | None = None  # why the model's vectors do not fit the collection's
+        vectors: dict[VectorRef, dict[str, Vector]] = {}
+        # why the model's vectors do not fit the collection's (a sparse vector it lacks: made after the start check)
+        unfit: str | None = (f"the collection has no sparse vector {spec.sparse_vector!r} for its chunks"
+                             if spec.sparse_vector and spec.sparse_vector not in schema.sparse else None)
         by_position = {item.position: item for item in live}
         while True:  # each pass leaves out more events, or is the last
             planner = DocumentPlanner(id_name, spec.text_field, spec.vector, model, chunking,
-                                      stored_documents(id_name, docs, stored))
+                                      stored_documents(id_name, docs, stored), vector_names=names)
             planned, refused = plan_events(planner, [
                 (item.position, item.event, item.row.unavailable_keys if item.row is not None else ())
                 for item in live if item.event is not None and item.error is None])
@@ -124,7 +129,7 @@ class ChunkStage:
                     unfit = (f"model {model!r} makes {len(embedded[0])}-dimensional vectors; "
                              f"{spec.vector or 'the unnamed vector'} has {size}")
                 else:
-                    vectors.update({("text", sha): vector for (sha, _), vector in zip(fresh, embedded, strict=True)})
+                    vectors.update(await text_chunk_vectors(self.embedder, spec, fresh, embedded))
             failing = _failing(planned, refused, vectors, unfit, by_position)
             if not failing:
                 break
@@ -132,8 +137,9 @@ class ChunkStage:
                 fail(by_position[position], code, message)
         for position, refusal in refused.items():
             fail(by_position[position], refusal.code, refusal.message)
-        vectors.update({("stored", pid): _floats(stored[pid].vectors[spec.vector]) for pid in planner.to_read})
+        vectors.update({("stored", pid): stored_chunk_vectors(stored[pid], spec) for pid in planner.to_read})
         return assemble(planned, stored, vectors, spec.vector, spec.text_field)
+
 
     async def ensure_index(self, collection: str) -> None:
         """The keyword index that finds a document's chunks, created when missing (once per worker
@@ -155,7 +161,7 @@ class ChunkStage:
                                               shard_key=shard_key):
                 for record in page:
                     state[normalize_id(record.id)] = PointState(payload=dict(record.payload or {}),
-                                                                vectors=_named(record.vector))
+                                                                vectors=stored_vectors(record.vector))
         return state
 
     async def check(self, collection: str, window: DocumentWindow, applied: list[Op], rejected_ids: set[PointKey],
@@ -233,7 +239,7 @@ def chunk_check_outcome(outcome: VerificationOutcome, found: set[PointKey], expe
     return outcome.model_copy(update=update)
 
 
-def _failing(planned: Sequence[PlannedEvent], refused: Mapping[int, Refusal], vectors: Mapping[VectorRef, Vector],
+def _failing(planned: Sequence[PlannedEvent], refused: Mapping[int, Refusal], vectors: Mapping[VectorRef, object],
              unfit: str | None, items: Mapping[int, Item]) -> dict[int, tuple[RejectionCode, str]]:
     """The planned events that cannot apply after all, with why: those whose record has an event
     refused or failed (a record applies whole or not at all), and those that embed a text when the
@@ -254,15 +260,15 @@ def _failing(planned: Sequence[PlannedEvent], refused: Mapping[int, Refusal], ve
     return failing
 
 
-def assemble(planned: Sequence[PlannedEvent], stored: State, vectors: Mapping[VectorRef, Vector], vector_name: str,
-             text_field: str) -> DocumentWindow:
+def assemble(planned: Sequence[PlannedEvent], stored: State, vectors: Mapping[VectorRef, Mapping[str, Vector]],
+             vector_name: str, text_field: str) -> DocumentWindow:
     """The planned events' ops with their vectors, in window order; what each did to each document;
     the document of each chunk point read (``stored``) or written. No IO."""
     window = DocumentWindow(prefetched=Prefetched(frozenset(stored), stored), text_field=text_field,
                             vector=vector_name)
     window.owners = {pid: point.payload[CHUNK_KEY]["document_id"] for pid, point in stored.items()}
     for event in planned:
-        ops = materialize(event, vector_name, vectors)
+        ops = materialize(event, vectors)
         window.ops += ops
         window.documents[event.position] = event.documents
         if event.lacking:
@@ -294,10 +300,11 @@ def chunks_left(window: DocumentWindow, applied: Sequence[Op], documents: set[st
 async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chunked: Mapping[str, ChunkedField],
                               default_model: str) -> None:
     """At the worker's start: each chunked collection that exists has its chunks' dense vector, of
-    the size their model makes; else ConfigurationError (one line, exit 78): a model that does not
-    fit is a setting to fix, not a fault of the events. A Qdrant that does not answer a collection's
-    read within START_CHECK_SECONDS (the rest are not asked), or a collection made later, is left to
-    the windows (which then fail only the events that embed, as for any collection)."""
+    the size their model makes, and their sparse vector if they have one; else ConfigurationError
+    (one line, exit 78): a model that does not fit is a setting to fix, not a fault of the events. A
+    Qdrant that does not answer a collection's read within START_CHECK_SECONDS (the rest are not
+    asked), or a collection made later, is left to the windows (which then fail only the events that
+    embed, as for any collection)."""
     for collection, spec in chunked.items():
         asked = asyncio.ensure_future(_collection_info(client, collection))
         done, _ = await asyncio.wait({asked}, timeout=START_CHECK_SECONDS)
@@ -311,7 +318,12 @@ async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chu
             continue
         model = spec.model or default_model
         vector = f"vector {spec.vector!r}" if spec.vector else "the unnamed vector"
-        dense = schema_from_info(collection, info).dense.get(spec.vector)
+        schema = schema_from_info(collection, info)
+        if spec.sparse_vector and spec.sparse_vector not in schema.sparse:
+            raise ConfigurationError(f"chunked collection {collection!r} has no sparse vector {spec.sparse_vector!r} "
+                                     "for its chunks (add it, such as by create-collection --sparse "
+                                     f"{spec.sparse_vector}, or drop sparse_vector from QCC_CHUNKED_COLLECTIONS)")
+        dense = schema.dense.get(spec.vector)
         if dense is None:
             raise ConfigurationError(f"chunked collection {collection!r} has no dense {vector.removeprefix('the ')} "
                                      "for its chunks (their vector in QCC_CHUNKED_COLLECTIONS or the CDC mapping)")
@@ -326,16 +338,3 @@ async def _collection_info(client: AsyncQdrantClient, collection: str) -> qm.Col
     if not await client.collection_exists(collection):
         return None
     return await client.get_collection(collection)
-
-
-def _floats(vector: object) -> tuple[float, ...]:
-    return tuple(float(x) for x in vector)  # type: ignore[attr-defined]  # a dense vector: a sequence of floats
-
-
-def _named(vector: object) -> dict[str, StoredVector]:
-    """A record's vectors by name (dense ones as read: lists of floats, copied into tuples later)."""
-    if vector is None:
-        return {}
-    if isinstance(vector, dict):
-        return dict(vector)
-    return {"": vector}  # type: ignore[dict-item]  # the unnamed dense vector, a list of floats
