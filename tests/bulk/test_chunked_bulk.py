@@ -239,28 +239,32 @@ MAPPING = {"tables": {"public.articles": {"collection": "articles", "key": ["id"
 
 
 @only_targets("rest")
-@pytest.mark.parametrize("chunked_by", ["setting", "mapping"])
+@pytest.mark.parametrize("chunked_by", ["setting", "mapping", "setting, bm25"])
 async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into_its_chunk_ids(
         kafka, qdrant_target: QdrantTarget, model_paths: dict[str, str], chunked_by: str, tmp_path: Path) -> None:
     """The alias chunked by QCC_CHUNKED_COLLECTIONS, or only by the CDC mapping's chunked column (its
-    chunking: the setting's defaults), as the workers read either: re-chunked alike."""
+    chunking: the setting's defaults), as the workers read either: re-chunked alike. With a sparse
+    vector beside the dense one, the fill's chunks and the replayed tail's hold both."""
+    sparse = chunked_by == "setting, bm25"
     name = uuid.uuid4().hex[:8]
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(json.dumps(MAPPING))  # YAML takes JSON
-    chunked = ({"chunked_collections": {"articles": SPEC}} if chunked_by == "setting" else
-               {"cdc_mapping": mapping, "cdc_topics": [f"shop-{name}.public.articles"]})
+    chunked = ({"chunked_collections": {"articles": {**SPEC, **({"sparse_vector": "bm25"} if sparse else {})}}}
+               if chunked_by != "mapping" else {"cdc_mapping": mapping, "cdc_topics": [f"shop-{name}.public.articles"]})
     settings = settings_for(qdrant_target, model_paths, **chunked,
                             kafka_bootstrap_servers=kafka.bootstrap, consumer_group=f"chunked-migrate-{name}",
                             patch_topic=f"patches-{name}", reembed_topic=f"reembeds-{name}",
                             verification_topic=f"verifications-{name}", dead_letter_topic=f"dead-{name}")
     # the documents as a worker wrote them: chunked as the mapping says (its processor reads the mapping)
-    writer = settings if chunked_by == "setting" else settings.model_copy(update={
+    writer = settings if chunked_by != "mapping" else settings.model_copy(update={
         "chunked_collections": {"articles": ChunkedField(text_field="body")}})
     await ensure_topics(settings, partitions=1)
     sink = make_retrying(settings)
     client = sink.client
     await client.create_collection("articles_v1", vectors_config=qm.VectorParams(size=384,
-                                                                                 distance=qm.Distance.COSINE))
+                                                                                 distance=qm.Distance.COSINE),
+                                   sparse_vectors_config={"bm25": qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+                                   if sparse else None)
     await client.update_collection_aliases([qm.CreateAliasOperation(create_alias=qm.CreateAlias(
         collection_name="articles_v1", alias_name="articles"))])
     embedder = Embedder(settings)
@@ -285,13 +289,19 @@ async def test_a_migration_re_chunks_under_the_alias_and_replays_the_stream_into
         info = await client.get_collection("articles_v2")
         assert info.payload_schema[DOCUMENT_ID_KEY].data_type == qm.PayloadSchemaType.KEYWORD
         new = chunker(embedder, 48)
-        after = await stored(client, "articles_v2")
+        after = await stored(client, "articles_v2", vectors=sparse)
         for doc, text in {1: edited, 2: TEXTS[2], 3: TEXTS[2][:900]}.items():
             wanted = new.chunks(text)
             chunks = after[str(doc)]
             assert [chunks[i].payload[CHUNK_KEY]["sha256"] for i in sorted(chunks)] == [c.sha256 for c in wanted]
             # the ids events under the alias make, before and after the switch
             assert {str(p.id) for p in chunks.values()} == {chunk_id("articles", doc, i) for i in range(len(wanted))}
+            if sparse:  # the fill's chunks (documents 1, 2) and the tail's (3) alike: BM25 of their own text
+                terms = await embedder.embed(DEFAULT_SPARSE_MODEL, "sparse", [c.text for c in wanted])
+                for index, expected in zip(sorted(chunks), terms, strict=True):
+                    held = chunks[index].vector["bm25"]
+                    assert dict(zip(held.indices, held.values, strict=True)) == pytest.approx(
+                        dict(zip(expected.indices, expected.values, strict=True))), (doc, index)
     finally:
         embedder.close()
         await client.close()
