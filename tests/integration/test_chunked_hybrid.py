@@ -2,7 +2,8 @@
 through the window processor on local mode and on the real server over REST and gRPC: every chunk
 holds both vectors of its own text, an edit embeds only its new chunk texts (into both) and copies
 both vectors of the others, every window is verified, and a fused search (dense + BM25, DBSF) finds
-a sentence deep in a document. A collection that lacks the sparse vector stops the worker at start."""
+a sentence deep in a document. A collection that lacks the sparse vector stops the worker, at start
+or in a window, and no event is dead-lettered for it."""
 
 from __future__ import annotations
 
@@ -128,5 +129,23 @@ async def test_a_collection_without_the_sparse_vector_is_refused_at_start(tmp_pa
         chunked = {name: ChunkedField.model_validate(spec) for name, spec in CHUNKED.items()}
         with pytest.raises(ConfigurationError, match=r"has no sparse vector 'bm25'.*create-collection --sparse bm25"):
             await check_chunk_vectors(client, Embedder(config), chunked, DEFAULT_DENSE_MODEL)
+    finally:
+        await client.close()
+
+
+async def test_a_window_on_a_collection_that_lost_its_sparse_vector_stops_and_dead_letters_nothing(
+        tmp_path: Any, model_paths: dict[str, str]) -> None:
+    """A collection made after the start check without the sparse vector: a window that writes
+    texts raises the setting's ConfigurationError (the worker exits 78 and replays the window once
+    it is fixed), writes nothing and dead-letters nothing; the events are not at fault."""
+    config = settings_for(QdrantTarget("local", path=tmp_path / "qdrant"), model_paths, chunked_collections=CHUNKED)
+    client = make_client(config)
+    proc = WindowProcessor(config, client, make_retrying(config, client), Embedder(config), "patch")
+    try:
+        await client.create_collection("articles", vectors_config=qm.VectorParams(size=384,
+                                                                                  distance=qm.Distance.COSINE))
+        with pytest.raises(ConfigurationError, match=r"has no sparse vector 'bm25'"):
+            await proc.process(records([upsert(1, PARAGRAPHS[0])], 0))
+        assert (await client.count("articles")).count == 0
     finally:
         await client.close()

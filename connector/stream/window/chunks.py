@@ -99,6 +99,10 @@ class ChunkStage:
         docs = list(dict.fromkeys(pid for item in live if item.event is not None
                                   for pid in point_ids_of(item.event)))
         writes_text = any(getattr(item.event, "op", None) in ("upsert", "reembed") for item in live)
+        if writes_text and spec.sparse_vector and spec.sparse_vector not in schema.sparse:
+            # a collection made after the start check without it: a setting to fix, never the events' fault
+            # (the worker stops, exit 78, and replays the window once the collection has it)
+            raise ConfigurationError(missing_sparse_vector(schema.name, spec))
         names = list(spec.vector_names)
         stored = await self.read_chunks(schema.name, docs, shard_key, vectors=names if writes_text else [])
         chunker = self.embedder.chunker(model, spec.max_tokens, spec.overlap_tokens)
@@ -112,9 +116,7 @@ class ChunkStage:
 
         size = schema.dense[spec.vector].size if spec.vector in schema.dense else None
         vectors: dict[VectorRef, dict[str, Vector]] = {}
-        # why the model's vectors do not fit the collection's (a sparse vector it lacks: made after the start check)
-        unfit: str | None = (f"the collection has no sparse vector {spec.sparse_vector!r} for its chunks"
-                             if spec.sparse_vector and spec.sparse_vector not in schema.sparse else None)
+        unfit: str | None = None  # why the model's vectors do not fit the collection's
         by_position = {item.position: item for item in live}
         while True:  # each pass leaves out more events, or is the last
             planner = DocumentPlanner(id_name, spec.text_field, spec.vector, model, chunking,
@@ -320,9 +322,7 @@ async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chu
         vector = f"vector {spec.vector!r}" if spec.vector else "the unnamed vector"
         schema = schema_from_info(collection, info)
         if spec.sparse_vector and spec.sparse_vector not in schema.sparse:
-            raise ConfigurationError(f"chunked collection {collection!r} has no sparse vector {spec.sparse_vector!r} "
-                                     "for its chunks (add it, such as by create-collection --sparse "
-                                     f"{spec.sparse_vector}, or drop sparse_vector from QCC_CHUNKED_COLLECTIONS)")
+            raise ConfigurationError(missing_sparse_vector(collection, spec))
         dense = schema.dense.get(spec.vector)
         if dense is None:
             raise ConfigurationError(f"chunked collection {collection!r} has no dense {vector.removeprefix('the ')} "
@@ -332,6 +332,12 @@ async def check_chunk_vectors(client: AsyncQdrantClient, embedder: Embedder, chu
             raise ConfigurationError(f"chunked collection {collection!r}: model {model!r} makes {size}-dimensional "
                                      f"vectors, {vector} has {dense.size} (set the model in QCC_CHUNKED_COLLECTIONS "
                                      "or the CDC mapping to one that fits, or recreate the collection)")
+
+
+def missing_sparse_vector(collection: str, spec: ChunkedField) -> str:
+    return (f"chunked collection {collection!r} has no sparse vector {spec.sparse_vector!r} for its chunks (add "
+            f"it, such as by create-collection --sparse {spec.sparse_vector}, or drop sparse_vector from "
+            "QCC_CHUNKED_COLLECTIONS)")
 
 
 async def _collection_info(client: AsyncQdrantClient, collection: str) -> qm.CollectionInfo | None:
