@@ -198,6 +198,8 @@ async def _reembed_documents(
         raise InvalidOption("--filter", f"documents are chunked again whole ({reason}): a re-chunk takes no filter")
     info = await qdrant.call(f"get_collection({collection})", lambda: qdrant.client.get_collection(collection))
     check_vectors("--vector-name", [chunking.vector], info, collection)
+    if chunking.sparse_vector:  # the chunks get it too: refused before anything is written
+        check_vectors("QCC_CHUNKED_COLLECTIONS sparse_vector", [chunking.sparse_vector], info, collection)
     await _check_dimension(embedder, str(new.model), vectors_config(info)["dense"][chunking.vector]["size"],
                            chunking.vector, collection)
     checkpoint = Checkpoint(checkpoint_file or Path(f".reembed-{collection}-{chunking.vector or 'default'}.json"))

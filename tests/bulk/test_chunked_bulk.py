@@ -139,6 +139,18 @@ async def test_a_chunked_collection_round_trips_and_each_document_is_checked_who
     assert problems[2].startswith("chunks 1 whose text is not their sha256 or span")
 
 
+@only_targets("local")
+async def test_a_re_chunk_into_a_sparse_vector_the_collection_lacks_is_refused_before_writing(
+        articles, tmp_path: Path) -> None:
+    settings, sink, embedder = articles
+    before = await stored(sink.client, "articles")
+    spec = settings.chunked_collections["articles"].model_copy(update={"sparse_vector": "bm25"})
+    with pytest.raises(InvalidOption, match=r"sparse_vector bm25.*articles has no such vector"):
+        await reembed_collection(sink, embedder, "articles", text_field=None, chunking=spec, max_tokens=48,
+                                 checkpoint_file=tmp_path / "ck.json", show_progress=False)
+    assert await stored(sink.client, "articles") == before
+
+
 @only_targets("local")  # the server re-chunks in the migration's test below
 async def test_reembed_re_embeds_each_chunk_and_re_chunks_for_other_limits(articles, tmp_path: Path) -> None:
     settings, sink, embedder = articles
